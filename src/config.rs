@@ -1,0 +1,115 @@
+//! The discovery hook's shell-operator configuration (`--config`, SPEC §4.1).
+//!
+//! Every Kubernetes binding and the schedule share one `group`, so every run — whatever
+//! triggered it — sees complete snapshots of everything the reconcile needs. jq filters keep
+//! our own writes (IstioFederation status, Istio's ServiceEntry status) from re-triggering
+//! the hook: a Modified event is only delivered when the filtered view changes.
+
+use crate::k8s::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::settings::{
+    Settings, TrustBundleMode, CACERTS_SECRET, KEYPAIR_SECRET, LOCAL_ROOT_CONFIGMAP,
+};
+use serde_json::{json, Value};
+
+/// Binding names: the keys of `snapshots` in every run.
+pub const FEDERATIONS: &str = "federations";
+pub const KEYPAIR: &str = "authn_keypair";
+pub const TRUST_BUNDLE: &str = "trust_bundle";
+pub const LOCAL_ROOT: &str = "local_root_ca";
+pub const SERVICE_ENTRIES: &str = "service_entries";
+pub const DESTINATION_RULES: &str = "destination_rules";
+pub const SCHEDULE: &str = "refresh_remote_metadata";
+pub const GROUP: &str = "istio_federation";
+pub const QUEUE: &str = "istio-federation";
+
+/// Every snapshot a discovery run needs before it may change anything.
+pub const REQUIRED_SNAPSHOTS: [&str; 6] = [
+    FEDERATIONS,
+    KEYPAIR,
+    TRUST_BUNDLE,
+    LOCAL_ROOT,
+    SERVICE_ENTRIES,
+    DESTINATION_RULES,
+];
+
+fn in_namespace(ns: &str) -> Value {
+    json!({"nameSelector": {"matchNames": [ns]}})
+}
+
+/// Renders the configVersion v1 config for the discovery hook.
+pub fn discovery_config(s: &Settings) -> Value {
+    let trust_bundle = match s.trust_bundle_mode {
+        TrustBundleMode::MeshConfig => json!({
+            "name": TRUST_BUNDLE,
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "namespace": in_namespace(&s.istio_namespace),
+            "nameSelector": {"matchNames": [s.mesh_config_name]},
+            "jqFilter": "{data: .data, annotations: .metadata.annotations}",
+            "group": GROUP,
+            "queue": QUEUE,
+        }),
+        TrustBundleMode::Cacerts => json!({
+            "name": TRUST_BUNDLE,
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "namespace": in_namespace(&s.istio_namespace),
+            "nameSelector": {"matchNames": [CACERTS_SECRET]},
+            "jqFilter": "{data: .data, annotations: .metadata.annotations}",
+            "group": GROUP,
+            "queue": QUEUE,
+        }),
+    };
+    let managed = |name: &str, kind: &str| {
+        json!({
+            "name": name,
+            "apiVersion": s.networking_api_version,
+            "kind": kind,
+            "namespace": in_namespace(&s.federation_namespace),
+            "labelSelector": {"matchLabels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+            "jqFilter": "{labels: .metadata.labels, annotations: .metadata.annotations, spec: .spec}",
+            "group": GROUP,
+            "queue": QUEUE,
+        })
+    };
+    json!({
+        "configVersion": "v1",
+        "kubernetes": [
+            {
+                "name": FEDERATIONS,
+                "apiVersion": "deckhouse.io/v1alpha1",
+                "kind": "IstioFederation",
+                "jqFilter": ".spec",
+                "group": GROUP,
+                "queue": QUEUE,
+            },
+            {
+                "name": KEYPAIR,
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "namespace": in_namespace(&s.federation_namespace),
+                "nameSelector": {"matchNames": [KEYPAIR_SECRET]},
+                "jqFilter": ".data",
+                "group": GROUP,
+                "queue": QUEUE,
+            },
+            trust_bundle,
+            {
+                "name": LOCAL_ROOT,
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "namespace": in_namespace(&s.istio_namespace),
+                "nameSelector": {"matchNames": [LOCAL_ROOT_CONFIGMAP]},
+                "jqFilter": ".data",
+                "group": GROUP,
+                "queue": QUEUE,
+            },
+            managed(SERVICE_ENTRIES, "ServiceEntry"),
+            managed(DESTINATION_RULES, "DestinationRule"),
+        ],
+        "schedule": [
+            {"name": SCHEDULE, "crontab": "* * * * *", "group": GROUP, "queue": QUEUE}
+        ],
+        "settings": {"executionMinInterval": "3s", "executionBurst": 3},
+    })
+}

@@ -1,0 +1,160 @@
+//! istio-federation-hook: the imperative shell. Reads the inputs, calls the pure core,
+//! writes the outputs. See README.md for the pipeline.
+
+use istio_federation_hook::{
+    binding, config, logging, metrics, patch, reconcile, settings::Settings, timefmt,
+};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  istio-federation-hook [--config]           discovery hook (shell-operator): print config, or run once
+  istio-federation-hook --help | --version
+
+A run reads the binding context from $BINDING_CONTEXT_PATH (or stdin) and writes object patches
+to $KUBERNETES_PATCH_PATH (or $D8_TEST_KUBERNETES_PATCH_SET_FILE, or stdout) and metrics to
+$METRICS_PATH. Settings come from $VALUES_PATH and the environment; see README.md.";
+
+fn main() -> ExitCode {
+    logging::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        [] => run_discovery(),
+        ["--config"] => print_config(),
+        ["--help"] | ["-h"] | ["help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        ["--version"] | ["-V"] => {
+            println!("istio-federation-hook {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        // addon-operator probes extension-less hooks for the batch protocol: we are not one.
+        ["hook", ..] => Err("not a batch hook: run with --config or without arguments".to_string()),
+        _ => Err(format!("unknown arguments {:?}\n{USAGE}", args.join(" "))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line on stderr: shell-operator shows it as the run's error.
+            log::error!(target: "main", "{}", e.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn load_settings() -> Result<Settings, String> {
+    let values = match env("VALUES_PATH").filter(|p| !p.is_empty()) {
+        None => None,
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("VALUES_PATH {path}: {e}"))?;
+            if text.trim().is_empty() {
+                None
+            } else {
+                let v = serde_json::from_str(&text)
+                    .or_else(|_| serde_saphyr::from_str(&text))
+                    .map_err(|e: serde_saphyr::Error| {
+                        format!(
+                            "VALUES_PATH {path}: neither JSON nor YAML: {}",
+                            e.to_string().lines().next().unwrap_or("")
+                        )
+                    })?;
+                Some(v)
+            }
+        }
+    };
+    Settings::load(values.as_ref(), &env)
+}
+
+fn print_config() -> Result<(), String> {
+    let settings = load_settings()?;
+    let cfg = config::discovery_config(&settings);
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, &cfg).map_err(|e| e.to_string())?;
+    out.write_all(b"\n")
+        .and_then(|_| out.flush())
+        .map_err(|e| format!("writing config: {e}"))
+}
+
+/// The clock. `ISTIO_FEDERATION_HOOK_NOW` (RFC 3339) pins it for golden tests and replays.
+fn now() -> Result<i64, String> {
+    if let Some(s) = env("ISTIO_FEDERATION_HOOK_NOW").filter(|s| !s.is_empty()) {
+        return timefmt::parse_rfc3339(&s)
+            .ok_or_else(|| format!("ISTIO_FEDERATION_HOOK_NOW: {s:?} is not an RFC 3339 time"));
+    }
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("system clock: {e}"))?;
+    i64::try_from(d.as_secs()).map_err(|_| "system clock out of range".to_string())
+}
+
+fn read_binding_context() -> Result<Vec<u8>, String> {
+    match env("BINDING_CONTEXT_PATH").filter(|p| !p.is_empty()) {
+        Some(path) => std::fs::read(&path).map_err(|e| format!("BINDING_CONTEXT_PATH {path}: {e}")),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("reading binding context from stdin: {e}"))?;
+            Ok(buf)
+        }
+    }
+}
+
+/// Appends `bytes` to the file named by the first set variable, or writes them to stdout.
+fn write_output(vars: &[&str], bytes: &[u8], to_stdout: bool) -> Result<(), String> {
+    let target = vars
+        .iter()
+        .find_map(|v| env(v).filter(|p| !p.is_empty()).map(|p| (*v, p)));
+    match target {
+        Some((var, path)) => {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("{var} {path}: {e}"))?;
+            f.write_all(bytes)
+                .and_then(|_| f.flush())
+                .map_err(|e| format!("{var} {path}: {e}"))
+        }
+        None if to_stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)
+                .and_then(|_| out.flush())
+                .map_err(|e| format!("stdout: {e}"))
+        }
+        None => Ok(()),
+    }
+}
+
+fn run_discovery() -> Result<(), String> {
+    let settings = load_settings()?;
+    if settings.enabled {
+        settings.check_required()?;
+    }
+    let input = binding::parse(&read_binding_context()?)?;
+    let now = now()?;
+    let observed = reconcile::Observed::from_binding(&input);
+    let fetched = BTreeMap::new();
+    let outcome = reconcile::reconcile(&settings, &observed, &fetched, now);
+
+    let mut patches = Vec::new();
+    patch::write_ndjson(&mut patches, &outcome.operations).map_err(|e| e.to_string())?;
+    let mut metric_lines = Vec::new();
+    metrics::write_ndjson(&mut metric_lines, &outcome.metrics).map_err(|e| e.to_string())?;
+    write_output(
+        &["KUBERNETES_PATCH_PATH", "D8_TEST_KUBERNETES_PATCH_SET_FILE"],
+        &patches,
+        true,
+    )?;
+    write_output(&["METRICS_PATH"], &metric_lines, false)?;
+    log::debug!(target: "main", "{} operations, {} metric operations", outcome.operations.len(), outcome.metrics.len());
+    Ok(())
+}

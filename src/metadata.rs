@@ -1,0 +1,497 @@
+//! Deckhouse's public and private federation metadata (reference §2.2, §2.4) and their
+//! validation (SPEC §7). A peer is untrusted input: the same checks apply to a fresh response
+//! and to what an earlier run (or an older product) cached in `status.metadataCache`.
+//! Invalid items are dropped one by one with a reason; only a document that is unusable as a
+//! whole is rejected.
+
+use crate::certs::{self, CertRejection, RootCert};
+use crate::k8s;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// Condition reasons (Deckhouse's names where Deckhouse has one).
+pub const INVALID_PUBLIC: &str = "InvalidPublicMetadata";
+pub const INVALID_PRIVATE: &str = "InvalidPrivateMetadata";
+pub const CERTIFICATE_REJECTED: &str = "CertificateRejected";
+pub const HOSTNAME_OUT_OF_SCOPE: &str = "HostnameOutOfScope";
+
+/// A failed fetch or validation: a condition reason and an operator-facing message. The
+/// message never carries run-to-run detail, so a repeated failure does not churn status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the own cluster knows, to tell a peer from itself.
+#[derive(Debug, Clone)]
+pub struct Own<'a> {
+    pub cluster_uuid: &'a str,
+    pub root_fingerprints: &'a [String],
+    pub now: i64,
+}
+
+/// Validated public metadata. `roots` may be empty when every certificate was refused: the
+/// document still identifies the peer, but nothing of it may reach the trust bundle.
+#[derive(Debug, Clone)]
+pub struct PublicMetadata {
+    pub cluster_uuid: String,
+    pub authn_key_pub: String,
+    pub root_ca: String,
+    pub roots: Vec<RootCert>,
+    pub rejected: Vec<(usize, CertRejection)>,
+}
+
+impl PublicMetadata {
+    /// The Deckhouse cache layout `{clusterUUID, authnKeyPub, rootCA}` (values as received).
+    pub fn to_cache(&self) -> Value {
+        json!({"clusterUUID": self.cluster_uuid, "authnKeyPub": self.authn_key_pub, "rootCA": self.root_ca})
+    }
+
+    /// "certificate 2: not a CA certificate; …" for condition messages.
+    pub fn rejected_summary(&self) -> String {
+        self.rejected
+            .iter()
+            .map(|(i, r)| format!("certificate {i}: {r}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Gateway {
+    pub address: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePort {
+    pub name: String,
+    pub port: u16,
+    pub protocol: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublicService {
+    pub hostname: String,
+    pub ports: Vec<ServicePort>,
+}
+
+/// An item dropped from otherwise usable private metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrivateMetadata {
+    pub ingress_gateways: Vec<Gateway>,
+    pub public_services: Vec<PublicService>,
+    pub dropped: Vec<Dropped>,
+}
+
+impl PrivateMetadata {
+    /// The Deckhouse cache layout; ports carry the derived `protocol` as Deckhouse stores it.
+    pub fn to_cache(&self) -> Value {
+        json!({"ingressGateways": self.ingress_gateways, "publicServices": self.public_services})
+    }
+
+    /// Distinct imported host names.
+    pub fn service_count(&self) -> usize {
+        self.public_services
+            .iter()
+            .map(|s| s.hostname.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
+/// Port protocol from the port name (Deckhouse `updatePortProtocols`, reference §3.4): the part
+/// before the first `-` is searched for the keywords in a fixed order, so names that contain
+/// two keywords of equal length (`grpchttp`) always get the same answer.
+pub fn protocol_for(name: &str) -> &'static str {
+    const TABLE: [(&str, &str); 6] = [
+        ("grpc-web", "HTTP2"),
+        ("https", "TLS"),
+        ("http2", "HTTP2"),
+        ("grpc", "HTTP2"),
+        ("http", "HTTP"),
+        ("tls", "TLS"),
+    ];
+    let base = name.split('-').next().unwrap_or("");
+    TABLE
+        .iter()
+        .find(|(kw, _)| base.contains(kw))
+        .map(|(_, p)| *p)
+        .unwrap_or("TCP")
+}
+
+/// A ServiceEntry port name must be a DNS-1123 label short enough for the CRD's endpoint-port
+/// key rule (< 63 characters).
+fn is_port_name(name: &str) -> bool {
+    k8s::is_dns1123_label(name) && name.len() <= 62
+}
+
+fn is_sane_uuid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Validates public metadata (SPEC §7). Errors are `InvalidPublicMetadata`; refused root
+/// certificates are reported in [`PublicMetadata::rejected`], not as an error.
+pub fn validate_public(v: &Value, own: &Own) -> Result<PublicMetadata, Failure> {
+    if !v.is_object() {
+        return Err(Failure::new(
+            INVALID_PUBLIC,
+            "public metadata is not a JSON object",
+        ));
+    }
+    let (Some(uuid), Some(key), Some(root_ca)) = (
+        str_field(v, "clusterUUID"),
+        str_field(v, "authnKeyPub"),
+        str_field(v, "rootCA"),
+    ) else {
+        return Err(Failure::new(
+            INVALID_PUBLIC,
+            "clusterUUID, authnKeyPub, and rootCA must be non-empty strings",
+        ));
+    };
+    if !is_sane_uuid(uuid) {
+        return Err(Failure::new(
+            INVALID_PUBLIC,
+            "clusterUUID must be at most 128 characters of letters, digits, '-', '_' or '.'",
+        ));
+    }
+    if uuid == own.cluster_uuid {
+        return Err(Failure::new(
+            INVALID_PUBLIC,
+            format!("clusterUUID {uuid} is this cluster's own UUID: metadataEndpoint points at this cluster"),
+        ));
+    }
+    certs::parse_ed25519_public_pem(key).map_err(|e| {
+        Failure::new(
+            INVALID_PUBLIC,
+            format!("authnKeyPub is not an Ed25519 public key: {e}"),
+        )
+    })?;
+    let check = certs::check_roots(root_ca, own.now, own.root_fingerprints)
+        .map_err(|e| Failure::new(CERTIFICATE_REJECTED, format!("rootCA: {e}")))?;
+    Ok(PublicMetadata {
+        cluster_uuid: uuid.to_string(),
+        authn_key_pub: key.to_string(),
+        root_ca: root_ca.to_string(),
+        roots: check.accepted,
+        rejected: check.rejected,
+    })
+}
+
+fn port_number(v: Option<&Value>) -> Option<u16> {
+    let n = v?.as_u64()?;
+    u16::try_from(n).ok().filter(|p| *p >= 1)
+}
+
+/// Validates private metadata against the federation's trust domain (SPEC §7).
+pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata, Failure> {
+    let (Some(gws), Some(svcs)) = (
+        v.get("ingressGateways").and_then(Value::as_array),
+        v.get("publicServices").and_then(Value::as_array),
+    ) else {
+        return Err(Failure::new(
+            INVALID_PRIVATE,
+            "ingressGateways and publicServices must be set (JSON arrays)",
+        ));
+    };
+    let mut dropped = Vec::new();
+    let mut drop_item =
+        |reason: &'static str, message: String| dropped.push(Dropped { reason, message });
+
+    let mut seen_gw = BTreeSet::new();
+    let mut gateways = Vec::new();
+    for (i, gw) in gws.iter().enumerate() {
+        let addr = gw
+            .get("address")
+            .and_then(Value::as_str)
+            .map(|a| a.trim().to_ascii_lowercase());
+        let port = port_number(gw.get("port"));
+        match (addr, port) {
+            (Some(a), Some(p)) if k8s::is_gateway_address(&a) => {
+                let g = Gateway {
+                    address: a,
+                    port: p,
+                };
+                if seen_gw.insert(g.clone()) {
+                    gateways.push(g);
+                }
+            }
+            (Some(a), Some(_)) => drop_item(
+                INVALID_PRIVATE,
+                format!(
+                    "ingress gateway {}: address {:?} is neither an IP address nor a DNS name",
+                    i + 1,
+                    truncate(&a)
+                ),
+            ),
+            (_, _) => drop_item(
+                INVALID_PRIVATE,
+                format!(
+                    "ingress gateway {}: needs a string address and a port 1-65535",
+                    i + 1
+                ),
+            ),
+        }
+    }
+
+    let suffix = format!(".{trust_domain}");
+    let mut services = Vec::new();
+    for (i, svc) in svcs.iter().enumerate() {
+        let Some(hostname) = svc.get("hostname").and_then(Value::as_str) else {
+            drop_item(
+                INVALID_PRIVATE,
+                format!("service {}: hostname missing", i + 1),
+            );
+            continue;
+        };
+        let shown = truncate(hostname);
+        if !k8s::is_service_hostname(hostname) {
+            drop_item(
+                INVALID_PRIVATE,
+                format!("service {shown}: not a lower-case DNS name"),
+            );
+            continue;
+        }
+        if !hostname.ends_with(&suffix) {
+            drop_item(
+                HOSTNAME_OUT_OF_SCOPE,
+                format!("service {shown}: hostname is outside trust domain {trust_domain}"),
+            );
+            continue;
+        }
+        let Some(raw_ports) = svc.get("ports").and_then(Value::as_array) else {
+            drop_item(
+                INVALID_PRIVATE,
+                format!("service {shown}: ports must be an array"),
+            );
+            continue;
+        };
+        let mut ports: Vec<ServicePort> = Vec::new();
+        for p in raw_ports {
+            let Some(number) = port_number(p.get("port")) else {
+                let raw = p
+                    .get("port")
+                    .map(Value::to_string)
+                    .unwrap_or_else(|| "missing".into());
+                drop_item(
+                    INVALID_PRIVATE,
+                    format!(
+                        "service {shown}: port {} is not a number 1-65535",
+                        truncate(&raw)
+                    ),
+                );
+                continue;
+            };
+            if ports.iter().any(|q| q.port == number) {
+                continue; // duplicate port number within a service: first wins, silently (Deckhouse)
+            }
+            let raw_name = p.get("name").and_then(Value::as_str).unwrap_or("");
+            let protocol = protocol_for(raw_name);
+            let generated = format!("{}-{number}", protocol.to_ascii_lowercase());
+            let mut name = if is_port_name(raw_name) {
+                raw_name.to_string()
+            } else {
+                generated.clone()
+            };
+            if ports.iter().any(|q| q.name == name) {
+                name = generated;
+            }
+            if ports.iter().any(|q| q.name == name) {
+                drop_item(
+                    INVALID_PRIVATE,
+                    format!("service {shown}: port {number}: name {name:?} is already used"),
+                );
+                continue;
+            }
+            ports.push(ServicePort {
+                name,
+                port: number,
+                protocol,
+            });
+        }
+        if ports.is_empty() {
+            drop_item(INVALID_PRIVATE, format!("service {shown}: no valid ports"));
+            continue;
+        }
+        services.push(PublicService {
+            hostname: hostname.to_string(),
+            ports,
+        });
+    }
+    Ok(PrivateMetadata {
+        ingress_gateways: gateways,
+        public_services: services,
+        dropped,
+    })
+}
+
+/// Keeps hostile input from bloating messages.
+fn truncate(s: &str) -> String {
+    if s.len() <= 80 {
+        return s.to_string();
+    }
+    let mut end = 77;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_table_matches_deckhouse_cases() {
+        // reference deckhouse-federation §7 case 27
+        let cases = [
+            ("http", "HTTP"),
+            ("http-web", "HTTP"),
+            ("https", "TLS"),
+            ("https-api", "TLS"),
+            ("tls-xxx", "TLS"),
+            ("grpc", "HTTP2"),
+            ("grpc-web", "HTTP2"),
+            ("http2", "HTTP2"),
+            ("ppp", "TCP"),
+            ("", "TCP"),
+            ("web-http", "TCP"),
+            ("HTTP", "TCP"),
+            ("xhttpx", "HTTP"),
+            ("mytls", "TLS"),
+        ];
+        for (name, proto) in cases {
+            assert_eq!(protocol_for(name), proto, "{name}");
+        }
+        // fixed tie order: https before http2, grpc before http
+        assert_eq!(protocol_for("https2"), "TLS");
+        assert_eq!(protocol_for("grpchttp"), "HTTP2");
+    }
+
+    #[test]
+    fn private_requires_both_arrays() {
+        for v in [
+            json!({"wrong": "format"}),
+            json!({"ingressGateways": [{"address": "a", "port": 1}], "publicServices": null}),
+            json!([]),
+        ] {
+            assert_eq!(
+                validate_private(&v, "b.local").unwrap_err().reason,
+                INVALID_PRIVATE
+            );
+        }
+        let ok = validate_private(
+            &json!({"ingressGateways": [], "publicServices": []}),
+            "b.local",
+        )
+        .unwrap();
+        assert!(
+            ok.ingress_gateways.is_empty()
+                && ok.public_services.is_empty()
+                && ok.dropped.is_empty()
+        );
+    }
+
+    #[test]
+    fn hostile_private_items_are_dropped_one_by_one() {
+        let v = json!({
+            "ingressGateways": [
+                {"address": "1.1.1.1", "port": 15443},
+                {"address": "1.1.1.1", "port": 15443},
+                {"address": "GW.B.example", "port": 443},
+                {"address": "bad address", "port": 1},
+                {"address": "2.2.2.2", "port": 70000}
+            ],
+            "publicServices": [
+                {"hostname": "web.prod.svc.b.local", "ports": [
+                    {"name": "http", "port": 8080, "protocol": "TCP"},
+                    {"port": 9090},
+                    {"name": "Bad_Name", "port": 9091},
+                    {"name": "http", "port": 9092},
+                    {"name": "dup", "port": 8080},
+                    {"name": "x", "port": 70000}
+                ]},
+                {"hostname": "evil.prod.svc.my.cluster", "ports": [{"name": "http", "port": 80}]},
+                {"hostname": "sneaky.b.local.evil.com", "ports": [{"name": "http", "port": 80}]},
+                {"hostname": "UPPER.b.local", "ports": [{"name": "http", "port": 80}]},
+                {"hostname": "empty.b.local", "ports": []}
+            ]
+        });
+        let p = validate_private(&v, "b.local").unwrap();
+        assert_eq!(
+            p.ingress_gateways,
+            vec![
+                Gateway {
+                    address: "1.1.1.1".into(),
+                    port: 15443
+                },
+                Gateway {
+                    address: "gw.b.example".into(),
+                    port: 443
+                }
+            ]
+        );
+        assert_eq!(p.public_services.len(), 1);
+        let ports: Vec<(&str, u16, &str)> = p.public_services[0]
+            .ports
+            .iter()
+            .map(|q| (q.name.as_str(), q.port, q.protocol))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                ("http", 8080, "HTTP"),
+                ("tcp-9090", 9090, "TCP"),
+                ("tcp-9091", 9091, "TCP"),
+                ("http-9092", 9092, "HTTP")
+            ]
+        );
+        let reasons: Vec<&str> = p.dropped.iter().map(|d| d.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                INVALID_PRIVATE,
+                INVALID_PRIVATE,
+                INVALID_PRIVATE,
+                HOSTNAME_OUT_OF_SCOPE,
+                HOSTNAME_OUT_OF_SCOPE,
+                INVALID_PRIVATE,
+                INVALID_PRIVATE
+            ]
+        );
+        assert_eq!(
+            p.dropped[3].message,
+            "service evil.prod.svc.my.cluster: hostname is outside trust domain b.local"
+        );
+        assert_eq!(
+            p.dropped[2].message,
+            "service web.prod.svc.b.local: port 70000 is not a number 1-65535"
+        );
+    }
+}

@@ -1,0 +1,612 @@
+//! The pure core of a discovery run: observed snapshots (+ what the network phase fetched)
+//! → the operations and metrics that make the cluster match (SPEC §4.2 steps 2–8).
+//!
+//! No I/O and no clock: `now` is passed in. The same input gives byte-identical output.
+
+use crate::binding::BindingInput;
+use crate::certs;
+use crate::config;
+use crate::federation::{self, Federation};
+use crate::k8s;
+use crate::metadata::{self, Failure, Own, PrivateMetadata, PublicMetadata};
+use crate::metrics;
+use crate::patch::{self, Operation};
+use crate::service_entries::{self, Source};
+use crate::settings::Settings;
+use crate::status::{self, Condition};
+use crate::timefmt;
+use crate::trust_bundle::{self, TrustEntry};
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A root that expires within this many seconds is called out in the condition message.
+const EXPIRY_WARNING: i64 = 30 * 24 * 3600;
+/// A successful fetch rewrites unchanged metadata only when the stored timestamp is older.
+const TIMESTAMP_REFRESH: i64 = 10 * 60;
+/// At most this many dropped items are listed in a condition message.
+const MAX_LISTED: usize = 5;
+
+/// Snapshots of one run. `None` = no context of the run carried that binding: state unknown.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Observed<'a> {
+    pub federations: Option<&'a [Value]>,
+    pub keypair: Option<&'a [Value]>,
+    pub trust_object: Option<&'a [Value]>,
+    pub local_root: Option<&'a [Value]>,
+    pub service_entries: Option<&'a [Value]>,
+    pub destination_rules: Option<&'a [Value]>,
+}
+
+impl<'a> Observed<'a> {
+    pub fn from_binding(b: &'a BindingInput) -> Observed<'a> {
+        Observed {
+            federations: b.snapshot(config::FEDERATIONS),
+            keypair: b.snapshot(config::KEYPAIR),
+            trust_object: b.snapshot(config::TRUST_BUNDLE),
+            local_root: b.snapshot(config::LOCAL_ROOT),
+            service_entries: b.snapshot(config::SERVICE_ENTRIES),
+            destination_rules: b.snapshot(config::DESTINATION_RULES),
+        }
+    }
+
+    /// The Ed25519 private key PEM from the key-pair Secret (`priv.pem`), if present.
+    pub fn private_key_pem(&self) -> Option<String> {
+        let secret = self.keypair?.first()?;
+        let b64 = secret.pointer("/data/priv.pem")?.as_str()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+}
+
+/// One request of the network phase.
+#[derive(Debug, Clone)]
+pub struct Attempt<T> {
+    pub url: String,
+    pub result: Result<T, Failure>,
+    pub seconds: f64,
+}
+
+/// What the network phase learned about one federation in this run.
+#[derive(Debug, Clone, Default)]
+pub struct FetchReport {
+    pub public: Option<Attempt<PublicMetadata>>,
+    pub private: Option<Attempt<PrivateMetadata>>,
+    /// Set when the private request was not made (no key pair, public failed, …).
+    pub private_skipped: Option<Failure>,
+}
+
+/// Everything a run emits.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub operations: Vec<Operation>,
+    pub metrics: Vec<Value>,
+}
+
+/// Own root-certificate fingerprints: the local root (istio-ca-root-cert) and, in cacerts
+/// mode, the local roots in `root-cert.pem`.
+pub fn own_root_fingerprints(settings: &Settings, observed: &Observed) -> Vec<String> {
+    let mut fps: Vec<String> = observed
+        .local_root
+        .and_then(|l| l.first())
+        .and_then(|cm| cm.pointer("/data/root-cert.pem"))
+        .and_then(Value::as_str)
+        .map(certs::certificate_fingerprints)
+        .unwrap_or_default();
+    fps.extend(trust_bundle::local_fingerprints(
+        settings,
+        observed.trust_object.and_then(|t| t.first()),
+    ));
+    fps.sort();
+    fps.dedup();
+    fps
+}
+
+/// Parsed federations in name order; unreadable ones are reported by name.
+pub fn federations(observed: &Observed) -> (Vec<Federation>, Vec<String>) {
+    let mut feds = Vec::new();
+    let mut broken = Vec::new();
+    for obj in observed.federations.unwrap_or(&[]) {
+        match Federation::parse(obj) {
+            Ok(f) => feds.push(f),
+            Err(e) => {
+                log::error!(target: "reconcile", "{e}; its ServiceEntries and trust entries are kept unchanged until it is fixed");
+                broken.push(k8s::name(obj).unwrap_or("").to_string());
+            }
+        }
+    }
+    feds.sort_by(|a, b| a.name.cmp(&b.name));
+    (feds, broken)
+}
+
+/// Per-federation state derived this run.
+struct FedState<'f> {
+    fed: &'f Federation,
+    public: Option<PublicMetadata>,
+    public_problem: Option<Failure>,
+    private: Option<PrivateMetadata>,
+    private_problem: Option<Failure>,
+}
+
+fn effective_public(
+    fed: &Federation,
+    report: Option<&FetchReport>,
+    own: &Own,
+) -> (Option<PublicMetadata>, Option<Failure>) {
+    if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.public.as_ref()) {
+        return (Some(p.clone()), None);
+    }
+    match &fed.cached_public {
+        None => (None, None),
+        Some(v) => match metadata::validate_public(v, own) {
+            Ok(p) => (Some(p), None),
+            Err(f) => {
+                log::warn!(target: "reconcile", "IstioFederation {}: cached public metadata is unusable: {}", fed.name, f.message);
+                (
+                    None,
+                    Some(Failure::new(
+                        f.reason,
+                        format!("Cached public metadata is unusable: {}", f.message),
+                    )),
+                )
+            }
+        },
+    }
+}
+
+fn effective_private(
+    fed: &Federation,
+    report: Option<&FetchReport>,
+) -> (Option<PrivateMetadata>, Option<Failure>) {
+    if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.private.as_ref()) {
+        return (Some(p.clone()), None);
+    }
+    match &fed.cached_private {
+        None => (None, None),
+        Some(v) => match metadata::validate_private(v, &fed.trust_domain) {
+            Ok(p) => (Some(p), None),
+            Err(f) => {
+                log::warn!(target: "reconcile", "IstioFederation {}: cached private metadata is unusable: {}", fed.name, f.message);
+                (
+                    None,
+                    Some(Failure::new(
+                        f.reason,
+                        format!("Cached private metadata is unusable: {}", f.message),
+                    )),
+                )
+            }
+        },
+    }
+}
+
+/// Runs the whole reconcile.
+pub fn reconcile(
+    settings: &Settings,
+    observed: &Observed,
+    fetched: &BTreeMap<String, FetchReport>,
+    now: i64,
+) -> Outcome {
+    let mut out = Outcome {
+        operations: Vec::new(),
+        metrics: vec![metrics::expire()],
+    };
+    let api = settings.networking_api_version.as_str();
+    let ns = settings.federation_namespace.as_str();
+    let trust_object = observed.trust_object.map(|t| t.first());
+
+    if !settings.enabled {
+        // Cleanup: remove everything we own and nothing else.
+        if let Some(t) = trust_object {
+            match trust_bundle::plan(settings, t, &[]) {
+                Ok(op) => out.operations.extend(op),
+                Err(e) => {
+                    log::warn!(target: "reconcile", "federation disabled, but our trust entries cannot be removed: {e}")
+                }
+            }
+        }
+        for snapshot in [observed.service_entries, observed.destination_rules] {
+            let (_, deletes) = patch::diff_managed(&[], snapshot, &|_| false);
+            out.operations.extend(deletes);
+        }
+        return out;
+    }
+    if observed.federations.is_none() {
+        log::warn!(target: "reconcile", "this run carries no snapshot of IstioFederations; nothing is reconciled");
+        return Outcome::default();
+    }
+
+    let own_fps = own_root_fingerprints(settings, observed);
+    let own = Own {
+        cluster_uuid: &settings.cluster_uuid,
+        root_fingerprints: &own_fps,
+        now,
+    };
+    let (feds, broken) = federations(observed);
+
+    let mut states: Vec<FedState> = Vec::with_capacity(feds.len());
+    for fed in &feds {
+        if fed.trust_domain == settings.cluster_domain {
+            log::warn!(target: "reconcile", "IstioFederation {}: spec.trustDomain {} is this cluster's own trust domain; skipped", fed.name, fed.trust_domain);
+            continue;
+        }
+        let report = fetched.get(&fed.name);
+        let (public, public_problem) = effective_public(fed, report, &own);
+        let (private, private_problem) = effective_private(fed, report);
+        states.push(FedState {
+            fed,
+            public,
+            public_problem,
+            private,
+            private_problem,
+        });
+    }
+
+    // Trust entries: every accepted root of every federation with public metadata.
+    let mut desired_trust: Vec<TrustEntry> = Vec::new();
+    let mut seen_trust = BTreeSet::new();
+    for st in &states {
+        for root in st.public.iter().flat_map(|p| &p.roots) {
+            if seen_trust.insert((st.fed.trust_domain.clone(), root.fingerprint.clone())) {
+                desired_trust.push(TrustEntry {
+                    trust_domain: st.fed.trust_domain.clone(),
+                    pem: root.pem.clone(),
+                    fingerprint: root.fingerprint.clone(),
+                });
+            }
+        }
+    }
+    let mut trust_problem: Option<String> = None;
+    match trust_object {
+        None => {
+            log::warn!(target: "reconcile", "this run carries no snapshot of the trust-bundle object; trust entries unchanged")
+        }
+        Some(_) if !broken.is_empty() => {
+            log::warn!(target: "reconcile", "trust entries unchanged while IstioFederation(s) {} cannot be read", broken.join(", "));
+        }
+        Some(t) => match trust_bundle::plan(settings, t, &desired_trust) {
+            Ok(op) => out.operations.extend(op),
+            Err(e) => {
+                log::error!(target: "reconcile", "{e}");
+                trust_problem = Some(e);
+            }
+        },
+    }
+
+    // ServiceEntries from every federation with public and private metadata and a gateway.
+    let sources: Vec<Source> = states
+        .iter()
+        .filter(|st| st.public.is_some())
+        .filter_map(|st| {
+            let p = st.private.as_ref()?;
+            (!p.ingress_gateways.is_empty()).then_some(Source {
+                federation: &st.fed.name,
+                gateways: &p.ingress_gateways,
+                services: &p.public_services,
+            })
+        })
+        .collect();
+    let (records, warnings) = service_entries::merge(&sources);
+    for w in warnings {
+        log::warn!(target: "service_entries", "{w}");
+    }
+    let mut desired_dr = Vec::with_capacity(records.len());
+    let mut desired_se = Vec::with_capacity(records.len());
+    for r in &records {
+        desired_dr.push(service_entries::destination_rule(r, ns, api));
+        desired_se.push(service_entries::service_entry(r, ns, api));
+    }
+    let broken_set: BTreeSet<&str> = broken.iter().map(String::as_str).collect();
+    let keep = |o: &Value| {
+        !broken_set.is_empty()
+            && k8s::annotation(o, k8s::FEDERATIONS_ANNOTATION)
+                .is_some_and(|a| a.split(',').any(|f| broken_set.contains(f)))
+    };
+    let (dr_writes, dr_deletes) =
+        patch::diff_managed(&desired_dr, observed.destination_rules, &keep);
+    let (se_writes, se_deletes) = patch::diff_managed(&desired_se, observed.service_entries, &keep);
+    // Creates: DestinationRule before its ServiceEntry, so mTLS is in place first.
+    let mut dr_writes = dr_writes.into_iter().peekable();
+    let mut se_writes = se_writes.into_iter().peekable();
+    let name_of = |op: &Operation| match op {
+        Operation::CreateOrUpdate(o) => k8s::name(o).unwrap_or("").to_string(),
+        _ => String::new(),
+    };
+    loop {
+        let next_dr = dr_writes.peek().map(name_of);
+        let next_se = se_writes.peek().map(name_of);
+        match (next_dr, next_se) {
+            (None, None) => break,
+            (Some(d), Some(s)) if s < d => out.operations.extend(se_writes.next()),
+            (Some(_), _) => out.operations.extend(dr_writes.next()),
+            (None, Some(_)) => out.operations.extend(se_writes.next()),
+        }
+    }
+    // Deletes: ServiceEntry before its DestinationRule, so no traffic loses mTLS first.
+    out.operations.extend(se_deletes);
+    out.operations.extend(dr_deletes);
+
+    // Status and metrics, per federation in name order.
+    for st in &states {
+        let report = fetched.get(&st.fed.name);
+        let mut conditions = Vec::with_capacity(4);
+        if let Some(r) = report {
+            conditions.extend(exchange_conditions(r));
+        }
+        conditions.push(trust_condition(st, trust_problem.as_deref(), now));
+        conditions.push(services_condition(st));
+        if let Some(op) = status_patch(st, report, &conditions, now) {
+            out.operations.push(op);
+        }
+        federation_metrics(st, report, &mut out.metrics);
+    }
+    out
+}
+
+fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
+    let mut out = Vec::with_capacity(2);
+    if let Some(a) = &r.public {
+        out.push(match &a.result {
+            Ok(_) => Condition::new(
+                status::PUBLIC,
+                "True",
+                "Succeeded",
+                "Public metadata exchange succeeded.",
+            ),
+            Err(f) => Condition::new(status::PUBLIC, "False", f.reason, f.message.clone()),
+        });
+    }
+    match (&r.private, &r.private_skipped) {
+        (Some(a), _) => out.push(match &a.result {
+            Ok(_) => Condition::new(
+                status::PRIVATE,
+                "True",
+                "Succeeded",
+                "Private metadata exchange succeeded.",
+            ),
+            Err(f) => Condition::new(status::PRIVATE, "False", f.reason, f.message.clone()),
+        }),
+        (None, Some(f)) => {
+            let st = if f.reason == "AwaitingPublic" {
+                "Unknown"
+            } else {
+                "False"
+            };
+            out.push(Condition::new(
+                status::PRIVATE,
+                st,
+                f.reason,
+                f.message.clone(),
+            ));
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+fn trust_condition(st: &FedState, trust_problem: Option<&str>, now: i64) -> Condition {
+    let td = &st.fed.trust_domain;
+    let Some(public) = &st.public else {
+        return match &st.public_problem {
+            Some(f) => Condition::new(status::TRUST, "False", f.reason, f.message.clone()),
+            None => Condition::new(
+                status::TRUST,
+                "False",
+                "AwaitingPublic",
+                "Public metadata has not been fetched yet; the peer's root certificate is not trusted.",
+            ),
+        };
+    };
+    if public.roots.is_empty() {
+        return Condition::new(
+            status::TRUST,
+            "False",
+            metadata::CERTIFICATE_REJECTED,
+            format!(
+                "No root certificate of the peer is trusted: {}.",
+                public.rejected_summary()
+            ),
+        );
+    }
+    if let Some(problem) = trust_problem {
+        return Condition::new(
+            status::TRUST,
+            "False",
+            "TrustBundleUnavailable",
+            format!("{problem}."),
+        );
+    }
+    let n = public.roots.len();
+    let mut msg = format!(
+        "Trusting {n} root certificate{} for trust domain {td}.",
+        if n == 1 { "" } else { "s" }
+    );
+    if !public.rejected.is_empty() {
+        msg.push_str(&format!(" Ignored: {}.", public.rejected_summary()));
+    }
+    for r in &public.roots {
+        if r.not_after - now < EXPIRY_WARNING {
+            msg.push_str(&format!(
+                " Root {} expires on {}.",
+                r.subject,
+                timefmt::date(r.not_after)
+            ));
+        }
+    }
+    Condition::new(status::TRUST, "True", "Succeeded", msg)
+}
+
+fn services_condition(st: &FedState) -> Condition {
+    if st.public.is_none() {
+        return Condition::new(
+            status::SERVICES,
+            "False",
+            "AwaitingPublic",
+            "Services are imported once public metadata is available.",
+        );
+    }
+    let Some(private) = &st.private else {
+        return match &st.private_problem {
+            Some(f) => Condition::new(status::SERVICES, "False", f.reason, f.message.clone()),
+            None => Condition::new(
+                status::SERVICES,
+                "False",
+                "AwaitingPrivate",
+                "Private metadata has not been fetched yet; no services are imported.",
+            ),
+        };
+    };
+    if private.ingress_gateways.is_empty() {
+        return Condition::new(
+            status::SERVICES,
+            "False",
+            "NoIngressGateways",
+            "The peer publishes no ingress gateways, so its services cannot be reached; none are imported.",
+        );
+    }
+    let n = private.service_count();
+    let imported = format!("Imported {n} service{}", if n == 1 { "" } else { "s" });
+    if private.dropped.is_empty() {
+        return Condition::new(
+            status::SERVICES,
+            "True",
+            "Succeeded",
+            format!("{imported}."),
+        );
+    }
+    let reason = if private
+        .dropped
+        .iter()
+        .any(|d| d.reason == metadata::HOSTNAME_OUT_OF_SCOPE)
+    {
+        metadata::HOSTNAME_OUT_OF_SCOPE
+    } else {
+        metadata::INVALID_PRIVATE
+    };
+    let listed: Vec<&str> = private
+        .dropped
+        .iter()
+        .take(MAX_LISTED)
+        .map(|d| d.message.as_str())
+        .collect();
+    let mut msg = format!(
+        "{imported}; dropped {} item{}: {}",
+        private.dropped.len(),
+        if private.dropped.len() == 1 { "" } else { "s" },
+        listed.join("; ")
+    );
+    if private.dropped.len() > MAX_LISTED {
+        msg.push_str(&format!(
+            "; and {} more",
+            private.dropped.len() - MAX_LISTED
+        ));
+    }
+    msg.push('.');
+    for d in &private.dropped {
+        log::warn!(target: "reconcile", "IstioFederation {}: dropped from private metadata: {}", st.fed.name, d.message);
+    }
+    Condition::new(
+        status::SERVICES,
+        if n > 0 { "True" } else { "False" },
+        reason,
+        msg,
+    )
+}
+
+/// The status merge patch, or `None` when nothing would change.
+fn status_patch(
+    st: &FedState,
+    report: Option<&FetchReport>,
+    conditions: &[Condition],
+    now: i64,
+) -> Option<Operation> {
+    let fed = st.fed;
+    let mut status = Map::new();
+    let mut cache = Map::new();
+    let stale = |ts: &Option<String>| {
+        ts.as_deref()
+            .and_then(timefmt::parse_rfc3339)
+            .is_none_or(|t| now - t >= TIMESTAMP_REFRESH)
+    };
+    if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.public.as_ref()) {
+        let v = p.to_cache();
+        if fed.cached_public.as_ref() != Some(&v) || stale(&fed.public_fetched_at) {
+            cache.insert("public".into(), v);
+            cache.insert(
+                "publicLastFetchTimestamp".into(),
+                timefmt::rfc3339(now).into(),
+            );
+        }
+    }
+    if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.private.as_ref()) {
+        let v = p.to_cache();
+        if fed.cached_private.as_ref() != Some(&v) || stale(&fed.private_fetched_at) {
+            cache.insert("private".into(), v);
+            cache.insert(
+                "privateLastFetchTimestamp".into(),
+                timefmt::rfc3339(now).into(),
+            );
+        }
+    }
+    if !cache.is_empty() {
+        status.insert("metadataCache".into(), Value::Object(cache));
+    }
+    let merged = status::merge(&fed.conditions, conditions, now);
+    if merged != fed.conditions {
+        status.insert("conditions".into(), Value::Array(merged));
+    }
+    if status.is_empty() {
+        return None;
+    }
+    Some(Operation::StatusMergePatch {
+        api_version: federation::API_VERSION.into(),
+        kind: federation::KIND.into(),
+        name: fed.name.clone(),
+        patch: json!({"status": status}),
+    })
+}
+
+fn federation_metrics(st: &FedState, report: Option<&FetchReport>, out: &mut Vec<Value>) {
+    let name = st.fed.name.as_str();
+    if let Some(r) = report {
+        let attempts = [
+            r.public
+                .as_ref()
+                .map(|a| (&a.url, a.result.is_err(), a.seconds)),
+            r.private
+                .as_ref()
+                .map(|a| (&a.url, a.result.is_err(), a.seconds)),
+        ];
+        for (url, failed, seconds) in attempts.into_iter().flatten() {
+            let labels = [("federation_name", name), ("endpoint", url.as_str())];
+            out.push(metrics::set(
+                metrics::FETCH_ERRORS,
+                if failed { 1.0 } else { 0.0 },
+                &labels,
+            ));
+            out.push(metrics::set(metrics::FETCH_DURATION, seconds, &labels));
+        }
+    }
+    if let Some(p) = &st.public {
+        if let Some(min) = p.roots.iter().map(|r| r.not_after).min() {
+            out.push(metrics::set(
+                metrics::ROOT_CA_EXPIRY,
+                min as f64,
+                &[
+                    ("federation_name", name),
+                    ("trust_domain", &st.fed.trust_domain),
+                ],
+            ));
+        }
+    }
+    let imported = match (&st.public, &st.private) {
+        (Some(_), Some(p)) if !p.ingress_gateways.is_empty() => p.service_count(),
+        _ => 0,
+    };
+    out.push(metrics::set(
+        metrics::IMPORTED_SERVICES,
+        imported as f64,
+        &[("federation_name", name)],
+    ));
+}

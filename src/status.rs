@@ -1,0 +1,118 @@
+//! Conditions on IstioFederation status (SPEC §4.2 step 7), Kubernetes style.
+//!
+//! `lastTransitionTime` is kept while status, reason and message stay the same, and messages
+//! never carry run-to-run detail, so a peer that stays down does not rewrite status every
+//! minute. Condition types this hook does not manage (e.g. Deckhouse's
+//! `DataplaneConnectionReady`) are kept, after ours.
+
+use crate::timefmt;
+use serde_json::{json, Value};
+
+pub const PUBLIC: &str = "PublicMetadataExchangeReady";
+pub const PRIVATE: &str = "PrivateMetadataExchangeReady";
+pub const TRUST: &str = "TrustBundleReady";
+pub const SERVICES: &str = "ServicesImported";
+/// Managed types, in the order they are written.
+pub const MANAGED: [&str; 4] = [PUBLIC, PRIVATE, TRUST, SERVICES];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub kind: &'static str,
+    /// `True`, `False` or `Unknown`.
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Condition {
+    pub fn new(
+        kind: &'static str,
+        status: &'static str,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Condition {
+        let reason = if reason.is_empty() { "Unknown" } else { reason };
+        Condition {
+            kind,
+            status,
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+fn find<'a>(prior: &'a [Value], kind: &str) -> Option<&'a Value> {
+    prior
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+}
+
+/// The new condition list: managed types in fixed order (computed now, or kept verbatim from
+/// `prior` when this run did not compute them), then every other prior condition in order.
+pub fn merge(prior: &[Value], computed: &[Condition], now: i64) -> Vec<Value> {
+    let mut out = Vec::with_capacity(prior.len() + computed.len());
+    for kind in MANAGED {
+        let old = find(prior, kind);
+        match computed.iter().find(|c| c.kind == kind) {
+            Some(c) => {
+                let unchanged = old.is_some_and(|o| {
+                    o.get("status").and_then(Value::as_str) == Some(c.status)
+                        && o.get("reason").and_then(Value::as_str) == Some(c.reason.as_str())
+                        && o.get("message").and_then(Value::as_str) == Some(c.message.as_str())
+                });
+                let since = match old
+                    .and_then(|o| o.get("lastTransitionTime"))
+                    .and_then(Value::as_str)
+                {
+                    Some(t) if unchanged => t.to_string(),
+                    _ => timefmt::rfc3339(now),
+                };
+                out.push(json!({
+                    "type": c.kind,
+                    "status": c.status,
+                    "reason": c.reason,
+                    "message": c.message,
+                    "lastTransitionTime": since,
+                }));
+            }
+            None => {
+                if let Some(o) = old {
+                    out.push(o.clone());
+                }
+            }
+        }
+    }
+    for c in prior {
+        let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
+        if !MANAGED.contains(&kind) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_kept_only_while_unchanged_and_foreign_kept_last() {
+        let prior = vec![
+            json!({"type": "DataplaneConnectionReady", "status": "True", "reason": "Ok", "message": "m"}),
+            json!({"type": TRUST, "status": "True", "reason": "Succeeded", "message": "a", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+            json!({"type": SERVICES, "status": "True", "reason": "Succeeded", "message": "b", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+            json!({"type": PUBLIC, "status": "True", "reason": "Succeeded", "message": "p", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+        ];
+        let computed = [
+            Condition::new(TRUST, "True", "Succeeded", "a"),
+            Condition::new(SERVICES, "False", "AwaitingPrivate", "c"),
+        ];
+        let out = merge(&prior, &computed, 1_780_272_000);
+        let types: Vec<&str> = out.iter().map(|c| c["type"].as_str().unwrap()).collect();
+        assert_eq!(types, [PUBLIC, TRUST, SERVICES, "DataplaneConnectionReady"]);
+        assert_eq!(out[0], prior[3]);
+        assert_eq!(out[1]["lastTransitionTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(out[2]["lastTransitionTime"], "2026-06-01T00:00:00Z");
+        assert_eq!(Condition::new(TRUST, "False", "", "x").reason, "Unknown");
+    }
+}

@@ -1,0 +1,32 @@
+# istio-federation-hook — see README.md.
+CARGO ?= cargo
+
+.PHONY: all build demo test lint golden bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+## demo: run the discovery hook on the bundled demo snapshot and print the patches
+demo: build
+	./scripts/demo.sh
+
+## test: every test (unit, golden, CLI contract, integration); UPDATE_GOLDEN=1 regenerates golden files
+test:
+	$(CARGO) test --all-targets
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## golden: regenerate the golden files (review the diff by hand before committing)
+golden:
+	UPDATE_GOLDEN=1 $(CARGO) test --test golden
+
+bench:
+	$(CARGO) bench
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,263 @@
+//! Istio's checks on ServiceEntries that a JSON-Schema validator cannot express: the CRD's CEL
+//! rules and the istiod webhook (`ValidateServiceEntry`), as listed in the reference
+//! istio-serviceentry-trust §2.1, §2.2 and the checklist of §8 (items 1–20). Written from the
+//! rules, independently of the product's code.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+const PROTOCOLS: [&str; 12] = [
+    "TCP",
+    "UDP",
+    "GRPC",
+    "GRPC-WEB",
+    "HTTP",
+    "HTTP_PROXY",
+    "HTTP2",
+    "HTTPS",
+    "TLS",
+    "MONGO",
+    "REDIS",
+    "MYSQL",
+];
+
+fn dns_label(s: &str, allow_upper: bool) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| {
+            c.is_ascii_digit()
+                || *c == b'-'
+                || c.is_ascii_lowercase()
+                || (allow_upper && c.is_ascii_uppercase())
+        })
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_ip(s: &str) -> bool {
+    s.parse::<IpAddr>().is_ok()
+}
+
+fn fqdn(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 255
+        && s.split('.').all(|l| dns_label(l, false))
+        && !(s.contains('.')
+            && s.rsplit('.')
+                .next()
+                .unwrap_or("")
+                .bytes()
+                .all(|c| c.is_ascii_digit()))
+}
+
+fn object_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|seg| {
+            let b = seg.as_bytes();
+            !b.is_empty()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
+}
+
+/// Checklist items 1–19 for one ServiceEntry; item 20 across all of them.
+pub fn check_service_entries(ses: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut protocol_by_host_port: BTreeMap<(String, u64), String> = BTreeMap::new();
+    for se in ses {
+        let name = se["metadata"]["name"].as_str().unwrap_or("");
+        let mut p = |m: String| problems.push(format!("ServiceEntry {name}: {m}"));
+        // 1
+        if !se["apiVersion"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("networking.istio.io/")
+        {
+            p("apiVersion".into());
+        }
+        if !object_name(name) {
+            p("metadata.name is not a DNS-1123 subdomain".into());
+        }
+        if se["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+        {
+            p("metadata.namespace unset".into());
+        }
+        let spec = &se["spec"];
+        let known = [
+            "hosts",
+            "location",
+            "ports",
+            "resolution",
+            "endpoints",
+            "addresses",
+            "exportTo",
+            "subjectAltNames",
+            "workloadSelector",
+        ];
+        for k in spec
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            if !known.contains(&k.as_str()) {
+                p(format!("unknown spec field {k}"));
+            }
+        }
+        // 2
+        let hosts = spec["hosts"].as_array().cloned().unwrap_or_default();
+        if hosts.len() != 1 {
+            p(format!("{} hosts, expected exactly one", hosts.len()));
+        }
+        for h in &hosts {
+            let h = h.as_str().unwrap_or("");
+            if h == "*" || !fqdn(h) || is_ip(h) || !h.contains('.') {
+                p(format!("host {h:?} is not a lower-case FQDN"));
+            }
+        }
+        // 4
+        if spec["location"] != "MESH_INTERNAL" {
+            p("location is not MESH_INTERNAL".into());
+        }
+        // 5, 10, 11
+        let endpoints = spec["endpoints"].as_array().cloned().unwrap_or_default();
+        if endpoints.is_empty() || endpoints.len() > 4096 {
+            p(format!("{} endpoints", endpoints.len()));
+        }
+        if spec.get("workloadSelector").is_some() {
+            p("workloadSelector with endpoints".into());
+        }
+        let all_ip = endpoints
+            .iter()
+            .all(|e| is_ip(e["address"].as_str().unwrap_or("")));
+        let expected = if all_ip { "STATIC" } else { "DNS" };
+        if spec["resolution"] != expected {
+            p(format!(
+                "resolution {} but expected {expected}",
+                spec["resolution"]
+            ));
+        }
+        // 7, 8, 9
+        let ports = spec["ports"].as_array().cloned().unwrap_or_default();
+        if ports.is_empty() || ports.len() > 256 {
+            p(format!("{} ports", ports.len()));
+        }
+        let mut names = BTreeSet::new();
+        let mut numbers = BTreeSet::new();
+        for port in &ports {
+            let n = port["name"].as_str().unwrap_or("");
+            let num = port["number"].as_u64().unwrap_or(0);
+            if !dns_label(n, false) || n.len() > 62 {
+                p(format!(
+                    "port name {n:?} is not a lower-case DNS-1123 label of at most 62 characters"
+                ));
+            }
+            if !(1..=65535).contains(&num) {
+                p(format!("port number {num}"));
+            }
+            if !names.insert(n.to_string()) {
+                p(format!("duplicate port name {n}"));
+            }
+            if !numbers.insert(num) {
+                p(format!("duplicate port number {num}"));
+            }
+            let proto = port["protocol"].as_str().unwrap_or("");
+            if !PROTOCOLS.contains(&proto.to_ascii_uppercase().as_str()) {
+                p(format!("protocol {proto:?} unsupported"));
+            }
+            if let Some(t) = port.get("targetPort") {
+                if !(1..=65535).contains(&t.as_u64().unwrap_or(0)) {
+                    p("targetPort out of range".into());
+                }
+            }
+            for h in &hosts {
+                let prev = protocol_by_host_port.insert(
+                    (h.as_str().unwrap_or("").to_string(), num),
+                    proto.to_string(),
+                );
+                if prev.as_deref().is_some_and(|x| x != proto) {
+                    p(format!(
+                        "host {h} port {num} has conflicting protocols across ServiceEntries"
+                    ));
+                }
+            }
+        }
+        // 11, 12, 13, 14
+        for e in &endpoints {
+            let addr = e["address"].as_str().unwrap_or("");
+            if addr.is_empty() || addr.len() > 256 || addr.starts_with("unix://") {
+                p(format!("endpoint address {addr:?}"));
+            }
+            if spec["resolution"] == "STATIC" && !is_ip(addr) {
+                p(format!("STATIC endpoint {addr} is not an IP"));
+            }
+            if !is_ip(addr) && !fqdn(addr) {
+                p(format!("endpoint {addr} is neither IP nor FQDN"));
+            }
+            let eports = e["ports"].as_object().cloned().unwrap_or_default();
+            if eports.len() > 128 {
+                p("more than 128 endpoint ports".into());
+            }
+            for (k, v) in &eports {
+                if !names.contains(k) {
+                    p(format!(
+                        "endpoint port {k} is not defined by the service entry"
+                    ));
+                }
+                if k.len() >= 63 || !dns_label(k, true) {
+                    p(format!("endpoint port key {k} fails the CRD key rule"));
+                }
+                if !(1..=65535).contains(&v.as_u64().unwrap_or(0)) {
+                    p(format!("endpoint port value {v}"));
+                }
+            }
+            for n in &names {
+                if !eports.contains_key(n) {
+                    p(format!("endpoint {addr} does not map service port {n}"));
+                }
+            }
+            if e["labels"]["security.istio.io/tlsMode"] != "istio" {
+                p(format!(
+                    "endpoint {addr} lacks security.istio.io/tlsMode: istio"
+                ));
+            }
+            if e.get("serviceAccount").is_some() {
+                p("endpoint serviceAccount set".into());
+            }
+        }
+        // 15, 17, 19
+        if spec.get("addresses").is_some() {
+            p("addresses set".into());
+        }
+        if spec.get("exportTo").is_some() {
+            p("exportTo set".into());
+        }
+        if se.get("status").is_some() {
+            p("status set".into());
+        }
+    }
+    problems
+}
+
+pub fn check_destination_rule(dr: &Value) -> Vec<String> {
+    let name = dr["metadata"]["name"].as_str().unwrap_or("");
+    let mut out = Vec::new();
+    if !object_name(name) {
+        out.push(format!("DestinationRule {name}: name"));
+    }
+    if !fqdn(dr["spec"]["host"].as_str().unwrap_or("")) {
+        out.push(format!("DestinationRule {name}: host"));
+    }
+    if dr["spec"]["trafficPolicy"]["tls"]["mode"] != "ISTIO_MUTUAL" {
+        out.push(format!("DestinationRule {name}: tls mode"));
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! Golden cases: every folder of `testdata/discovery/` is run through the real binary the way
+//! shell-operator runs it, and its complete outputs (patches, metrics, stderr, exit code) are
+//! compared with the expected files in the folder.
+//!
+//! `UPDATE_GOLDEN=1 cargo test --test golden` (or `UPDATE_GOLDEN=1 make test`) rewrites the
+//! expected files; review every changed file by hand before committing it.
+//!
+//! Beyond the comparison, every case's operations are validated against the shell-operator
+//! object-patch schema, the ServiceEntry CRD schema and Istio's webhook rules, and every
+//! successful case is re-run after applying its patches to an in-memory store: the second
+//! run must emit nothing (zero churn).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+const REQUIRED: [&str; 6] = [
+    "federations",
+    "authn_keypair",
+    "trust_bundle",
+    "local_root_ca",
+    "service_entries",
+    "destination_rules",
+];
+
+fn compare_or_update(dir: &Path, file: &str, actual: &str, failures: &mut Vec<String>) {
+    let path = dir.join(file);
+    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|_| format!("<missing {}>", path.display()));
+    if expected != actual {
+        failures.push(format!(
+            "{}: output differs from {file}\n--- expected\n{expected}\n--- actual\n{actual}",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+}
+
+fn run_case(dir: &Path, failures: &mut Vec<String>) {
+    let name = dir
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
+    let bc = expand(
+        &std::fs::read_to_string(dir.join("binding-context.json")).expect("binding-context.json"),
+        dir,
+        true,
+    );
+    let env = parse_env(&std::fs::read_to_string(dir.join("env")).unwrap_or_default());
+    let values = std::fs::read_to_string(dir.join("values.json")).ok();
+    let run = run_hook(&bc, &env, values.as_deref());
+
+    compare_or_update(dir, "patches.ndjson", &contract(&run.patches), failures);
+    compare_or_update(dir, "metrics.ndjson", &run.metrics, failures);
+    compare_or_update(dir, "stderr.log", &contract(&run.stderr), failures);
+    compare_or_update(dir, "exit-code", &format!("{}\n", run.code), failures);
+    if !run.stdout.is_empty() {
+        failures.push(format!(
+            "{name}: wrote to stdout although KUBERNETES_PATCH_PATH was set: {}",
+            run.stdout
+        ));
+    }
+    if run.code != 0 && !run.patches.is_empty() {
+        failures.push(format!("{name}: failed run wrote patches"));
+    }
+
+    let ops = ndjson(&run.patches);
+    for p in check_operations(&ops) {
+        failures.push(format!("{name}: {p}"));
+    }
+    for m in ndjson(&run.metrics) {
+        let ok = m["group"] == "federation_discovery"
+            && (m["action"] == "expire"
+                || (m["action"] == "set"
+                    && m["value"].is_number()
+                    && m["labels"]
+                        .as_object()
+                        .is_some_and(|l| l.values().all(|v| v.is_string()))));
+        if !ok {
+            failures.push(format!("{name}: bad metric operation {m}"));
+        }
+    }
+
+    // Zero churn: apply the patches and run again on the resulting state.
+    let input: serde_json::Value = match serde_json::from_str(&bc) {
+        Ok(v) => v,
+        Err(_) => return,
+    };
+    let complete = input.as_array().is_some_and(|a| {
+        a.iter()
+            .any(|c| REQUIRED.iter().all(|b| c["snapshots"].get(b).is_some()))
+    });
+    if run.code != 0 || !complete {
+        return;
+    }
+    let mut store = Store::from_binding_context(&input);
+    store.apply(&ops);
+    let again = run_hook(
+        &store.binding_context("refresh_remote_metadata").to_string(),
+        &env,
+        values.as_deref(),
+    );
+    if again.code != 0 || !again.patches.is_empty() {
+        failures.push(format!(
+            "{name}: second run after applying the patches is not a no-op (exit {}):\n{}",
+            again.code, again.patches
+        ));
+    }
+}
+
+#[test]
+fn golden_cases() {
+    let base = root().join("testdata/discovery");
+    let mut dirs: Vec<_> = std::fs::read_dir(&base)
+        .expect("testdata/discovery")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 25,
+        "expected the golden cases, found {}",
+        dirs.len()
+    );
+    let mut failures = Vec::new();
+    for d in &dirs {
+        run_case(d, &mut failures);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}

@@ -81,20 +81,28 @@ pub fn is_gateway_address(s: &str) -> bool {
                 .all(|c| c.is_ascii_digit()))
 }
 
+// Plain `get` chains, not `Value::pointer`: these run for every object of a large snapshot
+// and `pointer` re-parses (and allocates for) its path on every call.
+
+/// `metadata.<field>` of an object.
+pub fn meta<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
+    obj.get("metadata")?.get(field)
+}
+
 pub fn name(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/name").and_then(Value::as_str)
+    meta(obj, "name")?.as_str()
 }
 
 pub fn namespace(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/namespace").and_then(Value::as_str)
+    meta(obj, "namespace")?.as_str()
 }
 
 pub fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.pointer("/metadata/labels")?.get(key)?.as_str()
+    meta(obj, "labels")?.get(key)?.as_str()
 }
 
 pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.pointer("/metadata/annotations")?.get(key)?.as_str()
+    meta(obj, "annotations")?.get(key)?.as_str()
 }
 
 /// True when the object carries our managed-by label: the only objects we ever delete.

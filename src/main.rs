@@ -108,29 +108,29 @@ fn read_binding_context() -> Result<Vec<u8>, String> {
     }
 }
 
-/// Appends `bytes` to the file named by the first set variable, or writes them to stdout.
-fn write_output(vars: &[&str], bytes: &[u8], to_stdout: bool) -> Result<(), String> {
-    let target = vars
+/// Opens the output named by the first set variable (appending: shell-operator pre-creates
+/// the file), or stdout when `to_stdout`; `None` when the output is not wanted.
+fn open_output(vars: &[&str], to_stdout: bool) -> Result<Option<(String, Box<dyn Write>)>, String> {
+    match vars
         .iter()
-        .find_map(|v| env(v).filter(|p| !p.is_empty()).map(|p| (*v, p)));
-    match target {
+        .find_map(|v| env(v).filter(|p| !p.is_empty()).map(|p| (*v, p)))
+    {
         Some((var, path)) => {
-            let mut f = std::fs::OpenOptions::new()
+            let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
                 .map_err(|e| format!("{var} {path}: {e}"))?;
-            f.write_all(bytes)
-                .and_then(|_| f.flush())
-                .map_err(|e| format!("{var} {path}: {e}"))
+            Ok(Some((
+                format!("{var} {path}"),
+                Box::new(std::io::BufWriter::with_capacity(1 << 16, f)),
+            )))
         }
-        None if to_stdout => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(bytes)
-                .and_then(|_| out.flush())
-                .map_err(|e| format!("stdout: {e}"))
-        }
-        None => Ok(()),
+        None if to_stdout => Ok(Some((
+            "stdout".to_string(),
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        ))),
+        None => Ok(None),
     }
 }
 
@@ -145,16 +145,20 @@ fn run_discovery() -> Result<(), String> {
     let fetched = BTreeMap::new();
     let outcome = reconcile::reconcile(&settings, &observed, &fetched, now);
 
-    let mut patches = Vec::new();
-    patch::write_ndjson(&mut patches, &outcome.operations).map_err(|e| e.to_string())?;
-    let mut metric_lines = Vec::new();
-    metrics::write_ndjson(&mut metric_lines, &outcome.metrics).map_err(|e| e.to_string())?;
-    write_output(
+    // Streamed straight into the files: the output of a large first run is tens of MB.
+    if let Some((what, out)) = open_output(
         &["KUBERNETES_PATCH_PATH", "D8_TEST_KUBERNETES_PATCH_SET_FILE"],
-        &patches,
         true,
-    )?;
-    write_output(&["METRICS_PATH"], &metric_lines, false)?;
+    )? {
+        patch::write_ndjson(out, &outcome.operations).map_err(|e| format!("{what}: {e}"))?;
+    }
+    if let Some((what, out)) = open_output(&["METRICS_PATH"], false)? {
+        metrics::write_ndjson(out, &outcome.metrics).map_err(|e| format!("{what}: {e}"))?;
+    }
     log::debug!(target: "main", "{} operations, {} metric operations", outcome.operations.len(), outcome.metrics.len());
+    // The process ends here: freeing tens of thousands of small JSON nodes one by one costs
+    // more than the reconcile itself on large clusters, and the OS reclaims them at once.
+    std::mem::forget(outcome);
+    std::mem::forget(input);
     Ok(())
 }

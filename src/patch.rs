@@ -5,7 +5,7 @@
 //! (shell-operator cannot read one). Objects to create never carry server-owned metadata.
 
 use crate::k8s;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -36,40 +36,9 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The operation as a JSON value (a copy; the writer serialises without one).
     pub fn to_json(&self) -> Value {
-        match self {
-            Operation::CreateOrUpdate(o) => json!({"operation": "CreateOrUpdate", "object": o}),
-            Operation::CreateIfNotExists(o) => {
-                json!({"operation": "CreateIfNotExists", "object": o})
-            }
-            Operation::Delete {
-                api_version,
-                kind,
-                namespace,
-                name,
-            } => json!({
-                "operation": "Delete", "apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name,
-            }),
-            Operation::JsonPatch {
-                api_version,
-                kind,
-                namespace,
-                name,
-                patch,
-            } => json!({
-                "operation": "JSONPatch", "apiVersion": api_version, "kind": kind, "namespace": namespace,
-                "name": name, "jsonPatch": patch,
-            }),
-            Operation::StatusMergePatch {
-                api_version,
-                kind,
-                name,
-                patch,
-            } => json!({
-                "operation": "MergePatch", "apiVersion": api_version, "kind": kind, "name": name,
-                "subresource": "status", "mergePatch": patch, "ignoreMissingObject": true,
-            }),
-        }
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// Whether this operation removes something (used by tests and the bad-input guard).
@@ -78,10 +47,108 @@ impl Operation {
     }
 }
 
+/// The wire form of an operation, borrowing the objects so writing them copies nothing.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire<'a> {
+    operation: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subresource: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json_patch: Option<&'a [Value]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merge_patch: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignore_missing_object: Option<bool>,
+}
+
+impl serde::Serialize for Operation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let none = Wire {
+            operation: "",
+            object: None,
+            api_version: None,
+            kind: None,
+            namespace: None,
+            name: None,
+            subresource: None,
+            json_patch: None,
+            merge_patch: None,
+            ignore_missing_object: None,
+        };
+        let w = match self {
+            Operation::CreateOrUpdate(o) => Wire {
+                operation: "CreateOrUpdate",
+                object: Some(o),
+                ..none
+            },
+            Operation::CreateIfNotExists(o) => Wire {
+                operation: "CreateIfNotExists",
+                object: Some(o),
+                ..none
+            },
+            Operation::Delete {
+                api_version,
+                kind,
+                namespace,
+                name,
+            } => Wire {
+                operation: "Delete",
+                api_version: Some(api_version),
+                kind: Some(kind),
+                namespace: Some(namespace),
+                name: Some(name),
+                ..none
+            },
+            Operation::JsonPatch {
+                api_version,
+                kind,
+                namespace,
+                name,
+                patch,
+            } => Wire {
+                operation: "JSONPatch",
+                api_version: Some(api_version),
+                kind: Some(kind),
+                namespace: Some(namespace),
+                name: Some(name),
+                json_patch: Some(patch),
+                ..none
+            },
+            Operation::StatusMergePatch {
+                api_version,
+                kind,
+                name,
+                patch,
+            } => Wire {
+                operation: "MergePatch",
+                api_version: Some(api_version),
+                kind: Some(kind),
+                name: Some(name),
+                subresource: Some("status"),
+                merge_patch: Some(patch),
+                ignore_missing_object: Some(true),
+                ..none
+            },
+        };
+        w.serialize(s)
+    }
+}
+
 /// Writes operations as NDJSON.
 pub fn write_ndjson<W: Write>(mut out: W, ops: &[Operation]) -> std::io::Result<()> {
     for op in ops {
-        serde_json::to_writer(&mut out, &op.to_json())?;
+        serde_json::to_writer(&mut out, op)?;
         out.write_all(b"\n")?;
     }
     out.flush()
@@ -124,8 +191,8 @@ fn matches(desired: &Value, observed: &Value) -> bool {
 
 /// The object to PUT: desired, plus labels and annotations other writers put on the live
 /// object (CreateOrUpdate is a full update and would otherwise drop them).
-fn with_foreign_metadata(desired: &Value, observed: &Value) -> Value {
-    let mut out = desired.clone();
+fn with_foreign_metadata(desired: Value, observed: &Value) -> Value {
+    let mut out = desired;
     for field in ["labels", "annotations"] {
         let Some(have) = observed
             .pointer(&format!("/metadata/{field}"))
@@ -164,7 +231,7 @@ fn with_foreign_metadata(desired: &Value, observed: &Value) -> Value {
 /// `keep` names observed objects that must survive even if not desired (objects of a
 /// federation whose spec could not be read this run).
 pub fn diff_managed(
-    desired: &[Value],
+    desired: Vec<Value>,
     observed: Option<&[Value]>,
     keep: &dyn Fn(&Value) -> bool,
 ) -> (Vec<Operation>, Vec<Operation>) {
@@ -175,15 +242,17 @@ pub fn diff_managed(
         }
     }
     let mut writes = Vec::new();
-    let mut wanted = std::collections::BTreeSet::new();
+    let mut wanted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for d in desired {
-        let Some(name) = k8s::name(d) else { continue };
-        wanted.insert(name);
-        match by_name.get(name) {
-            Some(o) if matches(d, o) => {}
+        let Some(name) = k8s::name(&d).map(str::to_string) else {
+            continue;
+        };
+        match by_name.get(name.as_str()) {
+            Some(o) if matches(&d, o) => {}
             Some(o) => writes.push(Operation::CreateOrUpdate(with_foreign_metadata(d, o))),
-            None => writes.push(Operation::CreateOrUpdate(d.clone())),
+            None => writes.push(Operation::CreateOrUpdate(d)),
         }
+        wanted.insert(name);
     }
     let mut deletes = Vec::new();
     for (name, o) in by_name {
@@ -211,6 +280,7 @@ pub fn diff_managed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn obj(name: &str, managed: bool, spec: Value) -> Value {
         let mut labels = json!({"team": "x"});
@@ -234,7 +304,7 @@ mod tests {
             obj("foreign", false, json!({})),
             obj("stale", true, json!({})),
         ];
-        let (w, d) = diff_managed(&[desired], Some(&observed), &|_| false);
+        let (w, d) = diff_managed(vec![desired], Some(&observed), &|_| false);
         assert!(w.is_empty());
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].to_json()["name"], "stale");
@@ -246,7 +316,7 @@ mod tests {
             "metadata": {"name": "a", "namespace": "d8-istio", "labels": {k8s::MANAGED_BY_LABEL: k8s::MANAGED_BY_VALUE}},
             "spec": {"hosts": ["new"]}});
         let observed = vec![obj("a", true, json!({"hosts": ["old"]}))];
-        let (w, d) = diff_managed(std::slice::from_ref(&desired), Some(&observed), &|_| false);
+        let (w, d) = diff_managed(vec![desired], Some(&observed), &|_| false);
         assert!(d.is_empty());
         let o = w[0].to_json();
         assert_eq!(o["object"]["metadata"]["labels"]["team"], "x");
@@ -258,7 +328,7 @@ mod tests {
 
     #[test]
     fn unknown_observed_state_never_deletes() {
-        let (w, d) = diff_managed(&[], None, &|_| false);
+        let (w, d) = diff_managed(vec![], None, &|_| false);
         assert!(w.is_empty() && d.is_empty());
     }
 }

@@ -207,7 +207,7 @@ pub fn reconcile(
             }
         }
         for snapshot in [observed.service_entries, observed.destination_rules] {
-            let (_, deletes) = patch::diff_managed(&[], snapshot, &|_| false);
+            let (_, deletes) = patch::diff_managed(Vec::new(), snapshot, &|_| false);
             out.operations.extend(deletes);
         }
         return out;
@@ -304,15 +304,17 @@ pub fn reconcile(
                 .is_some_and(|a| a.split(',').any(|f| broken_set.contains(f)))
     };
     let (dr_writes, dr_deletes) =
-        patch::diff_managed(&desired_dr, observed.destination_rules, &keep);
-    let (se_writes, se_deletes) = patch::diff_managed(&desired_se, observed.service_entries, &keep);
+        patch::diff_managed(desired_dr, observed.destination_rules, &keep);
+    let (se_writes, se_deletes) = patch::diff_managed(desired_se, observed.service_entries, &keep);
     // Creates: DestinationRule before its ServiceEntry, so mTLS is in place first.
     let mut dr_writes = dr_writes.into_iter().peekable();
     let mut se_writes = se_writes.into_iter().peekable();
-    let name_of = |op: &Operation| match op {
-        Operation::CreateOrUpdate(o) => k8s::name(o).unwrap_or("").to_string(),
-        _ => String::new(),
-    };
+    fn name_of(op: &Operation) -> &str {
+        match op {
+            Operation::CreateOrUpdate(o) => k8s::name(o).unwrap_or(""),
+            _ => "",
+        }
+    }
     loop {
         let next_dr = dr_writes.peek().map(name_of);
         let next_se = se_writes.peek().map(name_of);

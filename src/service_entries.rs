@@ -9,7 +9,7 @@
 
 use crate::k8s::{FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::metadata::{Gateway, PublicService, ServicePort};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One federation's contribution: its gateways and validated services.
@@ -206,18 +206,31 @@ fn sorted_endpoints(set: BTreeSet<Gateway>) -> Vec<Gateway> {
     set.into_iter().collect()
 }
 
+/// Builds a JSON object from owned values without re-serialising them (the `json!` macro
+/// deep-copies every interpolated `Value`, which dominated large runs).
+fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    let mut m = Map::with_capacity(N);
+    for (k, v) in pairs {
+        m.insert(k.to_string(), v);
+    }
+    Value::Object(m)
+}
+
 fn metadata(record: &Record, namespace: &str) -> Value {
-    let mut labels = Map::new();
+    let mut labels = Map::with_capacity(2);
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     if let Some(first) = record.federations.first() {
-        labels.insert(FEDERATION_LABEL.into(), first.clone().into());
+        labels.insert(FEDERATION_LABEL.into(), first.as_str().into());
     }
-    json!({
-        "name": record.name,
-        "namespace": namespace,
-        "labels": labels,
-        "annotations": {FEDERATIONS_ANNOTATION: record.federations.join(",")},
-    })
+    object([
+        ("name", record.name.as_str().into()),
+        ("namespace", namespace.into()),
+        ("labels", Value::Object(labels)),
+        (
+            "annotations",
+            object([(FEDERATIONS_ANNOTATION, record.federations.join(",").into())]),
+        ),
+    ])
 }
 
 /// The ServiceEntry for a record (reference §4.1 with the checklist of istio §8).
@@ -226,37 +239,66 @@ pub fn service_entry(record: &Record, namespace: &str, api_version: &str) -> Val
         .endpoints
         .iter()
         .map(|e| {
-            let ports: Map<String, Value> = record.ports.iter().map(|p| (p.name.clone(), json!(e.port))).collect();
-            json!({"address": e.address, "ports": ports, "labels": {"security.istio.io/tlsMode": "istio"}})
+            let ports: Map<String, Value> = record
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), Value::from(e.port)))
+                .collect();
+            object([
+                ("address", e.address.as_str().into()),
+                ("ports", Value::Object(ports)),
+                (
+                    "labels",
+                    object([("security.istio.io/tlsMode", "istio".into())]),
+                ),
+            ])
         })
         .collect();
     let ports: Vec<Value> = record
         .ports
         .iter()
-        .map(|p| json!({"name": p.name, "number": p.port, "protocol": p.protocol}))
+        .map(|p| {
+            object([
+                ("name", p.name.as_str().into()),
+                ("number", p.port.into()),
+                ("protocol", p.protocol.into()),
+            ])
+        })
         .collect();
-    json!({
-        "apiVersion": api_version,
-        "kind": "ServiceEntry",
-        "metadata": metadata(record, namespace),
-        "spec": {
-            "hosts": [record.hostname],
-            "location": "MESH_INTERNAL",
-            "ports": ports,
-            "resolution": record.resolution,
-            "endpoints": endpoints,
-        },
-    })
+    object([
+        ("apiVersion", api_version.into()),
+        ("kind", "ServiceEntry".into()),
+        ("metadata", metadata(record, namespace)),
+        (
+            "spec",
+            object([
+                ("hosts", Value::Array(vec![record.hostname.as_str().into()])),
+                ("location", "MESH_INTERNAL".into()),
+                ("ports", Value::Array(ports)),
+                ("resolution", record.resolution.into()),
+                ("endpoints", Value::Array(endpoints)),
+            ]),
+        ),
+    ])
 }
 
 /// The DestinationRule forcing Istio mutual TLS towards the imported host.
 pub fn destination_rule(record: &Record, namespace: &str, api_version: &str) -> Value {
-    json!({
-        "apiVersion": api_version,
-        "kind": "DestinationRule",
-        "metadata": metadata(record, namespace),
-        "spec": {"host": record.hostname, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
-    })
+    object([
+        ("apiVersion", api_version.into()),
+        ("kind", "DestinationRule".into()),
+        ("metadata", metadata(record, namespace)),
+        (
+            "spec",
+            object([
+                ("host", record.hostname.as_str().into()),
+                (
+                    "trafficPolicy",
+                    object([("tls", object([("mode", "ISTIO_MUTUAL".into())]))]),
+                ),
+            ]),
+        ),
+    ])
 }
 
 #[cfg(test)]

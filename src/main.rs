@@ -110,7 +110,10 @@ fn read_binding_context() -> Result<Vec<u8>, String> {
 
 /// Opens the output named by the first set variable (appending: shell-operator pre-creates
 /// the file), or stdout when `to_stdout`; `None` when the output is not wanted.
-fn open_output(vars: &[&str], to_stdout: bool) -> Result<Option<(String, Box<dyn Write>)>, String> {
+/// An opened output: what it is (for error messages) and the writer.
+type Output = (String, Box<dyn Write>);
+
+fn open_output(vars: &[&str], to_stdout: bool) -> Result<Option<Output>, String> {
     match vars
         .iter()
         .find_map(|v| env(v).filter(|p| !p.is_empty()).map(|p| (*v, p)))

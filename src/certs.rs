@@ -444,23 +444,31 @@ pub fn parse_ed25519_private_pem(pem: &str) -> Result<Ed25519KeyPair, String> {
         .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))
 }
 
+/// PKCS#8 v1 encoding of an Ed25519 private key (RFC 8410 §7): this fixed prefix followed by
+/// the 32-byte seed. Exactly what OpenSSL and Go's `x509.MarshalPKCS8PrivateKey` write.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
 /// Generates a new Ed25519 key pair and returns (private PKCS#8 PEM, public SPKI PEM) with labels
 /// "PRIVATE KEY" / "PUBLIC KEY" (standard labels; Deckhouse parsers ignore labels). The private
-/// key is PKCS#8 v2 (ring's format; it carries the public key too), which Go and OpenSSL read.
+/// key is PKCS#8 v1 — the seed from the system RNG in RFC 8410's fixed encoding — because every
+/// reader (Go, OpenSSL, ring) accepts v1, while v2 (ring's own output) is not universally read.
 /// Errs only if the system RNG fails.
 pub fn generate_ed25519_pem() -> Result<(String, String), String> {
     let rng = SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&rng, &mut seed)
         .map_err(|_| "cannot generate Ed25519 key: system random source failed".to_string())?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+    let mut pkcs8 = Vec::with_capacity(ED25519_PKCS8_V1_PREFIX.len() + 32);
+    pkcs8.extend_from_slice(&ED25519_PKCS8_V1_PREFIX);
+    pkcs8.extend_from_slice(&seed);
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
         .map_err(|e| format!("generated Ed25519 key rejected: {e}"))?;
     let mut spki = Vec::with_capacity(ED25519_SPKI_PREFIX.len() + 32);
     spki.extend_from_slice(&ED25519_SPKI_PREFIX);
     spki.extend_from_slice(pair.public_key().as_ref());
-    Ok((
-        to_pem("PRIVATE KEY", pkcs8.as_ref()),
-        to_pem("PUBLIC KEY", &spki),
-    ))
+    Ok((to_pem("PRIVATE KEY", &pkcs8), to_pem("PUBLIC KEY", &spki)))
 }
 
 #[cfg(test)]
@@ -1091,6 +1099,21 @@ mod tests {
         UnparsedPublicKey::new(&ED25519, public)
             .verify(b"hello", sig.as_ref())
             .unwrap();
+
+        // PKCS#8 v1 (RFC 8410 §7), the form Go and OpenSSL write; OpenSSL must read it back.
+        let pkcs8_b64: String = private_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let pkcs8 = STANDARD.decode(pkcs8_b64).unwrap();
+        assert_eq!(pkcs8.len(), 48);
+        assert_eq!(
+            pkcs8[..16],
+            [
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20
+            ]
+        );
 
         let (other, _) = generate_ed25519_pem().unwrap();
         assert_ne!(other, private_pem);

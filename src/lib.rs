@@ -8,7 +8,9 @@
 pub mod binding;
 pub mod certs;
 pub mod config;
+pub mod export;
 pub mod federation;
+pub mod fetch;
 pub mod jwt;
 pub mod k8s;
 pub mod logging;

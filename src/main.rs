@@ -2,7 +2,8 @@
 //! writes the outputs. See README.md for the pipeline.
 
 use istio_federation_hook::{
-    binding, config, logging, metrics, patch, reconcile, settings::Settings, timefmt,
+    binding, certs, config, export, fetch, logging, metadata, metrics, patch, reconcile,
+    settings::Settings, timefmt,
 };
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   istio-federation-hook [--config]           discovery hook (shell-operator): print config, or run once
+  istio-federation-hook export [--config]    export hook: print config, or render our own metadata once
   istio-federation-hook --help | --version
 
 A run reads the binding context from $BINDING_CONTEXT_PATH (or stdin) and writes object patches
@@ -22,7 +24,9 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         [] => run_discovery(),
-        ["--config"] => print_config(),
+        ["--config"] => print_config(false),
+        ["export"] => run_export(),
+        ["export", "--config"] => print_config(true),
         ["--help"] | ["-h"] | ["help"] => {
             println!("{USAGE}");
             Ok(())
@@ -73,9 +77,13 @@ fn load_settings() -> Result<Settings, String> {
     Settings::load(values.as_ref(), &env)
 }
 
-fn print_config() -> Result<(), String> {
+fn print_config(export: bool) -> Result<(), String> {
     let settings = load_settings()?;
-    let cfg = config::discovery_config(&settings);
+    let cfg = if export {
+        export::config(&settings)
+    } else {
+        config::discovery_config(&settings)
+    };
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, &cfg).map_err(|e| e.to_string())?;
     out.write_all(b"\n")
@@ -83,16 +91,37 @@ fn print_config() -> Result<(), String> {
         .map_err(|e| format!("writing config: {e}"))
 }
 
-/// The clock. `ISTIO_FEDERATION_HOOK_NOW` (RFC 3339) pins it for golden tests and replays.
+/// The wall clock, in unix seconds.
+fn wall_clock() -> Result<i64, String> {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("system clock: {e}"))?;
+    i64::try_from(d.as_secs()).map_err(|_| "system clock out of range".to_string())
+}
+
+/// The clock of the reconcile. `ISTIO_FEDERATION_HOOK_NOW` (RFC 3339) pins it for golden
+/// tests and replays of a captured binding context; request tokens always use the wall clock.
 fn now() -> Result<i64, String> {
     if let Some(s) = env("ISTIO_FEDERATION_HOOK_NOW").filter(|s| !s.is_empty()) {
         return timefmt::parse_rfc3339(&s)
             .ok_or_else(|| format!("ISTIO_FEDERATION_HOOK_NOW: {s:?} is not an RFC 3339 time"));
     }
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| format!("system clock: {e}"))?;
-    i64::try_from(d.as_secs()).map_err(|_| "system clock out of range".to_string())
+    wall_clock()
+}
+
+/// `ISTIO_FEDERATION_HOOK_OFFLINE=true` reconciles from the cached metadata only, without
+/// contacting peers (replays of a captured binding context, diagnosis without network).
+fn offline() -> Result<bool, String> {
+    match env("ISTIO_FEDERATION_HOOK_OFFLINE")
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(format!(
+            "ISTIO_FEDERATION_HOOK_OFFLINE: expected true or false, got {other:?}"
+        )),
+    }
 }
 
 fn read_binding_context() -> Result<Vec<u8>, String> {
@@ -145,7 +174,25 @@ fn run_discovery() -> Result<(), String> {
     let input = binding::parse(&read_binding_context()?)?;
     let now = now()?;
     let observed = reconcile::Observed::from_binding(&input);
-    let fetched = BTreeMap::new();
+    let fetched = if settings.enabled && observed.federations.is_some() && !offline()? {
+        let (feds, _) = reconcile::federations(&observed);
+        let own_fps = reconcile::own_root_fingerprints(&settings, &observed);
+        let clock = wall_clock()?;
+        let own = metadata::Own {
+            cluster_uuid: &settings.cluster_uuid,
+            root_fingerprints: &own_fps,
+            now: clock,
+        };
+        fetch::fetch_all(
+            &settings,
+            &feds,
+            observed.private_key_pem().as_deref(),
+            &own,
+            clock,
+        )
+    } else {
+        BTreeMap::new()
+    };
     let outcome = reconcile::reconcile(&settings, &observed, &fetched, now);
 
     // Streamed straight into the files: the output of a large first run is tens of MB.
@@ -163,5 +210,33 @@ fn run_discovery() -> Result<(), String> {
     // more than the reconcile itself on large clusters, and the OS reclaims them at once.
     std::mem::forget(outcome);
     std::mem::forget(input);
+    Ok(())
+}
+
+fn run_export() -> Result<(), String> {
+    let settings = load_settings()?;
+    if settings.enabled {
+        settings.check_required()?;
+    }
+    let input = binding::parse(&read_binding_context()?)?;
+    let new_key = if settings.enabled && export::needs_key_pair(&input) {
+        let (private_pem, public_pem) = certs::generate_ed25519_pem()?;
+        Some(export::NewKeyPair {
+            private_pem,
+            public_pem,
+        })
+    } else {
+        None
+    };
+    let outcome = export::reconcile(&settings, &input, new_key.as_ref());
+    if let Some((what, out)) = open_output(
+        &["KUBERNETES_PATCH_PATH", "D8_TEST_KUBERNETES_PATCH_SET_FILE"],
+        true,
+    )? {
+        patch::write_ndjson(out, &outcome.operations).map_err(|e| format!("{what}: {e}"))?;
+    }
+    if let Some((what, out)) = open_output(&["METRICS_PATH"], false)? {
+        metrics::write_ndjson(out, &outcome.metrics).map_err(|e| format!("{what}: {e}"))?;
+    }
     Ok(())
 }

@@ -15,13 +15,22 @@ mod common;
 use common::*;
 use std::path::Path;
 
-const REQUIRED: [&str; 6] = [
+const DISCOVERY: [&str; 6] = [
     "federations",
     "authn_keypair",
     "trust_bundle",
     "local_root_ca",
     "service_entries",
     "destination_rules",
+];
+const EXPORT: [&str; 7] = [
+    "public_services",
+    "ingress_gateways",
+    "advertise",
+    "local_root_ca",
+    "authn_keypair",
+    "federations",
+    "metadata_secret",
 ];
 
 fn compare_or_update(dir: &Path, file: &str, actual: &str, failures: &mut Vec<String>) {
@@ -51,9 +60,23 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
         dir,
         true,
     );
-    let env = parse_env(&std::fs::read_to_string(dir.join("env")).unwrap_or_default());
+    let mut env = parse_env(&std::fs::read_to_string(dir.join("env")).unwrap_or_default());
+    // Golden cases reconcile from cached metadata unless a case opts into the network.
+    if !env
+        .iter()
+        .any(|(k, _)| k == "ISTIO_FEDERATION_HOOK_OFFLINE")
+    {
+        env.push(("ISTIO_FEDERATION_HOOK_OFFLINE".into(), "true".into()));
+    }
     let values = std::fs::read_to_string(dir.join("values.json")).ok();
-    let run = run_hook(&bc, &env, values.as_deref());
+    let args_text = std::fs::read_to_string(dir.join("args")).unwrap_or_default();
+    let args: Vec<&str> = args_text.split_whitespace().collect();
+    let required: &[&str] = if args.first() == Some(&"export") {
+        &EXPORT
+    } else {
+        &DISCOVERY
+    };
+    let run = run_hook_with(&args, &bc, &env, values.as_deref());
 
     compare_or_update(dir, "patches.ndjson", &contract(&run.patches), failures);
     compare_or_update(dir, "metrics.ndjson", &run.metrics, failures);
@@ -93,14 +116,15 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
     };
     let complete = input.as_array().is_some_and(|a| {
         a.iter()
-            .any(|c| REQUIRED.iter().all(|b| c["snapshots"].get(b).is_some()))
+            .any(|c| required.iter().all(|b| c["snapshots"].get(b).is_some()))
     });
     if run.code != 0 || !complete {
         return;
     }
     let mut store = Store::from_binding_context(&input);
     store.apply(&ops);
-    let again = run_hook(
+    let again = run_hook_with(
+        &args,
         &store.binding_context("refresh_remote_metadata").to_string(),
         &env,
         values.as_deref(),
@@ -113,15 +137,40 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn golden_cases() {
-    let base = root().join("testdata/discovery");
+fn case_dirs(sub: &str) -> Vec<std::path::PathBuf> {
+    let base = root().join("testdata").join(sub);
     let mut dirs: Vec<_> = std::fs::read_dir(&base)
-        .expect("testdata/discovery")
+        .expect("testdata dir")
         .filter_map(|e| Some(e.ok()?.path()))
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
+    dirs
+}
+
+#[test]
+fn golden_export_cases() {
+    let dirs = case_dirs("export");
+    assert!(
+        dirs.len() >= 5,
+        "expected the export golden cases, found {}",
+        dirs.len()
+    );
+    let mut failures = Vec::new();
+    for d in &dirs {
+        run_case(d, &mut failures);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn golden_cases() {
+    let dirs = case_dirs("discovery");
     assert!(
         dirs.len() >= 25,
         "expected the golden cases, found {}",

@@ -136,6 +136,16 @@ pub struct Run {
 /// Runs the binary as shell-operator does: a minimal environment, a binding-context file,
 /// pre-created empty output files.
 pub fn run_hook(binding_context: &str, env: &[(String, String)], values: Option<&str>) -> Run {
+    run_hook_with(&[], binding_context, env, values)
+}
+
+/// [`run_hook`] with command-line arguments (e.g. `export`).
+pub fn run_hook_with(
+    args: &[&str],
+    binding_context: &str,
+    env: &[(String, String)],
+    values: Option<&str>,
+) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let bc = dir.path().join("binding-context.json");
     std::fs::write(&bc, binding_context).expect("write bc");
@@ -144,6 +154,7 @@ pub fn run_hook(binding_context: &str, env: &[(String, String)], values: Option<
     std::fs::write(&patches, "").expect("pre-create");
     std::fs::write(&metrics, "").expect("pre-create");
     let mut cmd = Command::new(bin());
+    cmd.args(args);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("ISTIO_FEDERATION_HOOK_NOW", NOW);
@@ -315,11 +326,13 @@ impl Store {
         s
     }
 
-    fn binding_for(kind: &str) -> &'static str {
-        match kind {
-            "ServiceEntry" => "service_entries",
-            "DestinationRule" => "destination_rules",
-            "IstioFederation" => "federations",
+    fn binding_for(kind: &str, name: &str) -> &'static str {
+        match (kind, name) {
+            ("ServiceEntry", _) => "service_entries",
+            ("DestinationRule", _) => "destination_rules",
+            ("IstioFederation", _) => "federations",
+            ("Secret", "istio-federation-metadata") => "metadata_secret",
+            ("Secret", "d8-remote-authn-keypair") => "authn_keypair",
             _ => "trust_bundle",
         }
     }
@@ -343,7 +356,7 @@ impl Store {
                         "create with resourceVersion: {obj}"
                     );
                     let k = obj_key(&obj);
-                    let binding = Self::binding_for(&k.0);
+                    let binding = Self::binding_for(&k.0, &k.2);
                     match self.find_mut(&k) {
                         Some(existing) => {
                             assert_ne!(kind, "Create", "Create of an existing object {k:?}");

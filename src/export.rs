@@ -1,0 +1,414 @@
+//! The export hook (SPEC §5): renders this cluster's own metadata — what peers fetch — into
+//! Secret `<FEDERATION_NAMESPACE>/istio-federation-metadata`, which `serve` mounts and answers
+//! from. Formats are Deckhouse's metadata-exporter's (reference §2.2, §2.4), so a Deckhouse
+//! cluster can federate with us.
+//!
+//! Like discovery, a pure function of the snapshots: `main` generates a key pair when none
+//! exists (randomness is I/O) and passes it in.
+
+use crate::binding::BindingInput;
+use crate::certs;
+use crate::federation::Federation;
+use crate::k8s::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::metadata::Gateway;
+use crate::patch::Operation;
+use crate::settings::{Settings, KEYPAIR_SECRET, LOCAL_ROOT_CONFIGMAP};
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The Secret `serve` mounts.
+pub const METADATA_SECRET: &str = "istio-federation-metadata";
+/// Deckhouse's name for the ConfigMap that overrides the advertised gateways.
+pub const ADVERTISE_CONFIGMAP: &str = "metadata-exporter-ingressgateway-advertise";
+pub const ADVERTISE_KEY: &str = "ingressgateways-array.json";
+/// The label that marks a Service as exported (value must be the empty string).
+pub const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-service";
+
+pub const PUBLIC_JSON: &str = "public.json";
+pub const FEDERATION_JSON: &str = "federation.json";
+pub const REMOTE_PUBLIC_JSON: &str = "remote-public-metadata.json";
+
+/// Binding names of the export hook.
+pub mod bindings {
+    pub const PUBLIC_SERVICES: &str = "public_services";
+    pub const INGRESS_GATEWAYS: &str = "ingress_gateways";
+    pub const ADVERTISE: &str = "advertise";
+    pub const LOCAL_ROOT: &str = "local_root_ca";
+    pub const KEYPAIR: &str = "authn_keypair";
+    pub const FEDERATIONS: &str = "federations";
+    pub const METADATA_SECRET: &str = "metadata_secret";
+    pub const GROUP: &str = "istio_federation_export";
+    pub const QUEUE: &str = "istio-federation-export";
+}
+
+/// The export hook's shell-operator config.
+pub fn config(s: &Settings) -> Value {
+    use bindings::*;
+    let in_ns = |ns: &str| json!({"nameSelector": {"matchNames": [ns]}});
+    let named = |name: &str, kind: &str, ns: &str, names: &str, filter: &str| {
+        json!({"name": name, "apiVersion": "v1", "kind": kind, "namespace": in_ns(ns),
+            "nameSelector": {"matchNames": [names]}, "jqFilter": filter, "group": GROUP, "queue": QUEUE})
+    };
+    json!({
+        "configVersion": "v1",
+        "kubernetes": [
+            {"name": PUBLIC_SERVICES, "apiVersion": "v1", "kind": "Service",
+             "labelSelector": {"matchLabels": {PUBLIC_SERVICE_LABEL: ""}},
+             "jqFilter": "{labels: .metadata.labels, ports: .spec.ports}", "group": GROUP, "queue": QUEUE},
+            {"name": INGRESS_GATEWAYS, "apiVersion": "v1", "kind": "Service", "namespace": in_ns(&s.istio_namespace),
+             "labelSelector": {"matchLabels": {"app": "ingressgateway"}},
+             "jqFilter": "{ports: .spec.ports, ingress: .status.loadBalancer.ingress}", "group": GROUP, "queue": QUEUE},
+            named(ADVERTISE, "ConfigMap", &s.istio_namespace, ADVERTISE_CONFIGMAP, ".data"),
+            named(LOCAL_ROOT, "ConfigMap", &s.istio_namespace, LOCAL_ROOT_CONFIGMAP, ".data"),
+            named(KEYPAIR, "Secret", &s.federation_namespace, KEYPAIR_SECRET, ".data"),
+            {"name": FEDERATIONS, "apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
+             "jqFilter": "{trustDomain: .spec.trustDomain, public: .status.metadataCache.public}", "group": GROUP, "queue": QUEUE},
+            named(METADATA_SECRET, "Secret", &s.federation_namespace, METADATA_SECRET, ".data"),
+        ],
+        "settings": {"executionMinInterval": "3s", "executionBurst": 3},
+    })
+}
+
+/// A freshly generated key pair (PEM), passed in by `main` when the cluster has none.
+pub struct NewKeyPair {
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+/// What one export run emits.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub operations: Vec<Operation>,
+    pub metrics: Vec<Value>,
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+fn unb64(v: Option<&Value>) -> Option<String> {
+    let raw = v?.as_str()?;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .ok()?,
+    )
+    .ok()
+}
+
+/// Whether the key-pair Secret exists; `main` generates a key only then.
+pub fn needs_key_pair(input: &BindingInput) -> bool {
+    input
+        .snapshot(bindings::KEYPAIR)
+        .is_some_and(|s| s.is_empty())
+}
+
+/// The public half of the key the cluster keeps (`pub.pem`), or of the one we are creating.
+fn public_key(input: &BindingInput, new_key: Option<&NewKeyPair>) -> Option<String> {
+    match input.snapshot(bindings::KEYPAIR).and_then(|s| s.first()) {
+        Some(secret) => unb64(secret.get("data").and_then(|d| d.get("pub.pem"))),
+        None => new_key.map(|k| k.public_pem.clone()),
+    }
+}
+
+/// Gateways from the advertise ConfigMap: `Ok(None)` when there is no such ConfigMap.
+fn advertised_gateways(input: &BindingInput) -> Result<Option<Vec<Gateway>>, String> {
+    let Some(cm) = input.snapshot(bindings::ADVERTISE).and_then(|s| s.first()) else {
+        return Ok(None);
+    };
+    let what = format!("ConfigMap {ADVERTISE_CONFIGMAP}");
+    let raw = cm
+        .get("data")
+        .and_then(|d| d.get(ADVERTISE_KEY))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{what} has no key {ADVERTISE_KEY}"))?;
+    let list: Value = serde_json::from_str(raw)
+        .map_err(|e| format!("{what} {ADVERTISE_KEY} is not JSON: {e}"))?;
+    let items = list.as_array().ok_or_else(|| {
+        format!("{what} {ADVERTISE_KEY} must be a JSON array of {{address, port}}")
+    })?;
+    let mut out = BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let address = item
+            .get("address")
+            .and_then(Value::as_str)
+            .map(|a| a.trim().to_ascii_lowercase());
+        let port = item
+            .get("port")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0);
+        match (address, port) {
+            (Some(a), Some(p)) if k8s::is_gateway_address(&a) => {
+                out.insert(Gateway { address: a, port: p });
+            }
+            _ => return Err(format!("{what} {ADVERTISE_KEY} item {}: needs an IP or DNS name address and a port 1-65535", i + 1)),
+        }
+    }
+    Ok(Some(out.into_iter().collect()))
+}
+
+/// Gateways from LoadBalancer ingress-gateway Services: first ingress IP (else hostname) with
+/// the Service port named `tls`. Services lacking either are skipped with a warning.
+fn load_balancer_gateways(input: &BindingInput) -> Vec<Gateway> {
+    let mut out = BTreeSet::new();
+    for svc in input.snapshot(bindings::INGRESS_GATEWAYS).unwrap_or(&[]) {
+        let name = format!(
+            "{}/{}",
+            k8s::namespace(svc).unwrap_or(""),
+            k8s::name(svc).unwrap_or("")
+        );
+        let tls = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .and_then(|ports| {
+                ports
+                    .iter()
+                    .find(|p| p.get("name").and_then(Value::as_str) == Some("tls"))
+            })
+            .and_then(|p| p.get("port")?.as_u64())
+            .and_then(|p| u16::try_from(p).ok());
+        let Some(port) = tls else {
+            log::warn!(target: "export", "ingress gateway Service {name} has no port named tls; not advertised");
+            continue;
+        };
+        let ingress = svc.pointer("/status/loadBalancer/ingress/0");
+        let address = ingress
+            .and_then(|i| {
+                i.get("ip")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            })
+            .or_else(|| {
+                ingress
+                    .and_then(|i| i.get("hostname").and_then(Value::as_str))
+                    .filter(|s| !s.is_empty())
+            });
+        match address.map(|a| a.to_ascii_lowercase()) {
+            Some(a) if k8s::is_gateway_address(&a) => {
+                out.insert(Gateway { address: a, port });
+            }
+            Some(a) => {
+                log::warn!(target: "export", "ingress gateway Service {name}: load balancer address {a:?} is not an IP or DNS name")
+            }
+            None => {
+                log::warn!(target: "export", "ingress gateway Service {name} has no load balancer address yet; not advertised")
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Exported services: every Service labelled `federation.istio.deckhouse.io/public-service: ""`.
+fn public_services(input: &BindingInput, cluster_domain: &str) -> Vec<Value> {
+    let mut by_host: BTreeMap<String, Value> = BTreeMap::new();
+    for svc in input.snapshot(bindings::PUBLIC_SERVICES).unwrap_or(&[]) {
+        if k8s::label(svc, PUBLIC_SERVICE_LABEL) != Some("") {
+            continue; // e.g. value "true": Deckhouse's selector `key=` does not match it either
+        }
+        let (Some(name), Some(ns)) = (k8s::name(svc), k8s::namespace(svc)) else {
+            continue;
+        };
+        let ports: Vec<Value> = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| {
+                        let port = p.get("port")?.as_u64()?;
+                        Some(json!({"name": p.get("name").and_then(Value::as_str).unwrap_or(""), "port": port}))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hostname = format!("{name}.{ns}.svc.{cluster_domain}");
+        by_host.insert(
+            hostname.clone(),
+            json!({"hostname": hostname, "ports": ports}),
+        );
+    }
+    by_host.into_values().collect()
+}
+
+/// Peers allowed to read our private metadata: the cached, valid public metadata of every
+/// IstioFederation (clusterUUID → {clusterUUID, authnKeyPub, rootCA}).
+fn remote_public_metadata(input: &BindingInput, settings: &Settings) -> Map<String, Value> {
+    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+    for obj in input.snapshot(bindings::FEDERATIONS).unwrap_or(&[]) {
+        let Ok(fed) = Federation::parse(obj) else {
+            continue;
+        };
+        if fed.trust_domain == settings.cluster_domain {
+            continue;
+        }
+        let Some(p) = &fed.cached_public else {
+            continue;
+        };
+        let field = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let (Some(uuid), Some(key), Some(root)) =
+            (field("clusterUUID"), field("authnKeyPub"), field("rootCA"))
+        else {
+            continue;
+        };
+        if uuid == settings.cluster_uuid || certs::parse_ed25519_public_pem(key).is_err() {
+            log::warn!(target: "export", "IstioFederation {}: cached public metadata is not usable for authentication; peer not authorized", fed.name);
+            continue;
+        }
+        out.insert(
+            uuid.to_string(),
+            json!({"clusterUUID": uuid, "authnKeyPub": key, "rootCA": root}),
+        );
+    }
+    out.into_iter().collect()
+}
+
+fn pretty(v: &Value) -> String {
+    // Deckhouse's exporter writes json.MarshalIndent(…, "", "  "); so do we.
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// One export run.
+pub fn reconcile(
+    settings: &Settings,
+    input: &BindingInput,
+    new_key: Option<&NewKeyPair>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let ns = &settings.federation_namespace;
+    let Some(secret_snapshot) = input.snapshot(bindings::METADATA_SECRET) else {
+        log::warn!(target: "export", "this run carries no snapshot of Secret {METADATA_SECRET}; nothing is exported");
+        return out;
+    };
+    let observed = secret_snapshot.first();
+    let old: BTreeMap<String, String> = observed
+        .and_then(|s| s.get("data"))
+        .and_then(Value::as_object)
+        .map(|d| {
+            d.iter()
+                .filter_map(|(k, v)| Some((k.clone(), unb64(Some(v))?)))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    if !settings.enabled {
+        // Remove the private content only: peers keep seeing our public metadata.
+        if let (Some(_), Some(raw)) = (
+            observed,
+            observed.and_then(|s| s.pointer("/data/federation.json")),
+        ) {
+            out.operations.push(Operation::JsonPatch {
+                api_version: "v1".into(),
+                kind: "Secret".into(),
+                namespace: ns.clone(),
+                name: METADATA_SECRET.into(),
+                patch: vec![
+                    json!({"op": "test", "path": "/data/federation.json", "value": raw}),
+                    json!({"op": "remove", "path": "/data/federation.json"}),
+                ],
+            });
+        }
+        return out;
+    }
+
+    if let Some(k) = new_key {
+        log::info!(target: "export", "Secret {ns}/{KEYPAIR_SECRET} does not exist; creating a new Ed25519 key pair");
+        out.operations.push(Operation::CreateIfNotExists(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": KEYPAIR_SECRET, "namespace": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+            "data": {"priv.pem": b64(&k.private_pem), "pub.pem": b64(&k.public_pem)},
+        })));
+    }
+
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    // public.json: needs the key and the local root; otherwise the last good one is kept.
+    let root = input
+        .snapshot(bindings::LOCAL_ROOT)
+        .and_then(|s| s.first())
+        .and_then(|cm| cm.pointer("/data/root-cert.pem"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty());
+    let key = public_key(input, new_key).filter(|k| certs::parse_ed25519_public_pem(k).is_ok());
+    match (key, root) {
+        (Some(key), Some(root)) => {
+            let public =
+                json!({"clusterUUID": settings.cluster_uuid, "authnKeyPub": key, "rootCA": root});
+            files.insert(PUBLIC_JSON.into(), pretty(&public));
+        }
+        (key, root) => {
+            let missing = if key.is_none() {
+                format!("the public key (Secret {ns}/{KEYPAIR_SECRET} pub.pem)")
+            } else {
+                String::new()
+            };
+            let missing = match root {
+                None if missing.is_empty() => format!(
+                    "the local root (ConfigMap {}/{LOCAL_ROOT_CONFIGMAP} root-cert.pem)",
+                    settings.istio_namespace
+                ),
+                None => format!("{missing} and the local root"),
+                Some(_) => missing,
+            };
+            log::warn!(target: "export", "public metadata not rendered: {missing} is missing; keeping the last published public.json");
+            if let Some(prev) = old.get(PUBLIC_JSON) {
+                files.insert(PUBLIC_JSON.into(), prev.clone());
+            }
+        }
+    }
+
+    // federation.json: gateways from the advertise list, else the load balancers.
+    let gateways = match advertised_gateways(input) {
+        Ok(Some(g)) => Some(g),
+        Ok(None) => Some(load_balancer_gateways(input)).filter(|g| !g.is_empty()),
+        Err(e) => {
+            log::error!(target: "export", "{e}; keeping the last published gateways");
+            None
+        }
+    };
+    let previous_private: Option<Value> = old
+        .get(FEDERATION_JSON)
+        .and_then(|t| serde_json::from_str(t).ok());
+    let gateways: Value = match gateways {
+        Some(g) => json!(g),
+        None => previous_private
+            .as_ref()
+            .and_then(|p| p.get("ingressGateways").cloned())
+            .unwrap_or_else(|| {
+                log::warn!(target: "export", "no ingress gateway address is known yet; peers cannot reach our services");
+                json!([])
+            }),
+    };
+    let services = public_services(input, &settings.cluster_domain);
+    files.insert(
+        FEDERATION_JSON.into(),
+        pretty(&json!({"ingressGateways": gateways, "publicServices": services})),
+    );
+    files.insert(
+        REMOTE_PUBLIC_JSON.into(),
+        pretty(&Value::Object(remote_public_metadata(input, settings))),
+    );
+
+    let total: usize = files.values().map(String::len).sum();
+    if total * 4 / 3 > 1024 * 1024 {
+        log::error!(target: "export", "metadata is {total} bytes: over the 1 MiB limit of a Secret; the API server will refuse it");
+    }
+    if files != old {
+        let data: Map<String, Value> = files
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(b64(v))))
+            .collect();
+        out.operations.push(Operation::CreateOrUpdate(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": METADATA_SECRET, "namespace": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+            "data": data,
+        })));
+    }
+    out
+}

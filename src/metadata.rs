@@ -172,7 +172,7 @@ pub fn validate_public(v: &Value, own: &Own) -> Result<PublicMetadata, Failure> 
     ) else {
         return Err(Failure::new(
             INVALID_PUBLIC,
-            "clusterUUID, authnKeyPub, and rootCA must be non-empty strings",
+            "clusterUUID, authnKeyPub, and rootCA must be non-empty",
         ));
     };
     if !is_sane_uuid(uuid) {
@@ -217,7 +217,7 @@ pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata
     ) else {
         return Err(Failure::new(
             INVALID_PRIVATE,
-            "ingressGateways and publicServices must be set (JSON arrays)",
+            "ingressGateways and publicServices must be set",
         ));
     };
     let mut dropped = Vec::new();

@@ -37,7 +37,7 @@ pub mod bindings {
     pub const LOCAL_ROOT: &str = "local_root_ca";
     pub const KEYPAIR: &str = "authn_keypair";
     pub const FEDERATIONS: &str = "federations";
-    pub const METADATA_SECRET: &str = "metadata_secret";
+    pub const METADATA: &str = "metadata_secret";
     pub const GROUP: &str = "istio_federation_export";
     pub const QUEUE: &str = "istio-federation-export";
 }
@@ -64,7 +64,7 @@ pub fn config(s: &Settings) -> Value {
             named(KEYPAIR, "Secret", &s.federation_namespace, KEYPAIR_SECRET, ".data"),
             {"name": FEDERATIONS, "apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
              "jqFilter": "{trustDomain: .spec.trustDomain, public: .status.metadataCache.public}", "group": GROUP, "queue": QUEUE},
-            named(METADATA_SECRET, "Secret", &s.federation_namespace, METADATA_SECRET, ".data"),
+            named(METADATA, "Secret", &s.federation_namespace, crate::export::METADATA_SECRET, ".data"),
         ],
         "settings": {"executionMinInterval": "3s", "executionBurst": 3},
     })
@@ -279,7 +279,7 @@ pub fn reconcile(
 ) -> Outcome {
     let mut out = Outcome::default();
     let ns = &settings.federation_namespace;
-    let Some(secret_snapshot) = input.snapshot(bindings::METADATA_SECRET) else {
+    let Some(secret_snapshot) = input.snapshot(bindings::METADATA) else {
         log::warn!(target: "export", "this run carries no snapshot of Secret {METADATA_SECRET}; nothing is exported");
         return out;
     };

@@ -257,8 +257,11 @@ fn needed(cacerts: bool) -> Need {
     n
 }
 
-/// Rules granted to the hook's service account, as (group, resource, ns, resourceNames, verbs).
-fn granted(files: &[&str]) -> Vec<(String, String, String, Vec<String>, Vec<String>)> {
+/// One granted rule, flattened: (group, resource, namespace, resourceNames, verbs).
+type Grant = (String, String, String, Vec<String>, Vec<String>);
+
+/// Rules granted to the hook's service account.
+fn granted(files: &[&str]) -> Vec<Grant> {
     let docs: Vec<Value> = files.iter().flat_map(|f| docs(f)).collect();
     let bound: BTreeSet<(String, String)> = docs
         .iter()

@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod patch;
 pub mod reconcile;
+pub mod serve;
 pub mod service_entries;
 pub mod settings;
 pub mod status;

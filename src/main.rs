@@ -12,6 +12,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   istio-federation-hook [--config]           discovery hook (shell-operator): print config, or run once
   istio-federation-hook export [--config]    export hook: print config, or render our own metadata once
+  istio-federation-hook serve [--listen ADDR] [--metadata-dir DIR] [--tls-cert FILE --tls-key FILE]
+                                             metadata HTTP server for peers (serve --help for details)
   istio-federation-hook --help | --version
 
 A run reads the binding context from $BINDING_CONTEXT_PATH (or stdin) and writes object patches
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         ["--config"] => print_config(false),
         ["export"] => run_export(),
         ["export", "--config"] => print_config(true),
+        ["serve", rest @ ..] => istio_federation_hook::serve::run(rest),
         ["--help"] | ["-h"] | ["help"] => {
             println!("{USAGE}");
             Ok(())
@@ -210,7 +213,23 @@ fn run_discovery() -> Result<(), String> {
     // more than the reconcile itself on large clusters, and the OS reclaims them at once.
     std::mem::forget(outcome);
     std::mem::forget(input);
+    log_peak_rss();
     Ok(())
+}
+
+/// Logs the peak resident set size at debug level (what the scale bench reads).
+fn log_peak_rss() {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(kb) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .map(|v| v.trim().trim_end_matches(" kB").trim())
+    {
+        log::debug!(target: "main", "peak_rss_kb={kb}");
+    }
 }
 
 fn run_export() -> Result<(), String> {

@@ -1,15 +1,19 @@
 # istio-federation-hook — see README.md.
 CARGO ?= cargo
 
-.PHONY: all build demo test lint golden bench clean
+.PHONY: all build demo demo-snapshot test lint golden bench clean
 
 all: build
 
 build:
 	$(CARGO) build --release
 
-## demo: run the discovery hook on the bundled demo snapshot and print the patches
+## demo: two demo clusters federating on 127.0.0.1 (each with its own serve over TLS), printing what each side creates
 demo: build
+	$(CARGO) run --quiet --example demo
+
+## demo-snapshot: the discovery hook on a bundled snapshot with cached peer metadata
+demo-snapshot: build
 	./scripts/demo.sh
 
 ## test: every test (unit, golden, CLI contract, integration); UPDATE_GOLDEN=1 regenerates golden files

@@ -15,8 +15,11 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_istio-federation-hook")
+/// The binary under test: cargo's for tests and benches, else the release build (examples).
+pub fn bin() -> String {
+    option_env!("CARGO_BIN_EXE_istio-federation-hook")
+        .map(str::to_string)
+        .unwrap_or_else(|| root().join("target/release/istio-federation-hook").to_string_lossy().into_owned())
 }
 
 /// The pinned clock of the golden cases (the test certificates are dated against it).

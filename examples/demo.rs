@@ -19,39 +19,102 @@ use serde_json::Value;
 fn describe(op: &Value) -> String {
     let obj = &op["object"];
     let (kind, ns, name) = if obj.is_object() {
-        (&obj["kind"], &obj["metadata"]["namespace"], &obj["metadata"]["name"])
+        (
+            &obj["kind"],
+            &obj["metadata"]["namespace"],
+            &obj["metadata"]["name"],
+        )
     } else {
         (&op["kind"], &op["namespace"], &op["name"])
     };
     let target = match ns.as_str() {
-        Some(ns) => format!("{} {ns}/{}", kind.as_str().unwrap_or(""), name.as_str().unwrap_or("")),
-        None => format!("{} {}", kind.as_str().unwrap_or(""), name.as_str().unwrap_or("")),
+        Some(ns) => format!(
+            "{} {ns}/{}",
+            kind.as_str().unwrap_or(""),
+            name.as_str().unwrap_or("")
+        ),
+        None => format!(
+            "{} {}",
+            kind.as_str().unwrap_or(""),
+            name.as_str().unwrap_or("")
+        ),
     };
     let detail = match (op["operation"].as_str(), kind.as_str()) {
         (Some("CreateOrUpdate"), Some("ServiceEntry")) => {
             let spec = &obj["spec"];
-            let ports: Vec<String> = spec["ports"].as_array().into_iter().flatten().map(|p| format!("{}/{}/{}", p["name"], p["number"], p["protocol"]).replace('"', "")).collect();
-            let eps: Vec<String> = spec["endpoints"].as_array().into_iter().flatten().map(|e| e["address"].as_str().unwrap_or("").to_string()).collect();
-            format!("  host {} ports [{}] -> gateways [{}]:15443 ({})", spec["hosts"][0].as_str().unwrap_or(""), ports.join(", "), eps.join(", "), spec["resolution"].as_str().unwrap_or(""))
+            let ports: Vec<String> = spec["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!("{}/{}/{}", p["name"], p["number"], p["protocol"]).replace('"', "")
+                })
+                .collect();
+            let eps: Vec<String> = spec["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e["address"].as_str().unwrap_or("").to_string())
+                .collect();
+            format!(
+                "  host {} ports [{}] -> gateways [{}]:15443 ({})",
+                spec["hosts"][0].as_str().unwrap_or(""),
+                ports.join(", "),
+                eps.join(", "),
+                spec["resolution"].as_str().unwrap_or("")
+            )
         }
-        (Some("JSONPatch"), Some("ConfigMap")) => "  caCertificates updated (test-guarded JSONPatch)".to_string(),
+        (Some("JSONPatch"), Some("ConfigMap")) => {
+            "  caCertificates updated (test-guarded JSONPatch)".to_string()
+        }
         (Some("MergePatch"), _) => {
             let conds: Vec<String> = op["mergePatch"]["status"]["conditions"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|c| format!("{}={}({})", c["type"].as_str().unwrap_or("").trim_end_matches("Ready"), c["status"].as_str().unwrap_or(""), c["reason"].as_str().unwrap_or("")))
+                .map(|c| {
+                    format!(
+                        "{}={}({})",
+                        c["type"].as_str().unwrap_or("").trim_end_matches("Ready"),
+                        c["status"].as_str().unwrap_or(""),
+                        c["reason"].as_str().unwrap_or("")
+                    )
+                })
                 .collect();
-            let cached = op["mergePatch"]["status"]["metadataCache"].as_object().map(|m| m.keys().filter(|k| !k.ends_with("Timestamp")).cloned().collect::<Vec<_>>().join("+")).unwrap_or_default();
-            format!("  {}{}", if cached.is_empty() { String::new() } else { format!("cached {cached}; ") }, conds.join(" "))
+            let cached = op["mergePatch"]["status"]["metadataCache"]
+                .as_object()
+                .map(|m| {
+                    m.keys()
+                        .filter(|k| !k.ends_with("Timestamp"))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("+")
+                })
+                .unwrap_or_default();
+            format!(
+                "  {}{}",
+                if cached.is_empty() {
+                    String::new()
+                } else {
+                    format!("cached {cached}; ")
+                },
+                conds.join(" ")
+            )
         }
         _ => String::new(),
     };
-    format!("    {} {target}{detail}", op["operation"].as_str().unwrap_or(""))
+    format!(
+        "    {} {target}{detail}",
+        op["operation"].as_str().unwrap_or("")
+    )
 }
 
 fn show(who: &str, phase: &str, ops: &[Value]) {
-    println!("  {who} {phase}: {} patch{}", ops.len(), if ops.len() == 1 { "" } else { "es" });
+    println!(
+        "  {who} {phase}: {} patch{}",
+        ops.len(),
+        if ops.len() == 1 { "" } else { "es" }
+    );
     for op in ops {
         println!("{}", describe(op));
     }
@@ -89,9 +152,21 @@ fn main() {
             && b.trusts(&a);
         if done {
             println!("\n== federated after {round} round(s)");
-            for (c, other, host) in [(&a, &b, "api.prod.svc.cluster-b.local"), (&b, &a, "web.prod.svc.cluster-a.local")] {
-                let se = c.store.all("ServiceEntry").into_iter().find(|s| s["spec"]["hosts"][0] == host).cloned().unwrap_or_default();
-                println!("{} imports {host} and trusts {}'s root for {}:", c.name, other.name, other.domain);
+            for (c, other, host) in [
+                (&a, &b, "api.prod.svc.cluster-b.local"),
+                (&b, &a, "web.prod.svc.cluster-a.local"),
+            ] {
+                let se = c
+                    .store
+                    .all("ServiceEntry")
+                    .into_iter()
+                    .find(|s| s["spec"]["hosts"][0] == host)
+                    .cloned()
+                    .unwrap_or_default();
+                println!(
+                    "{} imports {host} and trusts {}'s root for {}:",
+                    c.name, other.name, other.domain
+                );
                 println!("{}", serde_json::to_string_pretty(&se).unwrap_or_default());
             }
             return;

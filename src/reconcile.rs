@@ -265,7 +265,25 @@ pub fn reconcile(
         Some(_) if !broken.is_empty() => {
             log::warn!(target: "reconcile", "trust entries unchanged while IstioFederation(s) {} cannot be read", broken.join(", "));
         }
-        Some(t) => match trust_bundle::plan(settings, t, &desired_trust) {
+        Some(t) => match trust_bundle::plan(settings, t, &{
+            // A federation whose cached public metadata cannot be read keeps the trust
+            // entries it had: odd input never removes trust.
+            let keep: BTreeSet<String> = states
+                .iter()
+                .filter(|st| st.public_problem.is_some())
+                .map(|st| st.fed.trust_domain.clone())
+                .collect();
+            let mut all = desired_trust.clone();
+            for e in trust_bundle::owned_entries(settings, t, &keep) {
+                if !all
+                    .iter()
+                    .any(|d| d.trust_domain == e.trust_domain && d.fingerprint == e.fingerprint)
+                {
+                    all.push(e);
+                }
+            }
+            all
+        }) {
             Ok(op) => out.operations.extend(op),
             Err(e) => {
                 log::error!(target: "reconcile", "{e}");
@@ -297,7 +315,15 @@ pub fn reconcile(
         desired_dr.push(service_entries::destination_rule(r, ns, api));
         desired_se.push(service_entries::service_entry(r, ns, api));
     }
-    let broken_set: BTreeSet<&str> = broken.iter().map(String::as_str).collect();
+    // Objects of federations that cannot be read this run (spec unreadable, or cached metadata
+    // unusable) are kept as they are: odd input never deletes a ServiceEntry.
+    let mut broken_set: BTreeSet<&str> = broken.iter().map(String::as_str).collect();
+    broken_set.extend(
+        states
+            .iter()
+            .filter(|st| st.public_problem.is_some() || st.private_problem.is_some())
+            .map(|st| st.fed.name.as_str()),
+    );
     let keep = |o: &Value| {
         !broken_set.is_empty()
             && k8s::annotation(o, k8s::FEDERATIONS_ANNOTATION)
@@ -391,7 +417,12 @@ fn trust_condition(st: &FedState, trust_problem: Option<&str>, now: i64) -> Cond
     let td = &st.fed.trust_domain;
     let Some(public) = &st.public else {
         return match &st.public_problem {
-            Some(f) => Condition::new(status::TRUST, "False", f.reason, f.message.clone()),
+            Some(f) => Condition::new(
+                status::TRUST,
+                "False",
+                f.reason,
+                format!("{}. Root certificates installed earlier are kept.", f.message.trim_end_matches('.')),
+            ),
             None => Condition::new(
                 status::TRUST,
                 "False",
@@ -440,6 +471,14 @@ fn trust_condition(st: &FedState, trust_problem: Option<&str>, now: i64) -> Cond
 }
 
 fn services_condition(st: &FedState) -> Condition {
+    if let (None, Some(f)) = (&st.public, &st.public_problem) {
+        return Condition::new(
+            status::SERVICES,
+            "False",
+            f.reason,
+            "Cached public metadata is unusable; ServiceEntries created earlier are kept.",
+        );
+    }
     if st.public.is_none() {
         return Condition::new(
             status::SERVICES,
@@ -450,7 +489,15 @@ fn services_condition(st: &FedState) -> Condition {
     }
     let Some(private) = &st.private else {
         return match &st.private_problem {
-            Some(f) => Condition::new(status::SERVICES, "False", f.reason, f.message.clone()),
+            Some(f) => Condition::new(
+                status::SERVICES,
+                "False",
+                f.reason,
+                format!(
+                    "{}. ServiceEntries created earlier are kept.",
+                    f.message.trim_end_matches('.')
+                ),
+            ),
             None => Condition::new(
                 status::SERVICES,
                 "False",

@@ -106,6 +106,111 @@ fn render_yaml(v: &Value) -> Result<String, String> {
     serde_saphyr::to_string(v).map_err(|e| format!("cannot render mesh config YAML: {e}"))
 }
 
+/// The `mesh` text of the mesh-config ConfigMap, its parsed mapping and its `caCertificates`
+/// list. `Err` when it cannot be edited safely.
+fn parse_mesh<'a>(
+    settings: &Settings,
+    obj: &'a Value,
+) -> Result<(Option<&'a str>, Map<String, Value>, Vec<Value>), String> {
+    let what = format!(
+        "ConfigMap {}/{}",
+        settings.istio_namespace, settings.mesh_config_name
+    );
+    let old_mesh = match obj.pointer("/data/mesh") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(format!("{what}: data.mesh is not a string")),
+    };
+    let mesh: Map<String, Value> = match old_mesh.map(str::trim) {
+        None | Some("") => Map::new(),
+        Some(text) => match serde_saphyr::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => m,
+            Ok(Value::Null) => Map::new(),
+            Ok(_) => {
+                return Err(format!(
+                    "{what}: data.mesh is not a YAML mapping; not editing it"
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{what}: data.mesh is not valid YAML ({}); not editing it",
+                    first_line(&e.to_string())
+                ));
+            }
+        },
+    };
+    let list = match mesh.get("caCertificates") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => {
+            return Err(format!(
+                "{what}: caCertificates in data.mesh is not a list; not editing it"
+            ))
+        }
+    };
+    Ok((old_mesh, mesh, list))
+}
+
+/// The entries we own for `trust_domains`, as they stand in the trust object. A federation
+/// whose metadata cannot be read this run keeps its entries: adding them to the desired set
+/// makes [`plan`] leave them in place instead of removing them.
+pub fn owned_entries(
+    settings: &Settings,
+    observed: Option<&Value>,
+    trust_domains: &BTreeSet<String>,
+) -> Vec<TrustEntry> {
+    let Some(obj) = observed else {
+        return Vec::new();
+    };
+    if trust_domains.is_empty() {
+        return Vec::new();
+    }
+    let owned = read_owned(obj);
+    let mut out = Vec::new();
+    match settings.trust_bundle_mode {
+        TrustBundleMode::MeshConfig => {
+            let Ok((_, _, list)) = parse_mesh(settings, obj) else {
+                return out;
+            };
+            for entry in &list {
+                if let (Some((td, fp)), Some(pem)) = (
+                    single_domain_entry(entry),
+                    entry.get("pem").and_then(Value::as_str),
+                ) {
+                    if trust_domains.contains(&td) && owns(&owned, &td, &fp) {
+                        out.push(TrustEntry {
+                            trust_domain: td,
+                            pem: pem.to_string(),
+                            fingerprint: fp,
+                        });
+                    }
+                }
+            }
+        }
+        TrustBundleMode::Cacerts => {
+            let Ok(text) = cacerts_root(obj) else {
+                return out;
+            };
+            let Ok(blocks) = certs::pem_blocks(&text) else {
+                return out;
+            };
+            for b in blocks.iter().filter(|b| b.label == "CERTIFICATE") {
+                let fp = certs::fingerprint(&b.der);
+                for td in trust_domains {
+                    if owns(&owned, td, &fp) {
+                        out.push(TrustEntry {
+                            trust_domain: td.clone(),
+                            pem: certs::to_pem("CERTIFICATE", &b.der),
+                            fingerprint: fp.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 fn plan_mesh_config(
     settings: &Settings,
     observed: Option<&Value>,
@@ -131,39 +236,7 @@ fn plan_mesh_config(
             "data": {"mesh": mesh},
         }))));
     };
-    let what = format!("ConfigMap {ns}/{name}");
-    let old_mesh = match obj.pointer("/data/mesh") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => return Err(format!("{what}: data.mesh is not a string")),
-    };
-    let mut mesh: Map<String, Value> = match old_mesh.map(str::trim) {
-        None | Some("") => Map::new(),
-        Some(text) => match serde_saphyr::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => m,
-            Ok(Value::Null) => Map::new(),
-            Ok(_) => {
-                return Err(format!(
-                    "{what}: data.mesh is not a YAML mapping; not editing it"
-                ))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "{what}: data.mesh is not valid YAML ({}); not editing it",
-                    first_line(&e.to_string())
-                ))
-            }
-        },
-    };
-    let old_list = match mesh.get("caCertificates") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(_) => {
-            return Err(format!(
-                "{what}: caCertificates in data.mesh is not a list; not editing it"
-            ))
-        }
-    };
+    let (old_mesh, mut mesh, old_list) = parse_mesh(settings, obj)?;
     let owned = read_owned(obj);
     let want: BTreeSet<(&str, &str)> = desired
         .iter()

@@ -19,7 +19,12 @@ pub fn root() -> PathBuf {
 pub fn bin() -> String {
     option_env!("CARGO_BIN_EXE_istio-federation-hook")
         .map(str::to_string)
-        .unwrap_or_else(|| root().join("target/release/istio-federation-hook").to_string_lossy().into_owned())
+        .unwrap_or_else(|| {
+            root()
+                .join("target/release/istio-federation-hook")
+                .to_string_lossy()
+                .into_owned()
+        })
 }
 
 /// The pinned clock of the golden cases (the test certificates are dated against it).

@@ -106,12 +106,12 @@ fn render_yaml(v: &Value) -> Result<String, String> {
     serde_saphyr::to_string(v).map_err(|e| format!("cannot render mesh config YAML: {e}"))
 }
 
-/// The `mesh` text of the mesh-config ConfigMap, its parsed mapping and its `caCertificates`
-/// list. `Err` when it cannot be edited safely.
-fn parse_mesh<'a>(
-    settings: &Settings,
-    obj: &'a Value,
-) -> Result<(Option<&'a str>, Map<String, Value>, Vec<Value>), String> {
+/// The `mesh` text of the mesh-config ConfigMap (absent: `None`), its parsed mapping and its
+/// `caCertificates` list.
+type ParsedMesh<'a> = (Option<&'a str>, Map<String, Value>, Vec<Value>);
+
+/// Parses the mesh config; `Err` when it cannot be edited safely.
+fn parse_mesh<'a>(settings: &Settings, obj: &'a Value) -> Result<ParsedMesh<'a>, String> {
     let what = format!(
         "ConfigMap {}/{}",
         settings.istio_namespace, settings.mesh_config_name

@@ -82,10 +82,12 @@ impl Federation {
             }
         };
         let cache = field("/status/metadataCache");
+        // Anything present is kept, even if it is not an object: validation then reports it as
+        // unusable (and the federation's objects are kept), instead of it reading as "absent".
         let obj_at = |key: &str| {
             cache
                 .and_then(|c| c.get(key))
-                .filter(|v| v.is_object())
+                .filter(|v| !v.is_null())
                 .cloned()
         };
         let str_at = |key: &str| {

@@ -316,12 +316,19 @@ pub fn reconcile(
         desired_se.push(service_entries::service_entry(r, ns, api));
     }
     // Objects of federations that cannot be read this run (spec unreadable, or cached metadata
-    // unusable) are kept as they are: odd input never deletes a ServiceEntry.
+    // unusable) are kept as they are: odd input never deletes a ServiceEntry. New and changed
+    // objects are still written; only deletes are held back.
     let mut broken_set: BTreeSet<&str> = broken.iter().map(String::as_str).collect();
+    // Likewise when the peer's private metadata had items we had to drop: a service that is
+    // now invalid may well be one we imported before, and a bad peer must not cost us it.
     broken_set.extend(
         states
             .iter()
-            .filter(|st| st.public_problem.is_some() || st.private_problem.is_some())
+            .filter(|st| {
+                st.public_problem.is_some()
+                    || st.private_problem.is_some()
+                    || st.private.as_ref().is_some_and(|p| !p.dropped.is_empty())
+            })
             .map(|st| st.fed.name.as_str()),
     );
     let keep = |o: &Value| {

@@ -140,7 +140,27 @@ fn effective_public(
     }
     match &fed.cached_public {
         None => (None, None),
-        Some(v) => match metadata::validate_public(v, own) {
+        Some(v) => match metadata::validate_public(v, own).and_then(|p| {
+            // A cached root that is not even a certificate is a corrupted cache, not a peer's
+            // expired or mis-issued root: treat the whole cache as unusable (and keep what we
+            // installed from it) rather than as "no acceptable root" (which removes trust).
+            let corrupt = p.roots.is_empty()
+                && p.rejected.iter().any(|(_, r)| {
+                    matches!(
+                        r,
+                        certs::CertRejection::Unparsable(_)
+                            | certs::CertRejection::NotCertificate { .. }
+                    )
+                });
+            if corrupt {
+                Err(Failure::new(
+                    metadata::CERTIFICATE_REJECTED,
+                    format!("rootCA: {}", p.rejected_summary()),
+                ))
+            } else {
+                Ok(p)
+            }
+        }) {
             Ok(p) => (Some(p), None),
             Err(f) => {
                 log::warn!(target: "reconcile", "IstioFederation {}: cached public metadata is unusable: {}", fed.name, f.message);
@@ -319,6 +339,8 @@ pub fn reconcile(
     // unusable) are kept as they are: odd input never deletes a ServiceEntry. New and changed
     // objects are still written; only deletes are held back.
     let mut broken_set: BTreeSet<&str> = broken.iter().map(String::as_str).collect();
+    // An unreadable federation without a name could be any of them: hold back every delete.
+    let freeze_all = broken_set.contains("");
     // Likewise when the peer's private metadata had items we had to drop: a service that is
     // now invalid may well be one we imported before, and a bad peer must not cost us it.
     broken_set.extend(
@@ -332,9 +354,10 @@ pub fn reconcile(
             .map(|st| st.fed.name.as_str()),
     );
     let keep = |o: &Value| {
-        !broken_set.is_empty()
-            && k8s::annotation(o, k8s::FEDERATIONS_ANNOTATION)
-                .is_some_and(|a| a.split(',').any(|f| broken_set.contains(f)))
+        freeze_all
+            || (!broken_set.is_empty()
+                && k8s::annotation(o, k8s::FEDERATIONS_ANNOTATION)
+                    .is_some_and(|a| a.split(',').any(|f| broken_set.contains(f))))
     };
     let (dr_writes, dr_deletes) =
         patch::diff_managed(desired_dr, observed.destination_rules, &keep);

@@ -1,0 +1,1054 @@
+//! The bad-input battery: one table of malformed and hostile inputs — binding contexts and
+//! snapshots, settings, peer responses, requests to `serve` — each with the exact outcome it
+//! must have, and the invariant that none of them costs the cluster anything: after applying
+//! what the hook emitted, the ServiceEntry and the trust entry of the healthy federation are
+//! still there, and nothing was deleted.
+
+mod common;
+mod support;
+
+use base64::Engine;
+use common::{ndjson, run_hook, Store};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use support::pki::{self, Ca, SigningKeys};
+use support::server::Route;
+use support::Peer;
+
+fn cert(name: &str) -> String {
+    std::fs::read_to_string(
+        common::root()
+            .join("testdata/certs")
+            .join(format!("{name}.pem")),
+    )
+    .unwrap()
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn base_env() -> Vec<(String, String)> {
+    vec![
+        ("ISTIO_FEDERATION_ENABLED".into(), "true".into()),
+        ("CLUSTER_DOMAIN".into(), "my.cluster".into()),
+        ("CLUSTER_UUID".into(), "deadbeef-mycluster".into()),
+        ("ISTIO_FEDERATION_HOOK_OFFLINE".into(), "true".into()),
+    ]
+}
+
+/// A healthy cluster federated with `b` (cached metadata), already reconciled: the store holds
+/// b's ServiceEntry, DestinationRule and trust entry.
+fn healthy(
+    endpoint: &str,
+    public: Value,
+    cluster_ca: Option<&str>,
+    keys: Option<&SigningKeys>,
+) -> Store {
+    let mut spec = json!({"trustDomain": "b.local", "metadataEndpoint": endpoint});
+    if let Some(ca) = cluster_ca {
+        spec["metadata"] = json!({"clusterCA": ca});
+    }
+    let fed = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "b"}, "spec": spec,
+        "status": {"metadataCache": {"public": public, "publicLastFetchTimestamp": common::NOW,
+            "private": {"ingressGateways": [{"address": "198.51.100.7", "port": 15443}],
+                        "publicServices": [{"hostname": "web.prod.svc.b.local", "ports": [{"name": "http", "port": 8080}]}]},
+            "privateLastFetchTimestamp": common::NOW}}});
+    let (privk, pubk) = match keys {
+        Some(k) => (k.private_pem.clone(), k.public_pem.clone()),
+        None => (
+            cert("deckhouse-fixture-priv"),
+            cert("deckhouse-fixture-pub"),
+        ),
+    };
+    let mut s = Store::default();
+    s.objects.insert("federations".into(), vec![fed]);
+    s.objects.insert(
+        "authn_keypair".into(),
+        vec![json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d8-remote-authn-keypair", "namespace": "d8-istio"},
+            "data": {"priv.pem": b64(&privk), "pub.pem": b64(&pubk)}})],
+    );
+    s.objects.insert(
+        "trust_bundle".into(),
+        vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "d8-istio", "resourceVersion": "1"},
+            "data": {"mesh": "trustDomain: my.cluster\n"}})],
+    );
+    s.objects.insert(
+        "local_root_ca".into(),
+        vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio-ca-root-cert", "namespace": "d8-istio"},
+            "data": {"root-cert.pem": cert("local-root")}})],
+    );
+    s.objects.insert("service_entries".into(), vec![]);
+    s.objects.insert("destination_rules".into(), vec![]);
+    let r = run_hook(
+        &s.binding_context("refresh_remote_metadata").to_string(),
+        &base_env(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    s.apply(&ndjson(&r.patches));
+    assert!(intact(&s, "b.local"), "the healthy baseline is not healthy");
+    s
+}
+
+fn cached_public(root: &str, key: &str) -> Value {
+    json!({"clusterUUID": "uuid-b", "authnKeyPub": key, "rootCA": root})
+}
+
+fn offline_base() -> Store {
+    healthy(
+        "https://127.0.0.1:9/metadata/",
+        cached_public(&cert("peer-b-root"), &cert("peer-b-authn-pub")),
+        None,
+        None,
+    )
+}
+
+/// b's ServiceEntry and its trust entry are in place.
+fn intact(s: &Store, trust_domain: &str) -> bool {
+    let se = s
+        .all("ServiceEntry")
+        .iter()
+        .any(|o| o["spec"]["hosts"][0] == "web.prod.svc.b.local");
+    let mesh = s
+        .get("ConfigMap", "d8-istio", "istio")
+        .and_then(|cm| cm["data"]["mesh"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let mesh: Value = serde_saphyr::from_str(&mesh).unwrap_or(Value::Null);
+    let trusted = mesh["caCertificates"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|e| e["trustDomains"][0] == trust_domain));
+    se && trusted
+}
+
+/// What a case must produce.
+enum Expect {
+    /// Non-zero exit, stderr contains the text, no patches at all.
+    Fail(&'static str),
+    /// Exit 0; stderr contains the text (or anything when empty).
+    Ok(&'static str),
+    /// Exit 0; the federation's condition `type` has this status and reason, message contains text.
+    Condition(&'static str, &'static str, &'static str, &'static str),
+}
+
+fn check(
+    name: &str,
+    store: &Store,
+    bc: &str,
+    env: &[(String, String)],
+    values: Option<&str>,
+    expect: &Expect,
+    failures: &mut Vec<String>,
+) {
+    let r = run_hook(bc, env, values);
+    let ops = ndjson(&r.patches);
+    let mut fail = |m: String| {
+        failures.push(format!(
+            "{name}: {m}\n  stderr: {}\n  patches: {}",
+            r.stderr.trim(),
+            r.patches.trim()
+        ))
+    };
+    match expect {
+        Expect::Fail(text) => {
+            if r.code == 0 || !r.stderr.contains(text) || !r.patches.is_empty() {
+                fail(format!(
+                    "expected a failure mentioning {text:?}, got exit {}",
+                    r.code
+                ));
+            }
+            if r.stderr.lines().count() != 1 {
+                fail("a failure must be one line on stderr".into());
+            }
+            return;
+        }
+        Expect::Ok(text) => {
+            if r.code != 0 || !r.stderr.contains(text) {
+                fail(format!(
+                    "expected exit 0 and stderr mentioning {text:?}, got exit {}",
+                    r.code
+                ));
+            }
+        }
+        Expect::Condition(kind, status, reason, text) => {
+            let cond = ops
+                .iter()
+                .filter(|o| o["operation"] == "MergePatch")
+                .filter_map(|o| o["mergePatch"]["status"]["conditions"].as_array())
+                .flatten()
+                .find(|c| c["type"] == *kind)
+                .cloned();
+            match cond {
+                Some(c)
+                    if c["status"] == *status
+                        && c["reason"] == *reason
+                        && c["message"].as_str().is_some_and(|m| m.contains(text)) => {}
+                other => fail(format!(
+                    "expected {kind}={status}/{reason} ~ {text:?}, got {other:?} (exit {})",
+                    r.code
+                )),
+            }
+        }
+    }
+    if ops.iter().any(|o| {
+        o["operation"]
+            .as_str()
+            .is_some_and(|op| op.starts_with("Delete"))
+    }) {
+        fail("emitted a delete".into());
+    }
+    let problems = common::check_operations(&ops);
+    if !problems.is_empty() {
+        fail(format!("invalid operations: {problems:?}"));
+    }
+    let mut after = store.clone();
+    after.apply(&ops);
+    if !intact(&after, "b.local") {
+        fail("b's ServiceEntry or trust entry was lost".into());
+    }
+}
+
+type Mutation = fn(&mut Value);
+
+fn fed(bc: &mut Value) -> &mut Value {
+    &mut bc[0]["snapshots"]["federations"][0]["object"]
+}
+
+fn snapshot_cases() -> Vec<(&'static str, Mutation, Expect)> {
+    vec![
+        (
+            "federation without metadata.name",
+            |bc| fed(bc)["metadata"] = json!({}),
+            Expect::Ok("IstioFederation without metadata.name"),
+        ),
+        (
+            "trustDomain is a number",
+            |bc| fed(bc)["spec"]["trustDomain"] = json!(42),
+            Expect::Ok("IstioFederation b: spec.trustDomain must be a non-empty string"),
+        ),
+        (
+            "trustDomain with a space",
+            |bc| fed(bc)["spec"]["trustDomain"] = json!("b local"),
+            Expect::Ok("does not match ^[0-9a-zA-Z._-]+$"),
+        ),
+        (
+            "trustDomain missing",
+            |bc| {
+                fed(bc)["spec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("trustDomain");
+            },
+            Expect::Ok("spec.trustDomain must be a non-empty string"),
+        ),
+        (
+            "metadataEndpoint over plain http",
+            |bc| fed(bc)["spec"]["metadataEndpoint"] = json!("http://h/metadata/"),
+            Expect::Ok("must be an https:// URL"),
+        ),
+        (
+            "metadataEndpoint missing",
+            |bc| {
+                fed(bc)["spec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("metadataEndpoint");
+            },
+            Expect::Ok("spec.metadataEndpoint must be a non-empty string"),
+        ),
+        (
+            "spec is a string",
+            |bc| fed(bc)["spec"] = json!("oops"),
+            Expect::Ok("IstioFederation b: spec.trustDomain must be a non-empty string"),
+        ),
+        (
+            "enableInsecureConnection as a string",
+            |bc| fed(bc)["spec"]["metadata"] = json!({"enableInsecureConnection": "yes"}),
+            Expect::Ok("spec.metadata.enableInsecureConnection must be a boolean"),
+        ),
+        (
+            "clusterCA as a number",
+            |bc| fed(bc)["spec"]["metadata"] = json!({"clusterCA": 7}),
+            Expect::Ok("spec.metadata.clusterCA must be a string"),
+        ),
+        (
+            "cached public is a string",
+            |bc| fed(bc)["status"]["metadataCache"]["public"] = json!("corrupt"),
+            Expect::Condition("TrustBundleReady", "False", "InvalidPublicMetadata", "kept"),
+        ),
+        (
+            "cached rootCA is garbage",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["public"]["rootCA"] =
+                    json!("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+            },
+            Expect::Condition("TrustBundleReady", "False", "CertificateRejected", "kept"),
+        ),
+        (
+            "cached clusterUUID of 5000 characters",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["public"]["clusterUUID"] =
+                    json!("u".repeat(5000))
+            },
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "InvalidPublicMetadata",
+                "at most 128",
+            ),
+        ),
+        (
+            "cached clusterUUID is our own",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["public"]["clusterUUID"] =
+                    json!("deadbeef-mycluster")
+            },
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "InvalidPublicMetadata",
+                "own UUID",
+            ),
+        ),
+        (
+            "cached authnKeyPub is not Ed25519",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["public"]["authnKeyPub"] =
+                    json!(cert("peer-b-root"))
+            },
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "InvalidPublicMetadata",
+                "authnKeyPub",
+            ),
+        ),
+        (
+            "cached private is an array",
+            |bc| fed(bc)["status"]["metadataCache"]["private"] = json!([]),
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidPrivateMetadata",
+                "kept",
+            ),
+        ),
+        (
+            "cached publicServices null",
+            |bc| fed(bc)["status"]["metadataCache"]["private"]["publicServices"] = Value::Null,
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidPrivateMetadata",
+                "kept",
+            ),
+        ),
+        (
+            "cached service ports is an object",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["publicServices"][0]["ports"] =
+                    json!({"http": 80})
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidPrivateMetadata",
+                "ports must be an array",
+            ),
+        ),
+        (
+            "cached port 70000",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["publicServices"][0]["ports"][0]
+                    ["port"] = json!(70000)
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidPrivateMetadata",
+                "port 70000 is not a number 1-65535",
+            ),
+        ),
+        (
+            "cached port negative",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["publicServices"][0]["ports"][0]
+                    ["port"] = json!(-1)
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidPrivateMetadata",
+                "port -1",
+            ),
+        ),
+        (
+            "cached port as a float",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["publicServices"][0]["ports"][0]
+                    ["port"] = json!(80.5)
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidPrivateMetadata",
+                "port 80.5",
+            ),
+        ),
+        (
+            "cached hostname in our own domain",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["publicServices"][0]["hostname"] =
+                    json!("web.prod.svc.my.cluster")
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "HostnameOutOfScope",
+                "outside trust domain b.local",
+            ),
+        ),
+        (
+            "cached hostname with unicode",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["publicServices"][0]["hostname"] =
+                    json!("wéb.prod.svc.b.local")
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidPrivateMetadata",
+                "not a lower-case DNS name",
+            ),
+        ),
+        (
+            "cached hostname that is an IP",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["publicServices"][0]["hostname"] =
+                    json!("10.0.0.1")
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidPrivateMetadata",
+                "not a lower-case DNS name",
+            ),
+        ),
+        (
+            "cached gateway with a port suffix",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["ingressGateways"][0]["address"] =
+                    json!("198.51.100.7:443")
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "NoIngressGateways",
+                "none are imported",
+            ),
+        ),
+        (
+            "cached gateway with shell metacharacters",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["ingressGateways"][0]["address"] =
+                    json!("1.1.1.1; rm -rf /")
+            },
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", ""),
+        ),
+        (
+            "cached gateway port 0",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["ingressGateways"][0]["port"] =
+                    json!(0)
+            },
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", ""),
+        ),
+        (
+            "ServiceEntry snapshot item without metadata",
+            |bc| {
+                bc[0]["snapshots"]["service_entries"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"object": {"kind": "ServiceEntry"}}))
+            },
+            Expect::Ok(""),
+        ),
+        (
+            "mesh is a number",
+            |bc| bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"] = json!(42),
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "TrustBundleUnavailable",
+                "data.mesh is not a string",
+            ),
+        ),
+        (
+            "mesh is a YAML list",
+            |bc| {
+                bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"] =
+                    json!("- a\n- b\n")
+            },
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "TrustBundleUnavailable",
+                "not a YAML mapping",
+            ),
+        ),
+        (
+            "mesh is not YAML",
+            |bc| {
+                bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"] =
+                    json!("a: [1,\n  b: {")
+            },
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "TrustBundleUnavailable",
+                "not valid YAML",
+            ),
+        ),
+        (
+            "caCertificates is a string",
+            |bc| {
+                let m = bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"] = json!(
+                    m.replace("caCertificates:\n", "caCertificatesX:\n") + "caCertificates: oops\n"
+                );
+            },
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "TrustBundleUnavailable",
+                "caCertificates in data.mesh is not a list",
+            ),
+        ),
+        (
+            "ownership annotation is not JSON",
+            |bc| {
+                bc[0]["snapshots"]["trust_bundle"][0]["object"]["metadata"]["annotations"]
+                    ["federation.istio.deckhouse.io/managed-trust-entries"] = json!("{not json")
+            },
+            Expect::Ok("treating no trust entries as ours"),
+        ),
+        (
+            "key pair priv.pem not base64",
+            |bc| {
+                bc[0]["snapshots"]["authn_keypair"][0]["object"]["data"]["priv.pem"] = json!("%%%")
+            },
+            Expect::Ok(""),
+        ),
+        (
+            "local root is garbage",
+            |bc| {
+                bc[0]["snapshots"]["local_root_ca"][0]["object"]["data"]["root-cert.pem"] =
+                    json!("garbage")
+            },
+            Expect::Ok(""),
+        ),
+        (
+            "a second federation claiming our trust domain",
+            |bc| {
+                let mut other = bc[0]["snapshots"]["federations"][0].clone();
+                other["object"]["metadata"]["name"] = json!("impostor");
+                other["object"]["spec"]["trustDomain"] = json!("my.cluster");
+                bc[0]["snapshots"]["federations"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(other);
+            },
+            Expect::Ok("spec.trustDomain my.cluster is this cluster's own trust domain; skipped"),
+        ),
+        (
+            "deeply nested junk in status",
+            |bc| {
+                let mut v = json!(1);
+                for _ in 0..100 {
+                    v = json!([v]);
+                }
+                fed(bc)["status"]["junk"] = v;
+            },
+            Expect::Ok(""),
+        ),
+    ]
+}
+
+fn raw_context_cases() -> Vec<(&'static str, &'static str, Expect)> {
+    vec![
+        ("truncated JSON", r#"[{"binding": "x", "type": "Group", "snapshots": {"federations": ["#, Expect::Fail("binding context is not valid JSON")),
+        ("top-level object", r#"{"binding": "x"}"#, Expect::Fail("binding context must be a JSON array of contexts, got an object")),
+        ("top-level number", "42", Expect::Fail("got a number")),
+        ("top-level null", "null", Expect::Fail("got null")),
+        ("array of strings", r#"["a"]"#, Expect::Fail("binding context item 0 is not a JSON object")),
+        ("binding is a number", r#"[{"binding": 1}]"#, Expect::Fail("must be a string, got a number")),
+        ("type is an array", r#"[{"binding": "x", "type": []}]"#, Expect::Fail("must be a string, got an array")),
+        ("snapshots is an array", r#"[{"binding": "x", "snapshots": []}]"#, Expect::Fail("must be an object, got an array")),
+        ("snapshot is an object", r#"[{"binding": "x", "snapshots": {"federations": {}}}]"#, Expect::Fail("federations\\\" must be an array, got an object")),
+        ("snapshot item is a string", r#"[{"binding": "x", "snapshots": {"federations": ["x"]}}]"#, Expect::Fail("federations\\\" item 0 is not an object")),
+        ("byte-order mark", "\u{feff}[]", Expect::Fail("not valid JSON")),
+        ("JSON nested past the parser's limit", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", Expect::Fail("recursion limit")),
+        ("control character in a string", "[\"\u{1}\"]", Expect::Fail("control character")),
+    ]
+}
+
+/// (name, environment overrides, values file text, expected outcome).
+type EnvCase = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Option<&'static str>,
+    Expect,
+);
+
+fn env_cases() -> Vec<EnvCase> {
+    vec![
+        (
+            "values file missing",
+            vec![],
+            Some("@missing"),
+            Expect::Fail("VALUES_PATH"),
+        ),
+        (
+            "values file not JSON or YAML",
+            vec![],
+            Some("{{{"),
+            Expect::Fail("neither JSON nor YAML"),
+        ),
+        (
+            "values enabled is a word",
+            vec![],
+            Some(r#"{"istio": {"federation": {"enabled": "maybe"}}}"#),
+            Expect::Fail("values istio.federation.enabled: expected a boolean"),
+        ),
+        (
+            "values clusterDomain is a number",
+            vec![],
+            Some(r#"{"global": {"discovery": {"clusterDomain": 42}}}"#),
+            Expect::Fail("values global.discovery.clusterDomain: expected a string"),
+        ),
+        (
+            "CLUSTER_DOMAIN with a space",
+            vec![("CLUSTER_DOMAIN", "my cluster")],
+            None,
+            Expect::Fail("is not a valid trust domain"),
+        ),
+        (
+            "CLUSTER_UUID empty",
+            vec![("CLUSTER_UUID", "")],
+            None,
+            Expect::Fail("CLUSTER_UUID"),
+        ),
+        (
+            "TRUST_BUNDLE_MODE unknown",
+            vec![("TRUST_BUNDLE_MODE", "both")],
+            None,
+            Expect::Fail("TRUST_BUNDLE_MODE: expected mesh-config or cacerts"),
+        ),
+        (
+            "FETCH_TIMEOUT zero",
+            vec![("FETCH_TIMEOUT", "0s")],
+            None,
+            Expect::Fail("FETCH_TIMEOUT"),
+        ),
+        (
+            "FETCH_CONCURRENCY zero",
+            vec![("FETCH_CONCURRENCY", "0")],
+            None,
+            Expect::Fail("FETCH_CONCURRENCY"),
+        ),
+        (
+            "FETCH_MAX_BYTES one byte",
+            vec![("FETCH_MAX_BYTES", "1")],
+            None,
+            Expect::Fail("FETCH_MAX_BYTES"),
+        ),
+        (
+            "FEDERATION_NAMESPACE invalid",
+            vec![("FEDERATION_NAMESPACE", "Bad_NS")],
+            None,
+            Expect::Fail("FEDERATION_NAMESPACE"),
+        ),
+        (
+            "ISTIO_NETWORKING_API_VERSION foreign",
+            vec![("ISTIO_NETWORKING_API_VERSION", "v1")],
+            None,
+            Expect::Fail("ISTIO_NETWORKING_API_VERSION"),
+        ),
+        (
+            "ISTIO_FEDERATION_ENABLED a word",
+            vec![("ISTIO_FEDERATION_ENABLED", "perhaps")],
+            None,
+            Expect::Fail("ISTIO_FEDERATION_ENABLED"),
+        ),
+        (
+            "ISTIO_FEDERATION_HOOK_NOW not a time",
+            vec![("ISTIO_FEDERATION_HOOK_NOW", "yesterday")],
+            None,
+            Expect::Fail("ISTIO_FEDERATION_HOOK_NOW"),
+        ),
+        (
+            "patch file is a directory",
+            vec![("KUBERNETES_PATCH_PATH", "/")],
+            None,
+            Expect::Fail("KUBERNETES_PATCH_PATH /"),
+        ),
+    ]
+}
+
+#[test]
+fn snapshots_contexts_and_settings() {
+    let base = offline_base();
+    let bc = base.binding_context("refresh_remote_metadata");
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (name, mutate, expect) in snapshot_cases() {
+        let mut bc = bc.clone();
+        mutate(&mut bc);
+        check(
+            name,
+            &base,
+            &bc.to_string(),
+            &base_env(),
+            None,
+            &expect,
+            &mut failures,
+        );
+        n += 1;
+    }
+    for (name, raw, expect) in raw_context_cases() {
+        check(name, &base, raw, &base_env(), None, &expect, &mut failures);
+        n += 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, env, values, expect) in env_cases() {
+        let mut e = base_env();
+        for (k, v) in env {
+            e.retain(|(kk, _)| kk != k);
+            e.push((k.to_string(), v.to_string()));
+        }
+        let values_text = match values {
+            Some("@missing") => {
+                e.push((
+                    "VALUES_PATH".into(),
+                    dir.path().join("nope.json").to_string_lossy().into_owned(),
+                ));
+                None
+            }
+            other => other,
+        };
+        if values_text.is_some() {
+            e.retain(|(k, _)| k != "CLUSTER_DOMAIN" && k != "ISTIO_FEDERATION_ENABLED");
+        }
+        check(
+            name,
+            &base,
+            &bc.to_string(),
+            &e,
+            values_text,
+            &expect,
+            &mut failures,
+        );
+        n += 1;
+    }
+    assert!(n >= 60, "{n} cases");
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn hostile_and_broken_peers() {
+    let ca = Ca::new("bad-input metadata CA");
+    let own = SigningKeys::generate();
+    let peer = Peer::start(&ca, "uuid-b", "b.local", &own);
+    let public = serde_json::from_str::<Value>(&peer.public_body).unwrap();
+    let base = healthy(
+        &format!("{}/", peer.endpoint()),
+        public,
+        Some(&ca.cert_pem),
+        Some(&own),
+    );
+    let bc = base.binding_context("refresh_remote_metadata").to_string();
+    let mut env = base_env();
+    env.retain(|(k, _)| k != "ISTIO_FEDERATION_HOOK_OFFLINE");
+    env.push(("FETCH_TIMEOUT".into(), "2s".into()));
+    env.push(("FETCH_MAX_BYTES".into(), "64KiB".into()));
+    let public_doc = |f: &dyn Fn(&mut Value)| {
+        let mut v: Value = serde_json::from_str(&peer.public_body).unwrap();
+        f(&mut v);
+        Route::ok(v.to_string())
+    };
+    let expired = pki::root_cert_pem("expired root", true, (2019, 1, 1), (2020, 1, 1));
+    let leaf = pki::root_cert_pem("not a CA", false, (2020, 1, 1), (2045, 1, 1));
+    let cases: Vec<(&str, Route, Option<Route>, Expect)> = vec![
+        (
+            "public 500",
+            Route::status(500, "boom"),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "NonOKResponse",
+                "HTTP status 500 when fetching public metadata",
+            ),
+        ),
+        (
+            "public 404",
+            Route::status(404, "nope"),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "NonOKResponse",
+                "HTTP status 404",
+            ),
+        ),
+        (
+            "public truncated JSON",
+            Route::ok(r#"{"zzz"#),
+            None,
+            Expect::Condition("PublicMetadataExchangeReady", "False", "InvalidJSON", ""),
+        ),
+        (
+            "public is an array",
+            Route::ok("[]"),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "InvalidPublicMetadata",
+                "not a JSON object",
+            ),
+        ),
+        (
+            "public wrong format",
+            Route::ok(r#"{"wrong":"format"}"#),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "InvalidPublicMetadata",
+                "clusterUUID, authnKeyPub, and rootCA must be non-empty",
+            ),
+        ),
+        (
+            "public root is not a CA",
+            public_doc(&|v| v["rootCA"] = json!(leaf.clone())),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "CertificateRejected",
+                "not a CA",
+            ),
+        ),
+        (
+            "public root expired",
+            public_doc(&|v| v["rootCA"] = json!(expired.clone())),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "CertificateRejected",
+                "expired on 2020-01-01",
+            ),
+        ),
+        (
+            "public presents our own root",
+            public_doc(&|v| v["rootCA"] = json!(cert("local-root"))),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "CertificateRejected",
+                "our own root",
+            ),
+        ),
+        (
+            "public claims our UUID",
+            public_doc(&|v| v["clusterUUID"] = json!("deadbeef-mycluster")),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "InvalidPublicMetadata",
+                "own UUID",
+            ),
+        ),
+        (
+            "public key is not Ed25519",
+            public_doc(&|v| {
+                v["authnKeyPub"] =
+                    json!("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+            }),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "InvalidPublicMetadata",
+                "authnKeyPub",
+            ),
+        ),
+        (
+            "public body over the cap",
+            Route::ok(vec![b' '; 100 * 1024]),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "ResponseTooLarge",
+                "",
+            ),
+        ),
+        (
+            "public redirects elsewhere",
+            Route::redirect("https://127.0.0.2:1/metadata/public/public.json"),
+            None,
+            Expect::Condition("PublicMetadataExchangeReady", "False", "FetchFailed", ""),
+        ),
+        (
+            "private 500",
+            Route::ok(peer.public_body.clone()),
+            Some(Route::status(500, "x")),
+            Expect::Condition(
+                "PrivateMetadataExchangeReady",
+                "False",
+                "NonOKResponse",
+                "HTTP status 500 when fetching private metadata",
+            ),
+        ),
+        (
+            "private publicServices null",
+            Route::ok(peer.public_body.clone()),
+            Some(Route::ok(r#"{"ingressGateways":[],"publicServices":null}"#)),
+            Expect::Condition(
+                "PrivateMetadataExchangeReady",
+                "False",
+                "InvalidPrivateMetadata",
+                "ingressGateways and publicServices must be set",
+            ),
+        ),
+        (
+            "private steals our hostnames",
+            Route::ok(peer.public_body.clone()),
+            Some(Route::ok(
+                r#"{"ingressGateways":[{"address":"198.51.100.7","port":15443}],"publicServices":[{"hostname":"api.prod.svc.my.cluster","ports":[{"name":"http","port":80}]}]}"#,
+            )),
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "HostnameOutOfScope",
+                "api.prod.svc.my.cluster: hostname is outside trust domain b.local",
+            ),
+        ),
+        (
+            "private never answers",
+            Route::ok(peer.public_body.clone()),
+            Some(Route::never_answer()),
+            Expect::Condition("PrivateMetadataExchangeReady", "False", "FetchFailed", ""),
+        ),
+        (
+            "private is not JSON",
+            Route::ok(peer.public_body.clone()),
+            Some(Route::ok("<html>")),
+            Expect::Condition("PrivateMetadataExchangeReady", "False", "InvalidJSON", ""),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, public, private, expect) in cases {
+        peer.serve_public(public);
+        peer.serve_private(
+            private.unwrap_or_else(|| Route::ok(peer.private_body.clone())),
+            &own,
+        );
+        check(name, &base, &bc, &env, None, &expect, &mut failures);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Raw requests to `serve`: each gets the exact status, and the server keeps answering.
+#[test]
+fn hostile_requests_to_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("public.json"), json!({"clusterUUID": "own", "authnKeyPub": cert("deckhouse-fixture-pub"), "rootCA": cert("peer-b-root")}).to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("federation.json"),
+        r#"{"ingressGateways":[],"publicServices":[]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("remote-public-metadata.json"), "{}").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(common::bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metadata-dir",
+        ])
+        .arg(dir.path())
+        .env("LOG_LEVEL", "error")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let request = |raw: &[u8]| -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(raw);
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let big_header = format!("GET /metadata/public/public.json HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(40 * 1024));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("no token", b"GET /metadata/private/federation.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), "HTTP/1.1 401"),
+        ("not a bearer", b"GET /metadata/private/federation.json HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Zm9vOmJhcg==\r\nConnection: close\r\n\r\n".to_vec(), "HTTP/1.1 401"),
+        ("garbage token", b"GET /metadata/private/federation.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a.b.c\r\nConnection: close\r\n\r\n".to_vec(), "HTTP/1.1 401"),
+        ("alg none token", b"GET /metadata/private/federation.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer eyJhbGciOiJub25lIn0.e30.\r\nConnection: close\r\n\r\n".to_vec(), "HTTP/1.1 401"),
+        ("POST", b"POST /metadata/public/public.json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(), "HTTP/1.1 405"),
+        ("path traversal", b"GET /metadata/public/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), "HTTP/1.1 404"),
+        ("oversized header", big_header.into_bytes(), "HTTP/1.1 431"),
+        ("not HTTP", b"\x16\x03\x01\x00\x05hello\r\n\r\n".to_vec(), "HTTP/1.1 400"),
+        ("body too large", format!("GET /metadata/public/public.json HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 10 * 1024 * 1024).into_bytes(), "HTTP/1.1 413"),
+    ];
+    let mut failures = Vec::new();
+    for (name, raw, want) in cases {
+        let got = request(&raw);
+        if !got.starts_with(want) {
+            failures.push(format!("{name}: expected {want}, got {got:?}"));
+        }
+    }
+    // Still healthy after all of it.
+    let ok = request(
+        b"GET /metadata/public/public.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -11,6 +11,7 @@ pub mod config;
 pub mod export;
 pub mod federation;
 pub mod fetch;
+pub mod istio_objects;
 pub mod jwt;
 pub mod k8s;
 pub mod logging;

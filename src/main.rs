@@ -174,7 +174,8 @@ fn run_discovery() -> Result<(), String> {
     if settings.enabled {
         settings.check_required()?;
     }
-    let input = binding::parse(&read_binding_context()?)?;
+    let bytes = read_binding_context()?;
+    let input = binding::parse_with(&bytes, &reconcile::RAW_BINDINGS)?;
     let now = now()?;
     let observed = reconcile::Observed::from_binding(&input);
     let fetched = if settings.enabled && observed.federations.is_some() && !offline()? {
@@ -212,7 +213,9 @@ fn run_discovery() -> Result<(), String> {
     // The process ends here: freeing tens of thousands of small JSON nodes one by one costs
     // more than the reconcile itself on large clusters, and the OS reclaims them at once.
     std::mem::forget(outcome);
+    std::mem::forget(observed);
     std::mem::forget(input);
+    std::mem::forget(bytes);
     log_peak_rss();
     Ok(())
 }
@@ -237,7 +240,8 @@ fn run_export() -> Result<(), String> {
     if settings.enabled {
         settings.check_required()?;
     }
-    let input = binding::parse(&read_binding_context()?)?;
+    let bytes = read_binding_context()?;
+    let input = binding::parse(&bytes)?;
     let new_key = if settings.enabled && export::needs_key_pair(&input) {
         let (private_pem, public_pem) = certs::generate_ed25519_pem()?;
         Some(export::NewKeyPair {

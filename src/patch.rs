@@ -4,14 +4,16 @@
 //! Every operation is rendered as one JSON object per line; a JSON array is never written
 //! (shell-operator cannot read one). Objects to create never carry server-owned metadata.
 
-use crate::k8s;
-use serde_json::{Map, Value};
+use crate::istio_objects::{Desired, Observed};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
     CreateOrUpdate(Value),
+    /// `CreateOrUpdate` of one of our typed Istio objects.
+    Write(Box<Desired>),
     CreateIfNotExists(Value),
     Delete {
         api_version: String,
@@ -47,13 +49,21 @@ impl Operation {
     }
 }
 
+/// The manifest of a create, borrowed.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum ObjectRef<'a> {
+    Json(&'a Value),
+    Typed(&'a Desired),
+}
+
 /// The wire form of an operation, borrowing the objects so writing them copies nothing.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Wire<'a> {
     operation: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    object: Option<&'a Value>,
+    object: Option<ObjectRef<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,12 +99,17 @@ impl serde::Serialize for Operation {
         let w = match self {
             Operation::CreateOrUpdate(o) => Wire {
                 operation: "CreateOrUpdate",
-                object: Some(o),
+                object: Some(ObjectRef::Json(o)),
+                ..none
+            },
+            Operation::Write(o) => Wire {
+                operation: "CreateOrUpdate",
+                object: Some(ObjectRef::Typed(o)),
                 ..none
             },
             Operation::CreateIfNotExists(o) => Wire {
                 operation: "CreateIfNotExists",
-                object: Some(o),
+                object: Some(ObjectRef::Json(o)),
                 ..none
             },
             Operation::Delete {
@@ -154,123 +169,79 @@ pub fn write_ndjson<W: Write>(mut out: W, ops: &[Operation]) -> std::io::Result<
     out.flush()
 }
 
-/// Metadata fields the API server owns; copying them into a create makes the POST fail.
-const SERVER_OWNED: [&str; 7] = [
-    "resourceVersion",
-    "uid",
-    "creationTimestamp",
-    "managedFields",
-    "generation",
-    "selfLink",
-    "deletionTimestamp",
-];
-
 /// Whether `observed` already is `desired` as far as we care: same spec, and every label and
 /// annotation we set present with our value (other writers' labels are fine).
-fn matches(desired: &Value, observed: &Value) -> bool {
-    if desired.get("spec") != observed.get("spec") {
-        return false;
-    }
-    for field in ["labels", "annotations"] {
-        let want = desired
-            .pointer(&format!("/metadata/{field}"))
-            .and_then(Value::as_object);
-        let have = observed
-            .pointer(&format!("/metadata/{field}"))
-            .and_then(Value::as_object);
-        if let Some(want) = want {
-            for (k, v) in want {
-                if have.and_then(|h| h.get(k)) != Some(v) {
-                    return false;
-                }
-            }
-        }
-    }
-    true
+fn matches(desired: &Desired, observed: &Observed) -> bool {
+    observed.spec.as_ref() == Some(&desired.spec)
+        && desired
+            .metadata
+            .labels
+            .0
+            .iter()
+            .all(|(k, v)| observed.labels.get(k) == Some(v))
+        && desired
+            .metadata
+            .annotations
+            .0
+            .iter()
+            .all(|(k, v)| observed.annotations.get(k) == Some(v))
 }
 
 /// The object to PUT: desired, plus labels and annotations other writers put on the live
-/// object (CreateOrUpdate is a full update and would otherwise drop them).
-fn with_foreign_metadata(desired: Value, observed: &Value) -> Value {
-    let mut out = desired;
-    for field in ["labels", "annotations"] {
-        let Some(have) = observed
-            .pointer(&format!("/metadata/{field}"))
-            .and_then(Value::as_object)
-        else {
-            continue;
-        };
-        let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) else {
-            continue;
-        };
-        let target = meta
-            .entry(field)
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(target) = target.as_object_mut() {
-            for (k, v) in have {
-                if !target.contains_key(k) && !k.starts_with("kubectl.kubernetes.io/") {
-                    target.insert(k.clone(), v.clone());
-                }
+/// object (CreateOrUpdate is a full update and would otherwise drop them). Server-owned
+/// metadata and `status` are never part of a typed object.
+fn with_foreign_metadata(mut desired: Desired, observed: &Observed) -> Desired {
+    for (ours, theirs) in [
+        (&mut desired.metadata.labels, &observed.labels),
+        (&mut desired.metadata.annotations, &observed.annotations),
+    ] {
+        for (k, v) in &theirs.0 {
+            if !ours.contains_key(k) && !k.starts_with("kubectl.kubernetes.io/") {
+                ours.0.push((k.clone(), v.clone()));
             }
         }
     }
-    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
-        for f in SERVER_OWNED {
-            meta.remove(f);
-        }
-    }
-    if let Some(o) = out.as_object_mut() {
-        o.remove("status");
-    }
-    out
+    desired
 }
 
 /// Diffs desired managed objects of one kind against the observed ones. `observed == None`
 /// means the run has no snapshot of that kind: then everything desired is (idempotently)
 /// written and nothing is deleted, because we cannot know what exists.
 /// `keep` names observed objects that must survive even if not desired (objects of a
-/// federation whose spec could not be read this run).
+/// federation that cannot be read this run).
 pub fn diff_managed(
-    desired: Vec<Value>,
-    observed: Option<&[Value]>,
-    keep: &dyn Fn(&Value) -> bool,
+    desired: Vec<Desired>,
+    observed: Option<&[Observed]>,
+    keep: &dyn Fn(&Observed) -> bool,
 ) -> (Vec<Operation>, Vec<Operation>) {
-    let mut by_name: BTreeMap<&str, &Value> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, &Observed> = BTreeMap::new();
     for o in observed.unwrap_or(&[]) {
-        if let Some(n) = k8s::name(o) {
-            by_name.insert(n, o);
-        }
+        by_name.insert(o.name.as_str(), o);
     }
     let mut writes = Vec::new();
     let mut wanted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for d in desired {
-        let Some(name) = k8s::name(&d).map(str::to_string) else {
-            continue;
-        };
+        let name = d.metadata.name.clone();
         match by_name.get(name.as_str()) {
             Some(o) if matches(&d, o) => {}
-            Some(o) => writes.push(Operation::CreateOrUpdate(with_foreign_metadata(d, o))),
-            None => writes.push(Operation::CreateOrUpdate(d)),
+            Some(o) => writes.push(Operation::Write(Box::new(with_foreign_metadata(d, o)))),
+            None => writes.push(Operation::Write(Box::new(d))),
         }
         wanted.insert(name);
     }
     let mut deletes = Vec::new();
     for (name, o) in by_name {
-        if wanted.contains(name) || !k8s::is_managed(o) || keep(o) {
+        if wanted.contains(name) || !o.is_managed() || keep(o) {
             continue;
         }
-        let (Some(api_version), Some(kind), Some(namespace)) = (
-            o.get("apiVersion").and_then(Value::as_str),
-            o.get("kind").and_then(Value::as_str),
-            k8s::namespace(o),
-        ) else {
+        if o.api_version.is_empty() || o.kind.is_empty() || o.namespace.is_empty() {
             log::warn!(target: "diff", "managed object {name} lacks apiVersion, kind or namespace; not deleted");
             continue;
-        };
+        }
         deletes.push(Operation::Delete {
-            api_version: api_version.to_string(),
-            kind: kind.to_string(),
-            namespace: namespace.to_string(),
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            namespace: o.namespace.clone(),
             name: name.to_string(),
         });
     }
@@ -280,50 +251,74 @@ pub fn diff_managed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k8s;
     use serde_json::json;
 
-    fn obj(name: &str, managed: bool, spec: Value) -> Value {
+    fn observed(name: &str, managed: bool, host: &str) -> Observed {
         let mut labels = json!({"team": "x"});
         if managed {
             labels[k8s::MANAGED_BY_LABEL] = json!(k8s::MANAGED_BY_VALUE);
         }
-        json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry",
+        let v = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
             "metadata": {"name": name, "namespace": "d8-istio", "labels": labels, "resourceVersion": "5", "uid": "u"},
-            "spec": spec, "status": {"addresses": []}})
+            "spec": {"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}, "status": {}});
+        Observed::from_value(&v).unwrap()
+    }
+
+    fn desired(name: &str, host: &str) -> Desired {
+        use crate::istio_objects::*;
+        Desired {
+            api_version: "networking.istio.io/v1beta1".into(),
+            kind: "DestinationRule",
+            metadata: Meta {
+                name: name.into(),
+                namespace: "d8-istio".into(),
+                labels: OrderedMap(vec![(
+                    k8s::MANAGED_BY_LABEL.into(),
+                    k8s::MANAGED_BY_VALUE.into(),
+                )]),
+                annotations: OrderedMap(vec![]),
+            },
+            spec: Spec::DestinationRule(DrSpec {
+                host: host.into(),
+                traffic_policy: DrPolicy {
+                    tls: DrTls {
+                        mode: "ISTIO_MUTUAL".into(),
+                    },
+                },
+            }),
+        }
     }
 
     #[test]
     fn unchanged_objects_produce_nothing_and_unmanaged_are_never_deleted() {
-        let mut desired = obj("a", true, json!({"hosts": ["a"]}));
-        desired["metadata"]["labels"]
-            .as_object_mut()
-            .unwrap()
-            .remove("team");
-        let observed = vec![
-            obj("a", true, json!({"hosts": ["a"]})),
-            obj("foreign", false, json!({})),
-            obj("stale", true, json!({})),
+        let obs = vec![
+            observed("a", true, "a.b"),
+            observed("foreign", false, "f.b"),
+            observed("stale", true, "s.b"),
         ];
-        let (w, d) = diff_managed(vec![desired], Some(&observed), &|_| false);
+        let (w, d) = diff_managed(vec![desired("a", "a.b")], Some(&obs), &|_| false);
         assert!(w.is_empty());
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].to_json()["name"], "stale");
+        // `keep` holds a delete back.
+        let (_, d) = diff_managed(vec![], Some(&obs), &|o| o.name == "stale");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].to_json()["name"], "a");
     }
 
     #[test]
-    fn updates_strip_server_fields_and_keep_foreign_labels() {
-        let desired = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry",
-            "metadata": {"name": "a", "namespace": "d8-istio", "labels": {k8s::MANAGED_BY_LABEL: k8s::MANAGED_BY_VALUE}},
-            "spec": {"hosts": ["new"]}});
-        let observed = vec![obj("a", true, json!({"hosts": ["old"]}))];
-        let (w, d) = diff_managed(vec![desired], Some(&observed), &|_| false);
+    fn updates_keep_foreign_labels_and_carry_no_server_fields() {
+        let obs = vec![observed("a", true, "old.b")];
+        let (w, d) = diff_managed(vec![desired("a", "new.b")], Some(&obs), &|_| false);
         assert!(d.is_empty());
         let o = w[0].to_json();
+        assert_eq!(o["operation"], "CreateOrUpdate");
         assert_eq!(o["object"]["metadata"]["labels"]["team"], "x");
         assert!(o["object"]["metadata"].get("resourceVersion").is_none());
         assert!(o["object"]["metadata"].get("uid").is_none());
         assert!(o["object"].get("status").is_none());
-        assert_eq!(o["object"]["spec"]["hosts"][0], "new");
+        assert_eq!(o["object"]["spec"]["host"], "new.b");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::binding::BindingInput;
 use crate::certs;
 use crate::config;
 use crate::federation::{self, Federation};
+use crate::istio_objects;
 use crate::k8s;
 use crate::metadata::{self, Failure, Own, PrivateMetadata, PublicMetadata};
 use crate::metrics;
@@ -28,14 +29,33 @@ const TIMESTAMP_REFRESH: i64 = 10 * 60;
 const MAX_LISTED: usize = 5;
 
 /// Snapshots of one run. `None` = no context of the run carried that binding: state unknown.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub struct Observed<'a> {
     pub federations: Option<&'a [Value]>,
     pub keypair: Option<&'a [Value]>,
     pub trust_object: Option<&'a [Value]>,
     pub local_root: Option<&'a [Value]>,
-    pub service_entries: Option<&'a [Value]>,
-    pub destination_rules: Option<&'a [Value]>,
+    pub service_entries: Option<Vec<istio_objects::Observed>>,
+    pub destination_rules: Option<Vec<istio_objects::Observed>>,
+}
+
+/// The bindings whose (possibly huge) snapshots are parsed straight into typed objects.
+pub const RAW_BINDINGS: [&str; 2] = [config::SERVICE_ENTRIES, config::DESTINATION_RULES];
+
+/// Our Istio objects from a snapshot, raw (see [`RAW_BINDINGS`]) or already parsed.
+fn managed_objects(b: &BindingInput, binding: &str) -> Option<Vec<istio_objects::Observed>> {
+    if let Some(raw) = b.raw_snapshot(binding) {
+        return Some(
+            raw.iter()
+                .filter_map(|r| istio_objects::Observed::parse(r.get()))
+                .collect(),
+        );
+    }
+    b.snapshot(binding).map(|vals| {
+        vals.iter()
+            .filter_map(istio_objects::Observed::from_value)
+            .collect()
+    })
 }
 
 impl<'a> Observed<'a> {
@@ -45,8 +65,8 @@ impl<'a> Observed<'a> {
             keypair: b.snapshot(config::KEYPAIR),
             trust_object: b.snapshot(config::TRUST_BUNDLE),
             local_root: b.snapshot(config::LOCAL_ROOT),
-            service_entries: b.snapshot(config::SERVICE_ENTRIES),
-            destination_rules: b.snapshot(config::DESTINATION_RULES),
+            service_entries: managed_objects(b, config::SERVICE_ENTRIES),
+            destination_rules: managed_objects(b, config::DESTINATION_RULES),
         }
     }
 
@@ -226,7 +246,10 @@ pub fn reconcile(
                 }
             }
         }
-        for snapshot in [observed.service_entries, observed.destination_rules] {
+        for snapshot in [
+            observed.service_entries.as_deref(),
+            observed.destination_rules.as_deref(),
+        ] {
             let (_, deletes) = patch::diff_managed(Vec::new(), snapshot, &|_| false);
             out.operations.extend(deletes);
         }
@@ -353,20 +376,24 @@ pub fn reconcile(
             })
             .map(|st| st.fed.name.as_str()),
     );
-    let keep = |o: &Value| {
+    let keep = |o: &istio_objects::Observed| {
         freeze_all
             || (!broken_set.is_empty()
-                && k8s::annotation(o, k8s::FEDERATIONS_ANNOTATION)
+                && o.annotations
+                    .get(k8s::FEDERATIONS_ANNOTATION)
                     .is_some_and(|a| a.split(',').any(|f| broken_set.contains(f))))
     };
+
     let (dr_writes, dr_deletes) =
-        patch::diff_managed(desired_dr, observed.destination_rules, &keep);
-    let (se_writes, se_deletes) = patch::diff_managed(desired_se, observed.service_entries, &keep);
+        patch::diff_managed(desired_dr, observed.destination_rules.as_deref(), &keep);
+    let (se_writes, se_deletes) =
+        patch::diff_managed(desired_se, observed.service_entries.as_deref(), &keep);
     // Creates: DestinationRule before its ServiceEntry, so mTLS is in place first.
     let mut dr_writes = dr_writes.into_iter().peekable();
     let mut se_writes = se_writes.into_iter().peekable();
     fn name_of(op: &Operation) -> &str {
         match op {
+            Operation::Write(d) => d.metadata.name.as_str(),
             Operation::CreateOrUpdate(o) => k8s::name(o).unwrap_or(""),
             _ => "",
         }

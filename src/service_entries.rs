@@ -7,9 +7,11 @@
 //! Keeping Deckhouse's names means a cluster can move between Deckhouse and this product
 //! without a traffic blip.
 
+use crate::istio_objects::{
+    Desired, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort, SeSpec, Spec,
+};
 use crate::k8s::{FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::metadata::{Gateway, PublicService, ServicePort};
-use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One federation's contribution: its gateways and validated services.
@@ -206,99 +208,80 @@ fn sorted_endpoints(set: BTreeSet<Gateway>) -> Vec<Gateway> {
     set.into_iter().collect()
 }
 
-/// Builds a JSON object from owned values without re-serialising them (the `json!` macro
-/// deep-copies every interpolated `Value`, which dominated large runs).
-fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    let mut m = Map::with_capacity(N);
-    for (k, v) in pairs {
-        m.insert(k.to_string(), v);
-    }
-    Value::Object(m)
-}
-
-fn metadata(record: &Record, namespace: &str) -> Value {
-    let mut labels = Map::with_capacity(2);
-    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+fn metadata(record: &Record, namespace: &str) -> Meta {
+    let mut labels = vec![(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())];
     if let Some(first) = record.federations.first() {
-        labels.insert(FEDERATION_LABEL.into(), first.as_str().into());
+        labels.push((FEDERATION_LABEL.to_string(), first.clone()));
     }
-    object([
-        ("name", record.name.as_str().into()),
-        ("namespace", namespace.into()),
-        ("labels", Value::Object(labels)),
-        (
-            "annotations",
-            object([(FEDERATIONS_ANNOTATION, record.federations.join(",").into())]),
-        ),
-    ])
+    Meta {
+        name: record.name.clone(),
+        namespace: namespace.to_string(),
+        labels: OrderedMap(labels),
+        annotations: OrderedMap(vec![(
+            FEDERATIONS_ANNOTATION.to_string(),
+            record.federations.join(","),
+        )]),
+    }
 }
 
 /// The ServiceEntry for a record (reference §4.1 with the checklist of istio §8).
-pub fn service_entry(record: &Record, namespace: &str, api_version: &str) -> Value {
-    let endpoints: Vec<Value> = record
+pub fn service_entry(record: &Record, namespace: &str, api_version: &str) -> Desired {
+    let endpoints = record
         .endpoints
         .iter()
-        .map(|e| {
-            let ports: Map<String, Value> = record
-                .ports
-                .iter()
-                .map(|p| (p.name.clone(), Value::from(e.port)))
-                .collect();
-            object([
-                ("address", e.address.as_str().into()),
-                ("ports", Value::Object(ports)),
-                (
-                    "labels",
-                    object([("security.istio.io/tlsMode", "istio".into())]),
-                ),
-            ])
+        .map(|e| SeEndpoint {
+            address: e.address.clone(),
+            ports: OrderedMap(
+                record
+                    .ports
+                    .iter()
+                    .map(|p| (p.name.clone(), u32::from(e.port)))
+                    .collect(),
+            ),
+            labels: OrderedMap(vec![(
+                "security.istio.io/tlsMode".to_string(),
+                "istio".to_string(),
+            )]),
         })
         .collect();
-    let ports: Vec<Value> = record
+    let ports = record
         .ports
         .iter()
-        .map(|p| {
-            object([
-                ("name", p.name.as_str().into()),
-                ("number", p.port.into()),
-                ("protocol", p.protocol.into()),
-            ])
+        .map(|p| SePort {
+            name: p.name.clone(),
+            number: u32::from(p.port),
+            protocol: p.protocol.to_string(),
         })
         .collect();
-    object([
-        ("apiVersion", api_version.into()),
-        ("kind", "ServiceEntry".into()),
-        ("metadata", metadata(record, namespace)),
-        (
-            "spec",
-            object([
-                ("hosts", Value::Array(vec![record.hostname.as_str().into()])),
-                ("location", "MESH_INTERNAL".into()),
-                ("ports", Value::Array(ports)),
-                ("resolution", record.resolution.into()),
-                ("endpoints", Value::Array(endpoints)),
-            ]),
-        ),
-    ])
+    Desired {
+        api_version: api_version.to_string(),
+        kind: "ServiceEntry",
+        metadata: metadata(record, namespace),
+        spec: Spec::ServiceEntry(SeSpec {
+            hosts: vec![record.hostname.clone()],
+            location: "MESH_INTERNAL".to_string(),
+            ports,
+            resolution: record.resolution.to_string(),
+            endpoints,
+        }),
+    }
 }
 
 /// The DestinationRule forcing Istio mutual TLS towards the imported host.
-pub fn destination_rule(record: &Record, namespace: &str, api_version: &str) -> Value {
-    object([
-        ("apiVersion", api_version.into()),
-        ("kind", "DestinationRule".into()),
-        ("metadata", metadata(record, namespace)),
-        (
-            "spec",
-            object([
-                ("host", record.hostname.as_str().into()),
-                (
-                    "trafficPolicy",
-                    object([("tls", object([("mode", "ISTIO_MUTUAL".into())]))]),
-                ),
-            ]),
-        ),
-    ])
+pub fn destination_rule(record: &Record, namespace: &str, api_version: &str) -> Desired {
+    Desired {
+        api_version: api_version.to_string(),
+        kind: "DestinationRule",
+        metadata: metadata(record, namespace),
+        spec: Spec::DestinationRule(DrSpec {
+            host: record.hostname.clone(),
+            traffic_policy: DrPolicy {
+                tls: DrTls {
+                    mode: "ISTIO_MUTUAL".to_string(),
+                },
+            },
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -197,22 +197,25 @@ fn run_discovery() -> Result<(), String> {
     } else {
         BTreeMap::new()
     };
-    let outcome = reconcile::reconcile(&settings, &observed, &fetched, now);
-
-    // Streamed straight into the files: the output of a large first run is tens of MB.
-    if let Some((what, out)) = open_output(
+    // Operations are streamed into the patch file as the reconcile decides them: the output
+    // of a large first run is tens of MB and is never held in memory.
+    let (what, mut out) = open_output(
         &["KUBERNETES_PATCH_PATH", "D8_TEST_KUBERNETES_PATCH_SET_FILE"],
         true,
-    )? {
-        patch::write_ndjson(out, &outcome.operations).map_err(|e| format!("{what}: {e}"))?;
-    }
+    )?
+    .unwrap_or_else(|| ("stdout".to_string(), Box::new(std::io::sink())));
+    let mut count = 0usize;
+    let metric_ops = reconcile::reconcile_into(&settings, &observed, &fetched, now, &mut |op| {
+        count += 1;
+        patch::write_one(&mut out, &op).map_err(|e| format!("{what}: {e}"))
+    })?;
+    out.flush().map_err(|e| format!("{what}: {e}"))?;
     if let Some((what, out)) = open_output(&["METRICS_PATH"], false)? {
-        metrics::write_ndjson(out, &outcome.metrics).map_err(|e| format!("{what}: {e}"))?;
+        metrics::write_ndjson(out, &metric_ops).map_err(|e| format!("{what}: {e}"))?;
     }
-    log::debug!(target: "main", "{} operations, {} metric operations", outcome.operations.len(), outcome.metrics.len());
-    // The process ends here: freeing tens of thousands of small JSON nodes one by one costs
-    // more than the reconcile itself on large clusters, and the OS reclaims them at once.
-    std::mem::forget(outcome);
+    log::debug!(target: "main", "{count} operations, {} metric operations", metric_ops.len());
+    // The process ends here: freeing tens of thousands of small objects one by one costs more
+    // than the reconcile itself on large clusters, and the OS reclaims them at once.
     std::mem::forget(observed);
     std::mem::forget(input);
     std::mem::forget(bytes);

@@ -160,6 +160,12 @@ impl serde::Serialize for Operation {
     }
 }
 
+/// Writes one operation as one NDJSON line.
+pub fn write_one<W: Write>(out: &mut W, op: &Operation) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, op)?;
+    out.write_all(b"\n")
+}
+
 /// Writes operations as NDJSON.
 pub fn write_ndjson<W: Write>(mut out: W, ops: &[Operation]) -> std::io::Result<()> {
     for op in ops {
@@ -204,33 +210,37 @@ fn with_foreign_metadata(mut desired: Desired, observed: &Observed) -> Desired {
     desired
 }
 
-/// Diffs desired managed objects of one kind against the observed ones. `observed == None`
-/// means the run has no snapshot of that kind: then everything desired is (idempotently)
-/// written and nothing is deleted, because we cannot know what exists.
-/// `keep` names observed objects that must survive even if not desired (objects of a
-/// federation that cannot be read this run).
-pub fn diff_managed(
-    desired: Vec<Desired>,
+/// Observed objects by name.
+pub fn index(observed: Option<&[Observed]>) -> BTreeMap<&str, &Observed> {
+    observed
+        .unwrap_or(&[])
+        .iter()
+        .map(|o| (o.name.as_str(), o))
+        .collect()
+}
+
+/// The write (if any) that makes the object named like `desired` match it.
+pub fn diff_one(desired: Desired, observed: Option<&Observed>) -> Option<Operation> {
+    match observed {
+        Some(o) if matches(&desired, o) => None,
+        Some(o) => Some(Operation::Write(Box::new(with_foreign_metadata(
+            desired, o,
+        )))),
+        None => Some(Operation::Write(Box::new(desired))),
+    }
+}
+
+/// Deletes for the observed managed objects that are not `wanted`. `observed == None` means
+/// the run has no snapshot of that kind: nothing is deleted, because we cannot know what
+/// exists. `keep` names objects that must survive even if not wanted (objects of a federation
+/// that cannot be read this run). Objects without our managed-by label are never deleted.
+pub fn deletes(
     observed: Option<&[Observed]>,
+    wanted: &std::collections::BTreeSet<String>,
     keep: &dyn Fn(&Observed) -> bool,
-) -> (Vec<Operation>, Vec<Operation>) {
-    let mut by_name: BTreeMap<&str, &Observed> = BTreeMap::new();
-    for o in observed.unwrap_or(&[]) {
-        by_name.insert(o.name.as_str(), o);
-    }
-    let mut writes = Vec::new();
-    let mut wanted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for d in desired {
-        let name = d.metadata.name.clone();
-        match by_name.get(name.as_str()) {
-            Some(o) if matches(&d, o) => {}
-            Some(o) => writes.push(Operation::Write(Box::new(with_foreign_metadata(d, o)))),
-            None => writes.push(Operation::Write(Box::new(d))),
-        }
-        wanted.insert(name);
-    }
-    let mut deletes = Vec::new();
-    for (name, o) in by_name {
+) -> Vec<Operation> {
+    let mut out = Vec::new();
+    for (name, o) in index(observed) {
         if wanted.contains(name) || !o.is_managed() || keep(o) {
             continue;
         }
@@ -238,14 +248,31 @@ pub fn diff_managed(
             log::warn!(target: "diff", "managed object {name} lacks apiVersion, kind or namespace; not deleted");
             continue;
         }
-        deletes.push(Operation::Delete {
+        out.push(Operation::Delete {
             api_version: o.api_version.clone(),
             kind: o.kind.clone(),
             namespace: o.namespace.clone(),
             name: name.to_string(),
         });
     }
-    (writes, deletes)
+    out
+}
+
+/// Diffs desired managed objects of one kind against the observed ones: (writes, deletes).
+pub fn diff_managed(
+    desired: Vec<Desired>,
+    observed: Option<&[Observed]>,
+    keep: &dyn Fn(&Observed) -> bool,
+) -> (Vec<Operation>, Vec<Operation>) {
+    let by_name = index(observed);
+    let mut wanted = std::collections::BTreeSet::new();
+    let mut writes = Vec::new();
+    for d in desired {
+        let name = d.metadata.name.clone();
+        writes.extend(diff_one(d, by_name.get(name.as_str()).copied()));
+        wanted.insert(name);
+    }
+    (writes, deletes(observed, &wanted, keep))
 }
 
 #[cfg(test)]

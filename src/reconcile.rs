@@ -221,17 +221,36 @@ fn effective_private(
     }
 }
 
-/// Runs the whole reconcile.
+/// Runs the whole reconcile, collecting the operations.
 pub fn reconcile(
     settings: &Settings,
     observed: &Observed,
     fetched: &BTreeMap<String, FetchReport>,
     now: i64,
 ) -> Outcome {
-    let mut out = Outcome {
-        operations: Vec::new(),
-        metrics: vec![metrics::expire()],
-    };
+    let mut operations = Vec::new();
+    let metrics = reconcile_into(settings, observed, fetched, now, &mut |op| {
+        operations.push(op);
+        Ok(())
+    })
+    .unwrap_or_default();
+    Outcome {
+        operations,
+        metrics,
+    }
+}
+
+/// Runs the whole reconcile, handing each operation to `sink` as soon as it is decided (a large
+/// first run emits tens of thousands of objects: they are written, not held). Returns the
+/// metric operations. Errors come only from the sink.
+pub fn reconcile_into(
+    settings: &Settings,
+    observed: &Observed,
+    fetched: &BTreeMap<String, FetchReport>,
+    now: i64,
+    sink: &mut dyn FnMut(Operation) -> Result<(), String>,
+) -> Result<Vec<Value>, String> {
+    let mut out_metrics = vec![metrics::expire()];
     let api = settings.networking_api_version.as_str();
     let ns = settings.federation_namespace.as_str();
     let trust_object = observed.trust_object.map(|t| t.first());
@@ -240,7 +259,8 @@ pub fn reconcile(
         // Cleanup: remove everything we own and nothing else.
         if let Some(t) = trust_object {
             match trust_bundle::plan(settings, t, &[]) {
-                Ok(op) => out.operations.extend(op),
+                Ok(Some(op)) => sink(op)?,
+                Ok(None) => {}
                 Err(e) => {
                     log::warn!(target: "reconcile", "federation disabled, but our trust entries cannot be removed: {e}")
                 }
@@ -250,14 +270,15 @@ pub fn reconcile(
             observed.service_entries.as_deref(),
             observed.destination_rules.as_deref(),
         ] {
-            let (_, deletes) = patch::diff_managed(Vec::new(), snapshot, &|_| false);
-            out.operations.extend(deletes);
+            for op in patch::deletes(snapshot, &BTreeSet::new(), &|_| false) {
+                sink(op)?;
+            }
         }
-        return out;
+        return Ok(out_metrics);
     }
     if observed.federations.is_none() {
         log::warn!(target: "reconcile", "this run carries no snapshot of IstioFederations; nothing is reconciled");
-        return Outcome::default();
+        return Ok(Vec::new());
     }
 
     let own_fps = own_root_fingerprints(settings, observed);
@@ -327,7 +348,8 @@ pub fn reconcile(
             }
             all
         }) {
-            Ok(op) => out.operations.extend(op),
+            Ok(Some(op)) => sink(op)?,
+            Ok(None) => {}
             Err(e) => {
                 log::error!(target: "reconcile", "{e}");
                 trust_problem = Some(e);
@@ -351,12 +373,6 @@ pub fn reconcile(
     let (records, warnings) = service_entries::merge(&sources);
     for w in warnings {
         log::warn!(target: "service_entries", "{w}");
-    }
-    let mut desired_dr = Vec::with_capacity(records.len());
-    let mut desired_se = Vec::with_capacity(records.len());
-    for r in &records {
-        desired_dr.push(service_entries::destination_rule(r, ns, api));
-        desired_se.push(service_entries::service_entry(r, ns, api));
     }
     // Objects of federations that cannot be read this run (spec unreadable, or cached metadata
     // unusable) are kept as they are: odd input never deletes a ServiceEntry. New and changed
@@ -384,33 +400,29 @@ pub fn reconcile(
                     .is_some_and(|a| a.split(',').any(|f| broken_set.contains(f))))
     };
 
-    let (dr_writes, dr_deletes) =
-        patch::diff_managed(desired_dr, observed.destination_rules.as_deref(), &keep);
-    let (se_writes, se_deletes) =
-        patch::diff_managed(desired_se, observed.service_entries.as_deref(), &keep);
-    // Creates: DestinationRule before its ServiceEntry, so mTLS is in place first.
-    let mut dr_writes = dr_writes.into_iter().peekable();
-    let mut se_writes = se_writes.into_iter().peekable();
-    fn name_of(op: &Operation) -> &str {
-        match op {
-            Operation::Write(d) => d.metadata.name.as_str(),
-            Operation::CreateOrUpdate(o) => k8s::name(o).unwrap_or(""),
-            _ => "",
+    // One record at a time: its DestinationRule, then its ServiceEntry (so mTLS is in place
+    // first), each written only if it differs. Nothing of it is kept once written.
+    let observed_dr = patch::index(observed.destination_rules.as_deref());
+    let observed_se = patch::index(observed.service_entries.as_deref());
+    let mut wanted = BTreeSet::new();
+    for r in &records {
+        let dr = service_entries::destination_rule(r, ns, api);
+        if let Some(op) = patch::diff_one(dr, observed_dr.get(r.name.as_str()).copied()) {
+            sink(op)?;
         }
-    }
-    loop {
-        let next_dr = dr_writes.peek().map(name_of);
-        let next_se = se_writes.peek().map(name_of);
-        match (next_dr, next_se) {
-            (None, None) => break,
-            (Some(d), Some(s)) if s < d => out.operations.extend(se_writes.next()),
-            (Some(_), _) => out.operations.extend(dr_writes.next()),
-            (None, Some(_)) => out.operations.extend(se_writes.next()),
+        let se = service_entries::service_entry(r, ns, api);
+        if let Some(op) = patch::diff_one(se, observed_se.get(r.name.as_str()).copied()) {
+            sink(op)?;
         }
+        wanted.insert(r.name.clone());
     }
     // Deletes: ServiceEntry before its DestinationRule, so no traffic loses mTLS first.
-    out.operations.extend(se_deletes);
-    out.operations.extend(dr_deletes);
+    for op in patch::deletes(observed.service_entries.as_deref(), &wanted, &keep) {
+        sink(op)?;
+    }
+    for op in patch::deletes(observed.destination_rules.as_deref(), &wanted, &keep) {
+        sink(op)?;
+    }
 
     // Status and metrics, per federation in name order.
     for st in &states {
@@ -422,11 +434,11 @@ pub fn reconcile(
         conditions.push(trust_condition(st, trust_problem.as_deref(), now));
         conditions.push(services_condition(st));
         if let Some(op) = status_patch(st, report, &conditions, now) {
-            out.operations.push(op);
+            sink(op)?;
         }
-        federation_metrics(st, report, &mut out.metrics);
+        federation_metrics(st, report, &mut out_metrics);
     }
-    out
+    Ok(out_metrics)
 }
 
 fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {

@@ -95,30 +95,32 @@ pub type Warning = String;
 /// Merges every federation's services into records (reference §3.5 steps 1–4). `sources`
 /// must be in federation-name order: that order decides which port definition wins.
 pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
-    struct PortSlot {
-        def: ServicePort,
-        endpoints: BTreeSet<Gateway>,
-        federations: BTreeSet<String>,
+    // Everything borrows from `sources` until the records are built: a large federation set has
+    // tens of thousands of (hostname, port) slots, and cloning strings per slot dominated.
+    struct PortSlot<'a> {
+        def: &'a ServicePort,
+        endpoints: BTreeSet<&'a Gateway>,
+        federations: BTreeSet<&'a str>,
     }
     let mut warnings = Vec::new();
     // (hostname, port number) → slot; BTreeMap keeps the output independent of input order.
-    let mut slots: BTreeMap<(String, u16), PortSlot> = BTreeMap::new();
+    let mut slots: BTreeMap<(&str, u16), PortSlot> = BTreeMap::new();
     for src in sources {
         let mut seen_here: BTreeSet<(&str, u16)> = BTreeSet::new();
         for svc in src.services {
             for port in &svc.ports {
-                if !seen_here.insert((svc.hostname.as_str(), port.port)) {
+                let key = (svc.hostname.as_str(), port.port);
+                if !seen_here.insert(key) {
                     continue; // same (hostname, port) twice in one federation: first wins, silently
                 }
-                let key = (svc.hostname.clone(), port.port);
                 match slots.get_mut(&key) {
                     None => {
                         slots.insert(
                             key,
                             PortSlot {
-                                def: port.clone(),
-                                endpoints: src.gateways.iter().cloned().collect(),
-                                federations: BTreeSet::from([src.federation.to_string()]),
+                                def: port,
+                                endpoints: src.gateways.iter().collect(),
+                                federations: BTreeSet::from([src.federation]),
                             },
                         );
                     }
@@ -129,22 +131,23 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
                                 svc.hostname, port.port, src.federation, port.name, port.protocol, slot.def.name, slot.def.protocol
                             ));
                         }
-                        slot.endpoints.extend(src.gateways.iter().cloned());
-                        slot.federations.insert(src.federation.to_string());
+                        slot.endpoints.extend(src.gateways.iter());
+                        slot.federations.insert(src.federation);
                     }
                 }
             }
         }
     }
 
-    // Group ports by (hostname, endpoint set).
-    type Group = (Vec<ServicePort>, BTreeSet<String>);
-    let mut groups: BTreeMap<(String, Vec<Gateway>), Group> = BTreeMap::new();
+    // Group ports by (hostname, endpoint set). Gateway's derived Ord is (address, port):
+    // exactly the order Deckhouse sorts endpoints in.
+    type Group<'a> = (Vec<&'a ServicePort>, BTreeSet<&'a str>);
+    let mut groups: BTreeMap<(&str, Vec<&Gateway>), Group> = BTreeMap::new();
     for ((hostname, _), slot) in slots {
         if slot.endpoints.is_empty() {
             continue;
         }
-        let endpoints = sorted_endpoints(slot.endpoints);
+        let endpoints: Vec<&Gateway> = slot.endpoints.into_iter().collect();
         let entry = groups.entry((hostname, endpoints)).or_default();
         entry.0.push(slot.def);
         entry.1.extend(slot.federations);
@@ -152,6 +155,9 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
 
     let mut records = Vec::with_capacity(groups.len());
     for ((hostname, endpoints), (ports, federations)) in groups {
+        let hostname = hostname.to_string();
+        let endpoints: Vec<Gateway> = endpoints.into_iter().cloned().collect();
+        let ports: Vec<ServicePort> = ports.into_iter().cloned().collect();
         let mut kept: Vec<ServicePort> = Vec::with_capacity(ports.len());
         for mut p in ports {
             // Ports merged from different federations may share a name; names must be unique.
@@ -187,7 +193,7 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
             resolution,
             ports: kept,
             endpoints,
-            federations: federations.into_iter().collect(),
+            federations: federations.into_iter().map(str::to_string).collect(),
         });
     }
     // Records sorted by hostname, then by first port number.
@@ -200,12 +206,6 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
         })
     });
     (records, warnings)
-}
-
-/// Endpoints sorted by address (bytewise) then port, as Deckhouse sorts them.
-fn sorted_endpoints(set: BTreeSet<Gateway>) -> Vec<Gateway> {
-    // Gateway's derived Ord is (address, port): exactly that order.
-    set.into_iter().collect()
 }
 
 fn metadata(record: &Record, namespace: &str) -> Meta {

@@ -77,9 +77,6 @@ pub const MAX_REDIRECTS: usize = 3;
 /// finishing right at the deadline (their requests are clipped to it).
 const GRACE: Duration = Duration::from_millis(250);
 
-/// Longest clusterUUID we accept from the status cache (same bound as public validation).
-const MAX_UUID_LEN: usize = 128;
-
 /// `istio-federation-hook/<version>`: reqwest sends no User-Agent by default, and peers'
 /// access logs should say who is asking.
 pub fn user_agent() -> String {
@@ -485,12 +482,7 @@ fn fetch_one(ctx: &Context, fed: &Federation, slot: &Mutex<Progress>) {
 /// token to (the same shape public validation demands, and not our own).
 fn cached_peer_uuid(fed: &Federation, own_uuid: &str) -> Option<String> {
     let uuid = fed.cached_public.as_ref()?.get("clusterUUID")?.as_str()?;
-    let sane = !uuid.is_empty()
-        && uuid.len() <= MAX_UUID_LEN
-        && uuid
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    (sane && uuid != own_uuid).then(|| uuid.to_string())
+    (metadata::is_sane_uuid(uuid) && uuid != own_uuid).then(|| uuid.to_string())
 }
 
 /// One client and the shared settings, for the two requests of a federation.

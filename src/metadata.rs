@@ -143,7 +143,9 @@ fn is_port_name(name: &str) -> bool {
     k8s::is_dns1123_label(name) && name.len() <= 62
 }
 
-fn is_sane_uuid(s: &str) -> bool {
+/// A cluster UUID we accept from a peer: non-empty, at most 128 characters of letters, digits,
+/// '-', '_' or '.' (it ends up in JWT audiences, metric labels and Secret keys).
+pub fn is_sane_uuid(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && s.bytes()

@@ -148,12 +148,12 @@ fn case_dirs(sub: &str) -> Vec<std::path::PathBuf> {
     dirs
 }
 
-#[test]
-fn golden_export_cases() {
-    let dirs = case_dirs("export");
+/// Runs every case folder of `testdata/<sub>/` (at least `min` of them).
+fn run_all(sub: &str, min: usize) {
+    let dirs = case_dirs(sub);
     assert!(
-        dirs.len() >= 5,
-        "expected the export golden cases, found {}",
+        dirs.len() >= min,
+        "expected at least {min} golden cases in testdata/{sub}, found {}",
         dirs.len()
     );
     let mut failures = Vec::new();
@@ -169,21 +169,11 @@ fn golden_export_cases() {
 }
 
 #[test]
+fn golden_export_cases() {
+    run_all("export", 5);
+}
+
+#[test]
 fn golden_cases() {
-    let dirs = case_dirs("discovery");
-    assert!(
-        dirs.len() >= 25,
-        "expected the golden cases, found {}",
-        dirs.len()
-    );
-    let mut failures = Vec::new();
-    for d in &dirs {
-        run_case(d, &mut failures);
-    }
-    assert!(
-        failures.is_empty(),
-        "{} problem(s):\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    run_all("discovery", 25);
 }

@@ -179,7 +179,7 @@ fn run_discovery() -> Result<(), String> {
     let now = now()?;
     let observed = reconcile::Observed::from_binding(&input);
     let fetched = if settings.enabled && observed.federations.is_some() && !offline()? {
-        let (feds, _) = reconcile::federations(&observed);
+        let feds = observed.federations.as_deref().unwrap_or(&[]);
         let own_fps = reconcile::own_root_fingerprints(&settings, &observed);
         let clock = wall_clock()?;
         let own = metadata::Own {
@@ -189,7 +189,7 @@ fn run_discovery() -> Result<(), String> {
         };
         fetch::fetch_all(
             &settings,
-            &feds,
+            feds,
             observed.private_key_pem().as_deref(),
             &own,
             clock,

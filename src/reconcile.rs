@@ -31,7 +31,10 @@ const MAX_LISTED: usize = 5;
 /// Snapshots of one run. `None` = no context of the run carried that binding: state unknown.
 #[derive(Debug, Default)]
 pub struct Observed<'a> {
-    pub federations: Option<&'a [Value]>,
+    /// Parsed federations in name order (`None`: no snapshot this run).
+    pub federations: Option<Vec<Federation>>,
+    /// Names of federations whose spec cannot be read (logged once, when parsed).
+    pub broken_federations: Vec<String>,
     pub keypair: Option<&'a [Value]>,
     pub trust_object: Option<&'a [Value]>,
     pub local_root: Option<&'a [Value]>,
@@ -39,8 +42,50 @@ pub struct Observed<'a> {
     pub destination_rules: Option<Vec<istio_objects::Observed>>,
 }
 
-/// The bindings whose (possibly huge) snapshots are parsed straight into typed objects.
-pub const RAW_BINDINGS: [&str; 2] = [config::SERVICE_ENTRIES, config::DESTINATION_RULES];
+/// The bindings whose (possibly huge) snapshots are parsed one object at a time, straight into
+/// their own types, instead of into one generic JSON tree held for the whole run.
+pub const RAW_BINDINGS: [&str; 3] = [
+    config::FEDERATIONS,
+    config::SERVICE_ENTRIES,
+    config::DESTINATION_RULES,
+];
+
+/// Logs an unreadable federation once and returns its name ("" when it has none).
+fn broken_name(obj: &Value, error: &str) -> String {
+    log::error!(target: "reconcile", "{error}; its ServiceEntries and trust entries are kept unchanged until it is fixed");
+    k8s::name(obj).unwrap_or("").to_string()
+}
+
+/// Parses the federations snapshot: each object on its own (its JSON tree is dropped as soon as
+/// the federation is read), sorted by name; unreadable ones are logged and reported by name.
+fn parse_federations(b: &BindingInput) -> (Option<Vec<Federation>>, Vec<String>) {
+    let mut feds = Vec::new();
+    let mut broken = Vec::new();
+    let mut one = |obj: Result<Value, String>| match obj
+        .and_then(|v| Federation::parse(&v).map_err(|e| broken_name(&v, &e)))
+    {
+        Ok(f) => feds.push(f),
+        Err(name) => broken.push(name),
+    };
+    let present = if let Some(raw) = b.raw_snapshot(config::FEDERATIONS) {
+        for r in raw {
+            one(serde_json::from_str::<Value>(r.get()).map_err(|e| {
+                log::error!(target: "reconcile", "IstioFederation snapshot object unreadable ({e}); every ServiceEntry is kept");
+                String::new()
+            }));
+        }
+        true
+    } else if let Some(vals) = b.snapshot(config::FEDERATIONS) {
+        for v in vals {
+            one(Ok(v.clone()));
+        }
+        true
+    } else {
+        false
+    };
+    feds.sort_by(|a, b| a.name.cmp(&b.name));
+    (present.then_some(feds), broken)
+}
 
 /// Our Istio objects from a snapshot, raw (see [`RAW_BINDINGS`]) or already parsed.
 fn managed_objects(b: &BindingInput, binding: &str) -> Option<Vec<istio_objects::Observed>> {
@@ -60,8 +105,10 @@ fn managed_objects(b: &BindingInput, binding: &str) -> Option<Vec<istio_objects:
 
 impl<'a> Observed<'a> {
     pub fn from_binding(b: &'a BindingInput) -> Observed<'a> {
+        let (federations, broken_federations) = parse_federations(b);
         Observed {
-            federations: b.snapshot(config::FEDERATIONS),
+            federations,
+            broken_federations,
             keypair: b.snapshot(config::KEYPAIR),
             trust_object: b.snapshot(config::TRUST_BUNDLE),
             local_root: b.snapshot(config::LOCAL_ROOT),
@@ -122,23 +169,6 @@ pub fn own_root_fingerprints(settings: &Settings, observed: &Observed) -> Vec<St
     fps.sort();
     fps.dedup();
     fps
-}
-
-/// Parsed federations in name order; unreadable ones are reported by name.
-pub fn federations(observed: &Observed) -> (Vec<Federation>, Vec<String>) {
-    let mut feds = Vec::new();
-    let mut broken = Vec::new();
-    for obj in observed.federations.unwrap_or(&[]) {
-        match Federation::parse(obj) {
-            Ok(f) => feds.push(f),
-            Err(e) => {
-                log::error!(target: "reconcile", "{e}; its ServiceEntries and trust entries are kept unchanged until it is fixed");
-                broken.push(k8s::name(obj).unwrap_or("").to_string());
-            }
-        }
-    }
-    feds.sort_by(|a, b| a.name.cmp(&b.name));
-    (feds, broken)
 }
 
 /// Per-federation state derived this run.
@@ -287,10 +317,11 @@ pub fn reconcile_into(
         root_fingerprints: &own_fps,
         now,
     };
-    let (feds, broken) = federations(observed);
+    let feds: &[Federation] = observed.federations.as_deref().unwrap_or(&[]);
+    let broken = &observed.broken_federations;
 
     let mut states: Vec<FedState> = Vec::with_capacity(feds.len());
-    for fed in &feds {
+    for fed in feds {
         if fed.trust_domain == settings.cluster_domain {
             log::warn!(target: "reconcile", "IstioFederation {}: spec.trustDomain {} is this cluster's own trust domain; skipped", fed.name, fed.trust_domain);
             continue;

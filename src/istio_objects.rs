@@ -12,6 +12,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A string-keyed map that keeps insertion order when written and compares as a set (the API
@@ -210,16 +212,79 @@ impl Observed {
         })
     }
 
-    /// The same from an already parsed value (callers that hold `Value`s).
-    pub fn from_value(v: &serde_json::Value) -> Option<Observed> {
-        Observed::parse(&v.to_string())
-    }
-
     pub fn is_managed(&self) -> bool {
         self.labels
             .get(crate::k8s::MANAGED_BY_LABEL)
             .map(String::as_str)
             == Some(crate::k8s::MANAGED_BY_VALUE)
+    }
+}
+
+#[derive(Deserialize)]
+struct NameOnly {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    metadata: Option<NameOnly>,
+}
+
+/// A snapshot of our objects, kept as their JSON texts indexed by name and parsed one at a time
+/// when compared: tens of thousands of parsed objects held at once would dominate a run's memory.
+#[derive(Debug, Default)]
+pub struct Snapshot<'a> {
+    by_name: BTreeMap<String, Cow<'a, str>>,
+}
+
+impl<'a> Snapshot<'a> {
+    fn insert(&mut self, text: Cow<'a, str>) {
+        match serde_json::from_str::<Named>(&text) {
+            Ok(Named {
+                metadata: Some(NameOnly { name: Some(name) }),
+            }) => {
+                self.by_name.insert(name, text);
+            }
+            _ => log::warn!(target: "diff", "snapshot object without metadata.name ignored"),
+        }
+    }
+
+    /// From raw slices of the binding context.
+    pub fn from_raw(items: &[&'a RawValue]) -> Snapshot<'a> {
+        let mut s = Snapshot::default();
+        for r in items {
+            s.insert(Cow::Borrowed(r.get()));
+        }
+        s
+    }
+
+    /// From parsed values (callers that hold `Value`s).
+    pub fn from_values(items: &[serde_json::Value]) -> Snapshot<'static> {
+        let mut s = Snapshot::default();
+        for v in items {
+            s.insert(Cow::Owned(v.to_string()));
+        }
+        s
+    }
+
+    /// The object named `name`, parsed.
+    pub fn get(&self, name: &str) -> Option<Observed> {
+        Observed::parse(self.by_name.get(name)?)
+    }
+
+    /// Every object, parsed, in name order.
+    pub fn objects(&self) -> impl Iterator<Item = Observed> + '_ {
+        self.by_name.values().filter_map(|t| Observed::parse(t))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
     }
 }
 

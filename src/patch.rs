@@ -4,9 +4,8 @@
 //! Every operation is rendered as one JSON object per line; a JSON array is never written
 //! (shell-operator cannot read one). Objects to create never carry server-owned metadata.
 
-use crate::istio_objects::{Desired, Observed};
+use crate::istio_objects::{Desired, Observed, Snapshot};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::io::Write;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,15 +209,6 @@ fn with_foreign_metadata(mut desired: Desired, observed: &Observed) -> Desired {
     desired
 }
 
-/// Observed objects by name.
-pub fn index(observed: Option<&[Observed]>) -> BTreeMap<&str, &Observed> {
-    observed
-        .unwrap_or(&[])
-        .iter()
-        .map(|o| (o.name.as_str(), o))
-        .collect()
-}
-
 /// The write (if any) that makes the object named like `desired` match it.
 pub fn diff_one(desired: Desired, observed: Option<&Observed>) -> Option<Operation> {
     match observed {
@@ -235,24 +225,24 @@ pub fn diff_one(desired: Desired, observed: Option<&Observed>) -> Option<Operati
 /// exists. `keep` names objects that must survive even if not wanted (objects of a federation
 /// that cannot be read this run). Objects without our managed-by label are never deleted.
 pub fn deletes(
-    observed: Option<&[Observed]>,
+    observed: Option<&Snapshot>,
     wanted: &std::collections::BTreeSet<String>,
     keep: &dyn Fn(&Observed) -> bool,
 ) -> Vec<Operation> {
     let mut out = Vec::new();
-    for (name, o) in index(observed) {
-        if wanted.contains(name) || !o.is_managed() || keep(o) {
+    for o in observed.into_iter().flat_map(|s| s.objects()) {
+        if wanted.contains(&o.name) || !o.is_managed() || keep(&o) {
             continue;
         }
         if o.api_version.is_empty() || o.kind.is_empty() || o.namespace.is_empty() {
-            log::warn!(target: "diff", "managed object {name} lacks apiVersion, kind or namespace; not deleted");
+            log::warn!(target: "diff", "managed object {} lacks apiVersion, kind or namespace; not deleted", o.name);
             continue;
         }
         out.push(Operation::Delete {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            namespace: o.namespace.clone(),
-            name: name.to_string(),
+            api_version: o.api_version,
+            kind: o.kind,
+            namespace: o.namespace,
+            name: o.name,
         });
     }
     out
@@ -261,15 +251,15 @@ pub fn deletes(
 /// Diffs desired managed objects of one kind against the observed ones: (writes, deletes).
 pub fn diff_managed(
     desired: Vec<Desired>,
-    observed: Option<&[Observed]>,
+    observed: Option<&Snapshot>,
     keep: &dyn Fn(&Observed) -> bool,
 ) -> (Vec<Operation>, Vec<Operation>) {
-    let by_name = index(observed);
     let mut wanted = std::collections::BTreeSet::new();
     let mut writes = Vec::new();
     for d in desired {
         let name = d.metadata.name.clone();
-        writes.extend(diff_one(d, by_name.get(name.as_str()).copied()));
+        let current = observed.and_then(|s| s.get(&name));
+        writes.extend(diff_one(d, current.as_ref()));
         wanted.insert(name);
     }
     (writes, deletes(observed, &wanted, keep))
@@ -281,7 +271,7 @@ mod tests {
     use crate::k8s;
     use serde_json::json;
 
-    fn observed(name: &str, managed: bool, host: &str) -> Observed {
+    fn observed(name: &str, managed: bool, host: &str) -> Value {
         let mut labels = json!({"team": "x"});
         if managed {
             labels[k8s::MANAGED_BY_LABEL] = json!(k8s::MANAGED_BY_VALUE);
@@ -289,7 +279,7 @@ mod tests {
         let v = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
             "metadata": {"name": name, "namespace": "d8-istio", "labels": labels, "resourceVersion": "5", "uid": "u"},
             "spec": {"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}, "status": {}});
-        Observed::from_value(&v).unwrap()
+        v
     }
 
     fn desired(name: &str, host: &str) -> Desired {
@@ -319,11 +309,11 @@ mod tests {
 
     #[test]
     fn unchanged_objects_produce_nothing_and_unmanaged_are_never_deleted() {
-        let obs = vec![
+        let obs = Snapshot::from_values(&[
             observed("a", true, "a.b"),
             observed("foreign", false, "f.b"),
             observed("stale", true, "s.b"),
-        ];
+        ]);
         let (w, d) = diff_managed(vec![desired("a", "a.b")], Some(&obs), &|_| false);
         assert!(w.is_empty());
         assert_eq!(d.len(), 1);
@@ -336,7 +326,7 @@ mod tests {
 
     #[test]
     fn updates_keep_foreign_labels_and_carry_no_server_fields() {
-        let obs = vec![observed("a", true, "old.b")];
+        let obs = Snapshot::from_values(&[observed("a", true, "old.b")]);
         let (w, d) = diff_managed(vec![desired("a", "new.b")], Some(&obs), &|_| false);
         assert!(d.is_empty());
         let o = w[0].to_json();

@@ -38,8 +38,8 @@ pub struct Observed<'a> {
     pub keypair: Option<&'a [Value]>,
     pub trust_object: Option<&'a [Value]>,
     pub local_root: Option<&'a [Value]>,
-    pub service_entries: Option<Vec<istio_objects::Observed>>,
-    pub destination_rules: Option<Vec<istio_objects::Observed>>,
+    pub service_entries: Option<istio_objects::Snapshot<'a>>,
+    pub destination_rules: Option<istio_objects::Snapshot<'a>>,
 }
 
 /// The bindings whose (possibly huge) snapshots are parsed one object at a time, straight into
@@ -88,19 +88,12 @@ fn parse_federations(b: &BindingInput) -> (Option<Vec<Federation>>, Vec<String>)
 }
 
 /// Our Istio objects from a snapshot, raw (see [`RAW_BINDINGS`]) or already parsed.
-fn managed_objects(b: &BindingInput, binding: &str) -> Option<Vec<istio_objects::Observed>> {
+fn managed_objects<'a>(b: &BindingInput<'a>, binding: &str) -> Option<istio_objects::Snapshot<'a>> {
     if let Some(raw) = b.raw_snapshot(binding) {
-        return Some(
-            raw.iter()
-                .filter_map(|r| istio_objects::Observed::parse(r.get()))
-                .collect(),
-        );
+        return Some(istio_objects::Snapshot::from_raw(raw));
     }
-    b.snapshot(binding).map(|vals| {
-        vals.iter()
-            .filter_map(istio_objects::Observed::from_value)
-            .collect()
-    })
+    b.snapshot(binding)
+        .map(istio_objects::Snapshot::from_values)
 }
 
 impl<'a> Observed<'a> {
@@ -297,8 +290,8 @@ pub fn reconcile_into(
             }
         }
         for snapshot in [
-            observed.service_entries.as_deref(),
-            observed.destination_rules.as_deref(),
+            observed.service_entries.as_ref(),
+            observed.destination_rules.as_ref(),
         ] {
             for op in patch::deletes(snapshot, &BTreeSet::new(), &|_| false) {
                 sink(op)?;
@@ -433,25 +426,31 @@ pub fn reconcile_into(
 
     // One record at a time: its DestinationRule, then its ServiceEntry (so mTLS is in place
     // first), each written only if it differs. Nothing of it is kept once written.
-    let observed_dr = patch::index(observed.destination_rules.as_deref());
-    let observed_se = patch::index(observed.service_entries.as_deref());
     let mut wanted = BTreeSet::new();
     for r in &records {
         let dr = service_entries::destination_rule(r, ns, api);
-        if let Some(op) = patch::diff_one(dr, observed_dr.get(r.name.as_str()).copied()) {
+        let current = observed
+            .destination_rules
+            .as_ref()
+            .and_then(|s| s.get(&r.name));
+        if let Some(op) = patch::diff_one(dr, current.as_ref()) {
             sink(op)?;
         }
         let se = service_entries::service_entry(r, ns, api);
-        if let Some(op) = patch::diff_one(se, observed_se.get(r.name.as_str()).copied()) {
+        let current = observed
+            .service_entries
+            .as_ref()
+            .and_then(|s| s.get(&r.name));
+        if let Some(op) = patch::diff_one(se, current.as_ref()) {
             sink(op)?;
         }
         wanted.insert(r.name.clone());
     }
     // Deletes: ServiceEntry before its DestinationRule, so no traffic loses mTLS first.
-    for op in patch::deletes(observed.service_entries.as_deref(), &wanted, &keep) {
+    for op in patch::deletes(observed.service_entries.as_ref(), &wanted, &keep) {
         sink(op)?;
     }
-    for op in patch::deletes(observed.destination_rules.as_deref(), &wanted, &keep) {
+    for op in patch::deletes(observed.destination_rules.as_ref(), &wanted, &keep) {
         sink(op)?;
     }
 

@@ -353,6 +353,28 @@ pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata
     })
 }
 
+/// Drops services whose host lies in our own cluster domain. `validate_private` already keeps
+/// a peer inside its declared trust domain, but a peer whose trust domain is a DNS suffix of
+/// ours (ours `prod.example.com`, its `example.com`) would otherwise pass with names of our own
+/// services and redirect our traffic to its gateway.
+pub fn drop_own_domain(p: &mut PrivateMetadata, own_domain: &str) {
+    let suffix = format!(".{own_domain}");
+    let (own, theirs): (Vec<PublicService>, Vec<PublicService>) =
+        std::mem::take(&mut p.public_services)
+            .into_iter()
+            .partition(|s| s.hostname.ends_with(&suffix));
+    p.public_services = theirs;
+    for s in own {
+        p.dropped.push(Dropped {
+            reason: HOSTNAME_OUT_OF_SCOPE,
+            message: format!(
+                "service {}: hostname is in this cluster's own domain {own_domain}",
+                truncate(&s.hostname)
+            ),
+        });
+    }
+}
+
 /// Keeps hostile input from bloating messages.
 fn truncate(s: &str) -> String {
     if s.len() <= 80 {
@@ -394,6 +416,21 @@ mod tests {
         // fixed tie order: https before http2, grpc before http
         assert_eq!(protocol_for("https2"), "TLS");
         assert_eq!(protocol_for("grpchttp"), "HTTP2");
+    }
+
+    #[test]
+    fn a_parent_domain_peer_cannot_claim_our_services() {
+        let v = json!({"ingressGateways": [{"address": "1.1.1.1", "port": 15443}], "publicServices": [
+            {"hostname": "api.prod.svc.prod.example.com", "ports": [{"name": "http", "port": 80}]},
+            {"hostname": "web.svc.example.com", "ports": [{"name": "http", "port": 80}]}
+        ]});
+        let mut p = validate_private(&v, "example.com").unwrap();
+        assert_eq!(p.public_services.len(), 2);
+        drop_own_domain(&mut p, "prod.example.com");
+        assert_eq!(p.public_services.len(), 1);
+        assert_eq!(p.public_services[0].hostname, "web.svc.example.com");
+        assert_eq!(p.dropped[0].reason, HOSTNAME_OUT_OF_SCOPE);
+        assert_eq!(p.dropped[0].message, "service api.prod.svc.prod.example.com: hostname is in this cluster's own domain prod.example.com");
     }
 
     #[test]

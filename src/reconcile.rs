@@ -222,14 +222,20 @@ fn effective_public(
 fn effective_private(
     fed: &Federation,
     report: Option<&FetchReport>,
+    own_domain: &str,
 ) -> (Option<PrivateMetadata>, Option<Failure>) {
     if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.private.as_ref()) {
-        return (Some(p.clone()), None);
+        let mut p = p.clone();
+        metadata::drop_own_domain(&mut p, own_domain);
+        return (Some(p), None);
     }
     match &fed.cached_private {
         None => (None, None),
         Some(v) => match metadata::validate_private(v, &fed.trust_domain) {
-            Ok(p) => (Some(p), None),
+            Ok(mut p) => {
+                metadata::drop_own_domain(&mut p, own_domain);
+                (Some(p), None)
+            }
             Err(f) => {
                 log::warn!(target: "reconcile", "IstioFederation {}: cached private metadata is unusable: {}", fed.name, f.message);
                 (
@@ -321,7 +327,7 @@ pub fn reconcile_into(
         }
         let report = fetched.get(&fed.name);
         let (public, public_problem) = effective_public(fed, report, &own);
-        let (private, private_problem) = effective_private(fed, report);
+        let (private, private_problem) = effective_private(fed, report, &settings.cluster_domain);
         states.push(FedState {
             fed,
             public,

@@ -5,7 +5,7 @@
 //! patches applied to the store.
 #![allow(dead_code)]
 
-use crate::common::{bin, check_operations, ndjson, run_hook_with, Store};
+use crate::common::{bin, check_operations, ndjson, run_hook_with, snapshot_items, Store};
 use crate::support::pki::{self, Ca};
 use base64::Engine;
 use serde_json::{json, Value};
@@ -52,17 +52,7 @@ fn labelled<'a>(o: &'a Value, k: &str) -> Option<&'a str> {
 }
 
 fn snapshot(store: &Store, pred: impl Fn(&Value) -> bool) -> Value {
-    let mut objs: Vec<&Value> = all(store).filter(|o| pred(o)).collect();
-    objs.sort_by_key(|o| {
-        (
-            o["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
-        )
-    });
-    Value::Array(objs.into_iter().map(|o| json!({"object": o})).collect())
+    snapshot_items(all(store).filter(|o| pred(o)).collect())
 }
 
 fn is(o: &Value, kind: &str, ns: &str, name: &str) -> bool {

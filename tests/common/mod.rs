@@ -296,6 +296,20 @@ pub fn check_operations(ops: &[Value]) -> Vec<String> {
     problems
 }
 
+/// Snapshot items `[{object}, …]` sorted by namespace, then name, as shell-operator sorts them.
+pub fn snapshot_items(mut objs: Vec<&Value>) -> Value {
+    objs.sort_by_key(|o| {
+        (
+            o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        )
+    });
+    Value::Array(objs.into_iter().map(|o| json!({"object": o})).collect())
+}
+
 /// An in-memory API server stand-in: objects by binding, patches applied like the API server.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -430,20 +444,7 @@ impl Store {
     pub fn binding_context(&self, binding: &str) -> Value {
         let mut snaps = serde_json::Map::new();
         for (name, objs) in &self.objects {
-            let mut objs = objs.clone();
-            objs.sort_by_key(|o| {
-                (
-                    o["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                    o["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                )
-            });
-            snaps.insert(
-                name.clone(),
-                Value::Array(objs.into_iter().map(|o| json!({"object": o})).collect()),
-            );
+            snaps.insert(name.clone(), snapshot_items(objs.iter().collect()));
         }
         json!([{"binding": binding, "type": "Group", "groupName": "istio_federation", "snapshots": snaps}])
     }

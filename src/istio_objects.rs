@@ -278,14 +278,6 @@ impl<'a> Snapshot<'a> {
     pub fn objects(&self) -> impl Iterator<Item = Observed> + '_ {
         self.by_name.values().filter_map(|t| Observed::parse(t))
     }
-
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -41,11 +41,6 @@ impl Operation {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
-
-    /// Whether this operation removes something (used by tests and the bad-input guard).
-    pub fn is_delete(&self) -> bool {
-        matches!(self, Operation::Delete { .. })
-    }
 }
 
 /// The manifest of a create, borrowed.

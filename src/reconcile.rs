@@ -61,23 +61,26 @@ fn broken_name(obj: &Value, error: &str) -> String {
 fn parse_federations(b: &BindingInput) -> (Option<Vec<Federation>>, Vec<String>) {
     let mut feds = Vec::new();
     let mut broken = Vec::new();
-    let mut one = |obj: Result<Value, String>| match obj
-        .and_then(|v| Federation::parse(&v).map_err(|e| broken_name(&v, &e)))
+    let mut one = |obj: Result<&Value, String>| match obj
+        .and_then(|v| Federation::parse(v).map_err(|e| broken_name(v, &e)))
     {
         Ok(f) => feds.push(f),
         Err(name) => broken.push(name),
     };
     let present = if let Some(raw) = b.raw_snapshot(config::FEDERATIONS) {
         for r in raw {
-            one(serde_json::from_str::<Value>(r.get()).map_err(|e| {
-                log::error!(target: "reconcile", "IstioFederation snapshot object unreadable ({e}); every ServiceEntry is kept");
-                String::new()
-            }));
+            match serde_json::from_str::<Value>(r.get()) {
+                Ok(v) => one(Ok(&v)),
+                Err(e) => {
+                    log::error!(target: "reconcile", "IstioFederation snapshot object unreadable ({e}); every ServiceEntry is kept");
+                    one(Err(String::new()));
+                }
+            }
         }
         true
     } else if let Some(vals) = b.snapshot(config::FEDERATIONS) {
         for v in vals {
-            one(Ok(v.clone()));
+            one(Ok(v));
         }
         true
     } else {

@@ -1110,8 +1110,16 @@ pub fn exchange(data: &[u8]) -> Vec<u8> {
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => response.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break, // reset or read timeout
+            // A busy server (the replay test runs its cases in parallel threads) may take longer
+            // than one read timeout: keep waiting until the deadline.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break, // reset
         }
     }
     response

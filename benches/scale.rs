@@ -187,6 +187,8 @@ fn main() {
     }
     let bin = release_binary();
     let dir = tempfile::tempdir().expect("tempdir");
+    // SCALE_BENCH_KEEP=DIR keeps the generated inputs and outputs there for profiling.
+    let keep = std::env::var_os("SCALE_BENCH_KEEP").map(PathBuf::from);
     let first_path = dir.path().join("first.json");
     let input = first_run_input();
     std::fs::write(&first_path, serde_json::to_vec(&input).unwrap()).unwrap();
@@ -220,6 +222,12 @@ fn main() {
     let (in1, out1, in2) = (size(&first_path), size(&first_out), size(&steady_path));
     let py_first = cpython_parse(&[&first_path, &out_array]);
     let py_steady = cpython_parse(&[&steady_path]);
+    if let Some(keep) = &keep {
+        std::fs::create_dir_all(keep).expect("SCALE_BENCH_KEEP");
+        for p in [&first_path, &first_out, &steady_path] {
+            std::fs::copy(p, keep.join(p.file_name().expect("name"))).expect("SCALE_BENCH_KEEP");
+        }
+    }
 
     // Small snapshot and --config (process start included).
     let small = dir.path().join("small.json");

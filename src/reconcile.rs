@@ -50,37 +50,36 @@ pub const RAW_BINDINGS: [&str; 3] = [
     config::DESTINATION_RULES,
 ];
 
-/// Logs an unreadable federation once and returns its name ("" when it has none).
-fn broken_name(obj: &Value, error: &str) -> String {
+/// Logs an unreadable federation once.
+fn log_broken(error: &str) {
     log::error!(target: "reconcile", "{error}; its ServiceEntries and trust entries are kept unchanged until it is fixed");
-    k8s::name(obj).unwrap_or("").to_string()
 }
 
-/// Parses the federations snapshot: each object on its own (its JSON tree is dropped as soon as
-/// the federation is read), sorted by name; unreadable ones are logged and reported by name.
+/// Parses the federations snapshot: each object on its own (only what the hook reads is kept),
+/// sorted by name; unreadable ones are logged and reported by name ("" when they have none).
 fn parse_federations(b: &BindingInput) -> (Option<Vec<Federation>>, Vec<String>) {
     let mut feds = Vec::new();
     let mut broken = Vec::new();
-    let mut one = |obj: Result<&Value, String>| match obj
-        .and_then(|v| Federation::parse(v).map_err(|e| broken_name(v, &e)))
-    {
-        Ok(f) => feds.push(f),
-        Err(name) => broken.push(name),
-    };
     let present = if let Some(raw) = b.raw_snapshot(config::FEDERATIONS) {
         for r in raw {
-            match serde_json::from_str::<Value>(r.get()) {
-                Ok(v) => one(Ok(&v)),
-                Err(e) => {
-                    log::error!(target: "reconcile", "IstioFederation snapshot object unreadable ({e}); every ServiceEntry is kept");
-                    one(Err(String::new()));
+            match Federation::parse_json(r.get()) {
+                Ok(f) => feds.push(f),
+                Err((name, e)) => {
+                    log_broken(&e);
+                    broken.push(name);
                 }
             }
         }
         true
     } else if let Some(vals) = b.snapshot(config::FEDERATIONS) {
         for v in vals {
-            one(Ok(v));
+            match Federation::parse(v) {
+                Ok(f) => feds.push(f),
+                Err(e) => {
+                    log_broken(&e);
+                    broken.push(k8s::name(v).unwrap_or("").to_string());
+                }
+            }
         }
         true
     } else {
@@ -234,7 +233,10 @@ fn effective_private(
     }
     match &fed.cached_private {
         None => (None, None),
-        Some(v) => match metadata::validate_private(v, &fed.trust_domain) {
+        Some(raw) => match serde_json::from_str::<Value>(raw.get())
+            .map_err(|e| Failure::new(metadata::INVALID_PRIVATE, format!("not JSON: {e}")))
+            .and_then(|v| metadata::validate_private(&v, &fed.trust_domain))
+        {
             Ok(mut p) => {
                 metadata::drop_own_domain(&mut p, own_domain);
                 (Some(p), None)
@@ -698,7 +700,11 @@ fn status_patch(
     }
     if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.private.as_ref()) {
         let v = p.to_cache();
-        if fed.cached_private.as_ref() != Some(&v) || stale(&fed.private_fetched_at) {
+        let cached = fed
+            .cached_private
+            .as_ref()
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+        if cached.as_ref() != Some(&v) || stale(&fed.private_fetched_at) {
             cache.insert("private".into(), v);
             cache.insert(
                 "privateLastFetchTimestamp".into(),

@@ -97,10 +97,17 @@ pub type Warning = String;
 pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
     // Everything borrows from `sources` until the records are built: a large federation set has
     // tens of thousands of (hostname, port) slots, and cloning strings per slot dominated.
+    // Sorted, deduplicated vectors rather than sets: a slot nearly always has one gateway
+    // set and one federation, and a set's node allocation per slot dominated peak memory.
     struct PortSlot<'a> {
         def: &'a ServicePort,
-        endpoints: BTreeSet<&'a Gateway>,
-        federations: BTreeSet<&'a str>,
+        endpoints: Vec<&'a Gateway>,
+        federations: Vec<&'a str>,
+    }
+    fn insert_sorted<T: Ord>(v: &mut Vec<T>, item: T) {
+        if let Err(at) = v.binary_search(&item) {
+            v.insert(at, item);
+        }
     }
     let mut warnings = Vec::new();
     // (hostname, port number) → slot; BTreeMap keeps the output independent of input order.
@@ -119,8 +126,13 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
                             key,
                             PortSlot {
                                 def: port,
-                                endpoints: src.gateways.iter().collect(),
-                                federations: BTreeSet::from([src.federation]),
+                                endpoints: {
+                                    let mut e: Vec<&Gateway> = src.gateways.iter().collect();
+                                    e.sort();
+                                    e.dedup();
+                                    e
+                                },
+                                federations: vec![src.federation],
                             },
                         );
                     }
@@ -131,8 +143,10 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
                                 svc.hostname, port.port, src.federation, port.name, port.protocol, slot.def.name, slot.def.protocol
                             ));
                         }
-                        slot.endpoints.extend(src.gateways.iter());
-                        slot.federations.insert(src.federation);
+                        for g in src.gateways {
+                            insert_sorted(&mut slot.endpoints, g);
+                        }
+                        insert_sorted(&mut slot.federations, src.federation);
                     }
                 }
             }
@@ -147,8 +161,7 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
         if slot.endpoints.is_empty() {
             continue;
         }
-        let endpoints: Vec<&Gateway> = slot.endpoints.into_iter().collect();
-        let entry = groups.entry((hostname, endpoints)).or_default();
+        let entry = groups.entry((hostname, slot.endpoints)).or_default();
         entry.0.push(slot.def);
         entry.1.extend(slot.federations);
     }

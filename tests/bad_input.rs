@@ -593,7 +593,7 @@ fn raw_context_cases() -> Vec<(&'static str, &'static str, Expect)> {
         ("snapshot is an object", r#"[{"binding": "x", "snapshots": {"federations": {}}}]"#, Expect::Fail("federations\\\" must be an array, got an object")),
         ("snapshot item is a string", r#"[{"binding": "x", "snapshots": {"federations": ["x"]}}]"#, Expect::Fail("federations\\\" item 0 is not an object")),
         ("byte-order mark", "\u{feff}[]", Expect::Fail("not valid JSON")),
-        ("JSON nested past the parser's limit", Box::leak(format!(r#"[{{"binding":"x","snapshots":{{"federations":[{{"object":{{"a":{}{}}}}}]}}}}]"#, "[".repeat(300), "]".repeat(300)).into_boxed_str()), Expect::Ok("IstioFederation snapshot object unreadable (recursion limit exceeded")),
+        ("JSON nested past the parser's limit", Box::leak(format!(r#"[{{"binding":"x","snapshots":{{"federations":[{{"object":{{"spec":{}{}}}}}]}}}}]"#, "[".repeat(300), "]".repeat(300)).into_boxed_str()), Expect::Ok("IstioFederation snapshot object unreadable (recursion limit exceeded")),
         ("control character in a string", "[\"\u{1}\"]", Expect::Fail("control character")),
     ]
 }

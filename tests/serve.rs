@@ -501,6 +501,50 @@ fn public_json_is_served_verbatim() {
     );
 }
 
+/// A client that shuts down its sending side right after the request (scripted clients and
+/// some proxies do) still gets the answer, also when many do so at once.
+#[test]
+fn half_closed_clients_get_their_answer() {
+    let dir = standard_dir(&[]);
+    let public = std::fs::read(dir.path().join("public.json")).unwrap();
+    let server = Server::start(dir.path());
+    let port = server.port;
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let public = public.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let path = if (w + i) % 2 == 0 {
+                        PUBLIC_PATH
+                    } else {
+                        FEDERATION_PATH
+                    };
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+                        .unwrap();
+                    s.shutdown(std::net::Shutdown::Write).unwrap();
+                    let mut out = Vec::new();
+                    let _ = s.read_to_end(&mut out);
+                    assert!(
+                        !out.is_empty(),
+                        "{path}: connection closed without an answer"
+                    );
+                    let r = Reply::parse(&out);
+                    if path == PUBLIC_PATH {
+                        assert_eq!((r.status, r.body.as_slice()), (200, public.as_slice()));
+                    } else {
+                        assert_eq!(r.status, 401, "{}", r.text());
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("every half-closed client got its answer");
+    }
+}
+
 #[test]
 fn public_json_missing_or_invalid_is_503() {
     let mut dir = SecretDir::new(&[("federation.json", FEDERATION_JSON)]);

@@ -76,6 +76,42 @@ fn string_field(ctx: &BTreeMap<String, &RawValue>, key: &str, i: usize) -> Resul
     }
 }
 
+/// One snapshot item as shell-operator writes it: the full object and/or the jq filter's result.
+#[derive(Debug, Clone, Copy, Default)]
+struct Item<'a> {
+    object: Option<&'a RawValue>,
+    filter_result: Option<&'a RawValue>,
+}
+
+impl<'a> Item<'a> {
+    /// The full object; without one (keepFullObjectsInMemory: false), a `filterResult` that is
+    /// itself an object; `None` (with a warning) when the item has neither.
+    fn object(self, binding: &str, j: usize) -> Option<&'a RawValue> {
+        match (self.object, self.filter_result) {
+            (Some(o), _) if lead(o) == b'{' => Some(o),
+            (_, Some(f)) if lead(f) == b'{' => Some(f),
+            _ => {
+                log::warn!(
+                    target: "binding",
+                    "snapshot {binding:?} item {j} has neither an object nor an object filterResult; ignored"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// One binding context, structurally checked; objects not yet chosen from the items.
+#[derive(Debug)]
+struct Context<'a> {
+    binding: String,
+    ty: String,
+    /// `snapshots`, by binding name.
+    snapshots: BTreeMap<String, Vec<Item<'a>>>,
+    /// `objects` of a Synchronization context.
+    sync_objects: Option<Vec<Item<'a>>>,
+}
+
 /// Parses the binding-context file. Accepts an empty input, the JSON string `""` (Deckhouse's
 /// test framework) and an empty array as "no contexts". Anything that is not a JSON array of
 /// contexts is an error: the platform handed us something broken and should retry.
@@ -87,18 +123,14 @@ pub fn parse_with<'a>(input: &'a [u8], raw_bindings: &[&str]) -> Result<BindingI
     if input.iter().all(u8::is_ascii_whitespace) {
         return Ok(BindingInput::default());
     }
-    let doc: &RawValue = serde_json::from_slice(input)
-        .map_err(|e| format!("binding context is not valid JSON: {e}"))?;
-    let contexts: Vec<&RawValue> = match lead(doc) {
-        b'[' => serde_json::from_str(doc.get())
-            .map_err(|e| format!("binding context is not valid JSON: {e}"))?,
-        b'"' if doc.get().trim() == "\"\"" => return Ok(BindingInput::default()),
-        _ => {
-            return Err(format!(
-                "binding context must be a JSON array of contexts, got {}",
-                type_of(doc)
-            ))
-        }
+    // A well-formed input is read in one pass; anything else goes through the checked reading,
+    // which says what is wrong and where (and decides every odd case the same way).
+    let contexts = match fast::contexts(input) {
+        Some(c) => c,
+        None => match checked_contexts(input)? {
+            Some(c) => c,
+            None => return Ok(BindingInput::default()),
+        },
     };
     let mut out = BindingInput {
         contexts: contexts.len(),
@@ -107,42 +139,23 @@ pub fn parse_with<'a>(input: &'a [u8], raw_bindings: &[&str]) -> Result<BindingI
     let mut snapshots: BTreeMap<String, Vec<&RawValue>> = BTreeMap::new();
     // Synchronization `objects` stand in for a snapshot only when no context has one.
     let mut sync_objects: BTreeMap<String, Vec<&RawValue>> = BTreeMap::new();
-    for (i, ctx) in contexts.into_iter().enumerate() {
-        if lead(ctx) != b'{' {
-            return Err(format!("binding context item {i} is not a JSON object"));
+    let choose = |binding: &str, items: Vec<Item<'a>>| -> Vec<&'a RawValue> {
+        items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(j, item)| item.object(binding, j))
+            .collect()
+    };
+    for ctx in contexts {
+        for (name, items) in ctx.snapshots {
+            let objects = choose(&name, items);
+            snapshots.insert(name, objects);
         }
-        let ctx: BTreeMap<String, &RawValue> = serde_json::from_str(ctx.get())
-            .map_err(|e| format!("binding context item {i}: {e}"))?;
-        let binding = string_field(&ctx, "binding", i)?;
-        let ty = string_field(&ctx, "type", i)?;
-        match ctx.get("snapshots") {
-            None => {}
-            Some(raw) if lead(raw) == b'n' => {}
-            Some(raw) if lead(raw) == b'{' => {
-                let snaps: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
-                    .map_err(|e| format!("binding context item {i}: {e}"))?;
-                for (name, items) in snaps {
-                    let objects = items_to_objects(&name, items)
-                        .map_err(|e| format!("binding context item {i}: {e}"))?;
-                    snapshots.insert(name, objects);
-                }
-            }
-            Some(raw) => {
-                return Err(format!(
-                    "binding context item {i}: \"snapshots\" must be an object, got {}",
-                    type_of(raw)
-                ));
-            }
+        if let Some(items) = ctx.sync_objects {
+            sync_objects.insert(ctx.binding.clone(), choose(&ctx.binding, items));
         }
-        if ty == "Synchronization" {
-            if let Some(raw) = ctx.get("objects").filter(|r| lead(r) != b'n') {
-                let objects = items_to_objects(&binding, raw)
-                    .map_err(|e| format!("binding context item {i}: {e}"))?;
-                sync_objects.insert(binding.clone(), objects);
-            }
-        }
-        out.triggers.push(binding);
-        out.types.push(ty);
+        out.triggers.push(ctx.binding);
+        out.types.push(ctx.ty);
     }
     for (name, objects) in sync_objects {
         snapshots.entry(name).or_insert(objects);
@@ -163,10 +176,72 @@ pub fn parse_with<'a>(input: &'a [u8], raw_bindings: &[&str]) -> Result<BindingI
     Ok(out)
 }
 
-/// Turns `[{object?, filterResult?}, …]` into the full objects. Items without a full object
-/// (keepFullObjectsInMemory: false) fall back to a `filterResult` that is itself an object;
-/// items with neither are skipped with a warning.
-fn items_to_objects<'a>(binding: &str, items: &'a RawValue) -> Result<Vec<&'a RawValue>, String> {
+/// The checked reading of the contexts: every level is looked at on its own, so an error names
+/// the context, the binding and the item. `None` for the JSON string `""`.
+fn checked_contexts(input: &[u8]) -> Result<Option<Vec<Context<'_>>>, String> {
+    let doc: &RawValue = serde_json::from_slice(input)
+        .map_err(|e| format!("binding context is not valid JSON: {e}"))?;
+    let contexts: Vec<&RawValue> = match lead(doc) {
+        b'[' => serde_json::from_str(doc.get())
+            .map_err(|e| format!("binding context is not valid JSON: {e}"))?,
+        b'"' if doc.get().trim() == "\"\"" => return Ok(None),
+        _ => {
+            return Err(format!(
+                "binding context must be a JSON array of contexts, got {}",
+                type_of(doc)
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(contexts.len());
+    for (i, ctx) in contexts.into_iter().enumerate() {
+        if lead(ctx) != b'{' {
+            return Err(format!("binding context item {i} is not a JSON object"));
+        }
+        let ctx: BTreeMap<String, &RawValue> = serde_json::from_str(ctx.get())
+            .map_err(|e| format!("binding context item {i}: {e}"))?;
+        let binding = string_field(&ctx, "binding", i)?;
+        let ty = string_field(&ctx, "type", i)?;
+        let mut snapshots = BTreeMap::new();
+        match ctx.get("snapshots") {
+            None => {}
+            Some(raw) if lead(raw) == b'n' => {}
+            Some(raw) if lead(raw) == b'{' => {
+                let snaps: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
+                    .map_err(|e| format!("binding context item {i}: {e}"))?;
+                for (name, items) in snaps {
+                    let items = checked_items(&name, items)
+                        .map_err(|e| format!("binding context item {i}: {e}"))?;
+                    snapshots.insert(name, items);
+                }
+            }
+            Some(raw) => {
+                return Err(format!(
+                    "binding context item {i}: \"snapshots\" must be an object, got {}",
+                    type_of(raw)
+                ));
+            }
+        }
+        let mut sync_objects = None;
+        if ty == "Synchronization" {
+            if let Some(raw) = ctx.get("objects").filter(|r| lead(r) != b'n') {
+                sync_objects = Some(
+                    checked_items(&binding, raw)
+                        .map_err(|e| format!("binding context item {i}: {e}"))?,
+                );
+            }
+        }
+        out.push(Context {
+            binding,
+            ty,
+            snapshots,
+            sync_objects,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// `[{object?, filterResult?}, …]`, checked item by item.
+fn checked_items<'a>(binding: &str, items: &'a RawValue) -> Result<Vec<Item<'a>>, String> {
     if lead(items) != b'[' {
         return Err(format!(
             "snapshot {binding:?} must be an array, got {}",
@@ -182,16 +257,153 @@ fn items_to_objects<'a>(binding: &str, items: &'a RawValue) -> Result<Vec<&'a Ra
         }
         let fields: BTreeMap<String, &RawValue> = serde_json::from_str(item.get())
             .map_err(|e| format!("snapshot {binding:?} item {j}: {e}"))?;
-        match (fields.get("object"), fields.get("filterResult")) {
-            (Some(o), _) if lead(o) == b'{' => out.push(*o),
-            (_, Some(f)) if lead(f) == b'{' => out.push(*f),
-            _ => log::warn!(
-                target: "binding",
-                "snapshot {binding:?} item {j} has neither an object nor an object filterResult; ignored"
-            ),
-        }
+        out.push(Item {
+            object: fields.get("object").copied(),
+            filter_result: fields.get("filterResult").copied(),
+        });
     }
     Ok(out)
+}
+
+/// The one-pass reading of a well-formed binding context. It accepts a subset of what
+/// [`checked_contexts`] accepts and reads it the same way (objects only where objects are
+/// expected, the last of a repeated key); anything else is `None`, for the checked reading.
+/// On large snapshots this is most of a run's parsing: the checked reading scans each object
+/// once per level it descends.
+mod fast {
+    use super::{Context, Item};
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    pub(super) fn contexts(input: &[u8]) -> Option<Vec<Context<'_>>> {
+        // The checked reading refuses invalid UTF-8 anywhere; serde skips ignored bytes unread.
+        let text = std::str::from_utf8(input).ok()?;
+        let contexts: Vec<Ctx> = serde_json::from_str(text).ok()?;
+        contexts
+            .into_iter()
+            .map(|c| {
+                let ty = c.ty.unwrap_or_default();
+                let sync_objects = match c.objects {
+                    Some(raw) if ty == "Synchronization" && raw.get() != "null" => {
+                        Some(serde_json::from_str::<Vec<Item>>(raw.get()).ok()?)
+                    }
+                    _ => None,
+                };
+                Some(Context {
+                    binding: c.binding.unwrap_or_default(),
+                    ty,
+                    snapshots: c.snapshots.unwrap_or_default(),
+                    sync_objects,
+                })
+            })
+            .collect()
+    }
+
+    struct Ctx<'a> {
+        binding: Option<String>,
+        ty: Option<String>,
+        snapshots: Option<BTreeMap<String, Vec<Item<'a>>>>,
+        objects: Option<&'a RawValue>,
+    }
+
+    /// The member names read; every other member is skipped.
+    enum Key {
+        Binding,
+        Type,
+        Snapshots,
+        Objects,
+        Object,
+        FilterResult,
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a member name")
+                }
+                fn visit_str<E>(self, s: &str) -> Result<Key, E> {
+                    Ok(match s {
+                        "binding" => Key::Binding,
+                        "type" => Key::Type,
+                        "snapshots" => Key::Snapshots,
+                        "objects" => Key::Objects,
+                        "object" => Key::Object,
+                        "filterResult" => Key::FilterResult,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// Objects only: a visitor without `visit_seq` refuses arrays (serde's derived structs
+    /// would read an array positionally).
+    impl<'de> Deserialize<'de> for Ctx<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ctx<'de>, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Ctx<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a binding context object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ctx<'de>, A::Error> {
+                    let mut c = Ctx {
+                        binding: None,
+                        ty: None,
+                        snapshots: None,
+                        objects: None,
+                    };
+                    while let Some(key) = map.next_key::<Key>()? {
+                        match key {
+                            Key::Binding => c.binding = map.next_value()?,
+                            Key::Type => c.ty = map.next_value()?,
+                            Key::Snapshots => c.snapshots = map.next_value()?,
+                            Key::Objects => c.objects = Some(map.next_value()?),
+                            _ => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    Ok(c)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Item<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Item<'de>, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Item<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a snapshot item object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
+                    let mut item = Item::default();
+                    while let Some(key) = map.next_key::<Key>()? {
+                        match key {
+                            Key::Object => item.object = Some(map.next_value()?),
+                            Key::FilterResult => item.filter_result = Some(map.next_value()?),
+                            _ => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    Ok(item)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +448,62 @@ mod tests {
         assert_eq!(b.snapshot("b").unwrap()[0]["metadata"]["name"], "new");
         assert!(b.snapshot("c").is_none());
         assert_eq!(b.triggers, ["a", "b", "b", "c", "onStartup"]);
+    }
+
+    /// The one-pass reading agrees with the checked reading wherever it accepts an input, and
+    /// accepts every real binding context we have.
+    #[test]
+    fn fast_reading_agrees_with_checked_reading() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/binding-contexts");
+        let mut inputs: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(inputs.len() >= 14);
+        let real = inputs.len();
+        for odd in [
+            r#"[{"binding": "a", "binding": "b", "type": null, "snapshots": null}]"#,
+            r#"[{"binding": "a", "snapshots": {"s": [{"object": null, "filterResult": {"x": 1}}, {"object": [1]}, {"object": {"a": 1}, "object": "x"}, {"filterResult": "y", "other": {}}]}}]"#,
+            r#"[{"binding": "a", "snapshots": {"s": [], "s": [{"object": {"n": 1}}]}}]"#,
+            r#"[{"binding": "a", "type": "Synchronization", "objects": null}, {"binding": "b", "type": "Event", "objects": 5}]"#,
+            r#"[{"binding": "a", "type": "Synchronization", "objects": [{"object": {"n": 1}}]}]"#,
+            r#"[{"bind\u0069ng": "esc", "snapshots": {"s": [{"obj\u0065ct": {"n": "\u00e9"}}]}}]"#,
+            // Refused by the one-pass reading; the checked one decides.
+            r#"[["binding", "a"]]"#,
+            r#"[{"binding": 5}]"#,
+            r#"[{"binding": "a", "snapshots": {"s": [["object", {}]]}}]"#,
+            r#"[{"binding": "a", "snapshots": {"s": {}}}]"#,
+            r#"[{"binding": "a", "type": "Synchronization", "objects": [1]}]"#,
+            "\"\"",
+            "[] x",
+        ] {
+            inputs.push(odd.to_string());
+        }
+        for (n, input) in inputs.iter().enumerate() {
+            let fast = fast::contexts(input.as_bytes());
+            if n < real {
+                assert!(
+                    fast.is_some(),
+                    "real binding context {n} not read in one pass"
+                );
+            }
+            if let Some(fast) = fast {
+                let checked = checked_contexts(input.as_bytes());
+                assert_eq!(
+                    format!("{:?}", Ok::<_, String>(Some(fast))),
+                    format!("{checked:?}"),
+                    "{input}"
+                );
+            }
+        }
+        // The odd inputs the one-pass reading accepts are at least the first six.
+        assert!(inputs[real..real + 6]
+            .iter()
+            .all(|i| fast::contexts(i.as_bytes()).is_some()));
+        assert!(inputs[real + 6..]
+            .iter()
+            .all(|i| fast::contexts(i.as_bytes()).is_none()));
     }
 
     #[test]

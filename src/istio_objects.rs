@@ -274,9 +274,16 @@ impl<'a> Snapshot<'a> {
         Observed::parse(self.by_name.get(name)?)
     }
 
-    /// Every object, parsed, in name order.
-    pub fn objects(&self) -> impl Iterator<Item = Observed> + '_ {
-        self.by_name.values().filter_map(|t| Observed::parse(t))
+    /// Every object whose name is not in `skip`, parsed, in name order (objects we keep are
+    /// not even parsed: on a steady run that is all of them).
+    pub fn objects_except<'s>(
+        &'s self,
+        skip: &'s std::collections::BTreeSet<String>,
+    ) -> impl Iterator<Item = Observed> + 's {
+        self.by_name
+            .iter()
+            .filter(|(name, _)| !skip.contains(*name))
+            .filter_map(|(_, t)| Observed::parse(t))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod export;
 pub mod federation;
 pub mod fetch;
 pub mod istio_objects;
+pub mod json;
 pub mod jwt;
 pub mod k8s;
 pub mod logging;

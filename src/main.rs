@@ -140,11 +140,12 @@ fn read_binding_context() -> Result<Vec<u8>, String> {
     }
 }
 
+/// An opened output: what it is (for error messages) and the writer. The buffer is outermost
+/// so that the many small writes of JSON serialisation are inlined copies, not dynamic calls.
+type Output = (String, std::io::BufWriter<Box<dyn Write>>);
+
 /// Opens the output named by the first set variable (appending: shell-operator pre-creates
 /// the file), or stdout when `to_stdout`; `None` when the output is not wanted.
-/// An opened output: what it is (for error messages) and the writer.
-type Output = (String, Box<dyn Write>);
-
 fn open_output(vars: &[&str], to_stdout: bool) -> Result<Option<Output>, String> {
     match vars
         .iter()
@@ -158,12 +159,12 @@ fn open_output(vars: &[&str], to_stdout: bool) -> Result<Option<Output>, String>
                 .map_err(|e| format!("{var} {path}: {e}"))?;
             Ok(Some((
                 format!("{var} {path}"),
-                Box::new(std::io::BufWriter::with_capacity(1 << 16, f)),
+                std::io::BufWriter::with_capacity(1 << 16, Box::new(f)),
             )))
         }
         None if to_stdout => Ok(Some((
             "stdout".to_string(),
-            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            std::io::BufWriter::with_capacity(1 << 16, Box::new(std::io::stdout().lock())),
         ))),
         None => Ok(None),
     }
@@ -203,7 +204,12 @@ fn run_discovery() -> Result<(), String> {
         &["KUBERNETES_PATCH_PATH", "D8_TEST_KUBERNETES_PATCH_SET_FILE"],
         true,
     )?
-    .unwrap_or_else(|| ("stdout".to_string(), Box::new(std::io::sink())));
+    .unwrap_or_else(|| {
+        (
+            "stdout".to_string(),
+            std::io::BufWriter::new(Box::new(std::io::sink())),
+        )
+    });
     let mut count = 0usize;
     let metric_ops = reconcile::reconcile_into(&settings, &observed, &fetched, now, &mut |op| {
         count += 1;

@@ -5,6 +5,7 @@
 //! whole is rejected.
 
 use crate::certs::{self, CertRejection, RootCert};
+use crate::json::Json;
 use crate::k8s;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -206,16 +207,17 @@ pub fn validate_public(v: &Value, own: &Own) -> Result<PublicMetadata, Failure> 
     })
 }
 
-fn port_number(v: Option<&Value>) -> Option<u16> {
+fn port_number<J: Json>(v: Option<&J>) -> Option<u16> {
     let n = v?.as_u64()?;
     u16::try_from(n).ok().filter(|p| *p >= 1)
 }
 
-/// Validates private metadata against the federation's trust domain (SPEC §7).
-pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata, Failure> {
+/// Validates private metadata against the federation's trust domain (SPEC §7): a fresh
+/// response (`Value`) and a cached copy ([`crate::json::Node`]) alike.
+pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMetadata, Failure> {
     let (Some(gws), Some(svcs)) = (
-        v.get("ingressGateways").and_then(Value::as_array),
-        v.get("publicServices").and_then(Value::as_array),
+        v.get("ingressGateways").and_then(J::as_array),
+        v.get("publicServices").and_then(J::as_array),
     ) else {
         return Err(Failure::new(
             INVALID_PRIVATE,
@@ -231,7 +233,7 @@ pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata
     for (i, gw) in gws.iter().enumerate() {
         let addr = gw
             .get("address")
-            .and_then(Value::as_str)
+            .and_then(J::as_str)
             .map(|a| a.trim().to_ascii_lowercase());
         let port = port_number(gw.get("port"));
         match (addr, port) {
@@ -265,7 +267,7 @@ pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata
     let suffix = format!(".{trust_domain}");
     let mut services = Vec::new();
     for (i, svc) in svcs.iter().enumerate() {
-        let Some(hostname) = svc.get("hostname").and_then(Value::as_str) else {
+        let Some(hostname) = svc.get("hostname").and_then(J::as_str) else {
             drop_item(
                 INVALID_PRIVATE,
                 format!("service {}: hostname missing", i + 1),
@@ -287,7 +289,7 @@ pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata
             );
             continue;
         }
-        let Some(raw_ports) = svc.get("ports").and_then(Value::as_array) else {
+        let Some(raw_ports) = svc.get("ports").and_then(J::as_array) else {
             drop_item(
                 INVALID_PRIVATE,
                 format!("service {shown}: ports must be an array"),
@@ -299,7 +301,7 @@ pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata
             let Some(number) = port_number(p.get("port")) else {
                 let raw = p
                     .get("port")
-                    .map(Value::to_string)
+                    .map(J::render)
                     .unwrap_or_else(|| "missing".into());
                 drop_item(
                     INVALID_PRIVATE,
@@ -313,7 +315,7 @@ pub fn validate_private(v: &Value, trust_domain: &str) -> Result<PrivateMetadata
             if ports.iter().any(|q| q.port == number) {
                 continue; // duplicate port number within a service: first wins, silently (Deckhouse)
             }
-            let raw_name = p.get("name").and_then(Value::as_str).unwrap_or("");
+            let raw_name = p.get("name").and_then(J::as_str).unwrap_or("");
             let protocol = protocol_for(raw_name);
             let generated = format!("{}-{number}", protocol.to_ascii_lowercase());
             let mut name = if is_port_name(raw_name) {

@@ -225,8 +225,8 @@ pub fn deletes(
     keep: &dyn Fn(&Observed) -> bool,
 ) -> Vec<Operation> {
     let mut out = Vec::new();
-    for o in observed.into_iter().flat_map(|s| s.objects()) {
-        if wanted.contains(&o.name) || !o.is_managed() || keep(&o) {
+    for o in observed.into_iter().flat_map(|s| s.objects_except(wanted)) {
+        if !o.is_managed() || keep(&o) {
             continue;
         }
         if o.api_version.is_empty() || o.kind.is_empty() || o.namespace.is_empty() {

@@ -8,6 +8,7 @@ use crate::certs;
 use crate::config;
 use crate::federation::{self, Federation};
 use crate::istio_objects;
+use crate::json;
 use crate::k8s;
 use crate::metadata::{self, Failure, Own, PrivateMetadata, PublicMetadata};
 use crate::metrics;
@@ -233,7 +234,7 @@ fn effective_private(
     }
     match &fed.cached_private {
         None => (None, None),
-        Some(raw) => match serde_json::from_str::<Value>(raw.get())
+        Some(raw) => match serde_json::from_str::<json::Node>(raw.get())
             .map_err(|e| Failure::new(metadata::INVALID_PRIVATE, format!("not JSON: {e}")))
             .and_then(|v| metadata::validate_private(&v, &fed.trust_domain))
         {

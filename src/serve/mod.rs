@@ -373,6 +373,10 @@ async fn serve_connection<I>(
 {
     let service = service_fn(move |req| routes::handle(state.clone(), peer, req));
     let conn = http1::Builder::new()
+        // A client may shut down its sending side once the request is out (scripted clients and
+        // some proxies do). Without this, hyper drops such a connection unanswered whenever it
+        // sees the end of input before the answer is ready.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)

@@ -153,9 +153,9 @@ fn run_hook(bin: &Path, input: &Path, out_dir: &Path) -> Run {
     }
 }
 
-/// Seconds CPython's `json.load` needs for each file (best of 3, interpreter start excluded).
+/// Seconds CPython's `json.load` needs for the files (one pass, interpreter start excluded).
 fn cpython_parse(files: &[&Path]) -> Option<f64> {
-    let script = "import json,sys,time\nbest=1e9\nfor _ in range(3):\n  t=time.perf_counter()\n  for p in sys.argv[1:]:\n    json.load(open(p,'rb'))\n  best=min(best,time.perf_counter()-t)\nprint(best)";
+    let script = "import json,sys,time\nt=time.perf_counter()\nfor p in sys.argv[1:]:\n  json.load(open(p,'rb'))\nprint(time.perf_counter()-t)";
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -192,7 +192,10 @@ fn main() {
     let first_path = dir.path().join("first.json");
     let input = first_run_input();
     std::fs::write(&first_path, serde_json::to_vec(&input).unwrap()).unwrap();
-    let first = best_of(3, || run_hook(&bin, &first_path, dir.path()));
+    // The machine is shared and its speed drifts: each round runs the hook and CPython on the
+    // same input back to back, and the best of the rounds is compared.
+    const ROUNDS: usize = 5;
+    let first = run_hook(&bin, &first_path, dir.path());
     let first_out = dir.path().join("first-output.ndjson");
     std::fs::write(&first_out, &first.patches).unwrap();
     let steady_path = dir.path().join("steady.json");
@@ -201,13 +204,6 @@ fn main() {
         serde_json::to_vec(&steady_input(input, &first.patches)).unwrap(),
     )
     .unwrap();
-    let steady = best_of(3, || run_hook(&bin, &steady_path, dir.path()));
-    assert!(
-        steady.patches.is_empty(),
-        "steady run must emit nothing:\n{}",
-        &steady.patches[..steady.patches.len().min(2000)]
-    );
-
     // Output as NDJSON lines parse with json.load only one by one; CPython parses the same
     // bytes as one array, which is the cheaper form for it.
     let out_array = dir.path().join("first-output.json");
@@ -218,10 +214,33 @@ fn main() {
             .unwrap();
         f.write_all(b"]").unwrap();
     }
+    let mut first = first;
+    let mut steady: Option<Run> = None;
+    let (mut py_first, mut py_steady): (Option<f64>, Option<f64>) = (None, None);
+    let min = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    for _ in 0..ROUNDS {
+        let r = run_hook(&bin, &first_path, dir.path());
+        if r.wall < first.wall {
+            first = r;
+        }
+        py_first = min(py_first, cpython_parse(&[&first_path, &out_array]));
+        let r = run_hook(&bin, &steady_path, dir.path());
+        assert!(
+            r.patches.is_empty(),
+            "steady run must emit nothing:\n{}",
+            &r.patches[..r.patches.len().min(2000)]
+        );
+        if steady.as_ref().is_none_or(|s| r.wall < s.wall) {
+            steady = Some(r);
+        }
+        py_steady = min(py_steady, cpython_parse(&[&steady_path]));
+    }
+    let steady = steady.expect("ROUNDS > 0");
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let (in1, out1, in2) = (size(&first_path), size(&first_out), size(&steady_path));
-    let py_first = cpython_parse(&[&first_path, &out_array]);
-    let py_steady = cpython_parse(&[&steady_path]);
     if let Some(keep) = &keep {
         std::fs::create_dir_all(keep).expect("SCALE_BENCH_KEEP");
         for p in [&first_path, &first_out, &steady_path] {
@@ -248,7 +267,7 @@ fn main() {
         .unwrap();
 
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("scale: {FEDERATIONS} federations x {SERVICES} services from cache (release binary, best of 3)");
+    println!("scale: {FEDERATIONS} federations x {SERVICES} services from cache (release binary; best of {ROUNDS} rounds, each running the hook and CPython back to back)");
     println!("| run | input MiB | output MiB | wall ms | CPython json parse ms | wall / parse | peak RSS MiB | RSS budget MiB |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let row = |name: &str, r: &Run, input: u64, output: u64, py: Option<f64>, budget: f64| {

@@ -176,6 +176,18 @@ pub fn parse_with<'a>(input: &'a [u8], raw_bindings: &[&str]) -> Result<BindingI
     Ok(out)
 }
 
+/// Whether the one-pass reading, where it accepts `input`, reads it exactly as the checked
+/// reading does (for the fuzzer's differential check).
+#[doc(hidden)]
+pub fn readings_agree(input: &[u8]) -> bool {
+    match fast::contexts(input) {
+        None => true,
+        Some(fast) => {
+            format!("{:?}", Ok::<_, String>(Some(fast))) == format!("{:?}", checked_contexts(input))
+        }
+    }
+}
+
 /// The checked reading of the contexts: every level is looked at on its own, so an error names
 /// the context, the binding and the item. `None` for the JSON string `""`.
 fn checked_contexts(input: &[u8]) -> Result<Option<Vec<Context<'_>>>, String> {

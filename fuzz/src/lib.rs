@@ -15,7 +15,7 @@ use istio_federation_hook::metadata::{self, Own};
 use istio_federation_hook::patch::{self, Operation};
 use istio_federation_hook::reconcile::{self, Observed};
 use istio_federation_hook::settings::Settings;
-use istio_federation_hook::{certs, export, jwt, metrics, serve};
+use istio_federation_hook::{certs, export, json, jwt, metrics, serve};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
@@ -223,6 +223,10 @@ pub fn binding_reconcile(data: &[u8]) {
     } else {
         payload
     };
+    assert!(
+        binding::readings_agree(context),
+        "the one-pass and the checked binding-context readings differ"
+    );
     let main_run = discover_main(settings, context);
     let Ok(input) = binding::parse(context) else {
         return;
@@ -818,10 +822,18 @@ pub fn metadata(data: &[u8]) {
                 f.reason
             ),
         }
-        match metadata::validate_private(&v, "b.local") {
-            Ok(p) => check_private(&p),
+        let by_value = metadata::validate_private(&v, "b.local");
+        match &by_value {
+            Ok(p) => check_private(p),
             Err(f) => assert_eq!(f.reason, metadata::INVALID_PRIVATE),
         }
+        // Differential: the borrowed tree the cache is validated through reads the same.
+        let node: json::Node = serde_json::from_slice(data).expect("parses as Value, so as Node");
+        assert_eq!(
+            format!("{:?}", metadata::validate_private(&node, "b.local")),
+            format!("{by_value:?}"),
+            "cached (Node) and fresh (Value) private metadata validate differently"
+        );
     }
     let text = String::from_utf8_lossy(data);
     check_pem(&text, own_fps);

@@ -1051,6 +1051,18 @@ fn oversized_heads_and_bodies_are_refused() {
     );
     assert_eq!(server.raw(b"GET / HTTP/9.9\r\n\r\n").status, 400);
     assert_eq!(server.get("/healthz").status, 200);
+
+    // hyper answered the 431s and 400s itself, before any route: they are counted apart.
+    let m = server.metrics();
+    let errors = |reason: &str| {
+        metric(
+            &m,
+            &format!("istio_federation_metadata_connection_errors_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!((errors("too_large"), errors("malformed")), (2, 2), "{m}");
+    assert!(m.contains("istio_federation_metadata_connection_errors_total{reason=\"timeout\"} 0"));
+    assert!(m.contains("# TYPE istio_federation_metadata_connection_errors_total counter"));
 }
 
 #[test]

@@ -371,6 +371,7 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let counter = state.clone();
     let service = service_fn(move |req| routes::handle(state.clone(), peer, req));
     let conn = http1::Builder::new()
         // A client may shut down its sending side once the request is out (scripted clients and
@@ -391,7 +392,9 @@ async fn serve_connection<I>(
         }
     };
     if let Err(e) = result {
-        // Timeouts, resets, malformed requests: the client's problem, not an event to alert on.
+        // Timeouts, resets, malformed requests: the client's problem, not an event to alert on,
+        // but counted, since hyper answers some of them itself (400, 431) without a route.
+        counter.count_connection_error(&e);
         log::debug!(target: "serve", "connection from {peer}: {e}");
     }
 }

@@ -43,7 +43,33 @@ impl State {
             metrics: Metrics::new(),
         }
     }
+
+    /// Counts a connection that hyper ended with an error: malformed or oversized requests
+    /// (answered 400/431 by hyper itself, never reaching a route), header timeouts and clients
+    /// that went away mid-request.
+    pub(super) fn count_connection_error(&self, e: &hyper::Error) {
+        self.metrics
+            .count_connection_error(connection_error_reason(e));
+    }
 }
+
+/// The label of a connection error (see [`State::count_connection_error`]).
+fn connection_error_reason(e: &hyper::Error) -> &'static str {
+    if e.is_parse_too_large() {
+        "too_large"
+    } else if e.is_parse() || e.is_parse_status() {
+        "malformed"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_incomplete_message() {
+        "incomplete"
+    } else {
+        "other"
+    }
+}
+
+const CONNECTION_ERROR_REASONS: [&str; 5] =
+    ["incomplete", "malformed", "other", "timeout", "too_large"];
 
 /// The routes; also the `endpoint` label of the request counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,6 +114,7 @@ impl Endpoint {
 struct Metrics {
     requests: Mutex<BTreeMap<(Endpoint, u16), u64>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    connection_errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -115,7 +142,18 @@ impl Metrics {
         Metrics {
             requests: Mutex::new(BTreeMap::new()),
             auth_failures: Mutex::new(reasons),
+            connection_errors: Mutex::new(
+                CONNECTION_ERROR_REASONS.iter().map(|r| (*r, 0)).collect(),
+            ),
         }
+    }
+
+    fn count_connection_error(&self, reason: &'static str) {
+        let mut map = self
+            .connection_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry(reason).or_insert(0) += 1;
     }
 
     fn count_request(&self, endpoint: Endpoint, code: StatusCode) {
@@ -161,6 +199,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "istio_federation_metadata_auth_failures_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        out.push_str(
+            "# HELP istio_federation_metadata_connection_errors_total Connections ended by an error before a route answered (malformed or oversized requests, header timeouts, clients gone mid-request), by reason.\n\
+             # TYPE istio_federation_metadata_connection_errors_total counter\n",
+        );
+        for (reason, n) in self
+            .connection_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "istio_federation_metadata_connection_errors_total{{reason=\"{reason}\"}} {n}"
             );
         }
         out

@@ -1,12 +1,27 @@
 # istio-federation-hook — see README.md.
 CARGO ?= cargo
 
-.PHONY: all build demo demo-snapshot test lint golden bench clean
+.PHONY: all build static demo demo-snapshot test lint golden bench clean
 
 all: build
 
 build:
 	$(CARGO) build --release
+
+## static: a statically linked release binary, printed path last. musl (as in the Dockerfile) when
+## the target is installed (`rustup target add x86_64-unknown-linux-musl`, plus Debian's
+## musl-tools for ring's C parts); otherwise glibc with crt-static. scripts/check-static.sh checks it.
+MUSL_TARGET := x86_64-unknown-linux-musl
+GNU_TARGET := x86_64-unknown-linux-gnu
+static:
+	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET); then \
+		$(CARGO) build --release --locked --target $(MUSL_TARGET) && \
+		echo target/$(MUSL_TARGET)/release/istio-federation-hook; \
+	else \
+		echo "make static: $(MUSL_TARGET) is not installed; building a static glibc binary" >&2; \
+		RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(GNU_TARGET) && \
+		echo target/$(GNU_TARGET)/release/istio-federation-hook; \
+	fi
 
 ## demo: two demo clusters federating on 127.0.0.1 (each with its own serve over TLS), printing what each side creates
 demo: build

@@ -441,6 +441,7 @@ mod tests {
         m.count_request(Endpoint::Public, StatusCode::OK);
         m.count_request(Endpoint::Other, StatusCode::NOT_FOUND);
         m.count_auth_failure("expired");
+        m.count_connection_error("too_large");
         let text = m.render();
         assert!(text.contains(
             "istio_federation_metadata_requests_total{endpoint=\"public\",code=\"200\"} 2\n"
@@ -454,6 +455,14 @@ mod tests {
         assert!(text.contains(
             "istio_federation_metadata_auth_failures_total{reason=\"bad_signature\"} 0\n"
         ));
-        assert_eq!(text.matches("# TYPE").count(), 2);
+        assert!(text.contains(
+            "istio_federation_metadata_connection_errors_total{reason=\"too_large\"} 1\n"
+        ));
+        for reason in CONNECTION_ERROR_REASONS {
+            assert!(text.contains(&format!(
+                "istio_federation_metadata_connection_errors_total{{reason=\"{reason}\"}} "
+            )));
+        }
+        assert_eq!(text.matches("# TYPE").count(), 3);
     }
 }

@@ -51,36 +51,26 @@ pub const RAW_BINDINGS: [&str; 3] = [
     config::DESTINATION_RULES,
 ];
 
-/// Logs an unreadable federation once.
-fn log_broken(error: &str) {
-    log::error!(target: "reconcile", "{error}; its ServiceEntries and trust entries are kept unchanged until it is fixed");
-}
-
 /// Parses the federations snapshot: each object on its own (only what the hook reads is kept),
 /// sorted by name; unreadable ones are logged and reported by name ("" when they have none).
 fn parse_federations(b: &BindingInput) -> (Option<Vec<Federation>>, Vec<String>) {
     let mut feds = Vec::new();
     let mut broken = Vec::new();
+    let mut take = |parsed: Result<Federation, (String, String)>| match parsed {
+        Ok(f) => feds.push(f),
+        Err((name, e)) => {
+            log::error!(target: "reconcile", "{e}; its ServiceEntries and trust entries are kept unchanged until it is fixed");
+            broken.push(name);
+        }
+    };
     let present = if let Some(raw) = b.raw_snapshot(config::FEDERATIONS) {
         for r in raw {
-            match Federation::parse_json(r.get()) {
-                Ok(f) => feds.push(f),
-                Err((name, e)) => {
-                    log_broken(&e);
-                    broken.push(name);
-                }
-            }
+            take(Federation::parse_json(r.get()));
         }
         true
     } else if let Some(vals) = b.snapshot(config::FEDERATIONS) {
         for v in vals {
-            match Federation::parse(v) {
-                Ok(f) => feds.push(f),
-                Err(e) => {
-                    log_broken(&e);
-                    broken.push(k8s::name(v).unwrap_or("").to_string());
-                }
-            }
+            take(Federation::parse(v).map_err(|e| (k8s::name(v).unwrap_or("").to_string(), e)));
         }
         true
     } else {

@@ -12,6 +12,7 @@ use crate::istio_objects::{
 };
 use crate::k8s::{FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::metadata::{Gateway, PublicService, ServicePort};
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One federation's contribution: its gateways and validated services.
@@ -120,23 +121,21 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
                 if !seen_here.insert(key) {
                     continue; // same (hostname, port) twice in one federation: first wins, silently
                 }
-                match slots.get_mut(&key) {
-                    None => {
-                        slots.insert(
-                            key,
-                            PortSlot {
-                                def: port,
-                                endpoints: {
-                                    let mut e: Vec<&Gateway> = src.gateways.iter().collect();
-                                    e.sort();
-                                    e.dedup();
-                                    e
-                                },
-                                federations: vec![src.federation],
+                match slots.entry(key) {
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(PortSlot {
+                            def: port,
+                            endpoints: {
+                                let mut e: Vec<&Gateway> = src.gateways.iter().collect();
+                                e.sort();
+                                e.dedup();
+                                e
                             },
-                        );
+                            federations: vec![src.federation],
+                        });
                     }
-                    Some(slot) => {
+                    Entry::Occupied(mut occupied) => {
+                        let slot = occupied.get_mut();
                         if slot.def.name != port.name || slot.def.protocol != port.protocol {
                             warnings.push(format!(
                                 "port collision on {} port {}: federation {} declares {}/{}, keeping {}/{} declared first",
@@ -153,21 +152,39 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
         }
     }
 
-    // Group ports by (hostname, endpoint set). Gateway's derived Ord is (address, port):
-    // exactly the order Deckhouse sorts endpoints in.
-    type Group<'a> = (Vec<&'a ServicePort>, BTreeSet<&'a str>);
-    let mut groups: BTreeMap<(&str, Vec<&Gateway>), Group> = BTreeMap::new();
+    // Group ports by (hostname, endpoint set), in that order. Gateway's derived Ord is
+    // (address, port): exactly the order Deckhouse sorts endpoints in. The slots come sorted by
+    // hostname, so each hostname's groups are collected on their own and appended in turn.
+    type Group<'a> = (Vec<&'a ServicePort>, Vec<&'a str>);
+    let mut groups: Vec<(&str, Vec<&Gateway>, Group)> = Vec::new();
+    let mut of_host: BTreeMap<Vec<&Gateway>, Group> = BTreeMap::new();
+    let mut host: Option<&str> = None;
     for ((hostname, _), slot) in slots {
         if slot.endpoints.is_empty() {
             continue;
         }
-        let entry = groups.entry((hostname, slot.endpoints)).or_default();
+        if host != Some(hostname) {
+            if let Some(done) = host {
+                groups.extend(
+                    std::mem::take(&mut of_host)
+                        .into_iter()
+                        .map(|(e, g)| (done, e, g)),
+                );
+            }
+            host = Some(hostname);
+        }
+        let entry = of_host.entry(slot.endpoints).or_default();
         entry.0.push(slot.def);
         entry.1.extend(slot.federations);
     }
+    if let Some(done) = host {
+        groups.extend(of_host.into_iter().map(|(e, g)| (done, e, g)));
+    }
 
     let mut records = Vec::with_capacity(groups.len());
-    for ((hostname, endpoints), (ports, federations)) in groups {
+    for (hostname, endpoints, (ports, mut federations)) in groups {
+        federations.sort_unstable();
+        federations.dedup();
         let hostname = hostname.to_string();
         let endpoints: Vec<Gateway> = endpoints.into_iter().cloned().collect();
         let ports: Vec<ServicePort> = ports.into_iter().cloned().collect();

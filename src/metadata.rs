@@ -100,9 +100,38 @@ pub struct PrivateMetadata {
     pub ingress_gateways: Vec<Gateway>,
     pub public_services: Vec<PublicService>,
     pub dropped: Vec<Dropped>,
+    /// Gateways and services kept from the last-known-good document (see [`Self::carry_over`]).
+    pub carried_over: usize,
 }
 
 impl PrivateMetadata {
+    /// Item-level last-known-good. When this (fresh) document had items dropped, the gateways
+    /// and services of the last good document that it does not validly provide are kept: the
+    /// dropped item may well be one of them, and a peer that sends one bad item — and then goes
+    /// away, leaving only the cache — must not cost a ServiceEntry the last good metadata
+    /// supported. A document without drops replaces the last good one as a whole.
+    pub fn carry_over(&mut self, last_good: &PrivateMetadata) {
+        if self.dropped.is_empty() {
+            return;
+        }
+        for g in &last_good.ingress_gateways {
+            if !self.ingress_gateways.contains(g) {
+                self.ingress_gateways.push(g.clone());
+                self.carried_over += 1;
+            }
+        }
+        for s in &last_good.public_services {
+            if !self
+                .public_services
+                .iter()
+                .any(|f| f.hostname == s.hostname)
+            {
+                self.public_services.push(s.clone());
+                self.carried_over += 1;
+            }
+        }
+    }
+
     /// The Deckhouse cache layout; ports carry the derived `protocol` as Deckhouse stores it.
     pub fn to_cache(&self) -> Value {
         json!({"ingressGateways": self.ingress_gateways, "publicServices": self.public_services})
@@ -352,6 +381,7 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
         ingress_gateways: gateways,
         public_services: services,
         dropped,
+        carried_over: 0,
     })
 }
 
@@ -392,6 +422,35 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn carry_over_keeps_what_a_document_with_drops_lacks() {
+        let doc = |v: Value| validate_private(&v, "b.local").unwrap();
+        let last_good = doc(
+            json!({"ingressGateways": [{"address": "1.1.1.1", "port": 15443}],
+            "publicServices": [{"hostname": "a.b.local", "ports": [{"name": "http", "port": 80}]},
+                               {"hostname": "c.b.local", "ports": [{"name": "http", "port": 81}]}]}),
+        );
+        // Drops: a's port and the only gateway are invalid; c is fresh and valid.
+        let mut fresh = doc(
+            json!({"ingressGateways": [{"address": "not an address", "port": 15443}],
+            "publicServices": [{"hostname": "a.b.local", "ports": [{"name": "http", "port": "80"}]},
+                               {"hostname": "c.b.local", "ports": [{"name": "grpc", "port": 82}]}]}),
+        );
+        fresh.carry_over(&last_good);
+        assert_eq!(fresh.carried_over, 2);
+        assert_eq!(fresh.ingress_gateways, last_good.ingress_gateways);
+        let hosts: Vec<(&str, u16)> = fresh
+            .public_services
+            .iter()
+            .map(|s| (s.hostname.as_str(), s.ports[0].port))
+            .collect();
+        assert_eq!(hosts, [("c.b.local", 82), ("a.b.local", 80)]);
+        // Without drops the fresh document stands alone.
+        let mut clean = doc(json!({"ingressGateways": [], "publicServices": []}));
+        clean.carry_over(&last_good);
+        assert_eq!((clean.carried_over, clean.public_services.len()), (0, 0));
+    }
 
     #[test]
     fn protocol_table_matches_deckhouse_cases() {

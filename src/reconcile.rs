@@ -164,6 +164,9 @@ struct FedState<'f> {
     public_problem: Option<Failure>,
     private: Option<PrivateMetadata>,
     private_problem: Option<Failure>,
+    /// `status.metadataCache.private` to write: the fresh document as validated, with what it
+    /// carried over from the last good one; `None` without a successful fetch.
+    private_cache: Option<Value>,
 }
 
 fn effective_public(
@@ -212,37 +215,52 @@ fn effective_public(
     }
 }
 
+/// The cached private metadata of a federation, validated as a fresh response would be.
+fn cached_private(fed: &Federation) -> Option<Result<PrivateMetadata, Failure>> {
+    let raw = fed.cached_private.as_ref()?;
+    Some(
+        serde_json::from_str::<json::Node>(raw.get())
+            .map_err(|e| Failure::new(metadata::INVALID_PRIVATE, format!("not JSON: {e}")))
+            .and_then(|v| metadata::validate_private(&v, &fed.trust_domain)),
+    )
+}
+
+/// The private metadata this run works from, a problem with it, and the cache to write.
+type EffectivePrivate = (Option<PrivateMetadata>, Option<Failure>, Option<Value>);
+
 fn effective_private(
     fed: &Federation,
     report: Option<&FetchReport>,
     own_domain: &str,
-) -> (Option<PrivateMetadata>, Option<Failure>) {
+) -> EffectivePrivate {
     if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.private.as_ref()) {
         let mut p = p.clone();
+        if !p.dropped.is_empty() {
+            if let Some(Ok(last_good)) = cached_private(fed) {
+                p.carry_over(&last_good);
+            }
+        }
+        let cache = p.to_cache();
         metadata::drop_own_domain(&mut p, own_domain);
-        return (Some(p), None);
+        return (Some(p), None, Some(cache));
     }
-    match &fed.cached_private {
-        None => (None, None),
-        Some(raw) => match serde_json::from_str::<json::Node>(raw.get())
-            .map_err(|e| Failure::new(metadata::INVALID_PRIVATE, format!("not JSON: {e}")))
-            .and_then(|v| metadata::validate_private(&v, &fed.trust_domain))
-        {
-            Ok(mut p) => {
-                metadata::drop_own_domain(&mut p, own_domain);
-                (Some(p), None)
-            }
-            Err(f) => {
-                log::warn!(target: "reconcile", "IstioFederation {}: cached private metadata is unusable: {}", fed.name, f.message);
-                (
-                    None,
-                    Some(Failure::new(
-                        f.reason,
-                        format!("Cached private metadata is unusable: {}", f.message),
-                    )),
-                )
-            }
-        },
+    match cached_private(fed) {
+        None => (None, None, None),
+        Some(Ok(mut p)) => {
+            metadata::drop_own_domain(&mut p, own_domain);
+            (Some(p), None, None)
+        }
+        Some(Err(f)) => {
+            log::warn!(target: "reconcile", "IstioFederation {}: cached private metadata is unusable: {}", fed.name, f.message);
+            (
+                None,
+                Some(Failure::new(
+                    f.reason,
+                    format!("Cached private metadata is unusable: {}", f.message),
+                )),
+                None,
+            )
+        }
     }
 }
 
@@ -323,13 +341,15 @@ pub fn reconcile_into(
         }
         let report = fetched.get(&fed.name);
         let (public, public_problem) = effective_public(fed, report, &own);
-        let (private, private_problem) = effective_private(fed, report, &settings.cluster_domain);
+        let (private, private_problem, private_cache) =
+            effective_private(fed, report, &settings.cluster_domain);
         states.push(FedState {
             fed,
             public,
             public_problem,
             private,
             private_problem,
+            private_cache,
         });
     }
 
@@ -653,6 +673,12 @@ fn services_condition(st: &FedState) -> Condition {
         ));
     }
     msg.push('.');
+    if private.carried_over > 0 {
+        msg.push_str(&format!(
+            " Kept {} gateway(s)/service(s) of the last good metadata that this response does not validly provide.",
+            private.carried_over
+        ));
+    }
     for d in &private.dropped {
         log::warn!(target: "reconcile", "IstioFederation {}: dropped from private metadata: {}", st.fed.name, d.message);
     }
@@ -689,8 +715,7 @@ fn status_patch(
             );
         }
     }
-    if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.private.as_ref()) {
-        let v = p.to_cache();
+    if let Some(v) = st.private_cache.clone() {
         let cached = fed
             .cached_private
             .as_ref()

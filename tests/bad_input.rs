@@ -943,11 +943,12 @@ fn hostile_and_broken_peers() {
             Some(Route::ok(
                 r#"{"ingressGateways":[{"address":"198.51.100.7","port":15443}],"publicServices":[{"hostname":"api.prod.svc.my.cluster","ports":[{"name":"http","port":80}]}]}"#,
             )),
+            // The last good metadata's web service stays imported (item-level last-known-good).
             Expect::Condition(
                 "ServicesImported",
-                "False",
+                "True",
                 "HostnameOutOfScope",
-                "api.prod.svc.my.cluster: hostname is outside trust domain b.local",
+                "api.prod.svc.my.cluster: hostname is outside trust domain b.local. Kept 1 gateway(s)/service(s) of the last good metadata",
             ),
         ),
         (

@@ -228,3 +228,82 @@ fn without_a_key_pair_only_public_metadata_is_fetched() {
     assert_eq!(ops_of(&ops, "JSONPatch").len(), 1);
     assert!(ops_of(&ops, "CreateOrUpdate").is_empty());
 }
+
+/// Item-level last-known-good: a peer that once sends an invalid item for a service we import,
+/// and then goes away, costs us neither that service's ServiceEntry nor its cache entry.
+#[test]
+fn a_bad_item_then_an_outage_keeps_the_service() {
+    let ca = Ca::new("metadata endpoint CA");
+    let own_keys = SigningKeys::generate();
+    let peer = Peer::start(&ca, "uuid-cluster-b", "b.local", &own_keys);
+    let two = |api_port: Value| {
+        json!({"ingressGateways": [{"address": "198.51.100.7", "port": 15443}],
+            "publicServices": [
+                {"hostname": "web.prod.svc.b.local", "ports": [{"name": "http", "port": 8080}]},
+                {"hostname": "api.prod.svc.b.local", "ports": [{"name": "grpc", "port": api_port}]}]})
+        .to_string()
+    };
+    peer.serve_private(Route::ok(two(json!(9090))), &own_keys);
+    let mut store = cluster(&peer, &ca, Some(&own_keys));
+    let (ops, _, stderr) = run(&store);
+    store.apply(&ops);
+    assert_eq!(store.all("ServiceEntry").len(), 2, "{ops:?}\n{stderr}");
+
+    // The peer now sends api's port as a string: the item is dropped, the service is kept, and
+    // the cache keeps api's last good definition.
+    peer.serve_private(Route::ok(two(json!("9090"))), &own_keys);
+    let (ops, _, _) = run(&store);
+    assert!(ops_of(&ops, "Delete").is_empty(), "{ops:?}");
+    assert!(ops_of(&ops, "CreateOrUpdate").is_empty(), "{ops:?}");
+    let status = ops_of(&ops, "MergePatch");
+    assert_eq!(status.len(), 1, "{ops:?}");
+    let services = condition(status[0], "ServicesImported");
+    assert_eq!(services["reason"], "InvalidPrivateMetadata");
+    assert_eq!(
+        services["message"],
+        "Imported 2 services; dropped 2 items: service api.prod.svc.b.local: port \"9090\" is not a number 1-65535; service api.prod.svc.b.local: no valid ports. Kept 1 gateway(s)/service(s) of the last good metadata that this response does not validly provide."
+    );
+    // What it would cache (web fresh, api carried over) is what is cached: no cache write.
+    assert!(
+        status[0]["mergePatch"]["status"]
+            .get("metadataCache")
+            .is_none(),
+        "{ops:?}"
+    );
+    store.apply(&ops);
+    let cached = &store.objects["federations"][0]["status"]["metadataCache"]["private"];
+    let hosts: Vec<&str> = cached["publicServices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["web.prod.svc.b.local", "api.prod.svc.b.local"]);
+
+    // Now the peer is gone: only the cache is left, and it still carries api.
+    peer.serve_public(Route::status(503, "gone"));
+    let (ops, _, _) = run(&store);
+    assert!(ops_of(&ops, "Delete").is_empty(), "{ops:?}");
+    store.apply(&ops);
+    assert_eq!(store.all("ServiceEntry").len(), 2);
+
+    // Back with a clean document that no longer exports api: now it goes, as it should.
+    peer.serve_public(Route::ok(peer.public_body.clone()));
+    peer.serve_private(Route::ok(peer.private_body.clone()), &own_keys);
+    let (ops, _, _) = run(&store);
+    let deleted: Vec<&str> = ops_of(&ops, "Delete")
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        deleted.len(),
+        2,
+        "the api ServiceEntry and DestinationRule: {ops:?}"
+    );
+    assert!(
+        deleted
+            .iter()
+            .all(|n| n.starts_with("api-prod-svc-b-local-")),
+        "{deleted:?}"
+    );
+}

@@ -186,36 +186,25 @@ impl Metrics {
                 endpoint.label()
             );
         }
-        out.push_str(
-            "# HELP istio_federation_metadata_auth_failures_total Requests for private metadata refused with 401, by reason.\n\
-             # TYPE istio_federation_metadata_auth_failures_total counter\n",
+        let by_reason =
+            |out: &mut String, name: &str, help: &str, map: &Mutex<BTreeMap<&'static str, u64>>| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (reason, n) in map.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+                }
+            };
+        by_reason(
+            &mut out,
+            "istio_federation_metadata_auth_failures_total",
+            "Requests for private metadata refused with 401, by reason.",
+            &self.auth_failures,
         );
-        for (reason, n) in self
-            .auth_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "istio_federation_metadata_auth_failures_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        out.push_str(
-            "# HELP istio_federation_metadata_connection_errors_total Connections ended by an error before a route answered (malformed or oversized requests, header timeouts, clients gone mid-request), by reason.\n\
-             # TYPE istio_federation_metadata_connection_errors_total counter\n",
+        by_reason(
+            &mut out,
+            "istio_federation_metadata_connection_errors_total",
+            "Connections ended by an error before a route answered (malformed or oversized requests, header timeouts, clients gone mid-request), by reason.",
+            &self.connection_errors,
         );
-        for (reason, n) in self
-            .connection_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "istio_federation_metadata_connection_errors_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
         out
     }
 }

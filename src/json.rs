@@ -9,7 +9,6 @@
 //! same code.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::fmt;
@@ -89,35 +88,26 @@ impl<'a> Json for Node<'a> {
         matches!(self, Node::Object(_))
     }
     fn render(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        self.to_value().to_string()
     }
 }
 
-impl Serialize for Node<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Node<'_> {
+    /// The same value as serde_json's tree: a repeated key once, at its first place, with its
+    /// last value (linear: a hostile object with many repeated keys costs no more than its size).
+    pub fn to_value(&self) -> Value {
         match self {
-            Node::Null => s.serialize_unit(),
-            Node::Bool(b) => s.serialize_bool(*b),
-            Node::Number(n) => n.serialize(s),
-            Node::Str(v) => s.serialize_str(v),
-            Node::Array(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Number(n) => Value::Number(n.clone()),
+            Node::Str(s) => Value::String(s.to_string()),
+            Node::Array(items) => Value::Array(items.iter().map(Node::to_value).collect()),
             Node::Object(members) => {
-                // Rendered as serde_json renders the same text: a repeated key once, at its
-                // first place, with its last value.
-                let mut map = s.serialize_map(None)?;
-                for (i, (k, _)) in members.iter().enumerate() {
-                    if members[..i].iter().any(|(seen, _)| seen == k) {
-                        continue;
-                    }
-                    map.serialize_entry(k, self.get(k).unwrap_or(&Node::Null))?;
+                let mut map = serde_json::Map::with_capacity(members.len());
+                for (k, v) in members {
+                    map.insert(k.to_string(), v.to_value());
                 }
-                map.end()
+                Value::Object(map)
             }
         }
     }

@@ -13,7 +13,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// A string-keyed map that keeps insertion order when written and compares as a set (the API
@@ -56,11 +56,32 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
                 f.write_str("a map")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                // Small maps (all real ones) are searched in place; past SMALL keys an index
+                // keeps a map with very many keys linear instead of quadratic.
+                const SMALL: usize = 16;
                 let mut out: Vec<(String, V)> = Vec::with_capacity(a.size_hint().unwrap_or(0));
+                let mut index: Option<HashMap<String, usize>> = None;
                 while let Some((k, v)) = a.next_entry::<String, V>()? {
-                    match out.iter_mut().find(|(kk, _)| *kk == k) {
-                        Some(slot) => slot.1 = v, // duplicate key: last wins, as in Go
-                        None => out.push((k, v)),
+                    let at = match &index {
+                        Some(ix) => ix.get(&k).copied(),
+                        None => out.iter().position(|(kk, _)| *kk == k),
+                    };
+                    match at {
+                        Some(i) => out[i].1 = v, // duplicate key: last wins, as in Go
+                        None => {
+                            if let Some(ix) = &mut index {
+                                ix.insert(k.clone(), out.len());
+                            }
+                            out.push((k, v));
+                            if index.is_none() && out.len() > SMALL {
+                                index = Some(
+                                    out.iter()
+                                        .enumerate()
+                                        .map(|(i, (k, _))| (k.clone(), i))
+                                        .collect(),
+                                );
+                            }
+                        }
                     }
                 }
                 Ok(OrderedMap(out))
@@ -299,6 +320,27 @@ mod tests {
         assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"b":1,"a":2}"#);
         let c: OrderedMap<u32> = serde_json::from_str(r#"{"a": 2, "b": 1, "c": 3}"#).unwrap();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn repeated_keys_keep_their_first_place_and_last_value_in_maps_of_any_size() {
+        for n in [3usize, 16, 17, 5000] {
+            let mut text = String::from("{");
+            for i in 0..n {
+                text.push_str(&format!("\"k{i}\": {i},"));
+            }
+            // Every key again, with new values, then a new key.
+            for i in 0..n {
+                text.push_str(&format!("\"k{i}\": {},", i + n));
+            }
+            text.push_str("\"last\": 0}");
+            let m: OrderedMap<usize> = serde_json::from_str(&text).unwrap();
+            assert_eq!(m.0.len(), n + 1, "{n}");
+            for (i, (k, v)) in m.0.iter().take(n).enumerate() {
+                assert_eq!((k.as_str(), *v), (format!("k{i}").as_str(), i + n));
+            }
+            assert_eq!(m.0[n], ("last".to_string(), 0));
+        }
     }
 
     #[test]

@@ -21,7 +21,6 @@ pub trait Json: Sized {
     fn as_str(&self) -> Option<&str>;
     fn as_u64(&self) -> Option<u64>;
     fn as_array(&self) -> Option<&[Self]>;
-    fn is_object(&self) -> bool;
     /// Compact JSON text, for messages.
     fn render(&self) -> String;
 }
@@ -38,9 +37,6 @@ impl Json for Value {
     }
     fn as_array(&self) -> Option<&[Value]> {
         Value::as_array(self).map(Vec::as_slice)
-    }
-    fn is_object(&self) -> bool {
-        Value::is_object(self)
     }
     fn render(&self) -> String {
         self.to_string()
@@ -84,9 +80,6 @@ impl<'a> Json for Node<'a> {
             _ => None,
         }
     }
-    fn is_object(&self) -> bool {
-        matches!(self, Node::Object(_))
-    }
     fn render(&self) -> String {
         self.to_value().to_string()
     }
@@ -95,7 +88,7 @@ impl<'a> Json for Node<'a> {
 impl Node<'_> {
     /// The same value as serde_json's tree: a repeated key once, at its first place, with its
     /// last value (linear: a hostile object with many repeated keys costs no more than its size).
-    pub fn to_value(&self) -> Value {
+    fn to_value(&self) -> Value {
         match self {
             Node::Null => Value::Null,
             Node::Bool(b) => Value::Bool(*b),
@@ -193,7 +186,6 @@ mod tests {
         fn same(n: &Node, v: &Value, path: &str) {
             assert_eq!(n.as_str(), Json::as_str(v), "{path}");
             assert_eq!(n.as_u64(), Json::as_u64(v), "{path}");
-            assert_eq!(n.is_object(), Json::is_object(v), "{path}");
             assert_eq!(n.render(), v.render(), "{path}");
             match (n.as_array(), Json::as_array(v)) {
                 (Some(a), Some(b)) => {

@@ -450,21 +450,20 @@ pub fn reconcile_into(
     // first), each written only if it differs. Nothing of it is kept once written.
     let mut wanted = BTreeSet::new();
     for r in &records {
-        let dr = service_entries::destination_rule(r, ns, api);
-        let current = observed
-            .destination_rules
-            .as_ref()
-            .and_then(|s| s.get(&r.name));
-        if let Some(op) = patch::diff_one(dr, current.as_ref()) {
-            sink(op)?;
-        }
-        let se = service_entries::service_entry(r, ns, api);
-        let current = observed
-            .service_entries
-            .as_ref()
-            .and_then(|s| s.get(&r.name));
-        if let Some(op) = patch::diff_one(se, current.as_ref()) {
-            sink(op)?;
+        for (desired, snapshot) in [
+            (
+                service_entries::destination_rule(r, ns, api),
+                &observed.destination_rules,
+            ),
+            (
+                service_entries::service_entry(r, ns, api),
+                &observed.service_entries,
+            ),
+        ] {
+            let current = snapshot.as_ref().and_then(|s| s.get(&r.name));
+            if let Some(op) = patch::diff_one(desired, current.as_ref()) {
+                sink(op)?;
+            }
         }
         wanted.insert(r.name.clone());
     }

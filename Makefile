@@ -1,7 +1,7 @@
 # istio-federation-hook — see README.md.
 CARGO ?= cargo
 
-.PHONY: all build static demo demo-snapshot test lint golden bench clean
+.PHONY: all build static demo demo-snapshot test test-deps lint golden bench clean
 
 all: build
 
@@ -31,9 +31,13 @@ demo: build
 demo-snapshot: build
 	./scripts/demo.sh
 
-## test: every test (unit, golden, CLI contract, integration); UPDATE_GOLDEN=1 regenerates golden files
-test:
+## test: every test (unit, golden, CLI contract, integration); UPDATE_GOLDEN=1 regenerates golden files.
+## scripts/test-deps.sh first installs what the tests use (as root) or names the one command to run.
+test: test-deps
 	$(CARGO) test --all-targets
+
+test-deps:
+	@scripts/test-deps.sh
 
 ## lint: formatting and clippy, warnings are errors
 lint:

@@ -10,11 +10,11 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use istio_federation_hook::federation::Federation;
-use istio_federation_hook::fetch::fetch_all;
-use istio_federation_hook::metadata::Own;
-use istio_federation_hook::reconcile::FetchReport;
-use istio_federation_hook::settings::Settings;
+use istio_federation_hook::discovery::fetch::fetch_all;
+use istio_federation_hook::discovery::report::FetchReport;
+use istio_federation_hook::hook::settings::Settings;
+use istio_federation_hook::protocol::federation::Federation;
+use istio_federation_hook::protocol::metadata::Own;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

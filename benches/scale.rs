@@ -28,7 +28,11 @@ fn release_binary() -> PathBuf {
         .status()
         .expect("cargo build");
     assert!(status.success(), "release build failed");
-    root.join("target/release/istio-federation-hook")
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => root.join(d),
+        None => root.join("target"),
+    }
+    .join("release/istio-federation-hook")
 }
 
 fn cert(name: &str) -> String {

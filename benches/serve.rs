@@ -7,7 +7,7 @@
 //! scenario (default 5). Under `cargo test --all-targets` (no `--bench` argument) it only
 //! says how to run it: timing on a shared CI machine proves nothing.
 
-use istio_federation_hook::{certs, jwt};
+use istio_federation_hook::protocol::{certs, jwt};
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 # would hand shell-operator. The clock is pinned so the demo certificates are valid.
 set -eu
 cd "$(dirname "$0")/.."
-bin=target/release/istio-federation-hook
+bin="${CARGO_TARGET_DIR:-target}/release/istio-federation-hook"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 : > "$out/patches" ; : > "$out/metrics"

@@ -7,14 +7,14 @@ mod support;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use istio_federation_hook::federation::Federation;
-use istio_federation_hook::fetch::fetch_all;
-use istio_federation_hook::metadata::{
+use istio_federation_hook::discovery::fetch::fetch_all;
+use istio_federation_hook::discovery::report::FetchReport;
+use istio_federation_hook::hook::settings::Settings;
+use istio_federation_hook::protocol::federation::Federation;
+use istio_federation_hook::protocol::metadata::{
     Failure, Gateway, Own, PrivateMetadata, PublicMetadata, CERTIFICATE_REJECTED,
     HOSTNAME_OUT_OF_SCOPE, INVALID_PRIVATE, INVALID_PUBLIC,
 };
-use istio_federation_hook::reconcile::FetchReport;
-use istio_federation_hook::settings::Settings;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::TcpListener;

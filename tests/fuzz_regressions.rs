@@ -78,7 +78,7 @@ fn serve_request() {
 fn fixtures_reach_the_deep_paths() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     let bearer = std::fs::read_to_string(fuzz.join("jwt/bearer-valid")).expect("seed");
-    let claims = istio_federation_hook::jwt::verify_bearer(
+    let claims = istio_federation_hook::protocol::jwt::verify_bearer(
         &bearer,
         fuzz_bodies::JWT_AUDIENCE,
         fuzz_bodies::JWT_SCOPE,

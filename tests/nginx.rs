@@ -7,8 +7,8 @@
 
 mod support;
 
-use istio_federation_hook::fetch::fetch_all;
-use istio_federation_hook::metadata::{Gateway, Own};
+use istio_federation_hook::discovery::fetch::fetch_all;
+use istio_federation_hook::protocol::metadata::{Gateway, Own};
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

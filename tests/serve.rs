@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use istio_federation_hook::{certs, jwt};
+use istio_federation_hook::protocol::{certs, jwt};
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use serde_json::{json, Value};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};

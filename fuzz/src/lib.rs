@@ -10,12 +10,15 @@
 //! invariant stated in README.md does not hold; it returns normally otherwise.
 
 use base64::Engine as _;
-use istio_federation_hook::binding;
-use istio_federation_hook::metadata::{self, Own};
-use istio_federation_hook::patch::{self, Operation};
-use istio_federation_hook::reconcile::{self, Observed};
-use istio_federation_hook::settings::Settings;
-use istio_federation_hook::{certs, export, json, jwt, metrics, serve};
+use istio_federation_hook::discovery::observed::{self, Observed};
+use istio_federation_hook::discovery::{metrics, reconcile};
+use istio_federation_hook::hook::binding;
+use istio_federation_hook::hook::operations::{self as patch, Operation};
+use istio_federation_hook::hook::settings::Settings;
+use istio_federation_hook::protocol::metadata::{self, Own};
+use istio_federation_hook::protocol::secret;
+use istio_federation_hook::protocol::{certs, json, jwt};
+use istio_federation_hook::{export, serve};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
@@ -281,7 +284,7 @@ fn canonical(context: &[u8]) -> Option<Vec<u8>> {
 
 /// Discovery as `main` runs it. `None` when the context does not parse.
 fn discover_main(settings: &Settings, context: &[u8]) -> Option<(Vec<Value>, Vec<Value>)> {
-    let input = binding::parse_with(context, &reconcile::RAW_BINDINGS).ok()?;
+    let input = binding::parse_with(context, &observed::RAW_BINDINGS).ok()?;
     let observed = Observed::from_binding(&input);
     let mut buf = Vec::new();
     let mut count = 0usize;
@@ -312,14 +315,15 @@ fn discover(settings: &Settings, context: &[u8]) -> (Vec<Value>, Vec<Value>) {
 
 fn metric_lines(metrics: &[Value]) -> Vec<Value> {
     let mut buf = Vec::new();
-    metrics::write_ndjson(&mut buf, metrics).expect("writing NDJSON into a Vec");
+    istio_federation_hook::hook::metrics::write_ndjson(&mut buf, metrics)
+        .expect("writing NDJSON into a Vec");
     let out = lines(buf);
     assert_eq!(out.len(), metrics.len(), "one line per metric");
     out
 }
 
 /// Serialises operations with `patch::write_ndjson` and reads every line back.
-fn ndjson(ops: &[Operation]) -> Vec<Value> {
+fn ndjson<O: serde::Serialize>(ops: &[Operation<O>]) -> Vec<Value> {
     let mut buf = Vec::new();
     patch::write_ndjson(&mut buf, ops).expect("writing NDJSON into a Vec");
     let out = lines(buf);
@@ -398,7 +402,9 @@ fn check_discovery(
     ops: &[Value],
     metric_ops: &[Value],
 ) {
-    use istio_federation_hook::config::{DESTINATION_RULES, FEDERATIONS, SERVICE_ENTRIES};
+    use istio_federation_hook::discovery::config::{
+        DESTINATION_RULES, FEDERATIONS, SERVICE_ENTRIES,
+    };
     let Some(feds) = snapshots.get(FEDERATIONS) else {
         assert!(
             ops.is_empty() && metric_ops.is_empty(),
@@ -580,7 +586,7 @@ fn apply(
     snapshots: &BTreeMap<String, Vec<Value>>,
     ops: &[Value],
 ) -> Option<BTreeMap<String, Vec<Value>>> {
-    use istio_federation_hook::config::{
+    use istio_federation_hook::discovery::config::{
         DESTINATION_RULES, FEDERATIONS, SERVICE_ENTRIES, TRUST_BUNDLE,
     };
     for name in [
@@ -747,7 +753,7 @@ fn check_export(settings: &Settings, snapshots: &BTreeMap<String, Vec<Value>>, o
         );
         let o = &op["object"];
         assert_eq!(o["kind"], "Secret", "{op}");
-        assert_eq!(meta_str(o, "name"), Some(export::METADATA_SECRET), "{op}");
+        assert_eq!(meta_str(o, "name"), Some(secret::METADATA_SECRET), "{op}");
         assert_eq!(
             meta_str(o, "namespace"),
             Some(settings.federation_namespace.as_str()),
@@ -760,14 +766,14 @@ fn check_export(settings: &Settings, snapshots: &BTreeMap<String, Vec<Value>>, o
         let data = o["data"].as_object().expect("Secret data");
         for (k, v) in data {
             let text = decode_data(v);
-            if k != export::PUBLIC_JSON {
+            if k != secret::PUBLIC_JSON {
                 // public.json may be the last published one, kept verbatim.
                 serde_json::from_str::<Value>(&text)
                     .unwrap_or_else(|e| panic!("{k} is not JSON ({e}): {text}"));
             }
         }
         let fed: Value = serde_json::from_str(&decode_data(
-            data.get(export::FEDERATION_JSON)
+            data.get(secret::FEDERATION_JSON)
                 .expect("federation.json is always rendered while enabled"),
         ))
         .expect("federation.json is JSON");

@@ -3,7 +3,7 @@
 //! It serves the files of the mounted `istio-federation-metadata` Secret, which the export hook
 //! renders: `public.json` to anyone, the SPIFFE bundle derived from its root certificate, and
 //! `federation.json` only to peers that present a JWT signed with a key listed in
-//! `remote-public-metadata.json` (checks and 401 texts are Deckhouse's, see [`crate::jwt`]).
+//! `remote-public-metadata.json` (checks and 401 texts are Deckhouse's, see [`crate::protocol::jwt`]).
 //!
 //! Why it is built this way:
 //! - **hyper 1 + tokio, one thread.** A metadata server answers a handful of peers once a

@@ -8,7 +8,7 @@
 //! send.
 
 use super::store::{self, FileState, MetadataStore, Spiffe};
-use crate::jwt;
+use crate::protocol::jwt;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -19,8 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The scope a token must grant to read federation.json.
-const SCOPE_FEDERATION: &str = "private-federation";
+use crate::protocol::secret::SCOPE_PRIVATE_FEDERATION as SCOPE_FEDERATION;
 /// Largest request body accepted (and discarded): requests here have none.
 const MAX_BODY_BYTES: usize = 4 * 1024;
 /// Time a client has to send its (small) body.

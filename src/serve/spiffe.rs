@@ -6,7 +6,7 @@
 //! §6.2) which Deckhouse answers with 500 — Istio's own CA defaults to RSA, but plugged-in CAs
 //! are often EC. Layout and indentation follow Deckhouse (2-space `MarshalIndent`).
 
-use crate::certs;
+use crate::protocol::certs;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::json;

@@ -13,7 +13,7 @@
 //! Problems are logged once per version, not once per request.
 
 use super::spiffe;
-use crate::certs;
+use crate::protocol::certs;
 use hyper::body::Bytes;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The Secret's keys.
-pub(super) const PUBLIC: &str = "public.json";
-pub(super) const FEDERATION: &str = "federation.json";
-pub(super) const REMOTES: &str = "remote-public-metadata.json";
+pub(super) use crate::protocol::secret::{
+    FEDERATION_JSON as FEDERATION, PUBLIC_JSON as PUBLIC, REMOTE_PUBLIC_JSON as REMOTES,
+};
 const FILES: [&str; 3] = [PUBLIC, FEDERATION, REMOTES];
 
 /// A Secret holds at most 1 MiB; anything much larger is not what we expect to serve.

@@ -20,11 +20,20 @@ pub fn bin() -> String {
     option_env!("CARGO_BIN_EXE_istio-federation-hook")
         .map(str::to_string)
         .unwrap_or_else(|| {
-            root()
-                .join("target/release/istio-federation-hook")
+            target_dir()
+                .join("release/istio-federation-hook")
                 .to_string_lossy()
                 .into_owned()
         })
+}
+
+/// Where cargo puts its builds: `$CARGO_TARGET_DIR` (relative to the project, as cargo reads
+/// it) when set, else `target/`.
+pub fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => root().join(d),
+        None => root().join("target"),
+    }
 }
 
 /// The pinned clock of the golden cases (the test certificates are dated against it).

@@ -8,8 +8,8 @@
 pub mod pki;
 pub mod server;
 
-use istio_federation_hook::federation::Federation;
-use istio_federation_hook::settings::Settings;
+use istio_federation_hook::hook::settings::Settings;
+use istio_federation_hook::protocol::federation::Federation;
 use pki::{Ca, SigningKeys};
 use serde_json::{json, Value};
 use server::{JwtCheck, Route, TlsServer};

@@ -4,7 +4,7 @@
 //! the bearer token of a path exactly as Deckhouse's metadata exporter does
 //! (`jwt::verify_bearer`, 401 `Authentication error: …` otherwise).
 
-use istio_federation_hook::jwt::{self, Claims};
+use istio_federation_hook::protocol::jwt::{self, Claims};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};

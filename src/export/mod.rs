@@ -6,28 +6,27 @@
 //! Like discovery, a pure function of the snapshots: `main` generates a key pair when none
 //! exists (randomness is I/O) and passes it in.
 
-use crate::binding::BindingInput;
-use crate::certs;
-use crate::federation::Federation;
-use crate::k8s::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use crate::metadata::Gateway;
-use crate::patch::Operation;
-use crate::settings::{Settings, KEYPAIR_SECRET, LOCAL_ROOT_CONFIGMAP};
+pub mod run;
+
+use crate::hook::binding::BindingInput;
+use crate::hook::k8s;
+use crate::hook::operations::Operation;
+use crate::hook::settings::{Settings, LOCAL_ROOT_CONFIGMAP};
+use crate::protocol::certs;
+use crate::protocol::federation::Federation;
+use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PUBLIC_SERVICE_LABEL};
+use crate::protocol::metadata::Gateway;
+use crate::protocol::names;
+use crate::protocol::secret::{
+    FEDERATION_JSON, KEYPAIR_SECRET, METADATA_SECRET, PUBLIC_JSON, REMOTE_PUBLIC_JSON,
+};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The Secret `serve` mounts.
-pub const METADATA_SECRET: &str = "istio-federation-metadata";
 /// Deckhouse's name for the ConfigMap that overrides the advertised gateways.
 pub const ADVERTISE_CONFIGMAP: &str = "metadata-exporter-ingressgateway-advertise";
 pub const ADVERTISE_KEY: &str = "ingressgateways-array.json";
-/// The label that marks a Service as exported (value must be the empty string).
-pub const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-service";
-
-pub const PUBLIC_JSON: &str = "public.json";
-pub const FEDERATION_JSON: &str = "federation.json";
-pub const REMOTE_PUBLIC_JSON: &str = "remote-public-metadata.json";
 
 /// Binding names of the export hook.
 pub mod bindings {
@@ -64,7 +63,7 @@ pub fn config(s: &Settings) -> Value {
             named(KEYPAIR, "Secret", &s.federation_namespace, KEYPAIR_SECRET, ".data"),
             {"name": FEDERATIONS, "apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
              "jqFilter": "{trustDomain: .spec.trustDomain, public: .status.metadataCache.public}", "group": GROUP, "queue": QUEUE},
-            named(METADATA, "Secret", &s.federation_namespace, crate::export::METADATA_SECRET, ".data"),
+            named(METADATA, "Secret", &s.federation_namespace, METADATA_SECRET, ".data"),
         ],
         "settings": {"executionMinInterval": "3s", "executionBurst": 3},
     })
@@ -80,7 +79,6 @@ pub struct NewKeyPair {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub operations: Vec<Operation>,
-    pub metrics: Vec<Value>,
 }
 
 fn b64(s: &str) -> String {
@@ -140,7 +138,7 @@ fn advertised_gateways(input: &BindingInput) -> Result<Option<Vec<Gateway>>, Str
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p > 0);
         match (address, port) {
-            (Some(a), Some(p)) if k8s::is_gateway_address(&a) => {
+            (Some(a), Some(p)) if names::is_gateway_address(&a) => {
                 out.insert(Gateway { address: a, port: p });
             }
             _ => return Err(format!("{what} {ADVERTISE_KEY} item {}: needs an IP or DNS name address and a port 1-65535", i + 1)),
@@ -186,7 +184,7 @@ fn load_balancer_gateways(input: &BindingInput) -> Vec<Gateway> {
                     .filter(|s| !s.is_empty())
             });
         match address.map(|a| a.to_ascii_lowercase()) {
-            Some(a) if k8s::is_gateway_address(&a) => {
+            Some(a) if names::is_gateway_address(&a) => {
                 out.insert(Gateway { address: a, port });
             }
             Some(a) => {

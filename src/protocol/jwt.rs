@@ -5,6 +5,7 @@
 //! verification order and the error texts follow Deckhouse's metadata exporter, so a peer sees
 //! the same 401 bodies whichever implementation answers it.
 
+use super::secret::SCOPE_PRIVATE_FEDERATION;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use base64::engine::DecodePaddingMode;
@@ -21,9 +22,6 @@ const MAX_HEADER_VALUE: usize = 8 * 1024;
 
 /// Issuer Deckhouse puts into federation tokens.
 const ISSUER: &str = "d8-istio";
-
-/// Scope of a request for a peer's private federation metadata.
-const SCOPE_PRIVATE_FEDERATION: &str = "private-federation";
 
 /// Lifetime of the tokens we sign, seconds (Deckhouse uses one minute too).
 const TOKEN_TTL: i64 = 60;

@@ -4,9 +4,10 @@
 //! Invalid items are dropped one by one with a reason; only a document that is unusable as a
 //! whole is rejected.
 
-use crate::certs::{self, CertRejection, RootCert};
-use crate::json::Json;
-use crate::k8s;
+use crate::hook::k8s;
+use crate::protocol::certs::{self, CertRejection, RootCert};
+use crate::protocol::json::Json;
+use crate::protocol::names;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -242,7 +243,7 @@ fn port_number<J: Json>(v: Option<&J>) -> Option<u16> {
 }
 
 /// Validates private metadata against the federation's trust domain (SPEC §7): a fresh
-/// response (`Value`) and a cached copy ([`crate::json::Node`]) alike.
+/// response (`Value`) and a cached copy ([`crate::protocol::json::Node`]) alike.
 pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMetadata, Failure> {
     let (Some(gws), Some(svcs)) = (
         v.get("ingressGateways").and_then(J::as_array),
@@ -266,7 +267,7 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
             .map(|a| a.trim().to_ascii_lowercase());
         let port = port_number(gw.get("port"));
         match (addr, port) {
-            (Some(a), Some(p)) if k8s::is_gateway_address(&a) => {
+            (Some(a), Some(p)) if names::is_gateway_address(&a) => {
                 let g = Gateway {
                     address: a,
                     port: p,
@@ -304,7 +305,7 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
             continue;
         };
         let shown = truncate(hostname);
-        if !k8s::is_service_hostname(hostname) {
+        if !names::is_service_hostname(hostname) {
             drop_item(
                 INVALID_PRIVATE,
                 format!("service {shown}: not a lower-case DNS name"),

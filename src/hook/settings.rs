@@ -41,8 +41,6 @@ pub struct Settings {
     pub fetch_max_bytes: u64,
 }
 
-/// Name of the key-pair Secret (Deckhouse's name, so both products share it).
-pub const KEYPAIR_SECRET: &str = "d8-remote-authn-keypair";
 /// Name of the plug-in CA Secret istiod reads.
 pub const CACERTS_SECRET: &str = "cacerts";
 /// ConfigMap istiod publishes with the local root.
@@ -109,7 +107,7 @@ impl Settings {
         let namespace = |name: &str| -> Result<String, String> {
             let v = env_nonempty(name).unwrap_or_else(|| "d8-istio".to_string());
             let v = v.trim().to_string();
-            if crate::k8s::is_dns1123_label(&v) {
+            if crate::hook::k8s::is_dns1123_label(&v) {
                 Ok(v)
             } else {
                 Err(format!(
@@ -132,7 +130,7 @@ impl Settings {
         let mesh_config_name =
             env_nonempty("MESH_CONFIG_NAME").unwrap_or_else(|| "istio".to_string());
         let mesh_config_name = mesh_config_name.trim().to_string();
-        if !crate::k8s::is_object_name(&mesh_config_name) {
+        if !crate::hook::k8s::is_object_name(&mesh_config_name) {
             return Err(format!(
                 "MESH_CONFIG_NAME: {mesh_config_name:?} is not a valid ConfigMap name"
             ));
@@ -195,7 +193,7 @@ impl Settings {
                 "federation is enabled but the own trust domain is not set: set global.discovery.clusterDomain in values or CLUSTER_DOMAIN".into(),
             );
         }
-        if !crate::k8s::is_trust_domain(&self.cluster_domain) {
+        if !crate::protocol::names::is_trust_domain(&self.cluster_domain) {
             return Err(format!(
                 "CLUSTER_DOMAIN / global.discovery.clusterDomain: {:?} is not a valid trust domain",
                 self.cluster_domain

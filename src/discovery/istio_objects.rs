@@ -235,9 +235,9 @@ impl Observed {
 
     pub fn is_managed(&self) -> bool {
         self.labels
-            .get(crate::k8s::MANAGED_BY_LABEL)
+            .get(crate::protocol::labels::MANAGED_BY_LABEL)
             .map(String::as_str)
-            == Some(crate::k8s::MANAGED_BY_VALUE)
+            == Some(crate::protocol::labels::MANAGED_BY_VALUE)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The network phase of a discovery run: fetch every peer's public and private metadata
 //! (SPEC §4.2 step 3, §7; Deckhouse reference §2.5, §3.2, §3.3) and hand the results to
-//! [`crate::reconcile`] as one [`FetchReport`] per federation.
+//! [`crate::discovery::reconcile`] as one [`FetchReport`] per federation.
 //!
 //! Why it looks the way it does:
 //!
@@ -34,12 +34,13 @@
 //!   is discarded and the private request is repeated with the new audience. The outcome is
 //!   the same as the sequential chain, only faster.
 
-use crate::certs;
-use crate::federation::Federation;
-use crate::jwt::{self, Claims};
-use crate::metadata::{self, Failure, Own, PrivateMetadata, PublicMetadata};
-use crate::reconcile::{Attempt, FetchReport};
-use crate::settings::{Settings, KEYPAIR_SECRET};
+use super::report::{Attempt, FetchReport};
+use crate::hook::settings::Settings;
+use crate::protocol::certs;
+use crate::protocol::federation::Federation;
+use crate::protocol::jwt::{self, Claims};
+use crate::protocol::metadata::{self, Failure, Own, PrivateMetadata, PublicMetadata};
+use crate::protocol::secret::KEYPAIR_SECRET;
 use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::redirect;

@@ -7,11 +7,13 @@
 //! Keeping Deckhouse's names means a cluster can move between Deckhouse and this product
 //! without a traffic blip.
 
-use crate::istio_objects::{
+use crate::discovery::istio_objects::{
     Desired, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort, SeSpec, Spec,
 };
-use crate::k8s::{FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use crate::metadata::{Gateway, PublicService, ServicePort};
+use crate::protocol::labels::{
+    FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
+use crate::protocol::metadata::{Gateway, PublicService, ServicePort};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -211,7 +213,7 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
         kept.sort_by_key(|p| p.port);
         let resolution = if endpoints
             .iter()
-            .all(|e| crate::k8s::is_ip_literal(&e.address))
+            .all(|e| crate::protocol::names::is_ip_literal(&e.address))
         {
             "STATIC"
         } else {
@@ -333,7 +335,7 @@ mod tests {
                 .map(|(n, p)| ServicePort {
                     name: n.to_string(),
                     port: *p,
-                    protocol: crate::metadata::protocol_for(n),
+                    protocol: crate::protocol::metadata::protocol_for(n),
                 })
                 .collect(),
         }
@@ -380,7 +382,7 @@ mod tests {
         let a = record_name(&host, &[gw("1.1.1.1", 15443)]);
         let b = record_name(&host, &[gw("1.1.1.2", 15443)]);
         assert!(a.len() <= 253 && b.len() <= 253 && a != b);
-        assert!(crate::k8s::is_object_name(&a) && crate::k8s::is_object_name(&b));
+        assert!(crate::hook::k8s::is_object_name(&a) && crate::hook::k8s::is_object_name(&b));
     }
 
     #[test]

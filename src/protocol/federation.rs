@@ -1,7 +1,8 @@
 //! The IstioFederation object (`deckhouse.io/v1alpha1`, cluster-scoped; reference §1) as the
 //! hook reads it: spec fields, and the status it (or Deckhouse) cached earlier.
 
-use crate::k8s;
+use crate::hook::k8s;
+use crate::protocol::names;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -176,7 +177,7 @@ impl Federation {
             .to_string();
         let field = |path: &str| p.spec.and_then(|s| s.pointer(path));
         let trust_domain = match field("/trustDomain") {
-            Some(Value::String(s)) if k8s::is_trust_domain(s) => s.clone(),
+            Some(Value::String(s)) if names::is_trust_domain(s) => s.clone(),
             Some(Value::String(s)) => {
                 return Err(format!("IstioFederation {name}: spec.trustDomain {s:?} does not match ^[0-9a-zA-Z._-]+$"));
             }

@@ -5,10 +5,9 @@
 //! our own writes (IstioFederation status, Istio's ServiceEntry status) from re-triggering
 //! the hook: a Modified event is only delivered when the filtered view changes.
 
-use crate::k8s::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use crate::settings::{
-    Settings, TrustBundleMode, CACERTS_SECRET, KEYPAIR_SECRET, LOCAL_ROOT_CONFIGMAP,
-};
+use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET, LOCAL_ROOT_CONFIGMAP};
+use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::protocol::secret::KEYPAIR_SECRET;
 use serde_json::{json, Value};
 
 /// Binding names: the keys of `snapshots` in every run.

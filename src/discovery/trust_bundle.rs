@@ -7,10 +7,11 @@
 //! touched. Every write is a JSONPatch that first `test`s the value it was computed from: a
 //! concurrent writer makes the patch fail, and the next run recomputes from fresh state.
 
-use crate::certs;
-use crate::k8s::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TRUST_ENTRIES_ANNOTATION};
-use crate::patch::Operation;
-use crate::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
+use super::diff::{Manifest, Operation};
+use crate::hook::k8s;
+use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
+use crate::protocol::certs;
+use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TRUST_ENTRIES_ANNOTATION};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -224,7 +225,7 @@ fn plan_mesh_config(
         }
         let entries: Vec<Value> = desired.iter().map(mesh_entry).collect();
         let mesh = render_yaml(&json!({"caCertificates": entries}))?;
-        return Ok(Some(Operation::CreateIfNotExists(json!({
+        return Ok(Some(Operation::CreateIfNotExists(Manifest::Json(json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
@@ -234,7 +235,7 @@ fn plan_mesh_config(
                 "annotations": {TRUST_ENTRIES_ANNOTATION: owned_json(&owned_of(desired))},
             },
             "data": {"mesh": mesh},
-        }))));
+        })))));
     };
     let (old_mesh, mut mesh, old_list) = parse_mesh(settings, obj)?;
     let owned = read_owned(obj);

@@ -5,8 +5,15 @@
 //! minute. Condition types this hook does not manage (e.g. Deckhouse's
 //! `DataplaneConnectionReady`) are kept, after ours.
 
-use crate::timefmt;
-use serde_json::{json, Value};
+use super::diff::Operation;
+use super::effective::FedState;
+use super::report::{Attempt, FetchReport};
+use crate::hook::timefmt;
+use crate::protocol::federation;
+use serde_json::{json, Map, Value};
+
+/// A successful fetch rewrites unchanged metadata only when the stored timestamp is older.
+const TIMESTAMP_REFRESH: i64 = 10 * 60;
 
 pub const PUBLIC: &str = "PublicMetadataExchangeReady";
 pub const PRIVATE: &str = "PrivateMetadataExchangeReady";
@@ -89,6 +96,62 @@ pub fn merge(prior: &[Value], computed: &[Condition], now: i64) -> Vec<Value> {
         }
     }
     out
+}
+
+/// The status merge patch, or `None` when nothing would change.
+pub fn status_patch(
+    st: &FedState,
+    report: Option<&FetchReport>,
+    conditions: &[Condition],
+    now: i64,
+) -> Option<Operation> {
+    let fed = st.fed;
+    let mut status = Map::new();
+    let mut cache = Map::new();
+    let stale = |ts: &Option<String>| {
+        ts.as_deref()
+            .and_then(timefmt::parse_rfc3339)
+            .is_none_or(|t| now - t >= TIMESTAMP_REFRESH)
+    };
+    if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.public.as_ref()) {
+        let v = p.to_cache();
+        if fed.cached_public.as_ref() != Some(&v) || stale(&fed.public_fetched_at) {
+            cache.insert("public".into(), v);
+            cache.insert(
+                "publicLastFetchTimestamp".into(),
+                timefmt::rfc3339(now).into(),
+            );
+        }
+    }
+    if let Some(v) = st.private_cache.clone() {
+        let cached = fed
+            .cached_private
+            .as_ref()
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+        if cached.as_ref() != Some(&v) || stale(&fed.private_fetched_at) {
+            cache.insert("private".into(), v);
+            cache.insert(
+                "privateLastFetchTimestamp".into(),
+                timefmt::rfc3339(now).into(),
+            );
+        }
+    }
+    if !cache.is_empty() {
+        status.insert("metadataCache".into(), Value::Object(cache));
+    }
+    let merged = merge(&fed.conditions, conditions, now);
+    if merged != fed.conditions {
+        status.insert("conditions".into(), Value::Array(merged));
+    }
+    if status.is_empty() {
+        return None;
+    }
+    Some(Operation::StatusMergePatch {
+        api_version: federation::API_VERSION.into(),
+        kind: federation::KIND.into(),
+        name: fed.name.clone(),
+        patch: json!({"status": status}),
+    })
 }
 
 #[cfg(test)]

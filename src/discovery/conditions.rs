@@ -1,0 +1,211 @@
+//! The conditions a run sets on each IstioFederation, decided from its effective metadata and
+//! the fetch report. Messages say what to fix and carry no run-to-run detail, so a repeated
+//! failure rewrites nothing (README, "Conditions").
+
+use super::effective::FedState;
+use super::report::FetchReport;
+use super::status::{self, Condition};
+use crate::hook::timefmt;
+use crate::protocol::metadata;
+
+/// A root that expires within this many seconds is called out in the condition message.
+const EXPIRY_WARNING: i64 = 30 * 24 * 3600;
+/// At most this many dropped items are listed in a condition message.
+const MAX_LISTED: usize = 5;
+
+pub fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
+    let mut out = Vec::with_capacity(2);
+    if let Some(a) = &r.public {
+        out.push(match &a.result {
+            Ok(_) => Condition::new(
+                status::PUBLIC,
+                "True",
+                "Succeeded",
+                "Public metadata exchange succeeded.",
+            ),
+            Err(f) => Condition::new(status::PUBLIC, "False", f.reason, f.message.clone()),
+        });
+    }
+    match (&r.private, &r.private_skipped) {
+        (Some(a), _) => out.push(match &a.result {
+            Ok(_) => Condition::new(
+                status::PRIVATE,
+                "True",
+                "Succeeded",
+                "Private metadata exchange succeeded.",
+            ),
+            Err(f) => Condition::new(status::PRIVATE, "False", f.reason, f.message.clone()),
+        }),
+        (None, Some(f)) => {
+            let st = if f.reason == "AwaitingPublic" {
+                "Unknown"
+            } else {
+                "False"
+            };
+            out.push(Condition::new(
+                status::PRIVATE,
+                st,
+                f.reason,
+                f.message.clone(),
+            ));
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+pub fn trust_condition(st: &FedState, trust_problem: Option<&str>, now: i64) -> Condition {
+    let td = &st.fed.trust_domain;
+    let Some(public) = &st.public else {
+        return match &st.public_problem {
+            Some(f) => Condition::new(
+                status::TRUST,
+                "False",
+                f.reason,
+                format!("{}. Root certificates installed earlier are kept.", f.message.trim_end_matches('.')),
+            ),
+            None => Condition::new(
+                status::TRUST,
+                "False",
+                "AwaitingPublic",
+                "Public metadata has not been fetched yet; the peer's root certificate is not trusted.",
+            ),
+        };
+    };
+    if public.roots.is_empty() {
+        return Condition::new(
+            status::TRUST,
+            "False",
+            metadata::CERTIFICATE_REJECTED,
+            format!(
+                "No root certificate of the peer is trusted: {}.",
+                public.rejected_summary()
+            ),
+        );
+    }
+    if let Some(problem) = trust_problem {
+        return Condition::new(
+            status::TRUST,
+            "False",
+            "TrustBundleUnavailable",
+            format!("{problem}."),
+        );
+    }
+    let n = public.roots.len();
+    let mut msg = format!(
+        "Trusting {n} root certificate{} for trust domain {td}.",
+        if n == 1 { "" } else { "s" }
+    );
+    if !public.rejected.is_empty() {
+        msg.push_str(&format!(" Ignored: {}.", public.rejected_summary()));
+    }
+    for r in &public.roots {
+        if r.not_after - now < EXPIRY_WARNING {
+            msg.push_str(&format!(
+                " Root {} expires on {}.",
+                r.subject,
+                timefmt::date(r.not_after)
+            ));
+        }
+    }
+    Condition::new(status::TRUST, "True", "Succeeded", msg)
+}
+
+pub fn services_condition(st: &FedState) -> Condition {
+    if let (None, Some(f)) = (&st.public, &st.public_problem) {
+        return Condition::new(
+            status::SERVICES,
+            "False",
+            f.reason,
+            "Cached public metadata is unusable; ServiceEntries created earlier are kept.",
+        );
+    }
+    if st.public.is_none() {
+        return Condition::new(
+            status::SERVICES,
+            "False",
+            "AwaitingPublic",
+            "Services are imported once public metadata is available.",
+        );
+    }
+    let Some(private) = &st.private else {
+        return match &st.private_problem {
+            Some(f) => Condition::new(
+                status::SERVICES,
+                "False",
+                f.reason,
+                format!(
+                    "{}. ServiceEntries created earlier are kept.",
+                    f.message.trim_end_matches('.')
+                ),
+            ),
+            None => Condition::new(
+                status::SERVICES,
+                "False",
+                "AwaitingPrivate",
+                "Private metadata has not been fetched yet; no services are imported.",
+            ),
+        };
+    };
+    if private.ingress_gateways.is_empty() {
+        return Condition::new(
+            status::SERVICES,
+            "False",
+            "NoIngressGateways",
+            "The peer publishes no ingress gateways, so its services cannot be reached; none are imported.",
+        );
+    }
+    let n = private.service_count();
+    let imported = format!("Imported {n} service{}", if n == 1 { "" } else { "s" });
+    if private.dropped.is_empty() {
+        return Condition::new(
+            status::SERVICES,
+            "True",
+            "Succeeded",
+            format!("{imported}."),
+        );
+    }
+    let reason = if private
+        .dropped
+        .iter()
+        .any(|d| d.reason == metadata::HOSTNAME_OUT_OF_SCOPE)
+    {
+        metadata::HOSTNAME_OUT_OF_SCOPE
+    } else {
+        metadata::INVALID_PRIVATE
+    };
+    let listed: Vec<&str> = private
+        .dropped
+        .iter()
+        .take(MAX_LISTED)
+        .map(|d| d.message.as_str())
+        .collect();
+    let mut msg = format!(
+        "{imported}; dropped {} item{}: {}",
+        private.dropped.len(),
+        if private.dropped.len() == 1 { "" } else { "s" },
+        listed.join("; ")
+    );
+    if private.dropped.len() > MAX_LISTED {
+        msg.push_str(&format!(
+            "; and {} more",
+            private.dropped.len() - MAX_LISTED
+        ));
+    }
+    msg.push('.');
+    if private.carried_over > 0 {
+        msg.push_str(&format!(
+            " Kept {} gateway(s)/service(s) of the last good metadata that this response does not validly provide.",
+            private.carried_over
+        ));
+    }
+    for d in &private.dropped {
+        log::warn!(target: "reconcile", "IstioFederation {}: dropped from private metadata: {}", st.fed.name, d.message);
+    }
+    Condition::new(
+        status::SERVICES,
+        if n > 0 { "True" } else { "False" },
+        reason,
+        msg,
+    )
+}

@@ -1,0 +1,187 @@
+//! The diff of the desired Istio objects against the observed ones: only what changes is
+//! written, and only objects the hook owns are ever deleted.
+
+use super::istio_objects::{Desired, Observed, Snapshot};
+use serde_json::Value;
+
+/// A manifest discovery writes: one of its typed Istio objects, or a plain JSON object (the
+/// mesh-config ConfigMap it creates).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Manifest {
+    Json(Value),
+    Istio(Box<Desired>),
+}
+
+/// An operation of a discovery run.
+pub type Operation = crate::hook::operations::Operation<Manifest>;
+
+/// Whether `observed` already is `desired` as far as we care: same spec, and every label and
+/// annotation we set present with our value (other writers' labels are fine).
+fn matches(desired: &Desired, observed: &Observed) -> bool {
+    observed.spec.as_ref() == Some(&desired.spec)
+        && desired
+            .metadata
+            .labels
+            .0
+            .iter()
+            .all(|(k, v)| observed.labels.get(k) == Some(v))
+        && desired
+            .metadata
+            .annotations
+            .0
+            .iter()
+            .all(|(k, v)| observed.annotations.get(k) == Some(v))
+}
+
+/// The object to PUT: desired, plus labels and annotations other writers put on the live
+/// object (CreateOrUpdate is a full update and would otherwise drop them). Server-owned
+/// metadata and `status` are never part of a typed object.
+fn with_foreign_metadata(mut desired: Desired, observed: &Observed) -> Desired {
+    for (ours, theirs) in [
+        (&mut desired.metadata.labels, &observed.labels),
+        (&mut desired.metadata.annotations, &observed.annotations),
+    ] {
+        for (k, v) in &theirs.0 {
+            if !ours.contains_key(k) && !k.starts_with("kubectl.kubernetes.io/") {
+                ours.0.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    desired
+}
+
+/// The write (if any) that makes the object named like `desired` match it.
+pub fn diff_one(desired: Desired, observed: Option<&Observed>) -> Option<Operation> {
+    match observed {
+        Some(o) if matches(&desired, o) => None,
+        Some(o) => Some(Operation::CreateOrUpdate(Manifest::Istio(Box::new(
+            with_foreign_metadata(desired, o),
+        )))),
+        None => Some(Operation::CreateOrUpdate(Manifest::Istio(Box::new(
+            desired,
+        )))),
+    }
+}
+
+/// Deletes for the observed managed objects that are not `wanted`. `observed == None` means
+/// the run has no snapshot of that kind: nothing is deleted, because we cannot know what
+/// exists. `keep` names objects that must survive even if not wanted (objects of a federation
+/// that cannot be read this run). Objects without our managed-by label are never deleted.
+pub fn deletes(
+    observed: Option<&Snapshot>,
+    wanted: &std::collections::BTreeSet<String>,
+    keep: &dyn Fn(&Observed) -> bool,
+) -> Vec<Operation> {
+    let mut out = Vec::new();
+    for o in observed.into_iter().flat_map(|s| s.objects_except(wanted)) {
+        if !o.is_managed() || keep(&o) {
+            continue;
+        }
+        if o.api_version.is_empty() || o.kind.is_empty() || o.namespace.is_empty() {
+            log::warn!(target: "diff", "managed object {} lacks apiVersion, kind or namespace; not deleted", o.name);
+            continue;
+        }
+        out.push(Operation::Delete {
+            api_version: o.api_version,
+            kind: o.kind,
+            namespace: o.namespace,
+            name: o.name,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Diffs desired managed objects of one kind against the observed ones: (writes, deletes).
+    fn diff_managed(
+        desired: Vec<Desired>,
+        observed: Option<&Snapshot>,
+        keep: &dyn Fn(&Observed) -> bool,
+    ) -> (Vec<Operation>, Vec<Operation>) {
+        let mut wanted = std::collections::BTreeSet::new();
+        let mut writes = Vec::new();
+        for d in desired {
+            let name = d.metadata.name.clone();
+            let current = observed.and_then(|s| s.get(&name));
+            writes.extend(diff_one(d, current.as_ref()));
+            wanted.insert(name);
+        }
+        (writes, deletes(observed, &wanted, keep))
+    }
+    use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+    use serde_json::json;
+
+    fn observed(name: &str, managed: bool, host: &str) -> Value {
+        let mut labels = json!({"team": "x"});
+        if managed {
+            labels[MANAGED_BY_LABEL] = json!(MANAGED_BY_VALUE);
+        }
+        let v = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+            "metadata": {"name": name, "namespace": "d8-istio", "labels": labels, "resourceVersion": "5", "uid": "u"},
+            "spec": {"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}, "status": {}});
+        v
+    }
+
+    fn desired(name: &str, host: &str) -> Desired {
+        use crate::discovery::istio_objects::*;
+        Desired {
+            api_version: "networking.istio.io/v1beta1".into(),
+            kind: "DestinationRule",
+            metadata: Meta {
+                name: name.into(),
+                namespace: "d8-istio".into(),
+                labels: OrderedMap(vec![(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into())]),
+                annotations: OrderedMap(vec![]),
+            },
+            spec: Spec::DestinationRule(DrSpec {
+                host: host.into(),
+                traffic_policy: DrPolicy {
+                    tls: DrTls {
+                        mode: "ISTIO_MUTUAL".into(),
+                    },
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn unchanged_objects_produce_nothing_and_unmanaged_are_never_deleted() {
+        let obs = Snapshot::from_values(&[
+            observed("a", true, "a.b"),
+            observed("foreign", false, "f.b"),
+            observed("stale", true, "s.b"),
+        ]);
+        let (w, d) = diff_managed(vec![desired("a", "a.b")], Some(&obs), &|_| false);
+        assert!(w.is_empty());
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].to_json()["name"], "stale");
+        // `keep` holds a delete back.
+        let (_, d) = diff_managed(vec![], Some(&obs), &|o| o.name == "stale");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].to_json()["name"], "a");
+    }
+
+    #[test]
+    fn updates_keep_foreign_labels_and_carry_no_server_fields() {
+        let obs = Snapshot::from_values(&[observed("a", true, "old.b")]);
+        let (w, d) = diff_managed(vec![desired("a", "new.b")], Some(&obs), &|_| false);
+        assert!(d.is_empty());
+        let o = w[0].to_json();
+        assert_eq!(o["operation"], "CreateOrUpdate");
+        assert_eq!(o["object"]["metadata"]["labels"]["team"], "x");
+        assert!(o["object"]["metadata"].get("resourceVersion").is_none());
+        assert!(o["object"]["metadata"].get("uid").is_none());
+        assert!(o["object"].get("status").is_none());
+        assert_eq!(o["object"]["spec"]["host"], "new.b");
+    }
+
+    #[test]
+    fn unknown_observed_state_never_deletes() {
+        let (w, d) = diff_managed(vec![], None, &|_| false);
+        assert!(w.is_empty() && d.is_empty());
+    }
+}

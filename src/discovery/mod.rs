@@ -1,0 +1,23 @@
+//! The discovery hook: for every IstioFederation, fetch the peer's metadata, decide what it
+//! means for the trust bundle and the ServiceEntries, and emit only what changes
+//! (docs/ARCHITECTURE.md, "Discovery").
+//!
+//! Data flows one way: [`observed`] reads the snapshots, [`fetch`] is the network phase and
+//! hands one [`report::FetchReport`] per federation to [`reconcile`], the pure core, which
+//! calls the decisions in [`effective`], [`trust_bundle`], [`service_entries`], [`diff`] and
+//! [`conditions`]. [`run`] is the imperative shell around them.
+
+pub mod conditions;
+pub mod config;
+pub mod diff;
+pub mod effective;
+pub mod fetch;
+pub mod istio_objects;
+pub mod metrics;
+pub mod observed;
+pub mod reconcile;
+pub mod report;
+pub mod run;
+pub mod service_entries;
+pub mod status;
+pub mod trust_bundle;

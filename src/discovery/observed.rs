@@ -1,0 +1,119 @@
+//! What a discovery run observes: the snapshots of its bindings, read once. `None` means no
+//! context of the run carried that binding, so its state is unknown (and nothing is deleted
+//! on its account).
+
+use super::config;
+use super::istio_objects;
+use super::trust_bundle;
+use crate::hook::binding::BindingInput;
+use crate::hook::k8s;
+use crate::hook::settings::Settings;
+use crate::protocol::certs;
+use crate::protocol::federation::Federation;
+use crate::protocol::secret::KEYPAIR_PRIVATE;
+use base64::Engine;
+use serde_json::Value;
+
+/// Snapshots of one run. `None` = no context of the run carried that binding: state unknown.
+#[derive(Debug, Default)]
+pub struct Observed<'a> {
+    /// Parsed federations in name order (`None`: no snapshot this run).
+    pub federations: Option<Vec<Federation>>,
+    /// Names of federations whose spec cannot be read (logged once, when parsed).
+    pub broken_federations: Vec<String>,
+    pub keypair: Option<&'a [Value]>,
+    pub trust_object: Option<&'a [Value]>,
+    pub local_root: Option<&'a [Value]>,
+    pub service_entries: Option<istio_objects::Snapshot<'a>>,
+    pub destination_rules: Option<istio_objects::Snapshot<'a>>,
+}
+
+/// The bindings whose (possibly huge) snapshots are parsed one object at a time, straight into
+/// their own types, instead of into one generic JSON tree held for the whole run.
+pub const RAW_BINDINGS: [&str; 3] = [
+    config::FEDERATIONS,
+    config::SERVICE_ENTRIES,
+    config::DESTINATION_RULES,
+];
+
+/// Parses the federations snapshot: each object on its own (only what the hook reads is kept),
+/// sorted by name; unreadable ones are logged and reported by name ("" when they have none).
+fn parse_federations(b: &BindingInput) -> (Option<Vec<Federation>>, Vec<String>) {
+    let mut feds = Vec::new();
+    let mut broken = Vec::new();
+    let mut take = |parsed: Result<Federation, (String, String)>| match parsed {
+        Ok(f) => feds.push(f),
+        Err((name, e)) => {
+            log::error!(target: "reconcile", "{e}; its ServiceEntries and trust entries are kept unchanged until it is fixed");
+            broken.push(name);
+        }
+    };
+    let present = if let Some(raw) = b.raw_snapshot(config::FEDERATIONS) {
+        for r in raw {
+            take(Federation::parse_json(r.get()));
+        }
+        true
+    } else if let Some(vals) = b.snapshot(config::FEDERATIONS) {
+        for v in vals {
+            take(Federation::parse(v).map_err(|e| (k8s::name(v).unwrap_or("").to_string(), e)));
+        }
+        true
+    } else {
+        false
+    };
+    feds.sort_by(|a, b| a.name.cmp(&b.name));
+    (present.then_some(feds), broken)
+}
+
+/// Our Istio objects from a snapshot, raw (see [`RAW_BINDINGS`]) or already parsed.
+fn managed_objects<'a>(b: &BindingInput<'a>, binding: &str) -> Option<istio_objects::Snapshot<'a>> {
+    if let Some(raw) = b.raw_snapshot(binding) {
+        return Some(istio_objects::Snapshot::from_raw(raw));
+    }
+    b.snapshot(binding)
+        .map(istio_objects::Snapshot::from_values)
+}
+
+impl<'a> Observed<'a> {
+    pub fn from_binding(b: &'a BindingInput) -> Observed<'a> {
+        let (federations, broken_federations) = parse_federations(b);
+        Observed {
+            federations,
+            broken_federations,
+            keypair: b.snapshot(config::KEYPAIR),
+            trust_object: b.snapshot(config::TRUST_BUNDLE),
+            local_root: b.snapshot(config::LOCAL_ROOT),
+            service_entries: managed_objects(b, config::SERVICE_ENTRIES),
+            destination_rules: managed_objects(b, config::DESTINATION_RULES),
+        }
+    }
+
+    /// The Ed25519 private key PEM from the key-pair Secret (`priv.pem`), if present.
+    pub fn private_key_pem(&self) -> Option<String> {
+        let secret = self.keypair?.first()?;
+        let b64 = secret.get("data")?.get(KEYPAIR_PRIVATE)?.as_str()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+}
+
+/// Own root-certificate fingerprints: the local root (istio-ca-root-cert) and, in cacerts
+/// mode, the local roots in `root-cert.pem`.
+pub fn own_root_fingerprints(settings: &Settings, observed: &Observed) -> Vec<String> {
+    let mut fps: Vec<String> = observed
+        .local_root
+        .and_then(|l| l.first())
+        .and_then(|cm| cm.pointer("/data/root-cert.pem"))
+        .and_then(Value::as_str)
+        .map(certs::certificate_fingerprints)
+        .unwrap_or_default();
+    fps.extend(trust_bundle::local_fingerprints(
+        settings,
+        observed.trust_object.and_then(|t| t.first()),
+    ));
+    fps.sort();
+    fps.dedup();
+    fps
+}

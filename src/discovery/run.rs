@@ -1,0 +1,71 @@
+//! One discovery run, the imperative shell: read the settings and the binding context, fetch
+//! (unless offline), hand everything to the pure [`super::reconcile`], stream its operations
+//! into the patch file and write its metrics.
+
+use super::{config, fetch, observed, reconcile};
+use crate::hook::io::{self, METRICS_OUTPUT, PATCH_OUTPUT};
+use crate::hook::{binding, metrics, operations};
+use crate::protocol::metadata;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+/// `--config`: the discovery hook's bindings.
+pub fn print_config() -> Result<(), String> {
+    io::print_config(&config::discovery_config(&io::load_settings()?))
+}
+
+/// One run of the discovery hook.
+pub fn run() -> Result<(), String> {
+    let settings = io::load_settings()?;
+    if settings.enabled {
+        settings.check_required()?;
+    }
+    let bytes = io::read_binding_context()?;
+    let input = binding::parse_with(&bytes, &observed::RAW_BINDINGS)?;
+    let now = io::now()?;
+    let observed = observed::Observed::from_binding(&input);
+    let fetched = if settings.enabled && observed.federations.is_some() && !io::offline()? {
+        let feds = observed.federations.as_deref().unwrap_or(&[]);
+        let own_fps = observed::own_root_fingerprints(&settings, &observed);
+        let clock = io::wall_clock()?;
+        let own = metadata::Own {
+            cluster_uuid: &settings.cluster_uuid,
+            root_fingerprints: &own_fps,
+            now: clock,
+        };
+        fetch::fetch_all(
+            &settings,
+            feds,
+            observed.private_key_pem().as_deref(),
+            &own,
+            clock,
+        )
+    } else {
+        BTreeMap::new()
+    };
+    // Operations are streamed into the patch file as the reconcile decides them: the output
+    // of a large first run is tens of MB and is never held in memory.
+    let (what, mut out) = io::open_output(&PATCH_OUTPUT, true)?.unwrap_or_else(|| {
+        (
+            "stdout".to_string(),
+            std::io::BufWriter::new(Box::new(std::io::sink())),
+        )
+    });
+    let mut count = 0usize;
+    let metric_ops = reconcile::reconcile_into(&settings, &observed, &fetched, now, &mut |op| {
+        count += 1;
+        operations::write_one(&mut out, &op).map_err(|e| format!("{what}: {e}"))
+    })?;
+    out.flush().map_err(|e| format!("{what}: {e}"))?;
+    if let Some((what, out)) = io::open_output(&METRICS_OUTPUT, false)? {
+        metrics::write_ndjson(out, &metric_ops).map_err(|e| format!("{what}: {e}"))?;
+    }
+    log::debug!(target: "main", "{count} operations, {} metric operations", metric_ops.len());
+    // The process ends here: freeing tens of thousands of small objects one by one costs more
+    // than the reconcile itself on large clusters, and the OS reclaims them at once.
+    std::mem::forget(observed);
+    std::mem::forget(input);
+    std::mem::forget(bytes);
+    io::log_peak_rss();
+    Ok(())
+}

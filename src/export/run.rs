@@ -1,0 +1,35 @@
+//! One export run, the imperative shell: read the inputs, generate a key pair when none exists
+//! (randomness is I/O), call the pure [`super::reconcile`] and write what it decided.
+
+use crate::hook::io::{self, PATCH_OUTPUT};
+use crate::hook::{binding, operations};
+use crate::protocol::certs;
+
+/// `export --config`: the export hook's bindings.
+pub fn print_config() -> Result<(), String> {
+    io::print_config(&super::config(&io::load_settings()?))
+}
+
+/// One run of the export hook.
+pub fn run() -> Result<(), String> {
+    let settings = io::load_settings()?;
+    if settings.enabled {
+        settings.check_required()?;
+    }
+    let bytes = io::read_binding_context()?;
+    let input = binding::parse(&bytes)?;
+    let new_key = if settings.enabled && super::needs_key_pair(&input) {
+        let (private_pem, public_pem) = certs::generate_ed25519_pem()?;
+        Some(super::NewKeyPair {
+            private_pem,
+            public_pem,
+        })
+    } else {
+        None
+    };
+    let outcome = super::reconcile(&settings, &input, new_key.as_ref());
+    if let Some((what, out)) = io::open_output(&PATCH_OUTPUT, true)? {
+        operations::write_ndjson(out, &outcome.operations).map_err(|e| format!("{what}: {e}"))?;
+    }
+    Ok(())
+}

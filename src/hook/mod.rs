@@ -1,0 +1,12 @@
+//! The shell-operator hook contract, nothing Istio-specific: reading the binding context and
+//! the settings, writing object operations and metrics as NDJSON, logging to stderr, and the
+//! I/O edge every hook run shares (README, "Hook contract").
+
+pub mod binding;
+pub mod io;
+pub mod k8s;
+pub mod logging;
+pub mod metrics;
+pub mod operations;
+pub mod settings;
+pub mod timefmt;

@@ -1,0 +1,12 @@
+//! Deckhouse's federation wire contract, shared by all three programs: the metadata documents
+//! and their validation, request tokens, certificates and keys, the IstioFederation object, and
+//! the names of the Secrets both sides agree on (README, "Deckhouse compatibility").
+
+pub mod certs;
+pub mod federation;
+pub mod json;
+pub mod jwt;
+pub mod labels;
+pub mod metadata;
+pub mod names;
+pub mod secret;

@@ -143,6 +143,7 @@ mod tests {
                     tls: DrTls {
                         mode: "ISTIO_MUTUAL".into(),
                     },
+                    outlier_detection: None,
                 },
             }),
         }

@@ -124,10 +124,24 @@ pub struct DrTls {
     pub mode: String,
 }
 
+/// Passive health checking of the endpoints (here: remote gateways), as the hook writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DrOutlierDetection {
+    pub consecutive_gateway_errors: u32,
+    #[serde(rename = "consecutive5xxErrors")]
+    pub consecutive_5xx_errors: u32,
+    pub interval: String,
+    pub base_ejection_time: String,
+    pub max_ejection_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DrPolicy {
     pub tls: DrTls,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<DrOutlierDetection>,
 }
 
 /// `spec` of a DestinationRule exactly as this hook writes it.

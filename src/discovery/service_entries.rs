@@ -8,7 +8,8 @@
 //! without a traffic blip.
 
 use crate::discovery::istio_objects::{
-    Desired, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort, SeSpec, Spec,
+    Desired, DrOutlierDetection, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort,
+    SeSpec, Spec,
 };
 use crate::protocol::labels::{
     FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -299,7 +300,26 @@ pub fn service_entry(record: &Record, namespace: &str, api_version: &str) -> Des
     }
 }
 
-/// The DestinationRule forcing Istio mutual TLS towards the imported host.
+/// Failover between the gateways of a host served through more than one (README, "Failover
+/// for hosts served by several clusters"). The endpoints are whole clusters' ingress gateways,
+/// so the detector reacts to what a dead or unreachable gateway produces — connect failures,
+/// timeouts and 502/503/504, which Envoy counts as gateway errors also on opaque TCP — and
+/// never to an application's own 5xx answers (`consecutive5xxErrors: 0`), which would eject a
+/// healthy cluster. Three in a row eject a gateway at the next 5 s sweep for 30 s (doubling on
+/// each repeat); up to 100 % may be ejected, since with two clusters one is half the set and
+/// Envoy's panic threshold still spreads load over all when too few remain.
+fn gateway_failover(record: &Record) -> Option<DrOutlierDetection> {
+    (record.endpoints.len() > 1).then(|| DrOutlierDetection {
+        consecutive_gateway_errors: 3,
+        consecutive_5xx_errors: 0,
+        interval: "5s".to_string(),
+        base_ejection_time: "30s".to_string(),
+        max_ejection_percent: 100,
+    })
+}
+
+/// The DestinationRule forcing Istio mutual TLS towards the imported host, with failover
+/// between gateways when there are several.
 pub fn destination_rule(record: &Record, namespace: &str, api_version: &str) -> Desired {
     Desired {
         api_version: api_version.to_string(),
@@ -311,6 +331,7 @@ pub fn destination_rule(record: &Record, namespace: &str, api_version: &str) -> 
                 tls: DrTls {
                     mode: "ISTIO_MUTUAL".to_string(),
                 },
+                outlier_detection: gateway_failover(record),
             },
         }),
     }
@@ -339,6 +360,42 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    fn record(endpoints: Vec<Gateway>) -> Record {
+        Record {
+            name: "web-prod-svc-b-local-x".into(),
+            hostname: "web.prod.svc.b.local".into(),
+            resolution: "STATIC",
+            ports: vec![],
+            endpoints,
+            federations: vec!["b".into()],
+        }
+    }
+
+    #[test]
+    fn failover_only_for_hosts_behind_several_gateways() {
+        let policy = |r: &Record| match destination_rule(r, "d8-istio", "v1").spec {
+            Spec::DestinationRule(dr) => dr.traffic_policy,
+            Spec::ServiceEntry(_) => unreachable!("a DestinationRule"),
+        };
+        let single = policy(&record(vec![gw("1.1.1.1", 15443)]));
+        assert_eq!(single.tls.mode, "ISTIO_MUTUAL");
+        assert_eq!(single.outlier_detection, None);
+        let two = policy(&record(vec![gw("1.1.1.1", 15443), gw("2.2.2.2", 15443)]));
+        assert_eq!(two.tls.mode, "ISTIO_MUTUAL");
+        let od = two
+            .outlier_detection
+            .expect("outlier detection with two gateways");
+        assert_eq!(
+            (od.consecutive_gateway_errors, od.consecutive_5xx_errors),
+            (3, 0)
+        );
+        assert_eq!(
+            (od.interval.as_str(), od.base_ejection_time.as_str()),
+            ("5s", "30s")
+        );
+        assert_eq!(od.max_ejection_percent, 100);
     }
 
     #[test]

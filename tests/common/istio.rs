@@ -259,5 +259,56 @@ pub fn check_destination_rule(dr: &Value) -> Vec<String> {
     if dr["spec"]["trafficPolicy"]["tls"]["mode"] != "ISTIO_MUTUAL" {
         out.push(format!("DestinationRule {name}: tls mode"));
     }
+    if let Some(od) = dr["spec"]["trafficPolicy"].get("outlierDetection") {
+        out.extend(
+            check_outlier_detection(od)
+                .into_iter()
+                .map(|p| format!("DestinationRule {name}: outlierDetection: {p}")),
+        );
+    }
     out
+}
+
+/// Istio's webhook rules for `trafficPolicy.outlierDetection` (pilot's
+/// `validateOutlierDetection`): error counts are unsigned, `interval` and `baseEjectionTime`
+/// are durations of at least 1 ms, the percentages lie in 0..=100, and only known fields.
+fn check_outlier_detection(od: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(map) = od.as_object() else {
+        return vec!["not an object".into()];
+    };
+    for (k, v) in map {
+        match k.as_str() {
+            "consecutiveGatewayErrors"
+            | "consecutive5xxErrors"
+            | "consecutiveLocalOriginFailures" => {
+                if v.as_u64().is_none_or(|n| n > u64::from(u32::MAX)) {
+                    out.push(format!("{k} must be a uint32"));
+                }
+            }
+            "interval" | "baseEjectionTime" => {
+                if duration_ms(v).is_none_or(|ms| ms < 1) {
+                    out.push(format!("{k} must be a duration of at least 1ms"));
+                }
+            }
+            "maxEjectionPercent" | "minHealthPercent" => {
+                if v.as_u64().is_none_or(|n| n > 100) {
+                    out.push(format!("{k} must be in 0..=100"));
+                }
+            }
+            "splitExternalLocalOriginErrors" => {
+                if !v.is_boolean() {
+                    out.push(format!("{k} must be a boolean"));
+                }
+            }
+            other => out.push(format!("unknown field {other}")),
+        }
+    }
+    out
+}
+
+/// A protobuf JSON duration (`"5s"`, `"0.5s"`, `"1.000340012s"`) in whole milliseconds.
+fn duration_ms(v: &Value) -> Option<u64> {
+    let secs: f64 = v.as_str()?.strip_suffix('s')?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0) as u64)
 }

@@ -310,5 +310,5 @@ fn check_outlier_detection(od: &Value) -> Vec<String> {
 /// A protobuf JSON duration (`"5s"`, `"0.5s"`, `"1.000340012s"`) in whole milliseconds.
 fn duration_ms(v: &Value) -> Option<u64> {
     let secs: f64 = v.as_str()?.strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0) as u64)
+    (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64)
 }

@@ -597,7 +597,7 @@ fn needed(env: &[(String, String)]) -> Need {
             need(&mut n, g, r, ns, name, &["get", "list", "watch"]);
         }
     }
-    // Operations the product emits (src/patch.rs), by object: shell-operator's verbs for each.
+    // Operations the product emits (src/hook/operations.rs), by object: shell-operator's verbs for each.
     for kind in ["ServiceEntry", "DestinationRule"] {
         let (g, r) = resource_of(kind);
         need(

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         ["export"] => export::run::run(),
         ["export", "--config"] => export::run::print_config(),
         ["serve", rest @ ..] => serve::run(rest),
+        ["plan", rest @ ..] => return ExitCode::from(discovery::plan::cli(rest)),
         ["--help"] | ["-h"] | ["help"] => {
             println!("{USAGE}");
             Ok(())

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod istio_objects;
 pub mod metrics;
 pub mod observed;
+pub mod plan;
 pub mod probe;
 pub mod reconcile;
 pub mod report;

@@ -8,9 +8,12 @@
 //!   tokens, certificates, the IstioFederation object, the Secrets both sides share;
 //! - [`discovery`], [`export`], [`serve`]: the programs. Each has a pure core and a thin
 //!   imperative shell (`run`); only the shells touch files, the network and the clock.
+//! - [`doctor`] and [`discovery::plan`]: operators' tools built on the discovery hook's own
+//!   code (README, "Operating federations").
 #![forbid(unsafe_code)]
 
 pub mod discovery;
+pub mod doctor;
 pub mod export;
 pub mod hook;
 pub mod protocol;

@@ -2,7 +2,7 @@
 //! (`discovery::run`, `export::run`, `serve`); docs/ARCHITECTURE.md draws the data flow.
 
 use istio_federation_hook::hook::logging;
-use istio_federation_hook::{discovery, export, serve};
+use istio_federation_hook::{discovery, doctor, export, serve};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
@@ -10,6 +10,11 @@ const USAGE: &str = "usage:
   istio-federation-hook export [--config]    export hook: print config, or render our own metadata once
   istio-federation-hook serve [--listen ADDR] [--metadata-dir DIR] [--tls-cert FILE --tls-key FILE]
                                              metadata HTTP server for peers (serve --help for details)
+  istio-federation-hook plan [--output text|json]
+                                             what an offline discovery run would do, and why (plan --help)
+  istio-federation-hook doctor --endpoint URL [--ca FILE] [--insecure] [--trust-domain TD]
+         [--key PRIV_PEM --uuid OWN_UUID] [--probe-gateways] [--timeout DURATION] [--output text|json]
+                                             check one peer's metadata endpoint step by step (doctor --help)
   istio-federation-hook --help | --version
 
 A run reads the binding context from $BINDING_CONTEXT_PATH (or stdin) and writes object patches
@@ -27,6 +32,7 @@ fn main() -> ExitCode {
         ["export", "--config"] => export::run::print_config(),
         ["serve", rest @ ..] => serve::run(rest),
         ["plan", rest @ ..] => return ExitCode::from(discovery::plan::cli(rest)),
+        ["doctor", rest @ ..] => return ExitCode::from(doctor::cli(rest)),
         ["--help"] | ["-h"] | ["help"] => {
             println!("{USAGE}");
             Ok(())

@@ -98,6 +98,20 @@ pub fn fetch_all(
     own: &Own,
     now: i64,
 ) -> BTreeMap<String, FetchReport> {
+    fetch_all_with(settings, feds, private_key_pem, own, now, false)
+}
+
+/// [`fetch_all`]; with `error_bodies`, the failure of a refused request also quotes the start
+/// of the peer's answer (a 401 names the claim it refused). Only `doctor` asks for that: a
+/// condition message must not carry it, since it can change from run to run.
+pub(crate) fn fetch_all_with(
+    settings: &Settings,
+    feds: &[Federation],
+    private_key_pem: Option<&str>,
+    own: &Own,
+    now: i64,
+    error_bodies: bool,
+) -> BTreeMap<String, FetchReport> {
     let started = Instant::now();
     // Settings cap the deadline at an hour, so the addition cannot overflow; were it ever to,
     // an immediate deadline is a failure we report, not a panic.
@@ -134,6 +148,7 @@ pub fn fetch_all(
             deadline_setting: settings.fetch_deadline,
         },
         max_bytes: settings.fetch_max_bytes,
+        error_bodies,
         own_uuid: own.cluster_uuid.to_string(),
         own_fingerprints: own.root_fingerprints.to_vec(),
         own_now: own.now,
@@ -224,6 +239,7 @@ impl Budget {
 struct Context {
     budget: Budget,
     max_bytes: u64,
+    error_bodies: bool,
     own_uuid: String,
     own_fingerprints: Vec<String>,
     own_now: i64,
@@ -581,6 +597,14 @@ impl Request<'_> {
             .send()
             .map_err(|e| self.transport_failure(&e, kind, url, clipped))?;
         let status = resp.status().as_u16();
+        if status != 200 && self.ctx.error_bodies {
+            let mut f = Failure::new(
+                NON_OK_RESPONSE,
+                format!("HTTP status {status} when fetching {noun}"),
+            );
+            f.message.push_str(&error_body(resp));
+            return Err(f);
+        }
         if status != 200 {
             return Err(Failure::new(
                 NON_OK_RESPONSE,
@@ -650,6 +674,30 @@ impl Request<'_> {
             };
         }
         Failure::new(FETCH_FAILED, format!("{prefix}: {}", chain.cause))
+    }
+}
+
+/// `: <first line of the body>` of a refused answer (at most 300 characters, control
+/// characters dropped), or nothing when it has none.
+fn error_body(resp: reqwest::blocking::Response) -> String {
+    let mut body = Vec::new();
+    if resp.take(1024).read_to_end(&mut body).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&body);
+    let line: String = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {line}")
     }
 }
 
@@ -786,7 +834,7 @@ fn tls_mode(fed: &Federation) -> Result<TlsMode, Failure> {
 
 /// Every block of `pem` must be a CERTIFICATE that parses as X.509: a typo in the CA should
 /// be reported, not silently leave the peer unverifiable.
-fn ca_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn ca_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
     let blocks = certs::pem_blocks(pem)?;
     if blocks.is_empty() {
         return Err("no PEM block found".to_string());

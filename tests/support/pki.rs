@@ -74,15 +74,25 @@ impl Ca {
 
     /// A server certificate for 127.0.0.1 and localhost, chain = [leaf, CA].
     pub fn server_identity(&self) -> ServerIdentity {
+        self.server_identity_with(&["127.0.0.1", "localhost"], (2020, 1, 1), (2045, 1, 1))
+    }
+
+    /// A server certificate for `names`, valid between the dates (year, month, day).
+    pub fn server_identity_with(
+        &self,
+        names: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> ServerIdentity {
         let key = KeyPair::generate().expect("generate server key");
         let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("server params");
         params.distinguished_name = dn("metadata test server");
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.not_before = date_time_ymd(2020, 1, 1);
-        params.not_after = date_time_ymd(2045, 1, 1);
+        params.not_before = date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = date_time_ymd(not_after.0, not_after.1, not_after.2);
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign server cert");

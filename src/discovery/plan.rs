@@ -611,8 +611,13 @@ fn create_reason(d: &Desired) -> String {
             )
         }
         Spec::DestinationRule(dr) => format!(
-            "{from} {verb} {host}: traffic to it must use Istio mutual TLS ({})",
-            dr.traffic_policy.tls.mode
+            "{from} {verb} {host}: traffic to it must use Istio mutual TLS ({}){}",
+            dr.traffic_policy.tls.mode,
+            if dr.traffic_policy.outlier_detection.is_some() {
+                "; outlier detection ejects a dead gateway, since several serve it"
+            } else {
+                ""
+            }
         ),
     }
 }
@@ -667,11 +672,24 @@ fn update_reason(d: &Desired, o: &istio_objects::Observed) -> String {
             if want.host != have.host {
                 parts.push(format!("host {} → {}", have.host, want.host));
             }
-            if want.traffic_policy != have.traffic_policy {
+            if want.traffic_policy.tls != have.traffic_policy.tls {
                 parts.push(format!(
                     "tls mode {} → {}",
                     have.traffic_policy.tls.mode, want.traffic_policy.tls.mode
                 ));
+            }
+            match (
+                &have.traffic_policy.outlier_detection,
+                &want.traffic_policy.outlier_detection,
+            ) {
+                (None, Some(_)) => parts.push(
+                    "outlier detection added: the host is now served by several gateways".into(),
+                ),
+                (Some(_), None) => parts.push(
+                    "outlier detection removed: the host is now served by one gateway".into(),
+                ),
+                (a, b) if a != b => parts.push("outlier detection values changed".into()),
+                _ => {}
             }
         }
         _ => parts.push("its spec is of another kind".to_string()),

@@ -14,6 +14,7 @@ mod common;
 mod support;
 
 use cluster::Cluster;
+use base64::Engine as _;
 use serde_json::Value;
 
 fn describe(op: &Value) -> String {
@@ -169,9 +170,52 @@ fn main() {
                 );
                 println!("{}", serde_json::to_string_pretty(&se).unwrap_or_default());
             }
+            doctor(&bin, &a, &b);
             return;
         }
     }
     eprintln!("the demo clusters did not converge");
     std::process::exit(1);
+}
+
+/// Ends the demo the way an operator checks a federation: `doctor` walks cluster-a's chain to
+/// cluster-b's metadata endpoint (url, dns, tcp, tls, public, private with cluster-a's own key).
+fn doctor(bin: &str, a: &Cluster, b: &Cluster) {
+    let dir = a
+        .metadata_dir
+        .path()
+        .parent()
+        .unwrap_or(a.metadata_dir.path());
+    let ca = dir.join(format!("demo-doctor-{}-ca.pem", b.name));
+    let key = dir.join(format!("demo-doctor-{}-priv.pem", a.name));
+    let priv_pem = a
+        .store
+        .all("Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "d8-remote-authn-keypair")
+        .and_then(|s| s["data"]["priv.pem"].as_str())
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .unwrap_or_default();
+    if std::fs::write(&ca, &b.endpoint_ca.cert_pem).is_err()
+        || std::fs::write(&key, priv_pem).is_err()
+    {
+        eprintln!("cannot write the doctor's inputs");
+        std::process::exit(1);
+    }
+    let endpoint = format!("https://127.0.0.1:{}/metadata/", b.port);
+    println!("\n== {} checks its federation with {}: istio-federation-hook doctor --endpoint {endpoint} ...", a.name, b.name);
+    let status = std::process::Command::new(bin)
+        .args(["doctor", "--endpoint", &endpoint, "--ca"])
+        .arg(&ca)
+        .args(["--trust-domain", &b.domain, "--key"])
+        .arg(&key)
+        .args(["--uuid", &a.uuid])
+        .env("LOG_LEVEL", "error")
+        .status();
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(&ca);
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("doctor found a problem with the demo federation");
+        std::process::exit(1);
+    }
 }

@@ -34,9 +34,16 @@ pub fn parse_export_to(value: &str) -> BTreeSet<String> {
 }
 
 /// Restricted hostname → trust domains allowed to see it, from the `public_services` snapshot
-/// (the Services [`super::public_services`] exports, with the same hostnames).
-fn restrictions(input: &BindingInput, cluster_domain: &str) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// (the Services [`super::public_services`] exports, with the same hostnames). Also the
+/// Services (`namespace/name`) naming each trust domain, for the log line about unknown ones.
+type Restrictions = BTreeMap<String, BTreeSet<String>>;
+
+fn restrictions(
+    input: &BindingInput,
+    cluster_domain: &str,
+) -> (Restrictions, BTreeMap<String, BTreeSet<String>>) {
+    let mut out: Restrictions = BTreeMap::new();
+    let mut named_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for svc in input.snapshot(bindings::PUBLIC_SERVICES).unwrap_or(&[]) {
         if k8s::label(svc, PUBLIC_SERVICE_LABEL) != Some("") {
             continue;
@@ -51,6 +58,12 @@ fn restrictions(input: &BindingInput, cluster_domain: &str) -> BTreeMap<String, 
         if allowed.is_empty() {
             log::warn!(target: "export", "Service {ns}/{name}: annotation {EXPORT_TO_ANNOTATION} names no trust domain; the service is published to no peer");
         }
+        for td in &allowed {
+            named_by
+                .entry(td.clone())
+                .or_default()
+                .insert(format!("{ns}/{name}"));
+        }
         let hostname = format!("{name}.{ns}.svc.{cluster_domain}");
         // The same hostname twice (a duplicated snapshot entry): only what both allow.
         match out.get_mut(&hostname) {
@@ -60,7 +73,7 @@ fn restrictions(input: &BindingInput, cluster_domain: &str) -> BTreeMap<String, 
             }
         }
     }
-    out
+    (out, named_by)
 }
 
 /// Authorized peer UUID → the trust domains of the federations behind it. Only the entries of
@@ -103,7 +116,7 @@ pub(super) fn render(
     federation_json: &str,
     remote: &Map<String, Value>,
 ) -> Option<String> {
-    let rules = restrictions(input, &settings.cluster_domain);
+    let (rules, named_by) = restrictions(input, &settings.cluster_domain);
     if rules.is_empty() {
         return None;
     }
@@ -114,15 +127,9 @@ pub(super) fn render(
         .filter_map(|obj| Federation::parse(obj).ok())
         .map(|f| f.trust_domain.to_ascii_lowercase())
         .collect();
-    for (host, allowed) in &rules {
-        let unknown: Vec<&str> = allowed
-            .iter()
-            .filter(|td| !known.contains(*td))
-            .map(String::as_str)
-            .collect();
-        if !unknown.is_empty() {
-            log::warn!(target: "export", "{host}: {EXPORT_TO_ANNOTATION} names trust domain(s) {} that no IstioFederation has; they match no peer", unknown.join(", "));
-        }
+    for (td, services) in named_by.iter().filter(|(td, _)| !known.contains(*td)) {
+        let services: Vec<&str> = services.iter().map(String::as_str).collect();
+        log::warn!(target: "export", "Service(s) {}: annotation {EXPORT_TO_ANNOTATION} names trust domain {td:?}, which no IstioFederation has; it matches no peer", services.join(", "));
     }
     let peers = peer_trust_domains(input, settings, remote);
     let allowed_uuids: BTreeMap<String, BTreeSet<String>> = rules

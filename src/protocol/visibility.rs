@@ -74,12 +74,27 @@ pub enum View {
 
 /// `federation.json` and its visibility file, checked against each other and ready to answer
 /// any peer.
+///
+/// Answering is a concatenation of text prepared once per version: the document around its
+/// `publicServices` list, and each service as it appears inside that list (pretty printed, as
+/// export writes `federation.json`). A peer's view costs a copy of its bytes, not a JSON
+/// serialization; tests check it equals serializing the filtered document.
 #[derive(Debug)]
 pub struct PeerViews {
-    /// The parsed `federation.json` (key order kept).
-    doc: Map<String, Value>,
+    /// The document up to and after its `publicServices` list.
+    before: String,
+    after: String,
+    /// Each service: hostname and its text inside the list (indented, no trailing comma).
+    services: Vec<(String, String)>,
     /// Restricted hostname → UUIDs allowed to see it.
     restricted: HashMap<String, HashSet<String>>,
+}
+
+/// Stands in for the service list while the rest of the document is serialized.
+const LIST_MARK: &str = "\u{0}publicServices\u{0}";
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 impl PeerViews {
@@ -97,12 +112,12 @@ impl PeerViews {
                 "{VISIBILITY_JSON} was written for another federation.json (SHA-256 differs)"
             ));
         }
-        let services = vis
+        let listed = vis
             .get("restrictedServices")
             .and_then(Value::as_object)
             .ok_or_else(|| format!("{VISIBILITY_JSON}: restrictedServices must be an object"))?;
-        let mut restricted = HashMap::with_capacity(services.len());
-        for (host, uuids) in services {
+        let mut restricted = HashMap::with_capacity(listed.len());
+        for (host, uuids) in listed {
             let uuids = uuids
                 .as_array()
                 .and_then(|l| {
@@ -115,23 +130,37 @@ impl PeerViews {
                 })?;
             restricted.insert(host.clone(), uuids);
         }
-        let doc: Map<String, Value> = serde_json::from_slice(federation_json).map_err(|e| {
+        let mut doc: Map<String, Value> = serde_json::from_slice(federation_json).map_err(|e| {
             format!("federation.json is not a JSON object, so restricted services cannot be filtered: {e}")
         })?;
-        let hostnames_ok = doc
-            .get("publicServices")
-            .and_then(Value::as_array)
-            .is_some_and(|l| {
-                l.iter()
-                    .all(|s| s.get("hostname").and_then(Value::as_str).is_some())
-            });
-        if !hostnames_ok {
-            return Err(
-                "federation.json: publicServices must be a list of services with a hostname, so restricted services cannot be filtered"
-                    .to_string(),
-            );
+        let cannot_filter = || {
+            "federation.json: publicServices must be a list of services with a hostname, so restricted services cannot be filtered"
+                .to_string()
+        };
+        let list = match doc.get_mut("publicServices") {
+            Some(Value::Array(list)) => std::mem::take(list),
+            _ => return Err(cannot_filter()),
+        };
+        let mut services = Vec::with_capacity(list.len());
+        for service in &list {
+            let host = service
+                .get("hostname")
+                .and_then(Value::as_str)
+                .ok_or_else(cannot_filter)?;
+            // An item of a list that is a value of the top-level object sits two levels deep.
+            let text = pretty(service).replace('\n', "\n    ");
+            services.push((host.to_string(), format!("    {text}")));
         }
-        Ok(PeerViews { doc, restricted })
+        doc.insert("publicServices".into(), Value::String(LIST_MARK.into()));
+        let text = pretty(&Value::Object(doc));
+        let mark = pretty(&Value::String(LIST_MARK.into()));
+        let (before, after) = text.split_once(&mark).ok_or_else(cannot_filter)?;
+        Ok(PeerViews {
+            before: before.to_string(),
+            after: format!("{after}\n"),
+            services,
+            restricted,
+        })
     }
 
     /// Number of restricted services.
@@ -148,46 +177,28 @@ impl PeerViews {
 
     /// The document the peer `uuid` is answered with.
     pub fn view(&self, uuid: &str) -> View {
-        let services = self
-            .doc
-            .get("publicServices")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        if services.iter().all(|s| self.visible(uuid, hostname(s))) {
+        if self.services.iter().all(|(h, _)| self.visible(uuid, h)) {
             return View::Complete;
         }
-        // Every key of the document as it is (gateways and anything else), only the list of
-        // services shortened; serialized as export writes federation.json.
-        let doc: Map<String, Value> = self
-            .doc
+        let visible: Vec<&str> = self
+            .services
             .iter()
-            .map(|(k, v)| {
-                let v = if k == "publicServices" {
-                    Value::Array(
-                        services
-                            .iter()
-                            .filter(|s| self.visible(uuid, hostname(s)))
-                            .cloned()
-                            .collect(),
-                    )
-                } else {
-                    v.clone()
-                };
-                (k.clone(), v)
-            })
+            .filter(|(h, _)| self.visible(uuid, h))
+            .map(|(_, text)| text.as_str())
             .collect();
-        let mut s = serde_json::to_string_pretty(&Value::Object(doc)).unwrap_or_default();
-        s.push('\n');
-        View::Filtered(s)
+        let size: usize = visible.iter().map(|t| t.len() + 2).sum();
+        let mut out = String::with_capacity(self.before.len() + size + self.after.len() + 8);
+        out.push_str(&self.before);
+        if visible.is_empty() {
+            out.push_str("[]");
+        } else {
+            out.push_str("[\n");
+            out.push_str(&visible.join(",\n"));
+            out.push_str("\n  ]");
+        }
+        out.push_str(&self.after);
+        View::Filtered(out)
     }
-}
-
-fn hostname(service: &Value) -> &str {
-    service
-        .get("hostname")
-        .and_then(Value::as_str)
-        .unwrap_or("")
 }
 
 #[cfg(test)]
@@ -251,6 +262,45 @@ mod tests {
         for uuid in ["u1", "u2", "u3"] {
             for (host, allowed) in &rules {
                 assert_eq!(views.visible(uuid, host), allowed.contains(uuid));
+            }
+        }
+    }
+
+    #[test]
+    fn view_equals_serializing_the_filtered_document() {
+        // Every subset of four services, with an extra key after the list and odd values.
+        let hosts = ["a.x", "b.x", "c.x", "d.x"];
+        let service = |h: &str| json!({"hostname": h, "ports": [], "note": "line\nbreak \u{0}", "n": {"deep": [1, {"x": []}]}});
+        let doc = json!({"ingressGateways": [{"address": "192.0.2.1", "port": 15443}],
+            "publicServices": hosts.iter().map(|h| service(h)).collect::<Vec<_>>(), "zExtra": {}});
+        let fed = pretty(&doc);
+        for mask in 0u32..16 {
+            // Peer "p" may see the hosts whose bit is set; every host is restricted.
+            let rules: BTreeMap<String, BTreeSet<String>> = hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let allowed = if mask & (1 << i) != 0 {
+                        vec!["p".to_string()]
+                    } else {
+                        vec![]
+                    };
+                    (h.to_string(), allowed.into_iter().collect())
+                })
+                .collect();
+            let views = PeerViews::new(fed.as_bytes(), render(&fed, &rules).as_bytes()).unwrap();
+            let mut want = doc.clone();
+            want["publicServices"] = Value::Array(
+                hosts
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, h)| service(h))
+                    .collect(),
+            );
+            match views.view("p") {
+                View::Complete => assert_eq!(mask, 15),
+                View::Filtered(got) => assert_eq!(got, pretty(&want), "mask {mask:04b}"),
             }
         }
     }

@@ -394,5 +394,40 @@ mod tests {
         assert!(store.current().own_uuid.is_err());
         std::fs::write(dir.path().join(FEDERATION), b"{}").unwrap();
         assert!(matches!(store.current().federation, FileState::Present(_)));
+        assert!(matches!(
+            store.current().visibility,
+            Visibility::Unrestricted
+        ));
+    }
+
+    #[test]
+    fn visibility_file_changes_are_seen_and_bad_ones_fail_closed() {
+        use crate::protocol::visibility;
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::new(dir.path().to_path_buf());
+        let fed = "{\"ingressGateways\": [], \"publicServices\": [{\"hostname\": \"a.x\"}]}\n";
+        std::fs::write(dir.path().join(FEDERATION), fed).unwrap();
+        let rules = [("a.x".to_string(), ["u1".to_string()].into())].into();
+        std::fs::write(dir.path().join(VISIBILITY), visibility::render(fed, &rules)).unwrap();
+        match &store.current().visibility {
+            Visibility::Restricted(views) => {
+                assert!(views.visible("u1", "a.x") && !views.visible("u2", "a.x"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Written for another federation.json: withheld.
+        std::fs::write(
+            dir.path().join(VISIBILITY),
+            visibility::render("{}", &rules),
+        )
+        .unwrap();
+        assert!(matches!(store.current().visibility, Visibility::Invalid(_)));
+        std::fs::write(dir.path().join(VISIBILITY), b"[").unwrap();
+        assert!(matches!(store.current().visibility, Visibility::Invalid(_)));
+        std::fs::remove_file(dir.path().join(VISIBILITY)).unwrap();
+        assert!(matches!(
+            store.current().visibility,
+            Visibility::Unrestricted
+        ));
     }
 }

@@ -114,6 +114,56 @@ fn jq_filters_compile_with_jq() {
 }
 
 #[test]
+fn export_public_services_filter_delivers_the_export_to_annotation() {
+    // shell-operator only re-runs the hook when a binding's filter result changes, so the
+    // annotation must be part of it (README, "Choosing what to share").
+    let out = Command::new(bin())
+        .env_clear()
+        .args(["export", "--config"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let binding = cfg["kubernetes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "public_services")
+        .expect("public_services binding");
+    let filter = binding["jqFilter"].as_str().unwrap();
+    let run = |svc: &str| -> Value {
+        let out = Command::new("jq")
+            .args(["-c", filter])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(svc.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("jq is installed (apt-get install jq)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let with = run(
+        r#"{"metadata": {"name": "db", "annotations": {"federation.istio.deckhouse.io/export-to": "b.local, c.local", "other": "x"}}, "spec": {"ports": []}}"#,
+    );
+    assert_eq!(with["exportTo"], "b.local, c.local", "{with}");
+    let changed = run(
+        r#"{"metadata": {"name": "db", "annotations": {"federation.istio.deckhouse.io/export-to": "b.local"}}, "spec": {"ports": []}}"#,
+    );
+    assert_ne!(with, changed);
+    let without = run(r#"{"metadata": {"name": "db"}, "spec": {"ports": []}}"#);
+    assert_eq!(without["exportTo"], Value::Null, "{without}");
+    assert_ne!(without, changed);
+}
+
+#[test]
 fn batch_hook_probe_is_refused() {
     for args in [["hook", "list"], ["hook", "config"]] {
         let out = Command::new(bin()).args(args).output().unwrap();

@@ -49,6 +49,51 @@ fn compare_or_update(dir: &Path, file: &str, actual: &str, failures: &mut Vec<St
     }
 }
 
+/// Export cases with an `expected-secret/` folder: every key of the metadata Secret the run
+/// writes, decoded, compared with the file of that name (base64 in patches.ndjson is not
+/// something a reviewer can read). No Secret written: the folder must be empty.
+fn compare_secret_files(dir: &Path, ops: &[serde_json::Value], failures: &mut Vec<String>) {
+    use base64::Engine as _;
+    let folder = dir.join("expected-secret");
+    if !folder.is_dir() {
+        return;
+    }
+    let mut actual = std::collections::BTreeMap::new();
+    let written = ops.iter().rev().find(|op| {
+        op["operation"] == "CreateOrUpdate"
+            && op["object"]["kind"] == "Secret"
+            && op["object"]["metadata"]["name"] == "istio-federation-metadata"
+    });
+    if let Some(data) = written.and_then(|op| op["object"]["data"].as_object()) {
+        for (key, value) in data {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.as_str().unwrap_or(""))
+                .unwrap_or_default();
+            actual.insert(key.clone(), contract(&String::from_utf8_lossy(&bytes)));
+        }
+    }
+    let expected: std::collections::BTreeSet<String> = std::fs::read_dir(&folder)
+        .expect("expected-secret")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        for stale in expected.iter().filter(|k| !actual.contains_key(*k)) {
+            std::fs::remove_file(folder.join(stale)).expect("remove stale golden");
+        }
+    } else {
+        let keys: std::collections::BTreeSet<String> = actual.keys().cloned().collect();
+        if keys != expected {
+            failures.push(format!(
+                "{}: Secret keys {keys:?}, expected-secret/ has {expected:?}",
+                dir.display()
+            ));
+        }
+    }
+    for (key, text) in &actual {
+        compare_or_update(&folder, key, text, failures);
+    }
+}
+
 fn run_case(dir: &Path, failures: &mut Vec<String>) {
     let name = dir
         .file_name()
@@ -93,6 +138,7 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
     }
 
     let ops = ndjson(&run.patches);
+    compare_secret_files(dir, &ops, failures);
     for p in check_operations(&ops) {
         failures.push(format!("{name}: {p}"));
     }

@@ -7,6 +7,7 @@
 //! exists (randomness is I/O) and passes it in.
 
 pub mod run;
+pub mod visibility;
 
 use crate::hook::binding::BindingInput;
 use crate::hook::k8s;
@@ -19,6 +20,7 @@ use crate::protocol::metadata::Gateway;
 use crate::protocol::names;
 use crate::protocol::secret::{
     FEDERATION_JSON, KEYPAIR_SECRET, METADATA_SECRET, PUBLIC_JSON, REMOTE_PUBLIC_JSON,
+    VISIBILITY_JSON,
 };
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -54,7 +56,7 @@ pub fn config(s: &Settings) -> Value {
         "kubernetes": [
             {"name": PUBLIC_SERVICES, "apiVersion": "v1", "kind": "Service",
              "labelSelector": {"matchLabels": {PUBLIC_SERVICE_LABEL: ""}},
-             "jqFilter": "{labels: .metadata.labels, ports: .spec.ports}", "group": GROUP, "queue": QUEUE},
+             "jqFilter": "{labels: .metadata.labels, exportTo: .metadata.annotations[\"federation.istio.deckhouse.io/export-to\"], ports: .spec.ports}", "group": GROUP, "queue": QUEUE},
             {"name": INGRESS_GATEWAYS, "apiVersion": "v1", "kind": "Service", "namespace": in_ns(&s.istio_namespace),
              "labelSelector": {"matchLabels": {"app": "ingressgateway"}},
              "jqFilter": "{ports: .spec.ports, ingress: .status.loadBalancer.ingress}", "group": GROUP, "queue": QUEUE},
@@ -382,14 +384,14 @@ pub fn reconcile(
             }),
     };
     let services = public_services(input, &settings.cluster_domain);
-    files.insert(
-        FEDERATION_JSON.into(),
-        pretty(&json!({"ingressGateways": gateways, "publicServices": services})),
-    );
-    files.insert(
-        REMOTE_PUBLIC_JSON.into(),
-        pretty(&Value::Object(remote_public_metadata(input, settings))),
-    );
+    let federation = pretty(&json!({"ingressGateways": gateways, "publicServices": services}));
+    let remote = remote_public_metadata(input, settings);
+    // Per-peer visibility (README, "Choosing what to share"): only when a Service is restricted.
+    if let Some(v) = visibility::render(input, settings, &federation, &remote) {
+        files.insert(VISIBILITY_JSON.into(), v);
+    }
+    files.insert(FEDERATION_JSON.into(), federation);
+    files.insert(REMOTE_PUBLIC_JSON.into(), pretty(&Value::Object(remote)));
 
     let total: usize = files.values().map(String::len).sum();
     if total * 4 / 3 > 1024 * 1024 {

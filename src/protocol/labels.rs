@@ -12,3 +12,6 @@ pub const FEDERATIONS_ANNOTATION: &str = "federation.istio.deckhouse.io/federati
 pub const TRUST_ENTRIES_ANNOTATION: &str = "federation.istio.deckhouse.io/managed-trust-entries";
 /// Services carrying this label (value "") are exported to peers (Deckhouse's label).
 pub const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-service";
+/// On an exported Service: the trust domains (comma-separated) of the only peers it is
+/// published to (README, "Choosing what to share"). Absent: every peer.
+pub const EXPORT_TO_ANNOTATION: &str = "federation.istio.deckhouse.io/export-to";

@@ -10,3 +10,4 @@ pub mod labels;
 pub mod metadata;
 pub mod names;
 pub mod secret;
+pub mod visibility;

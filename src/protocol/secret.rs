@@ -19,3 +19,7 @@ pub const KEYPAIR_PUBLIC: &str = "pub.pem";
 
 /// The scope a token must grant to read `federation.json`.
 pub const SCOPE_PRIVATE_FEDERATION: &str = "private-federation";
+
+/// Which peers may see which restricted services (`protocol::visibility`); written only when a
+/// Service is restricted with [`EXPORT_TO_ANNOTATION`](crate::protocol::labels::EXPORT_TO_ANNOTATION).
+pub const VISIBILITY_JSON: &str = "federation-visibility.json";

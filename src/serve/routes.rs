@@ -7,8 +7,9 @@
 //! the metric labels are route names so their cardinality is bounded whatever paths clients
 //! send.
 
-use super::store::{self, FileState, MetadataStore, Spiffe};
+use super::store::{self, FileState, MetadataStore, Spiffe, Visibility};
 use crate::protocol::jwt;
+use crate::protocol::visibility::View;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -366,12 +367,27 @@ fn federation(
     );
     match verified {
         Ok(claims) => {
+            // The peer's own view (README, "Choosing what to share"); never a guess when the
+            // visibility file is unusable.
+            let body = match &snapshot.visibility {
+                Visibility::Unrestricted => body.clone(),
+                Visibility::Restricted(views) => match views.view(&claims.sub) {
+                    View::Complete => body.clone(),
+                    View::Filtered(doc) => Bytes::from(doc),
+                },
+                Visibility::Invalid(why) => {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("private metadata withheld: {}", store::shorten(why)),
+                    )
+                }
+            };
             log::debug!(
                 target: "serve",
                 "private federation metadata served to cluster {} ({peer})",
                 store::shorten(&claims.sub)
             );
-            let mut response = reply(StatusCode::OK, JSON, body.clone());
+            let mut response = reply(StatusCode::OK, JSON, body);
             response
                 .headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -14,6 +14,7 @@
 
 use super::spiffe;
 use crate::protocol::certs;
+use crate::protocol::visibility::PeerViews;
 use hyper::body::Bytes;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -25,8 +26,9 @@ use std::sync::{Arc, Mutex};
 /// The Secret's keys.
 pub(super) use crate::protocol::secret::{
     FEDERATION_JSON as FEDERATION, PUBLIC_JSON as PUBLIC, REMOTE_PUBLIC_JSON as REMOTES,
+    VISIBILITY_JSON as VISIBILITY,
 };
-const FILES: [&str; 3] = [PUBLIC, FEDERATION, REMOTES];
+const FILES: [&str; 4] = [PUBLIC, FEDERATION, REMOTES, VISIBILITY];
 
 /// A Secret holds at most 1 MiB; anything much larger is not what we expect to serve.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -40,7 +42,7 @@ enum Version {
     /// kubelet layout: the target of `..data`.
     Data(OsString),
     /// Plain directory: the identity of each file (`None` when absent or unreadable).
-    Files([Option<Stamp>; 3]),
+    Files([Option<Stamp>; 4]),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,18 @@ pub(super) enum Spiffe {
     Invalid(String),
 }
 
+/// Per-peer views of federation.json, from `federation-visibility.json`.
+#[derive(Debug)]
+pub(super) enum Visibility {
+    /// No visibility file: no service is restricted, every peer gets federation.json as is.
+    Unrestricted,
+    /// Restricted services, checked against this version's federation.json.
+    Restricted(PeerViews),
+    /// The file is unreadable, malformed or does not match federation.json: private metadata
+    /// is withheld from every peer (fail closed).
+    Invalid(String),
+}
+
 /// Everything the routes need from one version of the directory.
 #[derive(Debug)]
 pub(super) struct Snapshot {
@@ -78,6 +92,8 @@ pub(super) struct Snapshot {
     pub own_uuid: Result<String, String>,
     pub spiffe: Spiffe,
     pub federation: FileState,
+    /// Which peer sees which service (README, "Choosing what to share").
+    pub visibility: Visibility,
     /// Peer UUID → Ed25519 public key, from remote-public-metadata.json.
     pub peers: Result<HashMap<String, [u8; 32]>, String>,
 }
@@ -213,11 +229,25 @@ fn load(dir: &Path) -> Snapshot {
             (Ok(bytes), own_uuid, spiffe)
         }
     };
+    let federation = read_file(dir, FEDERATION);
+    let visibility = match (read_file(dir, VISIBILITY), &federation) {
+        (FileState::Absent, _) => Visibility::Unrestricted,
+        (FileState::Unreadable(why), _) => Visibility::Invalid(why),
+        (FileState::Present(vis), FileState::Present(fed)) => match PeerViews::new(fed, &vis) {
+            Ok(views) => Visibility::Restricted(views),
+            Err(why) => Visibility::Invalid(why),
+        },
+        // Without federation.json nothing private is served anyway.
+        (FileState::Present(_), _) => {
+            Visibility::Invalid(format!("{VISIBILITY} without {FEDERATION}"))
+        }
+    };
     Snapshot {
         public,
         own_uuid,
         spiffe,
-        federation: read_file(dir, FEDERATION),
+        federation,
+        visibility,
         peers: match read_file(dir, REMOTES) {
             // The export hook always writes it; without it no peer is known.
             FileState::Absent => Ok(HashMap::new()),
@@ -273,11 +303,21 @@ fn log_snapshot(dir: &Path, version: &Version, s: &Snapshot) {
         Version::Data(target) => target.to_string_lossy().into_owned(),
         Version::Files(_) => "files".to_string(),
     };
-    let federation = match &s.federation {
-        FileState::Absent => "disabled".to_string(),
-        FileState::Present(_) => "enabled".to_string(),
-        FileState::Unreadable(why) => format!("unreadable ({why})"),
+    let federation = match (&s.federation, &s.visibility) {
+        (FileState::Absent, _) => "disabled".to_string(),
+        (FileState::Present(_), Visibility::Unrestricted) => "enabled".to_string(),
+        (FileState::Present(_), Visibility::Restricted(views)) => format!(
+            "enabled, {} restricted service(s)",
+            views.restricted_count()
+        ),
+        (FileState::Present(_), Visibility::Invalid(_)) => {
+            "enabled, withheld from every peer".to_string()
+        }
+        (FileState::Unreadable(why), _) => format!("unreadable ({why})"),
     };
+    if let (FileState::Present(_), Visibility::Invalid(why)) = (&s.federation, &s.visibility) {
+        log::error!(target: "serve", "private metadata withheld from every peer until {VISIBILITY} is valid: {}", shorten(why));
+    }
     match (&s.own_uuid, &s.peers) {
         (Ok(uuid), Ok(peers)) => log::info!(
             target: "serve",
@@ -354,5 +394,40 @@ mod tests {
         assert!(store.current().own_uuid.is_err());
         std::fs::write(dir.path().join(FEDERATION), b"{}").unwrap();
         assert!(matches!(store.current().federation, FileState::Present(_)));
+        assert!(matches!(
+            store.current().visibility,
+            Visibility::Unrestricted
+        ));
+    }
+
+    #[test]
+    fn visibility_file_changes_are_seen_and_bad_ones_fail_closed() {
+        use crate::protocol::visibility;
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::new(dir.path().to_path_buf());
+        let fed = "{\"ingressGateways\": [], \"publicServices\": [{\"hostname\": \"a.x\"}]}\n";
+        std::fs::write(dir.path().join(FEDERATION), fed).unwrap();
+        let rules = [("a.x".to_string(), ["u1".to_string()].into())].into();
+        std::fs::write(dir.path().join(VISIBILITY), visibility::render(fed, &rules)).unwrap();
+        match &store.current().visibility {
+            Visibility::Restricted(views) => {
+                assert!(views.visible("u1", "a.x") && !views.visible("u2", "a.x"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Written for another federation.json: withheld.
+        std::fs::write(
+            dir.path().join(VISIBILITY),
+            visibility::render("{}", &rules),
+        )
+        .unwrap();
+        assert!(matches!(store.current().visibility, Visibility::Invalid(_)));
+        std::fs::write(dir.path().join(VISIBILITY), b"[").unwrap();
+        assert!(matches!(store.current().visibility, Visibility::Invalid(_)));
+        std::fs::remove_file(dir.path().join(VISIBILITY)).unwrap();
+        assert!(matches!(
+            store.current().visibility,
+            Visibility::Unrestricted
+        ));
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Data flows one way: [`observed`] reads the snapshots, [`fetch`] is the network phase and
 //! hands one [`report::FetchReport`] per federation to [`reconcile`], the pure core, which
-//! calls the decisions in [`effective`], [`trust_bundle`], [`service_entries`], [`diff`] and
-//! [`conditions`]. [`run`] is the imperative shell around them.
+//! calls the decisions in [`effective`], [`trust_bundle`] (which edits the mesh config text
+//! through [`mesh_yaml`]), [`service_entries`], [`diff`] and [`conditions`]. [`run`] is the
+//! imperative shell around them.
 
 pub mod conditions;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod diff;
 pub mod effective;
 pub mod fetch;
 pub mod istio_objects;
+pub mod mesh_yaml;
 pub mod metrics;
 pub mod observed;
 pub mod plan;

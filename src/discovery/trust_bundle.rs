@@ -1,4 +1,5 @@
-//! The trust bundle (SPEC §4.4): peers' root certificates bound to their trust domains.
+//! The trust bundle (README, "Trust bundle modes"): peers' root certificates bound to their
+//! trust domains.
 //!
 //! Ownership is recorded on the object itself, in the annotation
 //! `federation.istio.deckhouse.io/managed-trust-entries` = `{"<trust domain>": ["<sha256>", …]}`.
@@ -8,12 +9,13 @@
 //! concurrent writer makes the patch fail, and the next run recomputes from fresh state.
 
 use super::diff::{Manifest, Operation};
+use super::mesh_yaml::{self, MeshDoc, NewEntry};
 use crate::hook::k8s;
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
 use crate::protocol::certs;
 use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TRUST_ENTRIES_ANNOTATION};
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One remote root certificate to trust for one trust domain.
@@ -99,57 +101,46 @@ pub fn plan(
     }
 }
 
-fn mesh_entry(e: &TrustEntry) -> Value {
-    json!({"pem": e.pem, "trustDomains": [e.trust_domain]})
-}
-
-fn render_yaml(v: &Value) -> Result<String, String> {
-    serde_saphyr::to_string(v).map_err(|e| format!("cannot render mesh config YAML: {e}"))
-}
-
-/// The `mesh` text of the mesh-config ConfigMap (absent: `None`), its parsed mapping and its
-/// `caCertificates` list.
-type ParsedMesh<'a> = (Option<&'a str>, Map<String, Value>, Vec<Value>);
-
-/// Parses the mesh config; `Err` when it cannot be edited safely.
-fn parse_mesh<'a>(settings: &Settings, obj: &'a Value) -> Result<ParsedMesh<'a>, String> {
-    let what = format!(
+/// `ConfigMap <ns>/<name>` of the mesh config, as messages name it.
+fn mesh_config_object(settings: &Settings) -> String {
+    format!(
         "ConfigMap {}/{}",
         settings.istio_namespace, settings.mesh_config_name
-    );
-    let old_mesh = match obj.pointer("/data/mesh") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => return Err(format!("{what}: data.mesh is not a string")),
-    };
-    let mesh: Map<String, Value> = match old_mesh.map(str::trim) {
-        None | Some("") => Map::new(),
-        Some(text) => match serde_saphyr::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => m,
-            Ok(Value::Null) => Map::new(),
-            Ok(_) => {
-                return Err(format!(
-                    "{what}: data.mesh is not a YAML mapping; not editing it"
-                ))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "{what}: data.mesh is not valid YAML ({}); not editing it",
-                    first_line(&e.to_string())
-                ));
-            }
-        },
-    };
-    let list = match mesh.get("caCertificates") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(_) => {
-            return Err(format!(
-                "{what}: caCertificates in data.mesh is not a list; not editing it"
-            ))
-        }
-    };
-    Ok((old_mesh, mesh, list))
+    )
+}
+
+/// The `mesh` text of the mesh-config ConfigMap (`None` when the key is absent).
+fn mesh_text(obj: &Value) -> Result<Option<&str>, String> {
+    match obj.pointer("/data/mesh") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err("data.mesh is not a string".into()),
+    }
+}
+
+/// Parses the mesh config and locates its `caCertificates` node; `Err` when it cannot be
+/// edited safely (README, "Trust bundle modes": only that node's bytes ever change).
+fn parse_mesh<'a>(
+    settings: &Settings,
+    obj: &'a Value,
+) -> Result<(Option<&'a str>, MeshDoc<'a>), String> {
+    let what = mesh_config_object(settings);
+    let text = mesh_text(obj).map_err(|e| format!("{what}: {e}"))?;
+    let doc =
+        MeshDoc::parse(text.unwrap_or("")).map_err(|e| format!("{what}: {e}; not editing it"))?;
+    Ok((text, doc))
+}
+
+/// `(trust domain, fingerprint)` of each existing `caCertificates` entry that has exactly the
+/// shape we write (`pem` and a single trust domain, nothing else); `None` for any other entry.
+fn entry_keys(doc: &MeshDoc) -> Vec<Option<(String, String)>> {
+    doc.entries()
+        .into_iter()
+        .map(|e| {
+            let (td, pem) = e?;
+            Some((td, first_cert_fingerprint(&pem)?))
+        })
+        .collect()
 }
 
 /// The entries we own for `trust_domains`, as they stand in the trust object. A federation
@@ -170,21 +161,19 @@ pub fn owned_entries(
     let mut out = Vec::new();
     match settings.trust_bundle_mode {
         TrustBundleMode::MeshConfig => {
-            let Ok((_, _, list)) = parse_mesh(settings, obj) else {
+            let Ok((_, doc)) = parse_mesh(settings, obj) else {
                 return out;
             };
-            for entry in &list {
-                if let (Some((td, fp)), Some(pem)) = (
-                    single_domain_entry(entry),
-                    entry.get("pem").and_then(Value::as_str),
-                ) {
-                    if trust_domains.contains(&td) && owns(&owned, &td, &fp) {
-                        out.push(TrustEntry {
-                            trust_domain: td,
-                            pem: pem.to_string(),
-                            fingerprint: fp,
-                        });
-                    }
+            for (td, pem) in doc.entries().into_iter().flatten() {
+                let Some(fp) = first_cert_fingerprint(&pem) else {
+                    continue;
+                };
+                if trust_domains.contains(&td) && owns(&owned, &td, &fp) {
+                    out.push(TrustEntry {
+                        trust_domain: td,
+                        pem,
+                        fingerprint: fp,
+                    });
                 }
             }
         }
@@ -212,134 +201,164 @@ pub fn owned_entries(
     out
 }
 
-fn plan_mesh_config(
-    settings: &Settings,
-    observed: Option<&Value>,
-    desired: &[TrustEntry],
-) -> Result<Option<Operation>, String> {
-    let ns = &settings.istio_namespace;
-    let name = &settings.mesh_config_name;
-    let Some(obj) = observed else {
-        if desired.is_empty() {
-            return Ok(None);
-        }
-        let entries: Vec<Value> = desired.iter().map(mesh_entry).collect();
-        let mesh = render_yaml(&json!({"caCertificates": entries}))?;
-        return Ok(Some(Operation::CreateIfNotExists(Manifest::Json(json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": name,
-                "namespace": ns,
-                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
-                "annotations": {TRUST_ENTRIES_ANNOTATION: owned_json(&owned_of(desired))},
-            },
-            "data": {"mesh": mesh},
-        })))));
-    };
-    let (old_mesh, mut mesh, old_list) = parse_mesh(settings, obj)?;
-    let owned = read_owned(obj);
+/// What happens to the `caCertificates` entries: which existing ones stay, which desired ones
+/// are added, and which `(trust domain, fingerprint)` pairs we own afterwards.
+#[derive(Debug, PartialEq, Eq)]
+struct EntryPlan<'d> {
+    /// One decision per existing entry, in order.
+    keep: Vec<bool>,
+    add: Vec<&'d TrustEntry>,
+    owned: Owned,
+}
+
+impl EntryPlan<'_> {
+    fn changes_entries(&self) -> bool {
+        !self.add.is_empty() || self.keep.contains(&false)
+    }
+}
+
+/// Decides the entries. Ours (listed in the annotation) stay while wanted, once; every other
+/// entry stays untouched. A wanted root someone else already trusts for that domain stays
+/// theirs: we add no duplicate and do not claim it.
+fn plan_entries<'d>(
+    existing: &[Option<(String, String)>],
+    owned: &Owned,
+    desired: &'d [TrustEntry],
+) -> EntryPlan<'d> {
     let want: BTreeSet<(&str, &str)> = desired
         .iter()
         .map(|e| (e.trust_domain.as_str(), e.fingerprint.as_str()))
         .collect();
-    let mut present: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut foreign_present: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut new_list = Vec::with_capacity(old_list.len() + desired.len());
-    for entry in &old_list {
-        if let Some((td, fp)) = single_domain_entry(entry) {
-            let wanted = want.contains(&(td.as_str(), fp.as_str()));
-            if owns(&owned, &td, &fp) {
-                if wanted && present.insert((td, fp)) {
-                    new_list.push(entry.clone()); // ours and still wanted: kept in place
-                }
-                continue; // ours and no longer wanted, or a duplicate of a kept one: dropped
+    let mut present: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut foreign: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let keep = existing
+        .iter()
+        .map(|e| {
+            let Some((td, fp)) = e else {
+                return true; // not of our shape: foreign
+            };
+            let key = (td.as_str(), fp.as_str());
+            let wanted = want.contains(&key);
+            if owns(owned, td, fp) {
+                return wanted && present.insert(key); // ours: kept once while wanted
             }
             if wanted {
-                // Someone else already trusts exactly this root for this domain: it stays
-                // theirs (we never remove it), and we add no duplicate.
-                present.insert((td.clone(), fp.clone()));
-                foreign_present.insert((td, fp));
+                present.insert(key);
+                foreign.insert(key);
             }
-        }
-        new_list.push(entry.clone()); // foreign: untouched
-    }
+            true
+        })
+        .collect();
+    let mut add = Vec::new();
     for e in desired {
-        if present.insert((e.trust_domain.clone(), e.fingerprint.clone())) {
-            new_list.push(mesh_entry(e));
+        if present.insert((e.trust_domain.as_str(), e.fingerprint.as_str())) {
+            add.push(e);
         }
     }
-    let want_owned: Owned = owned_of(desired)
+    let owned = owned_of(desired)
         .into_iter()
         .map(|(td, fps)| {
             let fps: BTreeSet<String> = fps
                 .into_iter()
-                .filter(|fp| !foreign_present.contains(&(td.clone(), fp.clone())))
+                .filter(|fp| !foreign.contains(&(td.as_str(), fp.as_str())))
                 .collect();
             (td, fps)
         })
         .filter(|(_, fps)| !fps.is_empty())
         .collect();
-    let annotation_present = k8s::annotation(obj, TRUST_ENTRIES_ANNOTATION).is_some();
-    let owned_same = owned == want_owned && (annotation_present || want_owned.is_empty());
-    if new_list == old_list && owned_same {
+    EntryPlan { keep, add, owned }
+}
+
+/// Whether the ownership annotation must be written: it differs from what we will own, or it
+/// is missing while we own something.
+fn annotation_changes(obj: &Value, owned: &Owned, want: &Owned) -> bool {
+    let present = k8s::annotation(obj, TRUST_ENTRIES_ANNOTATION).is_some();
+    owned != want || (!present && !want.is_empty())
+}
+
+/// The ops that replace the `mesh` text: `test` of the old text first (a concurrent writer
+/// makes the patch fail), or, when the key is absent, `test` of the resourceVersion and `add`.
+fn mesh_data_ops(obj: &Value, old: Option<&str>, new: String) -> Vec<Value> {
+    if let Some(old) = old {
+        return vec![
+            json!({"op": "test", "path": "/data/mesh", "value": old}),
+            json!({"op": "replace", "path": "/data/mesh", "value": new}),
+        ];
+    }
+    let mut ops = Vec::new();
+    if let Some(rv) = obj
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        ops.push(json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
+    }
+    if obj.get("data").is_some_and(Value::is_object) {
+        ops.push(json!({"op": "add", "path": "/data/mesh", "value": new}));
+    } else {
+        ops.push(json!({"op": "add", "path": "/data", "value": {"mesh": new}}));
+    }
+    ops
+}
+
+fn new_entries<'e>(add: &[&'e TrustEntry]) -> Vec<NewEntry<'e>> {
+    add.iter()
+        .map(|e| NewEntry {
+            pem: &e.pem,
+            trust_domain: &e.trust_domain,
+        })
+        .collect()
+}
+
+/// The mesh-config ConfigMap we create when it does not exist: only our entries.
+fn create_mesh_config(settings: &Settings, desired: &[TrustEntry]) -> Option<Operation> {
+    if desired.is_empty() {
+        return None;
+    }
+    let refs: Vec<&TrustEntry> = desired.iter().collect();
+    Some(Operation::CreateIfNotExists(Manifest::Json(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": settings.mesh_config_name,
+            "namespace": settings.istio_namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+            "annotations": {TRUST_ENTRIES_ANNOTATION: owned_json(&owned_of(desired))},
+        },
+        "data": {"mesh": mesh_yaml::render_new(&new_entries(&refs))},
+    }))))
+}
+
+/// mesh-config mode: only the `caCertificates` node of the `mesh` text changes (see
+/// [`mesh_yaml`]); the patch `test`s the old text and updates the ownership annotation.
+fn plan_mesh_config(
+    settings: &Settings,
+    observed: Option<&Value>,
+    desired: &[TrustEntry],
+) -> Result<Option<Operation>, String> {
+    let Some(obj) = observed else {
+        return Ok(create_mesh_config(settings, desired));
+    };
+    let (old, doc) = parse_mesh(settings, obj)?;
+    let owned = read_owned(obj);
+    let plan = plan_entries(&entry_keys(&doc), &owned, desired);
+    if !plan.changes_entries() && !annotation_changes(obj, &owned, &plan.owned) {
         return Ok(None);
     }
     let mut ops = Vec::new();
-    if new_list != old_list {
-        if new_list.is_empty() {
-            mesh.shift_remove("caCertificates");
-        } else {
-            mesh.insert("caCertificates".into(), Value::Array(new_list));
-        }
-        let new_mesh = if mesh.is_empty() {
-            String::new()
-        } else {
-            render_yaml(&Value::Object(mesh))?
-        };
-        match old_mesh {
-            Some(old) => {
-                ops.push(json!({"op": "test", "path": "/data/mesh", "value": old}));
-                ops.push(json!({"op": "replace", "path": "/data/mesh", "value": new_mesh}));
-            }
-            None => {
-                if let Some(rv) = obj
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                {
-                    ops.push(
-                        json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}),
-                    );
-                }
-                if obj.get("data").is_some_and(Value::is_object) {
-                    ops.push(json!({"op": "add", "path": "/data/mesh", "value": new_mesh}));
-                } else {
-                    ops.push(json!({"op": "add", "path": "/data", "value": {"mesh": new_mesh}}));
-                }
-            }
-        }
+    if plan.changes_entries() {
+        let new = doc
+            .rewrite(&plan.keep, &new_entries(&plan.add))
+            .map_err(|e| format!("{}: {e}; not editing it", mesh_config_object(settings)))?;
+        ops = mesh_data_ops(obj, old, new);
     }
-    annotation_ops(obj, &owned, &want_owned, &mut ops);
+    annotation_ops(obj, &owned, &plan.owned, &mut ops);
     Ok(Some(Operation::JsonPatch {
         api_version: "v1".into(),
         kind: "ConfigMap".into(),
-        namespace: ns.clone(),
-        name: name.clone(),
+        namespace: settings.istio_namespace.clone(),
+        name: settings.mesh_config_name.clone(),
         patch: ops,
     }))
-}
-
-/// `(trust domain, fingerprint)` of a `caCertificates` entry that has exactly the shape we write:
-/// a `pem` and a single trust domain, nothing else.
-fn single_domain_entry(entry: &Value) -> Option<(String, String)> {
-    let o = entry.as_object()?;
-    if o.len() != 2 {
-        return None;
-    }
-    let pem = o.get("pem")?.as_str()?;
-    let tds = o.get("trustDomains")?.as_array()?;
-    let [td] = tds.as_slice() else { return None };
-    Some((td.as_str()?.to_string(), first_cert_fingerprint(pem)?))
 }
 
 /// Adds the ops that set (or remove) the ownership annotation. Never the first op of a patch
@@ -474,6 +493,163 @@ fn plan_cacerts(
     }))
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B_ROOT: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/certs/peer-b-root.pem"
+    ));
+
+    fn key(td: &str, fp: &str) -> Option<(String, String)> {
+        Some((td.into(), fp.into()))
+    }
+
+    fn want(td: &str, fp: &str) -> TrustEntry {
+        TrustEntry {
+            trust_domain: td.into(),
+            pem: String::new(),
+            fingerprint: fp.into(),
+        }
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Owned {
+        let mut m = Owned::new();
+        for (td, fp) in pairs {
+            m.entry(td.to_string()).or_default().insert(fp.to_string());
+        }
+        m
+    }
+
+    fn settings() -> Settings {
+        Settings::load(None, &|_| None).expect("default settings")
+    }
+
+    fn b_entry() -> TrustEntry {
+        TrustEntry {
+            trust_domain: "b.local".into(),
+            pem: B_ROOT.into(),
+            fingerprint: first_cert_fingerprint(B_ROOT).expect("fixture certificate"),
+        }
+    }
+
+    fn configmap(mesh: &str, annotation: Option<&str>) -> Value {
+        let mut cm = json!({"metadata": {"name": "istio", "namespace": "d8-istio", "resourceVersion": "7"},
+            "data": {"mesh": mesh}});
+        if let Some(a) = annotation {
+            cm["metadata"]["annotations"] = json!({TRUST_ENTRIES_ANNOTATION: a});
+        }
+        cm
+    }
+
+    #[test]
+    fn ours_stay_once_while_wanted_and_everything_else_stays() {
+        let existing = [
+            key("b", "1"),
+            None,
+            key("c", "2"),
+            key("b", "1"),
+            key("b", "9"),
+        ];
+        let desired = [want("b", "1"), want("d", "3")];
+        let plan = plan_entries(&existing, &owned(&[("b", "1"), ("b", "9")]), &desired);
+        assert_eq!(plan.keep, [true, true, true, false, false]);
+        assert_eq!(plan.add, [&desired[1]]);
+        assert_eq!(plan.owned, owned(&[("b", "1"), ("d", "3")]));
+        assert!(plan.changes_entries());
+    }
+
+    #[test]
+    fn a_root_someone_else_trusts_is_neither_added_nor_claimed() {
+        let desired = [want("c", "2")];
+        let plan = plan_entries(&[key("c", "2")], &Owned::new(), &desired);
+        assert_eq!(plan.keep, [true]);
+        assert!(plan.add.is_empty() && plan.owned.is_empty() && !plan.changes_entries());
+        // The same root for another trust domain is a different entry: added.
+        let desired = [want("d", "2")];
+        let plan = plan_entries(&[key("c", "2")], &Owned::new(), &desired);
+        assert_eq!(plan.add, [&desired[0]]);
+    }
+
+    #[test]
+    fn the_annotation_changes_when_ownership_does_or_is_missing() {
+        let ours = owned(&[("b", "1")]);
+        let with = configmap("", Some("{}"));
+        let without = configmap("", None);
+        assert!(annotation_changes(&without, &ours, &ours));
+        assert!(!annotation_changes(&with, &ours, &ours));
+        assert!(annotation_changes(&with, &ours, &Owned::new()));
+        assert!(!annotation_changes(&without, &Owned::new(), &Owned::new()));
+    }
+
+    #[test]
+    fn mesh_data_ops_test_what_they_replace() {
+        let cm = configmap("a: 1\n", None);
+        assert_eq!(
+            mesh_data_ops(&cm, Some("a: 1\n"), "b".into()),
+            [
+                json!({"op": "test", "path": "/data/mesh", "value": "a: 1\n"}),
+                json!({"op": "replace", "path": "/data/mesh", "value": "b"})
+            ]
+        );
+        let no_mesh = json!({"metadata": {"resourceVersion": "7"}, "data": {"x": "y"}});
+        assert_eq!(
+            mesh_data_ops(&no_mesh, None, "b".into()),
+            [
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"}),
+                json!({"op": "add", "path": "/data/mesh", "value": "b"})
+            ]
+        );
+        let no_data = json!({"metadata": {}});
+        assert_eq!(
+            mesh_data_ops(&no_data, None, "b".into()),
+            [json!({"op": "add", "path": "/data", "value": {"mesh": "b"}})]
+        );
+    }
+
+    #[test]
+    fn plan_mesh_config_appends_keeps_comments_and_settles() {
+        let s = settings();
+        let text = "# by the installer\nconcurrency: 010\nlimit: .inf\n";
+        let cm = configmap(text, None);
+        let Some(Operation::JsonPatch { patch, .. }) =
+            plan_mesh_config(&s, Some(&cm), &[b_entry()]).unwrap()
+        else {
+            panic!("expected a JSONPatch");
+        };
+        let new = patch[1]["value"].as_str().unwrap();
+        assert!(new.starts_with(text) && new[text.len()..].starts_with("caCertificates:\n"));
+        assert_eq!(patch[2]["op"], "add");
+        let fp = b_entry().fingerprint;
+        let annotation = format!("{{\"b.local\":[\"{fp}\"]}}");
+        let settled = configmap(new, Some(&annotation));
+        assert_eq!(plan_mesh_config(&s, Some(&settled), &[b_entry()]), Ok(None));
+        let keep = BTreeSet::from(["b.local".to_string()]);
+        assert_eq!(owned_entries(&s, Some(&settled), &keep), [b_entry()]);
+    }
+
+    #[test]
+    fn plan_mesh_config_creates_a_missing_map_and_refuses_ambiguity() {
+        let s = settings();
+        let Some(Operation::CreateIfNotExists(Manifest::Json(obj))) =
+            plan_mesh_config(&s, None, &[b_entry()]).unwrap()
+        else {
+            panic!("expected a create");
+        };
+        assert!(obj["data"]["mesh"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("caCertificates:\n- pem: |\n    -----BEGIN")));
+        assert_eq!(plan_mesh_config(&s, None, &[]), Ok(None));
+        let cm = configmap("caCertificates: []\ncaCertificates: []\n", None);
+        assert_eq!(
+            plan_mesh_config(&s, Some(&cm), &[b_entry()]),
+            Err("ConfigMap d8-istio/istio: data.mesh has caCertificates more than once (lines 1, 2); not editing it".into())
+        );
+        let cm = json!({"data": {"mesh": 42}});
+        assert_eq!(
+            plan_mesh_config(&s, Some(&cm), &[b_entry()]),
+            Err("ConfigMap d8-istio/istio: data.mesh is not a string".into())
+        );
+    }
 }

@@ -117,10 +117,25 @@ fn intact(s: &Store, trust_domain: &str) -> bool {
         .and_then(|cm| cm["data"]["mesh"].as_str())
         .unwrap_or("")
         .to_string();
-    let mesh: Value = serde_saphyr::from_str(&mesh).unwrap_or(Value::Null);
-    let trusted = mesh["caCertificates"]
-        .as_array()
-        .is_some_and(|l| l.iter().any(|e| e["trustDomains"][0] == trust_domain));
+    // Read only the trust entries, letting `.inf` elsewhere pass (the mesh is not ours to judge).
+    #[derive(serde::Deserialize)]
+    struct Mesh {
+        #[serde(default, rename = "caCertificates")]
+        entries: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default, rename = "trustDomains")]
+        trust_domains: Vec<String>,
+    }
+    let options = serde_saphyr::options! {
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+    };
+    let trusted = serde_saphyr::from_str_with_options::<Mesh>(&mesh, options).is_ok_and(|m| {
+        m.entries
+            .iter()
+            .any(|e| e.trust_domains.first().is_some_and(|t| t == trust_domain))
+    });
     se && trusted
 }
 
@@ -132,6 +147,9 @@ enum Expect {
     Ok(&'static str),
     /// Exit 0; the federation's condition `type` has this status and reason, message contains text.
     Condition(&'static str, &'static str, &'static str, &'static str),
+    /// Exit 0; the mesh text is edited surgically: the new text is the old one, byte for byte,
+    /// with the trust entry appended, and no federation reports TrustBundleUnavailable.
+    MeshAppended,
 }
 
 fn check(
@@ -173,6 +191,7 @@ fn check(
                 ));
             }
         }
+        Expect::MeshAppended => {}
         Expect::Condition(kind, status, reason, text) => {
             let cond = ops
                 .iter()
@@ -193,6 +212,34 @@ fn check(
             }
         }
     }
+    if let Expect::MeshAppended = expect {
+        let bc: Value = serde_json::from_str(bc).unwrap_or(Value::Null);
+        let old = bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"]
+            .as_str()
+            .unwrap_or_default();
+        let new = ops
+            .iter()
+            .filter(|o| o["operation"] == "JSONPatch" && o["kind"] == "ConfigMap")
+            .flat_map(|o| o["jsonPatch"].as_array().cloned().unwrap_or_default())
+            .find(|p| p["op"] == "replace" && p["path"] == "/data/mesh")
+            .and_then(|p| p["value"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let unavailable = ops
+            .iter()
+            .filter_map(|o| o["mergePatch"]["status"]["conditions"].as_array())
+            .flatten()
+            .any(|c| c["reason"] == "TrustBundleUnavailable");
+        if r.code != 0
+            || unavailable
+            || !new.starts_with(old)
+            || !new[old.len()..].starts_with("caCertificates:\n- pem: |\n")
+        {
+            fail(format!(
+                "expected {old:?} kept byte for byte with the entry appended, got {new:?} (exit {})",
+                r.code
+            ));
+        }
+    }
     if ops.iter().any(|o| {
         o["operation"]
             .as_str()
@@ -205,6 +252,18 @@ fn check(
         fail(format!("invalid operations: {problems:?}"));
     }
     let mut after = store.clone();
+    if let Expect::MeshAppended = expect {
+        // The case changed the mesh text of the snapshot: the store holds that text.
+        let bc: Value = serde_json::from_str(bc).unwrap_or(Value::Null);
+        if let Some(cm) = after
+            .objects
+            .get_mut("trust_bundle")
+            .and_then(|l| l.first_mut())
+        {
+            cm["data"]["mesh"] =
+                bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"].clone();
+        }
+    }
     after.apply(&ops);
     if !intact(&after, "b.local") {
         fail("b's ServiceEntry or trust entry was lost".into());
@@ -529,6 +588,25 @@ fn snapshot_cases() -> Vec<(&'static str, Mutation, Expect)> {
                 "TrustBundleUnavailable",
                 "caCertificates in data.mesh is not a list",
             ),
+        ),
+        (
+            // Go's YAML reads `.inf` as a float JSON cannot hold; the text is not ours to judge.
+            "mesh with a .inf value",
+            |bc| {
+                bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"] = json!(
+                    "trustDomain: my.cluster\ndefaultConfig:\n  proxyMetadata:\n    RATIO: .inf\n"
+                )
+            },
+            Expect::MeshAppended,
+        ),
+        (
+            // Go's YAML 1.1 reads `010` as 8; re-serialising it once wrote `10.0`.
+            "mesh with concurrency: 010",
+            |bc| {
+                bc[0]["snapshots"]["trust_bundle"][0]["object"]["data"]["mesh"] =
+                    json!("# octal to Go\nconcurrency: 010\ntrustDomain: my.cluster # ours\n")
+            },
+            Expect::MeshAppended,
         ),
         (
             "ownership annotation is not JSON",

@@ -64,7 +64,7 @@ fn json_escape(s: &str) -> String {
 
 /// Expands the fixture placeholders:
 /// `{{pem:X}}` the PEM of testdata/certs/X.pem, `{{pem-indent4:X}}` the same with every line
-/// indented by four spaces (for YAML block scalars), `{{b64:X}}` its base64, `{{fp:X}}` its
+/// indented by four spaces (for YAML block scalars; `pem-indent6` by six), `{{b64:X}}` its base64, `{{fp:X}}` its
 /// SHA-256, `{{text:F}}` the expanded case-local file F, `{{b64text:F}}` its base64.
 /// `json` escapes inserted text for use inside a JSON string.
 pub fn expand(text: &str, case_dir: &Path, json: bool) -> String {
@@ -84,10 +84,13 @@ pub fn expand(text: &str, case_dir: &Path, json: bool) -> String {
                     p
                 }
             }
-            "pem-indent4" => cert_file(arg)
-                .lines()
-                .map(|l| format!("    {l}\n"))
-                .collect(),
+            "pem-indent4" | "pem-indent6" => {
+                let indent = if kind == "pem-indent4" { 4 } else { 6 };
+                cert_file(arg)
+                    .lines()
+                    .map(|l| format!("{:indent$}{l}\n", ""))
+                    .collect()
+            }
             "b64" => base64::engine::general_purpose::STANDARD.encode(cert_file(arg)),
             "fp" => fingerprint_of(arg),
             "text" => {

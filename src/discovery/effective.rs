@@ -4,9 +4,10 @@
 
 use super::report::{Attempt, FetchReport};
 use crate::protocol::certs;
+use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::Federation;
 use crate::protocol::json;
-use crate::protocol::metadata::{self, Failure, Own, PrivateMetadata, PublicMetadata};
+use crate::protocol::metadata::{self, Own, PrivateMetadata, PublicMetadata};
 use serde_json::Value;
 
 /// Per-federation state derived this run.
@@ -45,7 +46,7 @@ pub fn effective_public(
                 });
             if corrupt {
                 Err(Failure::new(
-                    metadata::CERTIFICATE_REJECTED,
+                    Reason::CertificateRejected,
                     format!("rootCA: {}", p.rejected_summary()),
                 ))
             } else {
@@ -72,7 +73,7 @@ pub fn cached_private(fed: &Federation) -> Option<Result<PrivateMetadata, Failur
     let raw = fed.cached_private.as_ref()?;
     Some(
         serde_json::from_str::<json::Node>(raw.get())
-            .map_err(|e| Failure::new(metadata::INVALID_PRIVATE, format!("not JSON: {e}")))
+            .map_err(|e| Failure::new(Reason::InvalidPrivateMetadata, format!("not JSON: {e}")))
             .and_then(|v| metadata::validate_private(&v, &fed.trust_domain)),
     )
 }

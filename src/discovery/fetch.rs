@@ -37,9 +37,10 @@
 use super::report::{Attempt, FetchReport};
 use crate::hook::settings::Settings;
 use crate::protocol::certs;
+use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::Federation;
 use crate::protocol::jwt::{self, Claims};
-use crate::protocol::metadata::{self, Failure, Own, PrivateMetadata, PublicMetadata};
+use crate::protocol::metadata::{self, Own, PrivateMetadata, PublicMetadata};
 use crate::protocol::secret::KEYPAIR_SECRET;
 use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, AUTHORIZATION};
@@ -53,23 +54,6 @@ use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-
-/// Transport failure, timeout or deadline (Deckhouse's reason).
-pub const FETCH_FAILED: &str = "FetchFailed";
-/// TLS handshake or verification failed, or the configured CA is unusable.
-pub const TLS_ERROR: &str = "TLSError";
-/// HTTP status other than 200 (Deckhouse's reason).
-pub const NON_OK_RESPONSE: &str = "NonOKResponse";
-/// The body is not JSON (Deckhouse's reason).
-pub const INVALID_JSON: &str = "InvalidJSON";
-/// The body exceeds `FETCH_MAX_BYTES`.
-pub const RESPONSE_TOO_LARGE: &str = "ResponseTooLarge";
-/// The private request waits for a successful public one (Deckhouse's reason).
-pub const AWAITING_PUBLIC: &str = "AwaitingPublic";
-/// The key-pair Secret has no `priv.pem`: the private request cannot be signed.
-pub const KEY_PAIR_MISSING: &str = "KeyPairMissing";
-/// `priv.pem` is not a usable Ed25519 key (Deckhouse's reason).
-pub const TOKEN_GENERATION_FAILED: &str = "TokenGenerationFailed";
 
 /// Redirects followed per request, all within the original origin.
 pub const MAX_REDIRECTS: usize = 3;
@@ -346,7 +330,7 @@ fn skip_reason(key: &Result<Arc<Ed25519KeyPair>, Failure>, public_ok: bool) -> O
     match key {
         Err(f) => Some(f.clone()),
         Ok(_) if !public_ok => Some(Failure::new(
-            AWAITING_PUBLIC,
+            Reason::AwaitingPublic,
             "Public metadata exchange has not succeeded yet.",
         )),
         Ok(_) => None,
@@ -360,7 +344,7 @@ fn signing_key(
     let secret = format!("{}/{}", settings.federation_namespace, KEYPAIR_SECRET);
     let Some(pem) = private_key_pem.filter(|p| !p.trim().is_empty()) else {
         return Err(Failure::new(
-            KEY_PAIR_MISSING,
+            Reason::KeyPairMissing,
             format!("Secret {secret} has no key priv.pem, so the private metadata request cannot be signed; the export hook creates the key pair."),
         ));
     };
@@ -368,7 +352,7 @@ fn signing_key(
         .map(Arc::new)
         .map_err(|e| {
             Failure::new(
-                TOKEN_GENERATION_FAILED,
+                Reason::TokenGenerationFailed,
                 format!("The key priv.pem of Secret {secret} cannot sign the private metadata request: {e}"),
             )
         })
@@ -396,7 +380,7 @@ impl Kind {
 
 fn deadline_failure(kind: Kind, url: &str, deadline: Duration) -> Failure {
     Failure::new(
-        FETCH_FAILED,
+        Reason::FetchFailed,
         format!(
             "cannot fetch {} from {url}: fetch deadline of {} exceeded",
             kind.noun(),
@@ -519,7 +503,7 @@ impl Request<'_> {
             .and_then(|p| {
                 if p.roots.is_empty() {
                     Err(Failure::new(
-                        metadata::CERTIFICATE_REJECTED,
+                        Reason::CertificateRejected,
                         format!(
                             "No root certificate of the peer is acceptable: {}",
                             p.rejected_summary()
@@ -607,13 +591,13 @@ impl Request<'_> {
         }
         if status != 200 {
             return Err(Failure::new(
-                NON_OK_RESPONSE,
+                Reason::NonOkResponse,
                 format!("HTTP status {status} when fetching {noun}"),
             ));
         }
         let too_large = || {
             Failure::new(
-                RESPONSE_TOO_LARGE,
+                Reason::ResponseTooLarge,
                 format!("{noun} from {url} is larger than FETCH_MAX_BYTES ({max} bytes)"),
             )
         };
@@ -629,7 +613,7 @@ impl Request<'_> {
         }
         serde_json::from_slice(&body).map_err(|e| {
             Failure::new(
-                INVALID_JSON,
+                Reason::InvalidJson,
                 format!("{noun} from {url} is not valid JSON: {e}"),
             )
         })
@@ -647,7 +631,7 @@ impl Request<'_> {
         let prefix = format!("cannot fetch {} from {url}", kind.noun());
         let chain = Chain::of(err);
         if let Some(policy) = chain.redirect {
-            return Failure::new(FETCH_FAILED, format!("{prefix}: {policy}"));
+            return Failure::new(Reason::FetchFailed, format!("{prefix}: {policy}"));
         }
         if let Some(tls) = chain.tls {
             let hint = if matches!(tls, rustls::Error::InvalidCertificate(_)) {
@@ -656,7 +640,7 @@ impl Request<'_> {
                 ""
             };
             return Failure::new(
-                TLS_ERROR,
+                Reason::TlsError,
                 format!("{prefix}: TLS handshake failed: {tls}{hint}"),
             );
         }
@@ -665,7 +649,7 @@ impl Request<'_> {
                 deadline_failure(kind, url, budget.deadline_setting)
             } else {
                 Failure::new(
-                    FETCH_FAILED,
+                    Reason::FetchFailed,
                     format!(
                         "{prefix}: no complete response within FETCH_TIMEOUT ({})",
                         human_duration(budget.timeout)
@@ -673,7 +657,7 @@ impl Request<'_> {
                 )
             };
         }
-        Failure::new(FETCH_FAILED, format!("{prefix}: {}", chain.cause))
+        Failure::new(Reason::FetchFailed, format!("{prefix}: {}", chain.cause))
     }
 }
 
@@ -823,7 +807,7 @@ fn tls_mode(fed: &Federation) -> Result<TlsMode, Failure> {
     match &fed.cluster_ca {
         Some(pem) => ca_certificates(pem).map(TlsMode::WithCa).map_err(|e| {
             Failure::new(
-                TLS_ERROR,
+                Reason::TlsError,
                 format!("spec.metadata.clusterCA is not a PEM certificate: {e}"),
             )
         }),
@@ -900,7 +884,7 @@ fn build_client(mode: &TlsMode, timeout: Duration) -> Result<Client, Failure> {
             for der in ders {
                 roots.push(reqwest::Certificate::from_der(der).map_err(|e| {
                     Failure::new(
-                        TLS_ERROR,
+                        Reason::TlsError,
                         format!("spec.metadata.clusterCA is not a PEM certificate: {e}"),
                     )
                 })?);
@@ -916,7 +900,7 @@ fn build_client(mode: &TlsMode, timeout: Duration) -> Result<Client, Failure> {
             ""
         };
         Failure::new(
-            TLS_ERROR,
+            Reason::TlsError,
             format!("cannot set up the HTTPS client: {cause}{hint}"),
         )
     })

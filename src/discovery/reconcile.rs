@@ -130,7 +130,7 @@ pub fn reconcile_into(
             }
         }
     }
-    let mut trust_problem: Option<String> = None;
+    let mut trust_problem: Option<trust_bundle::TrustBundleError> = None;
     match trust_object {
         None => {
             log::warn!(target: "reconcile", "this run carries no snapshot of the trust-bundle object; trust entries unchanged")
@@ -245,7 +245,7 @@ pub fn reconcile_into(
         if let Some(r) = report {
             conditions.extend(exchange_conditions(r));
         }
-        conditions.push(trust_condition(st, trust_problem.as_deref(), now));
+        conditions.push(trust_condition(st, trust_problem.as_ref(), now));
         conditions.push(services_condition(st));
         if let Some(op) = status_patch(st, report, &conditions, now) {
             sink(op)?;

@@ -85,6 +85,21 @@ pub fn local_fingerprints(settings: &Settings, observed: Option<&Value>) -> Vec<
         .collect()
 }
 
+/// Why the trust object cannot be edited safely this run. Nothing is written then; the
+/// `TrustBundleReady` condition carries the text (README, "Conditions").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustBundleError {
+    /// The mesh-config ConfigMap's `data.mesh` cannot be read or rendered.
+    #[error("{0}")]
+    MeshConfig(String),
+    /// cacerts mode, and the plug-in CA Secret does not exist: we never create it.
+    #[error("Secret {namespace}/{CACERTS_SECRET} not found: cacerts mode appends peer roots to the plug-in CA's root-cert.pem and never creates that Secret (use TRUST_BUNDLE_MODE=mesh-config, or install a plug-in CA)")]
+    CacertsMissing { namespace: String },
+    /// The plug-in CA Secret's `root-cert.pem` is not readable PEM.
+    #[error("Secret {namespace}/{CACERTS_SECRET} {problem}; not editing it")]
+    CacertsUnreadable { namespace: String, problem: String },
+}
+
 /// Computes the single operation (if any) that makes the trust object hold exactly `desired`
 /// among the entries we own. `observed` is the trust object, `None` when it does not exist.
 /// `Err` explains why the object cannot be edited safely; then nothing is written.
@@ -92,9 +107,11 @@ pub fn plan(
     settings: &Settings,
     observed: Option<&Value>,
     desired: &[TrustEntry],
-) -> Result<Option<Operation>, String> {
+) -> Result<Option<Operation>, TrustBundleError> {
     match settings.trust_bundle_mode {
-        TrustBundleMode::MeshConfig => plan_mesh_config(settings, observed, desired),
+        TrustBundleMode::MeshConfig => {
+            plan_mesh_config(settings, observed, desired).map_err(TrustBundleError::MeshConfig)
+        }
         TrustBundleMode::Cacerts => plan_cacerts(settings, observed, desired),
     }
 }
@@ -389,20 +406,22 @@ fn plan_cacerts(
     settings: &Settings,
     observed: Option<&Value>,
     desired: &[TrustEntry],
-) -> Result<Option<Operation>, String> {
+) -> Result<Option<Operation>, TrustBundleError> {
     let ns = &settings.istio_namespace;
-    let what = format!("Secret {ns}/{CACERTS_SECRET}");
     let Some(obj) = observed else {
         if desired.is_empty() {
             return Ok(None);
         }
-        return Err(format!(
-            "{what} not found: cacerts mode appends peer roots to the plug-in CA's root-cert.pem and never creates that Secret (use TRUST_BUNDLE_MODE=mesh-config, or install a plug-in CA)"
-        ));
+        return Err(TrustBundleError::CacertsMissing {
+            namespace: ns.clone(),
+        });
     };
-    let text = cacerts_root(obj).map_err(|e| format!("{what} {e}; not editing it"))?;
-    let blocks = certs::pem_blocks(&text)
-        .map_err(|e| format!("{what} root-cert.pem: {e}; not editing it"))?;
+    let unreadable = |problem: String| TrustBundleError::CacertsUnreadable {
+        namespace: ns.clone(),
+        problem,
+    };
+    let text = cacerts_root(obj).map_err(unreadable)?;
+    let blocks = certs::pem_blocks(&text).map_err(|e| unreadable(format!("root-cert.pem: {e}")))?;
     let owned = read_owned(obj);
     let owned_fps: BTreeSet<&String> = owned.values().flatten().collect();
     let want_fps: BTreeSet<&str> = desired.iter().map(|e| e.fingerprint.as_str()).collect();

@@ -6,34 +6,12 @@
 
 use crate::hook::k8s;
 use crate::protocol::certs::{self, CertRejection, RootCert};
+use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::json::Json;
 use crate::protocol::names;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-
-/// Condition reasons (Deckhouse's names where Deckhouse has one).
-pub const INVALID_PUBLIC: &str = "InvalidPublicMetadata";
-pub const INVALID_PRIVATE: &str = "InvalidPrivateMetadata";
-pub const CERTIFICATE_REJECTED: &str = "CertificateRejected";
-pub const HOSTNAME_OUT_OF_SCOPE: &str = "HostnameOutOfScope";
-
-/// A failed fetch or validation: a condition reason and an operator-facing message. The
-/// message never carries run-to-run detail, so a repeated failure does not churn status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
-            reason,
-            message: message.into(),
-        }
-    }
-}
 
 /// What the own cluster knows, to tell a peer from itself.
 #[derive(Debug, Clone)]
@@ -92,7 +70,7 @@ pub struct PublicService {
 /// An item dropped from otherwise usable private metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dropped {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -194,7 +172,7 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 pub fn validate_public(v: &Value, own: &Own) -> Result<PublicMetadata, Failure> {
     if !v.is_object() {
         return Err(Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             "public metadata is not a JSON object",
         ));
     }
@@ -204,30 +182,30 @@ pub fn validate_public(v: &Value, own: &Own) -> Result<PublicMetadata, Failure> 
         str_field(v, "rootCA"),
     ) else {
         return Err(Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             "clusterUUID, authnKeyPub, and rootCA must be non-empty",
         ));
     };
     if !is_sane_uuid(uuid) {
         return Err(Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             "clusterUUID must be at most 128 characters of letters, digits, '-', '_' or '.'",
         ));
     }
     if uuid == own.cluster_uuid {
         return Err(Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             format!("clusterUUID {uuid} is this cluster's own UUID: metadataEndpoint points at this cluster"),
         ));
     }
     certs::parse_ed25519_public_pem(key).map_err(|e| {
         Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             format!("authnKeyPub is not an Ed25519 public key: {e}"),
         )
     })?;
     let check = certs::check_roots(root_ca, own.now, own.root_fingerprints)
-        .map_err(|e| Failure::new(CERTIFICATE_REJECTED, format!("rootCA: {e}")))?;
+        .map_err(|e| Failure::new(Reason::CertificateRejected, format!("rootCA: {e}")))?;
     Ok(PublicMetadata {
         cluster_uuid: uuid.to_string(),
         authn_key_pub: key.to_string(),
@@ -250,13 +228,12 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
         v.get("publicServices").and_then(J::as_array),
     ) else {
         return Err(Failure::new(
-            INVALID_PRIVATE,
+            Reason::InvalidPrivateMetadata,
             "ingressGateways and publicServices must be set",
         ));
     };
     let mut dropped = Vec::new();
-    let mut drop_item =
-        |reason: &'static str, message: String| dropped.push(Dropped { reason, message });
+    let mut drop_item = |reason: Reason, message: String| dropped.push(Dropped { reason, message });
 
     let mut seen_gw = BTreeSet::new();
     let mut gateways = Vec::new();
@@ -277,7 +254,7 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
                 }
             }
             (Some(a), Some(_)) => drop_item(
-                INVALID_PRIVATE,
+                Reason::InvalidPrivateMetadata,
                 format!(
                     "ingress gateway {}: address {:?} is neither an IP address nor a DNS name",
                     i + 1,
@@ -285,7 +262,7 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
                 ),
             ),
             (_, _) => drop_item(
-                INVALID_PRIVATE,
+                Reason::InvalidPrivateMetadata,
                 format!(
                     "ingress gateway {}: needs a string address and a port 1-65535",
                     i + 1
@@ -299,7 +276,7 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
     for (i, svc) in svcs.iter().enumerate() {
         let Some(hostname) = svc.get("hostname").and_then(J::as_str) else {
             drop_item(
-                INVALID_PRIVATE,
+                Reason::InvalidPrivateMetadata,
                 format!("service {}: hostname missing", i + 1),
             );
             continue;
@@ -307,21 +284,21 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
         let shown = truncate(hostname);
         if !names::is_service_hostname(hostname) {
             drop_item(
-                INVALID_PRIVATE,
+                Reason::InvalidPrivateMetadata,
                 format!("service {shown}: not a lower-case DNS name"),
             );
             continue;
         }
         if !hostname.ends_with(&suffix) {
             drop_item(
-                HOSTNAME_OUT_OF_SCOPE,
+                Reason::HostnameOutOfScope,
                 format!("service {shown}: hostname is outside trust domain {trust_domain}"),
             );
             continue;
         }
         let Some(raw_ports) = svc.get("ports").and_then(J::as_array) else {
             drop_item(
-                INVALID_PRIVATE,
+                Reason::InvalidPrivateMetadata,
                 format!("service {shown}: ports must be an array"),
             );
             continue;
@@ -334,7 +311,7 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
                     .map(J::render)
                     .unwrap_or_else(|| "missing".into());
                 drop_item(
-                    INVALID_PRIVATE,
+                    Reason::InvalidPrivateMetadata,
                     format!(
                         "service {shown}: port {} is not a number 1-65535",
                         truncate(&raw)
@@ -358,7 +335,7 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
             }
             if ports.iter().any(|q| q.name == name) {
                 drop_item(
-                    INVALID_PRIVATE,
+                    Reason::InvalidPrivateMetadata,
                     format!("service {shown}: port {number}: name {name:?} is already used"),
                 );
                 continue;
@@ -370,7 +347,10 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
             });
         }
         if ports.is_empty() {
-            drop_item(INVALID_PRIVATE, format!("service {shown}: no valid ports"));
+            drop_item(
+                Reason::InvalidPrivateMetadata,
+                format!("service {shown}: no valid ports"),
+            );
             continue;
         }
         services.push(PublicService {
@@ -399,7 +379,7 @@ pub fn drop_own_domain(p: &mut PrivateMetadata, own_domain: &str) {
     p.public_services = theirs;
     for s in own {
         p.dropped.push(Dropped {
-            reason: HOSTNAME_OUT_OF_SCOPE,
+            reason: Reason::HostnameOutOfScope,
             message: format!(
                 "service {}: hostname is in this cluster's own domain {own_domain}",
                 truncate(&s.hostname)
@@ -491,7 +471,7 @@ mod tests {
         drop_own_domain(&mut p, "prod.example.com");
         assert_eq!(p.public_services.len(), 1);
         assert_eq!(p.public_services[0].hostname, "web.svc.example.com");
-        assert_eq!(p.dropped[0].reason, HOSTNAME_OUT_OF_SCOPE);
+        assert_eq!(p.dropped[0].reason, Reason::HostnameOutOfScope);
         assert_eq!(p.dropped[0].message, "service api.prod.svc.prod.example.com: hostname is in this cluster's own domain prod.example.com");
     }
 
@@ -504,7 +484,7 @@ mod tests {
         ] {
             assert_eq!(
                 validate_private(&v, "b.local").unwrap_err().reason,
-                INVALID_PRIVATE
+                Reason::InvalidPrivateMetadata
             );
         }
         let ok = validate_private(
@@ -573,17 +553,17 @@ mod tests {
                 ("http-9092", 9092, "HTTP")
             ]
         );
-        let reasons: Vec<&str> = p.dropped.iter().map(|d| d.reason).collect();
+        let reasons: Vec<Reason> = p.dropped.iter().map(|d| d.reason).collect();
         assert_eq!(
             reasons,
             vec![
-                INVALID_PRIVATE,
-                INVALID_PRIVATE,
-                INVALID_PRIVATE,
-                HOSTNAME_OUT_OF_SCOPE,
-                HOSTNAME_OUT_OF_SCOPE,
-                INVALID_PRIVATE,
-                INVALID_PRIVATE
+                Reason::InvalidPrivateMetadata,
+                Reason::InvalidPrivateMetadata,
+                Reason::InvalidPrivateMetadata,
+                Reason::HostnameOutOfScope,
+                Reason::HostnameOutOfScope,
+                Reason::InvalidPrivateMetadata,
+                Reason::InvalidPrivateMetadata
             ]
         );
         assert_eq!(

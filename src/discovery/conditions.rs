@@ -19,6 +19,26 @@ const EXPIRY_WARNING: i64 = 30 * 24 * 3600;
 /// At most this many dropped items are listed in a condition message.
 const MAX_LISTED: usize = 5;
 
+/// The conditions this run sets on one federation: the exchange conditions only for what was
+/// fetched this run (offline runs keep the last ones), then the trust bundle and the import,
+/// which follow from the effective metadata every run.
+pub fn for_federation(
+    st: &FedState,
+    report: Option<&FetchReport>,
+    trust_problem: Option<&TrustBundleError>,
+    now: i64,
+) -> Vec<Condition> {
+    let mut conditions = Vec::with_capacity(4);
+    if let Some(r) = report {
+        conditions.extend(exchange_conditions(r));
+    }
+    conditions.push(trust_condition(st, trust_problem, now));
+    conditions.push(services_condition(st));
+    conditions
+}
+
+/// The exchange conditions of what the network phase did: the public request, then the
+/// private one, or why it was not made.
 pub fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
     let mut out = Vec::with_capacity(2);
     if let Some(a) = &r.public {

@@ -7,6 +7,7 @@
 //! Keeping Deckhouse's names means a cluster can move between Deckhouse and this product
 //! without a traffic blip.
 
+use crate::discovery::effective::FedState;
 use crate::discovery::istio_objects::{
     Desired, DrOutlierDetection, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort,
     SeSpec, Spec,
@@ -23,6 +24,25 @@ pub struct Source<'a> {
     pub federation: &'a str,
     pub gateways: &'a [Gateway],
     pub services: &'a [PublicService],
+}
+
+/// The federations whose services are imported this run, in name order (the order [`merge`]
+/// lets the first definition of a port win by): those with public metadata (so their root is
+/// trusted and mTLS towards them can work), private metadata and at least one gateway to send
+/// the traffic to.
+pub fn sources<'a>(states: &'a [FedState]) -> Vec<Source<'a>> {
+    states
+        .iter()
+        .filter(|st| st.public.is_some())
+        .filter_map(|st| {
+            let p = st.private.as_ref()?;
+            (!p.ingress_gateways.is_empty()).then_some(Source {
+                federation: &st.fed.name,
+                gateways: &p.ingress_gateways,
+                services: &p.public_services,
+            })
+        })
+        .collect()
 }
 
 /// One ServiceEntry (+ DestinationRule) to exist.

@@ -8,6 +8,7 @@
 //! concurrent writer makes the patch fail, and the next run recomputes from fresh state.
 
 use super::diff::{Manifest, Operation};
+use super::effective::FedState;
 use crate::hook::k8s;
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
 use crate::protocol::certs;
@@ -227,6 +228,52 @@ pub fn owned_entries(
         }
     }
     out
+}
+
+/// The trust entries this run wants: every accepted root of every federation with public
+/// metadata, once per (trust domain, fingerprint) — federations may share a trust domain and
+/// a root, and istiod must not see the same entry twice.
+pub fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
+    let mut desired = Vec::new();
+    let mut seen = BTreeSet::new();
+    for st in states {
+        for root in st.public.iter().flat_map(|p| &p.roots) {
+            if seen.insert((st.fed.trust_domain.as_str(), root.fingerprint.as_str())) {
+                desired.push(TrustEntry {
+                    trust_domain: st.fed.trust_domain.clone(),
+                    pem: root.pem.clone(),
+                    fingerprint: root.fingerprint.clone(),
+                });
+            }
+        }
+    }
+    desired
+}
+
+/// The entries to hand to [`plan`]: `desired`, plus the entries we own for every federation
+/// that keeps its trust entries this run ([`FedState::keeps_trust_entries`]). [`plan`] removes
+/// every owned entry it is not given, so keeping means giving it back.
+pub fn target_entries(
+    settings: &Settings,
+    observed: Option<&Value>,
+    states: &[FedState],
+    desired: Vec<TrustEntry>,
+) -> Vec<TrustEntry> {
+    let keep: BTreeSet<String> = states
+        .iter()
+        .filter(|st| st.keeps_trust_entries())
+        .map(|st| st.fed.trust_domain.clone())
+        .collect();
+    let mut all = desired;
+    for e in owned_entries(settings, observed, &keep) {
+        if !all
+            .iter()
+            .any(|d| d.trust_domain == e.trust_domain && d.fingerprint == e.fingerprint)
+        {
+            all.push(e);
+        }
+    }
+    all
 }
 
 fn plan_mesh_config(

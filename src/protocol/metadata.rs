@@ -1,5 +1,5 @@
 //! Deckhouse's public and private federation metadata (reference §2.2, §2.4) and their
-//! validation (SPEC §7). A peer is untrusted input: the same checks apply to a fresh response
+//! validation (docs/ARCHITECTURE.md, "Discovery"). A peer is untrusted input: the same checks apply to a fresh response
 //! and to what an earlier run (or an older product) cached in `status.metadataCache`.
 //! Invalid items are dropped one by one with a reason; only a document that is unusable as a
 //! whole is rejected.
@@ -220,8 +220,11 @@ fn port_number<J: Json>(v: Option<&J>) -> Option<u16> {
     u16::try_from(n).ok().filter(|p| *p >= 1)
 }
 
-/// Validates private metadata against the federation's trust domain (SPEC §7): a fresh
-/// response (`Value`) and a cached copy ([`crate::protocol::json::Node`]) alike.
+/// Validates private metadata against the federation's trust domain (docs/ARCHITECTURE.md,
+/// "Discovery"): a fresh response (`Value`) and a cached copy
+/// ([`crate::protocol::json::Node`]) alike. Only a document without both lists is refused;
+/// every invalid gateway, service or port is dropped on its own with a reason, so one bad item
+/// does not cost the peer its other services.
 pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMetadata, Failure> {
     let (Some(gws), Some(svcs)) = (
         v.get("ingressGateways").and_then(J::as_array),
@@ -233,137 +236,156 @@ pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMet
         ));
     };
     let mut dropped = Vec::new();
-    let mut drop_item = |reason: Reason, message: String| dropped.push(Dropped { reason, message });
+    let ingress_gateways = valid_gateways(gws, &mut dropped);
+    let suffix = format!(".{trust_domain}");
+    let public_services = svcs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, svc)| valid_service(svc, i, trust_domain, &suffix, &mut dropped))
+        .collect();
+    Ok(PrivateMetadata {
+        ingress_gateways,
+        public_services,
+        dropped,
+        carried_over: 0,
+    })
+}
 
-    let mut seen_gw = BTreeSet::new();
+fn drop_invalid(message: String) -> Dropped {
+    Dropped {
+        reason: Reason::InvalidPrivateMetadata,
+        message,
+    }
+}
+
+/// The gateways traffic may be sent to: an IP address or DNS name (lower-cased) and a port,
+/// each once, in the peer's order.
+fn valid_gateways<J: Json>(gws: &[J], dropped: &mut Vec<Dropped>) -> Vec<Gateway> {
+    let mut seen = BTreeSet::new();
     let mut gateways = Vec::new();
     for (i, gw) in gws.iter().enumerate() {
         let addr = gw
             .get("address")
             .and_then(J::as_str)
             .map(|a| a.trim().to_ascii_lowercase());
-        let port = port_number(gw.get("port"));
-        match (addr, port) {
+        match (addr, port_number(gw.get("port"))) {
             (Some(a), Some(p)) if names::is_gateway_address(&a) => {
                 let g = Gateway {
                     address: a,
                     port: p,
                 };
-                if seen_gw.insert(g.clone()) {
+                if seen.insert(g.clone()) {
                     gateways.push(g);
                 }
             }
-            (Some(a), Some(_)) => drop_item(
-                Reason::InvalidPrivateMetadata,
-                format!(
-                    "ingress gateway {}: address {:?} is neither an IP address nor a DNS name",
-                    i + 1,
-                    truncate(&a)
-                ),
-            ),
-            (_, _) => drop_item(
-                Reason::InvalidPrivateMetadata,
-                format!(
-                    "ingress gateway {}: needs a string address and a port 1-65535",
-                    i + 1
-                ),
-            ),
+            (Some(a), Some(_)) => dropped.push(drop_invalid(format!(
+                "ingress gateway {}: address {:?} is neither an IP address nor a DNS name",
+                i + 1,
+                truncate(&a)
+            ))),
+            (_, _) => dropped.push(drop_invalid(format!(
+                "ingress gateway {}: needs a string address and a port 1-65535",
+                i + 1
+            ))),
         }
     }
+    gateways
+}
 
-    let suffix = format!(".{trust_domain}");
-    let mut services = Vec::new();
-    for (i, svc) in svcs.iter().enumerate() {
-        let Some(hostname) = svc.get("hostname").and_then(J::as_str) else {
-            drop_item(
-                Reason::InvalidPrivateMetadata,
-                format!("service {}: hostname missing", i + 1),
-            );
+/// One service (`i` counts from 0; `suffix` is `.<trust domain>`), or `None` when it is dropped as a whole; every drop, of
+/// the service or of its ports, goes to `dropped` in the order found. Its host must be a
+/// lower-case DNS name inside the peer's trust domain: a peer may only name its own services,
+/// never redirect traffic meant for someone else's.
+fn valid_service<J: Json>(
+    svc: &J,
+    i: usize,
+    trust_domain: &str,
+    suffix: &str,
+    dropped: &mut Vec<Dropped>,
+) -> Option<PublicService> {
+    let Some(hostname) = svc.get("hostname").and_then(J::as_str) else {
+        dropped.push(drop_invalid(format!("service {}: hostname missing", i + 1)));
+        return None;
+    };
+    let shown = truncate(hostname);
+    if !names::is_service_hostname(hostname) {
+        dropped.push(drop_invalid(format!(
+            "service {shown}: not a lower-case DNS name"
+        )));
+        return None;
+    }
+    if !hostname.ends_with(suffix) {
+        dropped.push(Dropped {
+            reason: Reason::HostnameOutOfScope,
+            message: format!("service {shown}: hostname is outside trust domain {trust_domain}"),
+        });
+        return None;
+    }
+    let Some(raw_ports) = svc.get("ports").and_then(J::as_array) else {
+        dropped.push(drop_invalid(format!(
+            "service {shown}: ports must be an array"
+        )));
+        return None;
+    };
+    let ports = valid_ports(raw_ports, &shown, dropped);
+    if ports.is_empty() {
+        dropped.push(drop_invalid(format!("service {shown}: no valid ports")));
+        return None;
+    }
+    Some(PublicService {
+        hostname: hostname.to_string(),
+        ports,
+    })
+}
+
+/// The ports of one service. A repeated port number keeps its first definition, silently (as
+/// Deckhouse does); a name that is not a valid port name, or already taken, becomes the
+/// generated `<protocol>-<number>`, and a port is dropped only when even that is taken.
+fn valid_ports<J: Json>(
+    raw_ports: &[J],
+    shown: &str,
+    dropped: &mut Vec<Dropped>,
+) -> Vec<ServicePort> {
+    let mut ports: Vec<ServicePort> = Vec::new();
+    for p in raw_ports {
+        let Some(number) = port_number(p.get("port")) else {
+            let raw = p
+                .get("port")
+                .map(J::render)
+                .unwrap_or_else(|| "missing".into());
+            dropped.push(drop_invalid(format!(
+                "service {shown}: port {} is not a number 1-65535",
+                truncate(&raw)
+            )));
             continue;
         };
-        let shown = truncate(hostname);
-        if !names::is_service_hostname(hostname) {
-            drop_item(
-                Reason::InvalidPrivateMetadata,
-                format!("service {shown}: not a lower-case DNS name"),
-            );
+        if ports.iter().any(|q| q.port == number) {
             continue;
         }
-        if !hostname.ends_with(&suffix) {
-            drop_item(
-                Reason::HostnameOutOfScope,
-                format!("service {shown}: hostname is outside trust domain {trust_domain}"),
-            );
-            continue;
-        }
-        let Some(raw_ports) = svc.get("ports").and_then(J::as_array) else {
-            drop_item(
-                Reason::InvalidPrivateMetadata,
-                format!("service {shown}: ports must be an array"),
-            );
-            continue;
+        let raw_name = p.get("name").and_then(J::as_str).unwrap_or("");
+        let protocol = protocol_for(raw_name);
+        let generated = format!("{}-{number}", protocol.to_ascii_lowercase());
+        let mut name = if is_port_name(raw_name) {
+            raw_name.to_string()
+        } else {
+            generated.clone()
         };
-        let mut ports: Vec<ServicePort> = Vec::new();
-        for p in raw_ports {
-            let Some(number) = port_number(p.get("port")) else {
-                let raw = p
-                    .get("port")
-                    .map(J::render)
-                    .unwrap_or_else(|| "missing".into());
-                drop_item(
-                    Reason::InvalidPrivateMetadata,
-                    format!(
-                        "service {shown}: port {} is not a number 1-65535",
-                        truncate(&raw)
-                    ),
-                );
-                continue;
-            };
-            if ports.iter().any(|q| q.port == number) {
-                continue; // duplicate port number within a service: first wins, silently (Deckhouse)
-            }
-            let raw_name = p.get("name").and_then(J::as_str).unwrap_or("");
-            let protocol = protocol_for(raw_name);
-            let generated = format!("{}-{number}", protocol.to_ascii_lowercase());
-            let mut name = if is_port_name(raw_name) {
-                raw_name.to_string()
-            } else {
-                generated.clone()
-            };
-            if ports.iter().any(|q| q.name == name) {
-                name = generated;
-            }
-            if ports.iter().any(|q| q.name == name) {
-                drop_item(
-                    Reason::InvalidPrivateMetadata,
-                    format!("service {shown}: port {number}: name {name:?} is already used"),
-                );
-                continue;
-            }
-            ports.push(ServicePort {
-                name,
-                port: number,
-                protocol,
-            });
+        if ports.iter().any(|q| q.name == name) {
+            name = generated;
         }
-        if ports.is_empty() {
-            drop_item(
-                Reason::InvalidPrivateMetadata,
-                format!("service {shown}: no valid ports"),
-            );
+        if ports.iter().any(|q| q.name == name) {
+            dropped.push(drop_invalid(format!(
+                "service {shown}: port {number}: name {name:?} is already used"
+            )));
             continue;
         }
-        services.push(PublicService {
-            hostname: hostname.to_string(),
-            ports,
+        ports.push(ServicePort {
+            name,
+            port: number,
+            protocol,
         });
     }
-    Ok(PrivateMetadata {
-        ingress_gateways: gateways,
-        public_services: services,
-        dropped,
-        carried_over: 0,
-    })
+    ports
 }
 
 /// Drops services whose host lies in our own cluster domain. `validate_private` already keeps
@@ -497,6 +519,52 @@ mod tests {
                 && ok.public_services.is_empty()
                 && ok.dropped.is_empty()
         );
+    }
+
+    #[test]
+    fn ports_first_definition_wins_and_names_fall_back_to_generated() {
+        let raw = [
+            json!({"name": "http", "port": 80}),
+            json!({"name": "grpc", "port": 80}),
+            json!({"name": "http", "port": 81}),
+            json!({"name": "http-81", "port": 82}),
+            json!({"name": "Not_A_Name", "port": 83}),
+        ];
+        let mut dropped = Vec::new();
+        let ports = valid_ports(&raw, "s.b.local", &mut dropped);
+        let got: Vec<(&str, u16)> = ports.iter().map(|p| (p.name.as_str(), p.port)).collect();
+        // 80 twice: the first stays. 81 reuses "http" and gets the generated name, which 82
+        // then asks for: 82 gets its own generated one.
+        assert_eq!(
+            got,
+            [
+                ("http", 80),
+                ("http-81", 81),
+                ("http-82", 82),
+                ("tcp-83", 83)
+            ]
+        );
+        assert!(dropped.is_empty(), "{dropped:?}");
+    }
+
+    #[test]
+    fn a_service_without_valid_ports_reports_them_first() {
+        let svc = json!({"hostname": "s.b.local", "ports": [{"port": 0}, {"port": "x"}]});
+        let mut dropped = Vec::new();
+        assert!(valid_service(&svc, 0, "b.local", ".b.local", &mut dropped).is_none());
+        let messages: Vec<&str> = dropped.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "service s.b.local: port 0 is not a number 1-65535",
+                "service s.b.local: port \"x\" is not a number 1-65535",
+                "service s.b.local: no valid ports"
+            ]
+        );
+        let outside = json!({"hostname": "s.c.local", "ports": [{"port": 80}]});
+        let mut dropped = Vec::new();
+        assert!(valid_service(&outside, 0, "b.local", ".b.local", &mut dropped).is_none());
+        assert_eq!(dropped[0].reason, Reason::HostnameOutOfScope);
     }
 
     #[test]

@@ -13,8 +13,8 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use cluster::Cluster;
 use base64::Engine as _;
+use cluster::Cluster;
 use serde_json::Value;
 
 fn describe(op: &Value) -> String {

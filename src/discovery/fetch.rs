@@ -149,11 +149,26 @@ pub(crate) fn fetch_all_with(
         feds: jobs,
     });
 
-    let workers = settings.fetch_concurrency.max(1).min(ctx.feds.len());
+    start_workers(&ctx, settings.fetch_concurrency);
+    wait_for_workers(&ctx, deadline.checked_add(GRACE).unwrap_or(deadline));
+
+    let mut out = BTreeMap::new();
+    for (fed, slot) in ctx.feds.iter().zip(&ctx.slots) {
+        let progress = std::mem::take(&mut *lock(slot));
+        out.insert(fed.name.clone(), settle(&ctx, fed, progress));
+    }
+    out
+}
+
+/// Starts up to `concurrency` detached workers (never more than there are federations). When
+/// no thread can be started the work is done here, still bounded by the per-request timeouts
+/// clipped to the deadline.
+fn start_workers(ctx: &Arc<Context>, concurrency: usize) {
+    let workers = concurrency.max(1).min(ctx.feds.len());
     let mut spawned = 0;
     for i in 0..workers {
         lock(&ctx.state).live_workers += 1;
-        let worker_ctx = Arc::clone(&ctx);
+        let worker_ctx = Arc::clone(ctx);
         let spawn = std::thread::Builder::new()
             .name(format!("fetch-{i}"))
             .spawn(move || worker(&worker_ctx));
@@ -167,14 +182,14 @@ pub(crate) fn fetch_all_with(
         }
     }
     if spawned == 0 {
-        // No thread could be started: do the work here, still bounded by the per-request
-        // timeouts clipped to the deadline.
         lock(&ctx.state).live_workers += 1;
-        worker(&ctx);
+        worker(ctx);
     }
+}
 
-    // Wait until every federation is done, every worker has exited, or the deadline passed.
-    let hard_stop = deadline.checked_add(GRACE).unwrap_or(deadline);
+/// Waits until every federation is done, every worker has exited, or `hard_stop` passed: a
+/// stuck worker never holds the run past its deadline.
+fn wait_for_workers(ctx: &Context, hard_stop: Instant) {
     let mut state = lock(&ctx.state);
     while state.done < ctx.feds.len() && state.live_workers > 0 {
         let left = hard_stop.saturating_duration_since(Instant::now());
@@ -187,14 +202,6 @@ pub(crate) fn fetch_all_with(
             .unwrap_or_else(PoisonError::into_inner)
             .0;
     }
-    drop(state);
-
-    let mut out = BTreeMap::new();
-    for (fed, slot) in ctx.feds.iter().zip(&ctx.slots) {
-        let progress = std::mem::take(&mut *lock(slot));
-        out.insert(fed.name.clone(), settle(&ctx, fed, progress));
-    }
-    out
 }
 
 /// The deadline of the phase and the per-request timeout.

@@ -590,7 +590,7 @@ impl Request<'_> {
         let status = resp.status().as_u16();
         if status != 200 && self.ctx.error_bodies {
             let mut f = Failure::new(
-                NON_OK_RESPONSE,
+                Reason::NonOkResponse,
                 format!("HTTP status {status} when fetching {noun}"),
             );
             f.message.push_str(&error_body(resp));

@@ -10,11 +10,9 @@ use base64::Engine as _;
 use istio_federation_hook::discovery::fetch::fetch_all;
 use istio_federation_hook::discovery::report::FetchReport;
 use istio_federation_hook::hook::settings::Settings;
+use istio_federation_hook::protocol::failure::{Failure, Reason};
 use istio_federation_hook::protocol::federation::Federation;
-use istio_federation_hook::protocol::metadata::{
-    Failure, Gateway, Own, PrivateMetadata, PublicMetadata, CERTIFICATE_REJECTED,
-    HOSTNAME_OUT_OF_SCOPE, INVALID_PRIVATE, INVALID_PUBLIC,
-};
+use istio_federation_hook::protocol::metadata::{Gateway, Own, PrivateMetadata, PublicMetadata};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -76,7 +74,7 @@ fn private_err(r: &FetchReport) -> &Failure {
 fn assert_awaiting_public(r: &FetchReport) {
     assert!(r.private.is_none(), "private must not be reported");
     let skipped = r.private_skipped.as_ref().expect("private skipped");
-    assert_eq!(skipped.reason, "AwaitingPublic");
+    assert_eq!(skipped.reason, Reason::AwaitingPublic);
     assert_eq!(
         skipped.message,
         "Public metadata exchange has not succeeded yet."
@@ -173,7 +171,7 @@ fn public_500_means_no_private_request() {
     );
     let r = &out["b"];
     let f = public_err(r);
-    assert_eq!(f.reason, "NonOKResponse");
+    assert_eq!(f.reason, Reason::NonOkResponse);
     assert_eq!(f.message, "HTTP status 500 when fetching public metadata");
     assert_awaiting_public(r);
     assert_eq!(paths(&peer.server), vec![PUBLIC_PATH]);
@@ -194,7 +192,7 @@ fn private_500_keeps_fresh_public() {
     let r = &out["b"];
     assert_eq!(public_ok(r).cluster_uuid, "peer-b");
     let f = private_err(r);
-    assert_eq!(f.reason, "NonOKResponse");
+    assert_eq!(f.reason, Reason::NonOkResponse);
     assert_eq!(f.message, "HTTP status 500 when fetching private metadata");
     assert!(r.private_skipped.is_none());
 }
@@ -213,7 +211,7 @@ fn peer_that_does_not_know_us_yet_answers_401() {
         unix_now(),
     );
     let f = private_err(&out["b"]);
-    assert_eq!(f.reason, "NonOKResponse");
+    assert_eq!(f.reason, Reason::NonOkResponse);
     assert_eq!(f.message, "HTTP status 401 when fetching private metadata");
     let reqs = peer.server.requests_to(PRIVATE_PATH);
     assert_eq!(
@@ -239,11 +237,11 @@ fn invalid_json_is_reported_per_document() {
         Some(&own),
         unix_now(),
     );
-    assert_eq!(public_err(&out["b"]).reason, "InvalidJSON");
+    assert_eq!(public_err(&out["b"]).reason, Reason::InvalidJson);
     assert_awaiting_public(&out["b"]);
     assert_eq!(paths(&bad_public.server), vec![PUBLIC_PATH]);
     assert_eq!(public_ok(&out["c"]).cluster_uuid, "peer-c");
-    assert_eq!(private_err(&out["c"]).reason, "InvalidJSON");
+    assert_eq!(private_err(&out["c"]).reason, Reason::InvalidJson);
 }
 
 #[test]
@@ -260,9 +258,12 @@ fn wrong_format_is_invalid_metadata() {
         Some(&own),
         unix_now(),
     );
-    assert_eq!(public_err(&out["b"]).reason, INVALID_PUBLIC);
+    assert_eq!(public_err(&out["b"]).reason, Reason::InvalidPublicMetadata);
     assert_awaiting_public(&out["b"]);
-    assert_eq!(private_err(&out["c"]).reason, INVALID_PRIVATE);
+    assert_eq!(
+        private_err(&out["c"]).reason,
+        Reason::InvalidPrivateMetadata
+    );
 }
 
 #[test]
@@ -309,7 +310,7 @@ fn body_is_capped_at_fetch_max_bytes() {
     assert_eq!(public_ok(&out["exact"]).cluster_uuid, "peer-exact");
     for name in ["over", "chunked"] {
         let f = public_err(&out[name]);
-        assert_eq!(f.reason, "ResponseTooLarge", "{name}");
+        assert_eq!(f.reason, Reason::ResponseTooLarge, "{name}");
         assert!(
             f.message.contains("FETCH_MAX_BYTES (4096 bytes)"),
             "{}",
@@ -317,7 +318,10 @@ fn body_is_capped_at_fetch_max_bytes() {
         );
     }
     assert_eq!(public_ok(&out["endless"]).cluster_uuid, "peer-endless");
-    assert_eq!(private_err(&out["endless"]).reason, "ResponseTooLarge");
+    assert_eq!(
+        private_err(&out["endless"]).reason,
+        Reason::ResponseTooLarge
+    );
 }
 
 #[test]
@@ -353,7 +357,7 @@ fn deadline_bounds_the_whole_phase() {
     );
 
     let f = public_err(&out["hung"]);
-    assert_eq!(f.reason, "FetchFailed");
+    assert_eq!(f.reason, Reason::FetchFailed);
     assert_eq!(
         f.message,
         format!(
@@ -363,7 +367,7 @@ fn deadline_bounds_the_whole_phase() {
     );
     assert_awaiting_public(&out["hung"]);
     let f = public_err(&out["silent"]);
-    assert_eq!(f.reason, "FetchFailed");
+    assert_eq!(f.reason, Reason::FetchFailed);
     assert!(
         f.message.ends_with("fetch deadline of 2s exceeded"),
         "{}",
@@ -432,7 +436,7 @@ fn malformed_endpoints_are_fetch_failures() {
     assert_eq!(out.len(), 3);
     for (name, r) in &out {
         let f = public_err(r);
-        assert_eq!(f.reason, "FetchFailed", "{name}: {}", f.message);
+        assert_eq!(f.reason, Reason::FetchFailed, "{name}: {}", f.message);
         assert!(
             f.message
                 .starts_with("cannot fetch public metadata from https://"),
@@ -454,7 +458,7 @@ fn request_timeout_shorter_than_deadline() {
     let out = fetch(&cfg, &[peer.federation("b", &ca)], Some(&own), unix_now());
     assert!(started.elapsed() < Duration::from_secs(5));
     let f = public_err(&out["b"]);
-    assert_eq!(f.reason, "FetchFailed");
+    assert_eq!(f.reason, Reason::FetchFailed);
     assert_eq!(
         f.message,
         format!(
@@ -528,7 +532,7 @@ fn redirects_stay_on_the_origin() {
     assert_eq!(moved[0].claims.as_ref().unwrap().aud, "peer-same");
 
     let f = public_err(&out["cross"]);
-    assert_eq!(f.reason, "FetchFailed");
+    assert_eq!(f.reason, Reason::FetchFailed);
     assert_eq!(
         f.message,
         format!(
@@ -553,7 +557,7 @@ fn redirects_stay_on_the_origin() {
 
     assert_eq!(public_ok(&out["three"]).cluster_uuid, "peer-three");
     let f = public_err(&out["four"]);
-    assert_eq!(f.reason, "FetchFailed");
+    assert_eq!(f.reason, Reason::FetchFailed);
     assert!(
         f.message.ends_with(": more than 3 redirects"),
         "{}",
@@ -571,7 +575,7 @@ fn unknown_ca_is_a_tls_error() {
     let fed = federation("b", "b.local", &peer.endpoint(), None, None);
     let out = fetch(&settings(&[]), &[fed], Some(&own), unix_now());
     let f = public_err(&out["b"]);
-    assert_eq!(f.reason, "TLSError", "{}", f.message);
+    assert_eq!(f.reason, Reason::TlsError, "{}", f.message);
     assert!(
         f.message.starts_with(&format!(
             "cannot fetch public metadata from {}: TLS handshake failed: invalid peer certificate",
@@ -659,7 +663,7 @@ fn ca_with_insecure_still_verifies() {
         ),
     ];
     let out = fetch(&settings(&[]), &feds, Some(&own), unix_now());
-    assert_eq!(public_err(&out["b"]).reason, "TLSError");
+    assert_eq!(public_err(&out["b"]).reason, Reason::TlsError);
     assert!(b.server.requests().is_empty());
     assert_eq!(public_ok(&out["c"]).cluster_uuid, "peer-c");
 }
@@ -693,7 +697,7 @@ fn unparsable_cluster_ca_fails_that_federation_only() {
     for name in ["b", "b2"] {
         let r = &out[name];
         let f = public_err(r);
-        assert_eq!(f.reason, "TLSError", "{name}");
+        assert_eq!(f.reason, Reason::TlsError, "{name}");
         assert!(
             f.message
                 .starts_with("spec.metadata.clusterCA is not a PEM certificate: "),
@@ -735,7 +739,7 @@ fn no_acceptable_root_is_certificate_rejected() {
     );
 
     let f = public_err(&out["bad"]);
-    assert_eq!(f.reason, CERTIFICATE_REJECTED);
+    assert_eq!(f.reason, Reason::CertificateRejected);
     assert!(
         f.message.starts_with(
             "No root certificate of the peer is acceptable: certificate 1: expired on 2021-01-01"
@@ -806,7 +810,7 @@ fn hostile_private_items_are_dropped() {
     let out_of_scope: Vec<&str> = m
         .dropped
         .iter()
-        .filter(|d| d.reason == HOSTNAME_OUT_OF_SCOPE)
+        .filter(|d| d.reason == Reason::HostnameOutOfScope)
         .map(|d| d.message.as_str())
         .collect();
     assert_eq!(out_of_scope.len(), 3, "{:?}", m.dropped);
@@ -860,7 +864,7 @@ fn missing_key_pair_fetches_public_only() {
     assert_eq!(public_ok(r).cluster_uuid, "peer-b");
     assert!(r.private.is_none());
     let skipped = r.private_skipped.as_ref().unwrap();
-    assert_eq!(skipped.reason, "KeyPairMissing");
+    assert_eq!(skipped.reason, Reason::KeyPairMissing);
     assert!(
         skipped
             .message
@@ -892,7 +896,7 @@ fn unusable_key_is_token_generation_failed() {
     public_ok(r);
     assert!(r.private.is_none());
     let skipped = r.private_skipped.as_ref().unwrap();
-    assert_eq!(skipped.reason, "TokenGenerationFailed");
+    assert_eq!(skipped.reason, Reason::TokenGenerationFailed);
     assert!(
         skipped
             .message
@@ -1041,7 +1045,7 @@ fn connection_refused_is_fetch_failed() {
     let own = SigningKeys::generate();
     let out = fetch(&settings(&[]), &[fed], Some(&own), unix_now());
     let f = public_err(&out["gone"]);
-    assert_eq!(f.reason, "FetchFailed");
+    assert_eq!(f.reason, Reason::FetchFailed);
     let prefix = format!(
         "cannot fetch public metadata from https://127.0.0.1:{port}/metadata/public/public.json: "
     );

@@ -551,7 +551,9 @@ fn what_cannot_be_located_is_refused_with_the_reason() {
         ),
     ] {
         let cm = configmap(mesh, &[]);
-        let e = trust_bundle::plan(&s, Some(&cm), &b).unwrap_err();
+        let e = trust_bundle::plan(&s, Some(&cm), &b)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("ConfigMap d8-istio/istio: ")
                 && e.contains(reason)

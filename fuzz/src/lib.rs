@@ -15,6 +15,7 @@ use istio_federation_hook::discovery::{metrics, reconcile};
 use istio_federation_hook::hook::binding;
 use istio_federation_hook::hook::operations::{self as patch, Operation};
 use istio_federation_hook::hook::settings::Settings;
+use istio_federation_hook::protocol::failure::Reason;
 use istio_federation_hook::protocol::metadata::{self, Own};
 use istio_federation_hook::protocol::secret;
 use istio_federation_hook::protocol::{certs, json, jwt};
@@ -823,7 +824,10 @@ pub fn metadata(data: &[u8]) {
         match metadata::validate_public(&v, &own) {
             Ok(p) => check_public(&v, &p, own_fps),
             Err(f) => assert!(
-                f.reason == metadata::INVALID_PUBLIC || f.reason == metadata::CERTIFICATE_REJECTED,
+                matches!(
+                    f.reason,
+                    Reason::InvalidPublicMetadata | Reason::CertificateRejected
+                ),
                 "unexpected reason {}",
                 f.reason
             ),
@@ -831,7 +835,7 @@ pub fn metadata(data: &[u8]) {
         let by_value = metadata::validate_private(&v, "b.local");
         match &by_value {
             Ok(p) => check_private(p),
-            Err(f) => assert_eq!(f.reason, metadata::INVALID_PRIVATE),
+            Err(f) => assert_eq!(f.reason, Reason::InvalidPrivateMetadata),
         }
         // Differential: the borrowed tree the cache is validated through reads the same.
         let node: json::Node = serde_json::from_slice(data).expect("parses as Value, so as Node");

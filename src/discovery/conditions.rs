@@ -4,79 +4,104 @@
 
 use super::effective::FedState;
 use super::report::FetchReport;
-use super::status::{self, Condition};
+use super::status::{Condition, ConditionStatus, ConditionType};
+use super::trust_bundle::TrustBundleError;
 use crate::hook::timefmt;
-use crate::protocol::metadata;
+use crate::protocol::failure::Reason;
+use ConditionStatus::{False, True, Unknown};
+use ConditionType::{
+    PrivateMetadataExchangeReady as PRIVATE, PublicMetadataExchangeReady as PUBLIC,
+    ServicesImported as SERVICES, TrustBundleReady as TRUST,
+};
 
 /// A root that expires within this many seconds is called out in the condition message.
 const EXPIRY_WARNING: i64 = 30 * 24 * 3600;
 /// At most this many dropped items are listed in a condition message.
 const MAX_LISTED: usize = 5;
 
+/// The conditions this run sets on one federation: the exchange conditions only for what was
+/// fetched this run (offline runs keep the last ones), then the trust bundle and the import,
+/// which follow from the effective metadata every run.
+pub fn for_federation(
+    st: &FedState,
+    report: Option<&FetchReport>,
+    trust_problem: Option<&TrustBundleError>,
+    now: i64,
+) -> Vec<Condition> {
+    let mut conditions = Vec::with_capacity(4);
+    if let Some(r) = report {
+        conditions.extend(exchange_conditions(r));
+    }
+    conditions.push(trust_condition(st, trust_problem, now));
+    conditions.push(services_condition(st));
+    conditions
+}
+
+/// The exchange conditions of what the network phase did: the public request, then the
+/// private one, or why it was not made.
 pub fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
     let mut out = Vec::with_capacity(2);
     if let Some(a) = &r.public {
         out.push(match &a.result {
             Ok(_) => Condition::new(
-                status::PUBLIC,
-                "True",
-                "Succeeded",
+                PUBLIC,
+                True,
+                Reason::Succeeded,
                 "Public metadata exchange succeeded.",
             ),
-            Err(f) => Condition::new(status::PUBLIC, "False", f.reason, f.message.clone()),
+            Err(f) => Condition::new(PUBLIC, False, f.reason, f.message.clone()),
         });
     }
     match (&r.private, &r.private_skipped) {
         (Some(a), _) => out.push(match &a.result {
             Ok(_) => Condition::new(
-                status::PRIVATE,
-                "True",
-                "Succeeded",
+                PRIVATE,
+                True,
+                Reason::Succeeded,
                 "Private metadata exchange succeeded.",
             ),
-            Err(f) => Condition::new(status::PRIVATE, "False", f.reason, f.message.clone()),
+            Err(f) => Condition::new(PRIVATE, False, f.reason, f.message.clone()),
         }),
         (None, Some(f)) => {
-            let st = if f.reason == "AwaitingPublic" {
-                "Unknown"
-            } else {
-                "False"
+            // Waiting for the public exchange says nothing yet about the private one.
+            let st = match f.reason {
+                Reason::AwaitingPublic => Unknown,
+                _ => False,
             };
-            out.push(Condition::new(
-                status::PRIVATE,
-                st,
-                f.reason,
-                f.message.clone(),
-            ));
+            out.push(Condition::new(PRIVATE, st, f.reason, f.message.clone()));
         }
         (None, None) => {}
     }
     out
 }
 
-pub fn trust_condition(st: &FedState, trust_problem: Option<&str>, now: i64) -> Condition {
+pub fn trust_condition(
+    st: &FedState,
+    trust_problem: Option<&TrustBundleError>,
+    now: i64,
+) -> Condition {
     let td = &st.fed.trust_domain;
     let Some(public) = &st.public else {
         return match &st.public_problem {
             Some(f) => Condition::new(
-                status::TRUST,
-                "False",
+                TRUST,
+                False,
                 f.reason,
                 format!("{}. Root certificates installed earlier are kept.", f.message.trim_end_matches('.')),
             ),
             None => Condition::new(
-                status::TRUST,
-                "False",
-                "AwaitingPublic",
+                TRUST,
+                False,
+                Reason::AwaitingPublic,
                 "Public metadata has not been fetched yet; the peer's root certificate is not trusted.",
             ),
         };
     };
     if public.roots.is_empty() {
         return Condition::new(
-            status::TRUST,
-            "False",
-            metadata::CERTIFICATE_REJECTED,
+            TRUST,
+            False,
+            Reason::CertificateRejected,
             format!(
                 "No root certificate of the peer is trusted: {}.",
                 public.rejected_summary()
@@ -85,9 +110,9 @@ pub fn trust_condition(st: &FedState, trust_problem: Option<&str>, now: i64) -> 
     }
     if let Some(problem) = trust_problem {
         return Condition::new(
-            status::TRUST,
-            "False",
-            "TrustBundleUnavailable",
+            TRUST,
+            False,
+            Reason::TrustBundleUnavailable,
             format!("{problem}."),
         );
     }
@@ -108,31 +133,31 @@ pub fn trust_condition(st: &FedState, trust_problem: Option<&str>, now: i64) -> 
             ));
         }
     }
-    Condition::new(status::TRUST, "True", "Succeeded", msg)
+    Condition::new(TRUST, True, Reason::Succeeded, msg)
 }
 
 pub fn services_condition(st: &FedState) -> Condition {
     if let (None, Some(f)) = (&st.public, &st.public_problem) {
         return Condition::new(
-            status::SERVICES,
-            "False",
+            SERVICES,
+            False,
             f.reason,
             "Cached public metadata is unusable; ServiceEntries created earlier are kept.",
         );
     }
     if st.public.is_none() {
         return Condition::new(
-            status::SERVICES,
-            "False",
-            "AwaitingPublic",
+            SERVICES,
+            False,
+            Reason::AwaitingPublic,
             "Services are imported once public metadata is available.",
         );
     }
     let Some(private) = &st.private else {
         return match &st.private_problem {
             Some(f) => Condition::new(
-                status::SERVICES,
-                "False",
+                SERVICES,
+                False,
                 f.reason,
                 format!(
                     "{}. ServiceEntries created earlier are kept.",
@@ -140,39 +165,34 @@ pub fn services_condition(st: &FedState) -> Condition {
                 ),
             ),
             None => Condition::new(
-                status::SERVICES,
-                "False",
-                "AwaitingPrivate",
+                SERVICES,
+                False,
+                Reason::AwaitingPrivate,
                 "Private metadata has not been fetched yet; no services are imported.",
             ),
         };
     };
     if private.ingress_gateways.is_empty() {
         return Condition::new(
-            status::SERVICES,
-            "False",
-            "NoIngressGateways",
+            SERVICES,
+            False,
+            Reason::NoIngressGateways,
             "The peer publishes no ingress gateways, so its services cannot be reached; none are imported.",
         );
     }
     let n = private.service_count();
     let imported = format!("Imported {n} service{}", if n == 1 { "" } else { "s" });
     if private.dropped.is_empty() {
-        return Condition::new(
-            status::SERVICES,
-            "True",
-            "Succeeded",
-            format!("{imported}."),
-        );
+        return Condition::new(SERVICES, True, Reason::Succeeded, format!("{imported}."));
     }
     let reason = if private
         .dropped
         .iter()
-        .any(|d| d.reason == metadata::HOSTNAME_OUT_OF_SCOPE)
+        .any(|d| d.reason == Reason::HostnameOutOfScope)
     {
-        metadata::HOSTNAME_OUT_OF_SCOPE
+        Reason::HostnameOutOfScope
     } else {
-        metadata::INVALID_PRIVATE
+        Reason::InvalidPrivateMetadata
     };
     let listed: Vec<&str> = private
         .dropped
@@ -202,10 +222,5 @@ pub fn services_condition(st: &FedState) -> Condition {
     for d in &private.dropped {
         log::warn!(target: "reconcile", "IstioFederation {}: dropped from private metadata: {}", st.fed.name, d.message);
     }
-    Condition::new(
-        status::SERVICES,
-        if n > 0 { "True" } else { "False" },
-        reason,
-        msg,
-    )
+    Condition::new(SERVICES, if n > 0 { True } else { False }, reason, msg)
 }

@@ -2,7 +2,9 @@
 //! written, and only objects the hook owns are ever deleted.
 
 use super::istio_objects::{Desired, Observed, Snapshot};
+use crate::protocol::labels::FEDERATIONS_ANNOTATION;
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 /// A manifest discovery writes: one of its typed Istio objects, or a plain JSON object (the
 /// mesh-config ConfigMap it creates).
@@ -64,13 +66,48 @@ pub fn diff_one(desired: Desired, observed: Option<&Observed>) -> Option<Operati
     }
 }
 
+/// Which deletes of ServiceEntries and DestinationRules this run may make. Objects of a
+/// federation that cannot be read this run (spec unreadable, cached metadata unusable, items
+/// dropped from its private metadata) are kept as they are: odd input never deletes a
+/// ServiceEntry. An unreadable federation without a name could be any of them, so it freezes
+/// every delete. New and changed objects are written either way; only deletes are held back.
+#[derive(Debug, Default)]
+pub struct DeletePolicy<'a> {
+    freeze_all: bool,
+    held: BTreeSet<&'a str>,
+}
+
+impl<'a> DeletePolicy<'a> {
+    /// `broken` names the federations whose spec cannot be read (`""` when unnamed); `held`
+    /// the readable ones whose deletes are held back.
+    pub fn new(broken: &'a [String], held: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut set: BTreeSet<&str> = broken.iter().map(String::as_str).collect();
+        let freeze_all = set.contains("");
+        set.extend(held);
+        DeletePolicy {
+            freeze_all,
+            held: set,
+        }
+    }
+
+    /// Whether `o` must survive although no record wants it: every delete is frozen, or one of
+    /// the federations named in its federations annotation is held back.
+    pub fn keeps(&self, o: &Observed) -> bool {
+        self.freeze_all
+            || (!self.held.is_empty()
+                && o.annotations
+                    .get(FEDERATIONS_ANNOTATION)
+                    .is_some_and(|a| a.split(',').any(|f| self.held.contains(f))))
+    }
+}
+
 /// Deletes for the observed managed objects that are not `wanted`. `observed == None` means
 /// the run has no snapshot of that kind: nothing is deleted, because we cannot know what
 /// exists. `keep` names objects that must survive even if not wanted (objects of a federation
 /// that cannot be read this run). Objects without our managed-by label are never deleted.
 pub fn deletes(
     observed: Option<&Snapshot>,
-    wanted: &std::collections::BTreeSet<String>,
+    wanted: &BTreeSet<String>,
     keep: &dyn Fn(&Observed) -> bool,
 ) -> Vec<Operation> {
     let mut out = Vec::new();
@@ -178,6 +215,40 @@ mod tests {
         assert!(o["object"]["metadata"].get("uid").is_none());
         assert!(o["object"].get("status").is_none());
         assert_eq!(o["object"]["spec"]["host"], "new.b");
+    }
+
+    fn annotated(name: &str, federations: Option<&str>) -> Observed {
+        let mut meta = json!({"name": name, "namespace": "d8-istio",
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}});
+        if let Some(f) = federations {
+            meta["annotations"] = json!({FEDERATIONS_ANNOTATION: f});
+        }
+        let raw = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry", "metadata": meta});
+        Observed::parse(&raw.to_string()).unwrap()
+    }
+
+    #[test]
+    fn deletes_are_held_back_only_for_the_federations_named() {
+        let broken = vec!["x".to_string()];
+        let policy = DeletePolicy::new(&broken, ["b"]);
+        assert!(policy.keeps(&annotated("of-x", Some("x"))));
+        assert!(policy.keeps(&annotated("of-a-and-b", Some("a,b"))));
+        assert!(!policy.keeps(&annotated("of-a", Some("a"))));
+        assert!(!policy.keeps(&annotated("unannotated", None)));
+        // Nothing broken, nothing held: every unwanted managed object may go.
+        let none = DeletePolicy::new(&[], []);
+        assert!(!none.keeps(&annotated("of-x", Some("x"))));
+    }
+
+    #[test]
+    fn an_unnamed_broken_federation_freezes_every_delete() {
+        let broken = vec!["".to_string()];
+        let policy = DeletePolicy::new(&broken, []);
+        assert!(policy.keeps(&annotated("of-a", Some("a"))));
+        assert!(policy.keeps(&annotated("unannotated", None)));
+        let obs = Snapshot::from_values(&[observed("stale", true, "s.b")]);
+        let keep = |o: &Observed| policy.keeps(o);
+        assert!(deletes(Some(&obs), &std::collections::BTreeSet::new(), &keep).is_empty());
     }
 
     #[test]

@@ -37,9 +37,10 @@
 use super::report::{Attempt, FetchReport};
 use crate::hook::settings::Settings;
 use crate::protocol::certs;
+use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::Federation;
 use crate::protocol::jwt::{self, Claims};
-use crate::protocol::metadata::{self, Failure, Own, PrivateMetadata, PublicMetadata};
+use crate::protocol::metadata::{self, Own, PrivateMetadata, PublicMetadata};
 use crate::protocol::secret::KEYPAIR_SECRET;
 use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, AUTHORIZATION};
@@ -53,23 +54,6 @@ use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-
-/// Transport failure, timeout or deadline (Deckhouse's reason).
-pub const FETCH_FAILED: &str = "FetchFailed";
-/// TLS handshake or verification failed, or the configured CA is unusable.
-pub const TLS_ERROR: &str = "TLSError";
-/// HTTP status other than 200 (Deckhouse's reason).
-pub const NON_OK_RESPONSE: &str = "NonOKResponse";
-/// The body is not JSON (Deckhouse's reason).
-pub const INVALID_JSON: &str = "InvalidJSON";
-/// The body exceeds `FETCH_MAX_BYTES`.
-pub const RESPONSE_TOO_LARGE: &str = "ResponseTooLarge";
-/// The private request waits for a successful public one (Deckhouse's reason).
-pub const AWAITING_PUBLIC: &str = "AwaitingPublic";
-/// The key-pair Secret has no `priv.pem`: the private request cannot be signed.
-pub const KEY_PAIR_MISSING: &str = "KeyPairMissing";
-/// `priv.pem` is not a usable Ed25519 key (Deckhouse's reason).
-pub const TOKEN_GENERATION_FAILED: &str = "TokenGenerationFailed";
 
 /// Redirects followed per request, all within the original origin.
 pub const MAX_REDIRECTS: usize = 3;
@@ -165,11 +149,26 @@ pub(crate) fn fetch_all_with(
         feds: jobs,
     });
 
-    let workers = settings.fetch_concurrency.max(1).min(ctx.feds.len());
+    start_workers(&ctx, settings.fetch_concurrency);
+    wait_for_workers(&ctx, deadline.checked_add(GRACE).unwrap_or(deadline));
+
+    let mut out = BTreeMap::new();
+    for (fed, slot) in ctx.feds.iter().zip(&ctx.slots) {
+        let progress = std::mem::take(&mut *lock(slot));
+        out.insert(fed.name.clone(), settle(&ctx, fed, progress));
+    }
+    out
+}
+
+/// Starts up to `concurrency` detached workers (never more than there are federations). When
+/// no thread can be started the work is done here, still bounded by the per-request timeouts
+/// clipped to the deadline.
+fn start_workers(ctx: &Arc<Context>, concurrency: usize) {
+    let workers = concurrency.max(1).min(ctx.feds.len());
     let mut spawned = 0;
     for i in 0..workers {
         lock(&ctx.state).live_workers += 1;
-        let worker_ctx = Arc::clone(&ctx);
+        let worker_ctx = Arc::clone(ctx);
         let spawn = std::thread::Builder::new()
             .name(format!("fetch-{i}"))
             .spawn(move || worker(&worker_ctx));
@@ -183,14 +182,14 @@ pub(crate) fn fetch_all_with(
         }
     }
     if spawned == 0 {
-        // No thread could be started: do the work here, still bounded by the per-request
-        // timeouts clipped to the deadline.
         lock(&ctx.state).live_workers += 1;
-        worker(&ctx);
+        worker(ctx);
     }
+}
 
-    // Wait until every federation is done, every worker has exited, or the deadline passed.
-    let hard_stop = deadline.checked_add(GRACE).unwrap_or(deadline);
+/// Waits until every federation is done, every worker has exited, or `hard_stop` passed: a
+/// stuck worker never holds the run past its deadline.
+fn wait_for_workers(ctx: &Context, hard_stop: Instant) {
     let mut state = lock(&ctx.state);
     while state.done < ctx.feds.len() && state.live_workers > 0 {
         let left = hard_stop.saturating_duration_since(Instant::now());
@@ -203,14 +202,6 @@ pub(crate) fn fetch_all_with(
             .unwrap_or_else(PoisonError::into_inner)
             .0;
     }
-    drop(state);
-
-    let mut out = BTreeMap::new();
-    for (fed, slot) in ctx.feds.iter().zip(&ctx.slots) {
-        let progress = std::mem::take(&mut *lock(slot));
-        out.insert(fed.name.clone(), settle(&ctx, fed, progress));
-    }
-    out
 }
 
 /// The deadline of the phase and the per-request timeout.
@@ -346,7 +337,7 @@ fn skip_reason(key: &Result<Arc<Ed25519KeyPair>, Failure>, public_ok: bool) -> O
     match key {
         Err(f) => Some(f.clone()),
         Ok(_) if !public_ok => Some(Failure::new(
-            AWAITING_PUBLIC,
+            Reason::AwaitingPublic,
             "Public metadata exchange has not succeeded yet.",
         )),
         Ok(_) => None,
@@ -360,7 +351,7 @@ fn signing_key(
     let secret = format!("{}/{}", settings.federation_namespace, KEYPAIR_SECRET);
     let Some(pem) = private_key_pem.filter(|p| !p.trim().is_empty()) else {
         return Err(Failure::new(
-            KEY_PAIR_MISSING,
+            Reason::KeyPairMissing,
             format!("Secret {secret} has no key priv.pem, so the private metadata request cannot be signed; the export hook creates the key pair."),
         ));
     };
@@ -368,7 +359,7 @@ fn signing_key(
         .map(Arc::new)
         .map_err(|e| {
             Failure::new(
-                TOKEN_GENERATION_FAILED,
+                Reason::TokenGenerationFailed,
                 format!("The key priv.pem of Secret {secret} cannot sign the private metadata request: {e}"),
             )
         })
@@ -396,7 +387,7 @@ impl Kind {
 
 fn deadline_failure(kind: Kind, url: &str, deadline: Duration) -> Failure {
     Failure::new(
-        FETCH_FAILED,
+        Reason::FetchFailed,
         format!(
             "cannot fetch {} from {url}: fetch deadline of {} exceeded",
             kind.noun(),
@@ -519,7 +510,7 @@ impl Request<'_> {
             .and_then(|p| {
                 if p.roots.is_empty() {
                     Err(Failure::new(
-                        metadata::CERTIFICATE_REJECTED,
+                        Reason::CertificateRejected,
                         format!(
                             "No root certificate of the peer is acceptable: {}",
                             p.rejected_summary()
@@ -599,7 +590,7 @@ impl Request<'_> {
         let status = resp.status().as_u16();
         if status != 200 && self.ctx.error_bodies {
             let mut f = Failure::new(
-                NON_OK_RESPONSE,
+                Reason::NonOkResponse,
                 format!("HTTP status {status} when fetching {noun}"),
             );
             f.message.push_str(&error_body(resp));
@@ -607,13 +598,13 @@ impl Request<'_> {
         }
         if status != 200 {
             return Err(Failure::new(
-                NON_OK_RESPONSE,
+                Reason::NonOkResponse,
                 format!("HTTP status {status} when fetching {noun}"),
             ));
         }
         let too_large = || {
             Failure::new(
-                RESPONSE_TOO_LARGE,
+                Reason::ResponseTooLarge,
                 format!("{noun} from {url} is larger than FETCH_MAX_BYTES ({max} bytes)"),
             )
         };
@@ -629,7 +620,7 @@ impl Request<'_> {
         }
         serde_json::from_slice(&body).map_err(|e| {
             Failure::new(
-                INVALID_JSON,
+                Reason::InvalidJson,
                 format!("{noun} from {url} is not valid JSON: {e}"),
             )
         })
@@ -647,7 +638,7 @@ impl Request<'_> {
         let prefix = format!("cannot fetch {} from {url}", kind.noun());
         let chain = Chain::of(err);
         if let Some(policy) = chain.redirect {
-            return Failure::new(FETCH_FAILED, format!("{prefix}: {policy}"));
+            return Failure::new(Reason::FetchFailed, format!("{prefix}: {policy}"));
         }
         if let Some(tls) = chain.tls {
             let hint = if matches!(tls, rustls::Error::InvalidCertificate(_)) {
@@ -656,7 +647,7 @@ impl Request<'_> {
                 ""
             };
             return Failure::new(
-                TLS_ERROR,
+                Reason::TlsError,
                 format!("{prefix}: TLS handshake failed: {tls}{hint}"),
             );
         }
@@ -665,7 +656,7 @@ impl Request<'_> {
                 deadline_failure(kind, url, budget.deadline_setting)
             } else {
                 Failure::new(
-                    FETCH_FAILED,
+                    Reason::FetchFailed,
                     format!(
                         "{prefix}: no complete response within FETCH_TIMEOUT ({})",
                         human_duration(budget.timeout)
@@ -673,7 +664,7 @@ impl Request<'_> {
                 )
             };
         }
-        Failure::new(FETCH_FAILED, format!("{prefix}: {}", chain.cause))
+        Failure::new(Reason::FetchFailed, format!("{prefix}: {}", chain.cause))
     }
 }
 
@@ -823,7 +814,7 @@ fn tls_mode(fed: &Federation) -> Result<TlsMode, Failure> {
     match &fed.cluster_ca {
         Some(pem) => ca_certificates(pem).map(TlsMode::WithCa).map_err(|e| {
             Failure::new(
-                TLS_ERROR,
+                Reason::TlsError,
                 format!("spec.metadata.clusterCA is not a PEM certificate: {e}"),
             )
         }),
@@ -900,7 +891,7 @@ fn build_client(mode: &TlsMode, timeout: Duration) -> Result<Client, Failure> {
             for der in ders {
                 roots.push(reqwest::Certificate::from_der(der).map_err(|e| {
                     Failure::new(
-                        TLS_ERROR,
+                        Reason::TlsError,
                         format!("spec.metadata.clusterCA is not a PEM certificate: {e}"),
                     )
                 })?);
@@ -916,7 +907,7 @@ fn build_client(mode: &TlsMode, timeout: Duration) -> Result<Client, Failure> {
             ""
         };
         Failure::new(
-            TLS_ERROR,
+            Reason::TlsError,
             format!("cannot set up the HTTPS client: {cause}{hint}"),
         )
     })

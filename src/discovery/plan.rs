@@ -124,10 +124,10 @@ fn parse_args(args: &[&str]) -> Result<Option<Output>, String> {
 pub fn plan_from_environment() -> Result<Plan, String> {
     let settings = io::load_settings()?;
     if settings.enabled {
-        settings.check_required()?;
+        settings.check_required().map_err(|e| e.to_string())?;
     }
     let bytes = io::read_binding_context()?;
-    let input = binding::parse_with(&bytes, &observed::RAW_BINDINGS)?;
+    let input = binding::parse_with(&bytes, &observed::RAW_BINDINGS).map_err(|e| e.to_string())?;
     let now = io::now()?;
     let observed = Observed::from_binding(&input);
     Ok(plan(&settings, &observed, now))
@@ -467,7 +467,7 @@ impl<'a> Context<'a> {
 }
 
 fn conditions_managed(t: &str) -> bool {
-    super::status::MANAGED.contains(&t)
+    super::status::ConditionType::from_wire(t).is_some()
 }
 
 /// `federation b` / `federations a, b`.

@@ -1,21 +1,19 @@
 //! The pure core of a discovery run: observed snapshots (+ what the network phase fetched)
-//! → the operations and metrics that make the cluster match (SPEC §4.2 steps 2–8).
+//! → the operations and metrics that make the cluster match (docs/ARCHITECTURE.md, "Discovery").
 //!
 //! No I/O and no clock: `now` is passed in. The same input gives byte-identical output.
 
-use super::conditions::{exchange_conditions, services_condition, trust_condition};
-use super::diff::{self, Operation};
-use super::effective::{effective_private, effective_public, FedState};
+use super::conditions;
+use super::diff::{self, DeletePolicy, Operation};
+use super::effective::{self, FedState};
 use super::istio_objects;
 use super::metrics::{self, federation_metrics};
 use super::observed::{own_root_fingerprints, Observed};
 use super::report::FetchReport;
-use super::service_entries::{self, Source};
+use super::service_entries::{self, Record};
 use super::status::status_patch;
-use super::trust_bundle::{self, TrustEntry};
+use super::trust_bundle::{self, TrustBundleError};
 use crate::hook::settings::Settings;
-use crate::protocol::federation::Federation;
-use crate::protocol::labels;
 use crate::protocol::metadata::Own;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +44,9 @@ pub fn reconcile(
     }
 }
 
+/// Where operations go as soon as they are decided. Errors come only from writing them.
+pub type Sink<'s> = dyn FnMut(Operation) -> Result<(), String> + 's;
+
 /// Runs the whole reconcile, handing each operation to `sink` as soon as it is decided (a large
 /// first run emits tens of thousands of objects: they are written, not held). Returns the
 /// metric operations. Errors come only from the sink.
@@ -54,165 +55,126 @@ pub fn reconcile_into(
     observed: &Observed,
     fetched: &BTreeMap<String, FetchReport>,
     now: i64,
-    sink: &mut dyn FnMut(Operation) -> Result<(), String>,
+    sink: &mut Sink,
 ) -> Result<Vec<Value>, String> {
-    let mut out_metrics = vec![metrics::expire()];
-    let api = settings.networking_api_version.as_str();
-    let ns = settings.federation_namespace.as_str();
-    let trust_object = observed.trust_object.map(|t| t.first());
-
     if !settings.enabled {
-        // Cleanup: remove everything we own and nothing else.
-        if let Some(t) = trust_object {
-            match trust_bundle::plan(settings, t, &[]) {
-                Ok(Some(op)) => sink(op)?,
-                Ok(None) => {}
-                Err(e) => {
-                    log::warn!(target: "reconcile", "federation disabled, but our trust entries cannot be removed: {e}")
-                }
-            }
-        }
-        for snapshot in [
-            observed.service_entries.as_ref(),
-            observed.destination_rules.as_ref(),
-        ] {
-            for op in diff::deletes(snapshot, &BTreeSet::new(), &|_| false) {
-                sink(op)?;
-            }
-        }
-        return Ok(out_metrics);
+        remove_everything_we_own(settings, observed, sink)?;
+        return Ok(vec![metrics::expire()]);
     }
-    if observed.federations.is_none() {
+    let Some(feds) = observed.federations.as_deref() else {
         log::warn!(target: "reconcile", "this run carries no snapshot of IstioFederations; nothing is reconciled");
         return Ok(Vec::new());
-    }
-
+    };
     let own_fps = own_root_fingerprints(settings, observed);
     let own = Own {
         cluster_uuid: &settings.cluster_uuid,
         root_fingerprints: &own_fps,
         now,
     };
-    let feds: &[Federation] = observed.federations.as_deref().unwrap_or(&[]);
-    let broken = &observed.broken_federations;
-
-    let mut states: Vec<FedState> = Vec::with_capacity(feds.len());
-    for fed in feds {
-        if fed.trust_domain == settings.cluster_domain {
-            log::warn!(target: "reconcile", "IstioFederation {}: spec.trustDomain {} is this cluster's own trust domain; skipped", fed.name, fed.trust_domain);
-            continue;
-        }
-        let report = fetched.get(&fed.name);
-        let (public, public_problem) = effective_public(fed, report, &own);
-        let (private, private_problem, private_cache) =
-            effective_private(fed, report, &settings.cluster_domain);
-        states.push(FedState {
-            fed,
-            public,
-            public_problem,
-            private,
-            private_problem,
-            private_cache,
-        });
-    }
-
-    // Trust entries: every accepted root of every federation with public metadata.
-    let mut desired_trust: Vec<TrustEntry> = Vec::new();
-    let mut seen_trust = BTreeSet::new();
-    for st in &states {
-        for root in st.public.iter().flat_map(|p| &p.roots) {
-            if seen_trust.insert((st.fed.trust_domain.clone(), root.fingerprint.clone())) {
-                desired_trust.push(TrustEntry {
-                    trust_domain: st.fed.trust_domain.clone(),
-                    pem: root.pem.clone(),
-                    fingerprint: root.fingerprint.clone(),
-                });
-            }
-        }
-    }
-    let mut trust_problem: Option<String> = None;
-    match trust_object {
-        None => {
-            log::warn!(target: "reconcile", "this run carries no snapshot of the trust-bundle object; trust entries unchanged")
-        }
-        Some(_) if !broken.is_empty() => {
-            log::warn!(target: "reconcile", "trust entries unchanged while IstioFederation(s) {} cannot be read", broken.join(", "));
-        }
-        Some(t) => match trust_bundle::plan(settings, t, &{
-            // A federation whose cached public metadata cannot be read keeps the trust
-            // entries it had: odd input never removes trust.
-            let keep: BTreeSet<String> = states
-                .iter()
-                .filter(|st| st.public_problem.is_some())
-                .map(|st| st.fed.trust_domain.clone())
-                .collect();
-            let mut all = desired_trust.clone();
-            for e in trust_bundle::owned_entries(settings, t, &keep) {
-                if !all
-                    .iter()
-                    .any(|d| d.trust_domain == e.trust_domain && d.fingerprint == e.fingerprint)
-                {
-                    all.push(e);
-                }
-            }
-            all
-        }) {
-            Ok(Some(op)) => sink(op)?,
-            Ok(None) => {}
-            Err(e) => {
-                log::error!(target: "reconcile", "{e}");
-                trust_problem = Some(e);
-            }
-        },
-    }
-
-    // ServiceEntries from every federation with public and private metadata and a gateway.
-    let sources: Vec<Source> = states
-        .iter()
-        .filter(|st| st.public.is_some())
-        .filter_map(|st| {
-            let p = st.private.as_ref()?;
-            (!p.ingress_gateways.is_empty()).then_some(Source {
-                federation: &st.fed.name,
-                gateways: &p.ingress_gateways,
-                services: &p.public_services,
-            })
-        })
-        .collect();
-    let (records, warnings) = service_entries::merge(&sources);
+    // 1. Which metadata each federation works from: fresh, else last known good.
+    let states = effective::states(feds, fetched, &own, &settings.cluster_domain);
+    // 2. The trust bundle: desired entries plus the ones kept, unless frozen.
+    let trust_problem = write_trust_bundle(settings, observed, &states, sink)?;
+    // 3. ServiceEntries and DestinationRules: written as decided, deletes only where allowed.
+    let (records, warnings) = service_entries::merge(&service_entries::sources(&states));
     for w in warnings {
         log::warn!(target: "service_entries", "{w}");
     }
-    // Objects of federations that cannot be read this run (spec unreadable, or cached metadata
-    // unusable) are kept as they are: odd input never deletes a ServiceEntry. New and changed
-    // objects are still written; only deletes are held back.
-    let mut broken_set: BTreeSet<&str> = broken.iter().map(String::as_str).collect();
-    // An unreadable federation without a name could be any of them: hold back every delete.
-    let freeze_all = broken_set.contains("");
-    // Likewise when the peer's private metadata had items we had to drop: a service that is
-    // now invalid may well be one we imported before, and a bad peer must not cost us it.
-    broken_set.extend(
+    let policy = DeletePolicy::new(
+        &observed.broken_federations,
         states
             .iter()
-            .filter(|st| {
-                st.public_problem.is_some()
-                    || st.private_problem.is_some()
-                    || st.private.as_ref().is_some_and(|p| !p.dropped.is_empty())
-            })
+            .filter(|st| st.holds_back_deletes())
             .map(|st| st.fed.name.as_str()),
     );
-    let keep = |o: &istio_objects::Observed| {
-        freeze_all
-            || (!broken_set.is_empty()
-                && o.annotations
-                    .get(labels::FEDERATIONS_ANNOTATION)
-                    .is_some_and(|a| a.split(',').any(|f| broken_set.contains(f))))
-    };
+    write_records(settings, observed, &records, &policy, sink)?;
+    // 4. Status and metrics, per federation in name order.
+    let mut out_metrics = vec![metrics::expire()];
+    for st in &states {
+        let report = fetched.get(&st.fed.name);
+        let conditions = conditions::for_federation(st, report, trust_problem.as_ref(), now);
+        if let Some(op) = status_patch(st, report, &conditions, now) {
+            sink(op)?;
+        }
+        federation_metrics(st, report, &mut out_metrics);
+    }
+    Ok(out_metrics)
+}
 
-    // One record at a time: its DestinationRule, then its ServiceEntry (so mTLS is in place
-    // first), each written only if it differs. Nothing of it is kept once written.
+/// Federation disabled: remove every trust entry, ServiceEntry and DestinationRule we own, and
+/// nothing else. A trust object we cannot edit safely is left as it is (and said so).
+fn remove_everything_we_own(
+    settings: &Settings,
+    observed: &Observed,
+    sink: &mut Sink,
+) -> Result<(), String> {
+    if let Some(t) = observed.trust_object.map(|t| t.first()) {
+        match trust_bundle::plan(settings, t, &[]) {
+            Ok(Some(op)) => sink(op)?,
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!(target: "reconcile", "federation disabled, but our trust entries cannot be removed: {e}")
+            }
+        }
+    }
+    for snapshot in [
+        observed.service_entries.as_ref(),
+        observed.destination_rules.as_ref(),
+    ] {
+        for op in diff::deletes(snapshot, &BTreeSet::new(), &|_| false) {
+            sink(op)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the trust bundle's one operation, if any, and returns why it cannot be edited, if
+/// so. Without a snapshot of the trust object we cannot know what is there; while a
+/// federation's spec cannot be read we cannot know which entries are still wanted: both leave
+/// the trust entries unchanged.
+fn write_trust_bundle(
+    settings: &Settings,
+    observed: &Observed,
+    states: &[FedState],
+    sink: &mut Sink,
+) -> Result<Option<TrustBundleError>, String> {
+    let Some(trust_object) = observed.trust_object.map(|t| t.first()) else {
+        log::warn!(target: "reconcile", "this run carries no snapshot of the trust-bundle object; trust entries unchanged");
+        return Ok(None);
+    };
+    let broken = &observed.broken_federations;
+    if !broken.is_empty() {
+        log::warn!(target: "reconcile", "trust entries unchanged while IstioFederation(s) {} cannot be read", broken.join(", "));
+        return Ok(None);
+    }
+    let desired = trust_bundle::desired_entries(states);
+    let target = trust_bundle::target_entries(settings, trust_object, states, desired);
+    match trust_bundle::plan(settings, trust_object, &target) {
+        Ok(Some(op)) => sink(op)?,
+        Ok(None) => {}
+        Err(e) => {
+            log::error!(target: "reconcile", "{e}");
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
+}
+
+/// One record at a time: its DestinationRule, then its ServiceEntry (so mTLS is in place
+/// first), each written only if it differs; nothing of it is kept once written. Then the
+/// deletes `policy` allows: ServiceEntry before DestinationRule, so no traffic loses mTLS
+/// first.
+fn write_records(
+    settings: &Settings,
+    observed: &Observed,
+    records: &[Record],
+    policy: &DeletePolicy,
+    sink: &mut Sink,
+) -> Result<(), String> {
+    let api = settings.networking_api_version.as_str();
+    let ns = settings.federation_namespace.as_str();
     let mut wanted = BTreeSet::new();
-    for r in &records {
+    for r in records {
         for (desired, snapshot) in [
             (
                 service_entries::destination_rule(r, ns, api),
@@ -230,27 +192,179 @@ pub fn reconcile_into(
         }
         wanted.insert(r.name.clone());
     }
-    // Deletes: ServiceEntry before its DestinationRule, so no traffic loses mTLS first.
-    for op in diff::deletes(observed.service_entries.as_ref(), &wanted, &keep) {
-        sink(op)?;
-    }
-    for op in diff::deletes(observed.destination_rules.as_ref(), &wanted, &keep) {
-        sink(op)?;
-    }
-
-    // Status and metrics, per federation in name order.
-    for st in &states {
-        let report = fetched.get(&st.fed.name);
-        let mut conditions = Vec::with_capacity(4);
-        if let Some(r) = report {
-            conditions.extend(exchange_conditions(r));
-        }
-        conditions.push(trust_condition(st, trust_problem.as_deref(), now));
-        conditions.push(services_condition(st));
-        if let Some(op) = status_patch(st, report, &conditions, now) {
+    let keep = |o: &istio_objects::Observed| policy.keeps(o);
+    for snapshot in [&observed.service_entries, &observed.destination_rules] {
+        for op in diff::deletes(snapshot.as_ref(), &wanted, &keep) {
             sink(op)?;
         }
-        federation_metrics(st, report, &mut out_metrics);
     }
-    Ok(out_metrics)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::istio_objects::Snapshot;
+    use crate::protocol::certs;
+    use crate::protocol::federation::Federation;
+    use crate::protocol::labels::{
+        FEDERATIONS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TRUST_ENTRIES_ANNOTATION,
+    };
+    use serde_json::json;
+
+    fn settings() -> Settings {
+        Settings::load(None, &|k| {
+            let v = match k {
+                "ISTIO_FEDERATION_ENABLED" => "true",
+                "CLUSTER_DOMAIN" => "my.cluster",
+                "CLUSTER_UUID" => "own-uuid",
+                _ => return None,
+            };
+            Some(v.to_string())
+        })
+        .unwrap()
+    }
+
+    fn federation(name: &str, trust_domain: &str, cache: Value) -> Federation {
+        Federation::parse(&json!({
+            "metadata": {"name": name},
+            "spec": {"trustDomain": trust_domain, "metadataEndpoint": format!("https://{trust_domain}/metadata")},
+            "status": {"metadataCache": cache},
+        }))
+        .unwrap()
+    }
+
+    fn service_entry(name: &str, federations: &str) -> Value {
+        json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry",
+            "metadata": {"name": name, "namespace": "d8-istio",
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+                "annotations": {FEDERATIONS_ANNOTATION: federations}},
+            "spec": {"hosts": ["x"]}})
+    }
+
+    fn deleted(outcome: &Outcome) -> Vec<String> {
+        outcome
+            .operations
+            .iter()
+            .filter_map(|op| match op {
+                Operation::Delete { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deletes_are_held_back_for_a_federation_with_dropped_items() {
+        // a's cached private metadata has an item we drop (a hostname outside its domain);
+        // b's has nothing wrong. Neither has public metadata, so neither wants a record.
+        let with_drop = json!({"private": {"ingressGateways": [{"address": "1.1.1.1", "port": 15443}],
+            "publicServices": [{"hostname": "web.evil.example", "ports": [{"name": "http", "port": 80}]}]}});
+        let clean = json!({"private": {"ingressGateways": [], "publicServices": []}});
+        let entries = [service_entry("old-a", "a"), service_entry("old-b", "b")];
+        let observed = Observed {
+            federations: Some(vec![
+                federation("a", "a.local", with_drop),
+                federation("b", "b.local", clean),
+            ]),
+            service_entries: Some(Snapshot::from_values(&entries)),
+            ..Default::default()
+        };
+        let outcome = reconcile(&settings(), &observed, &BTreeMap::new(), 1_800_000_000);
+        assert_eq!(deleted(&outcome), ["old-b"]);
+    }
+
+    #[test]
+    fn an_unreadable_federation_without_a_name_freezes_every_delete() {
+        let entries = [service_entry("old-a", "a"), service_entry("old-b", "b")];
+        let mut observed = Observed {
+            federations: Some(vec![]),
+            broken_federations: vec![String::new()],
+            service_entries: Some(Snapshot::from_values(&entries)),
+            ..Default::default()
+        };
+        let now = 1_800_000_000;
+        let outcome = reconcile(&settings(), &observed, &BTreeMap::new(), now);
+        assert!(deleted(&outcome).is_empty(), "{:?}", outcome.operations);
+        // A named one holds back only its own objects.
+        observed.broken_federations = vec!["a".to_string()];
+        let outcome = reconcile(&settings(), &observed, &BTreeMap::new(), now);
+        assert_eq!(deleted(&outcome), ["old-b"]);
+    }
+
+    /// The mesh-config ConfigMap with one root we installed for `b.local`.
+    fn mesh_config_owning_a_root() -> Value {
+        let pem = certs::to_pem("CERTIFICATE", b"not really DER; fingerprinted all the same");
+        let fp = certs::pem_blocks(&pem)
+            .map(|b| certs::fingerprint(&b[0].der))
+            .unwrap();
+        let mesh = serde_saphyr::to_string(
+            &json!({"caCertificates": [{"pem": pem, "trustDomains": ["b.local"]}]}),
+        )
+        .unwrap();
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "istio", "namespace": "d8-istio", "resourceVersion": "1",
+                "annotations": {TRUST_ENTRIES_ANNOTATION: json!({"b.local": [fp]}).to_string()}},
+            "data": {"mesh": mesh}})
+    }
+
+    fn trust_writes(outcome: &Outcome) -> usize {
+        outcome
+            .operations
+            .iter()
+            .filter(|op| matches!(op, Operation::JsonPatch { kind, .. } if kind == "ConfigMap"))
+            .count()
+    }
+
+    #[test]
+    fn trust_entries_of_a_federation_with_an_unusable_cache_are_kept() {
+        let cm = [mesh_config_owning_a_root()];
+        let unusable = json!({"public": {"clusterUUID": "peer-b"}});
+        let observed = Observed {
+            federations: Some(vec![federation("b", "b.local", unusable)]),
+            trust_object: Some(&cm),
+            ..Default::default()
+        };
+        let outcome = reconcile(&settings(), &observed, &BTreeMap::new(), 1_800_000_000);
+        assert_eq!(trust_writes(&outcome), 0, "{:?}", outcome.operations);
+        // Without any cached public metadata the root is no longer wanted: it is removed.
+        let observed = Observed {
+            federations: Some(vec![federation("b", "b.local", json!({}))]),
+            trust_object: Some(&cm),
+            ..Default::default()
+        };
+        let outcome = reconcile(&settings(), &observed, &BTreeMap::new(), 1_800_000_000);
+        assert_eq!(trust_writes(&outcome), 1, "{:?}", outcome.operations);
+    }
+
+    #[test]
+    fn trust_entries_stay_while_a_federation_cannot_be_read() {
+        let cm = [mesh_config_owning_a_root()];
+        let observed = Observed {
+            federations: Some(vec![federation("b", "b.local", json!({}))]),
+            broken_federations: vec!["c".to_string()],
+            trust_object: Some(&cm),
+            ..Default::default()
+        };
+        let outcome = reconcile(&settings(), &observed, &BTreeMap::new(), 1_800_000_000);
+        assert_eq!(trust_writes(&outcome), 0, "{:?}", outcome.operations);
+    }
+
+    #[test]
+    fn disabled_removes_only_what_we_own() {
+        let mut foreign = service_entry("theirs", "a");
+        foreign["metadata"]["labels"] = json!({});
+        let entries = [service_entry("ours", "a"), foreign];
+        let cm = [mesh_config_owning_a_root()];
+        let observed = Observed {
+            service_entries: Some(Snapshot::from_values(&entries)),
+            trust_object: Some(&cm),
+            ..Default::default()
+        };
+        let mut disabled = settings();
+        disabled.enabled = false;
+        let outcome = reconcile(&disabled, &observed, &BTreeMap::new(), 1_800_000_000);
+        assert_eq!(deleted(&outcome), ["ours"]);
+        assert_eq!(trust_writes(&outcome), 1);
+        assert_eq!(outcome.metrics, [metrics::expire()]);
+    }
 }

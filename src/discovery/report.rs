@@ -2,7 +2,8 @@
 //! here, between [`super::fetch`] and [`super::reconcile`], so the core never depends on the
 //! client and the client never on the core.
 
-use crate::protocol::metadata::{Failure, PrivateMetadata, PublicMetadata};
+use crate::protocol::failure::Failure;
+use crate::protocol::metadata::{PrivateMetadata, PublicMetadata};
 
 /// One request of the network phase.
 #[derive(Debug, Clone)]

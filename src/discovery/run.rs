@@ -18,10 +18,10 @@ pub fn print_config() -> Result<(), String> {
 pub fn run() -> Result<(), String> {
     let settings = io::load_settings()?;
     if settings.enabled {
-        settings.check_required()?;
+        settings.check_required().map_err(|e| e.to_string())?;
     }
     let bytes = io::read_binding_context()?;
-    let input = binding::parse_with(&bytes, &observed::RAW_BINDINGS)?;
+    let input = binding::parse_with(&bytes, &observed::RAW_BINDINGS).map_err(|e| e.to_string())?;
     let now = io::now()?;
     let observed = observed::Observed::from_binding(&input);
     let fetched = if settings.enabled && observed.federations.is_some() && !io::offline()? {

@@ -7,6 +7,7 @@
 //! Keeping Deckhouse's names means a cluster can move between Deckhouse and this product
 //! without a traffic blip.
 
+use crate::discovery::effective::FedState;
 use crate::discovery::istio_objects::{
     Desired, DrOutlierDetection, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort,
     SeSpec, Spec,
@@ -23,6 +24,25 @@ pub struct Source<'a> {
     pub federation: &'a str,
     pub gateways: &'a [Gateway],
     pub services: &'a [PublicService],
+}
+
+/// The federations whose services are imported this run, in name order (the order [`merge`]
+/// lets the first definition of a port win by): those with public metadata (so their root is
+/// trusted and mTLS towards them can work), private metadata and at least one gateway to send
+/// the traffic to.
+pub fn sources<'a>(states: &'a [FedState]) -> Vec<Source<'a>> {
+    states
+        .iter()
+        .filter(|st| st.public.is_some())
+        .filter_map(|st| {
+            let p = st.private.as_ref()?;
+            (!p.ingress_gateways.is_empty()).then_some(Source {
+                federation: &st.fed.name,
+                gateways: &p.ingress_gateways,
+                services: &p.public_services,
+            })
+        })
+        .collect()
 }
 
 /// One ServiceEntry (+ DestinationRule) to exist.
@@ -96,26 +116,54 @@ pub fn record_name(hostname: &str, endpoints: &[Gateway]) -> String {
 /// A log line worth surfacing (port collisions across federations).
 pub type Warning = String;
 
+/// One (hostname, port) across federations. Everything borrows from the sources until the
+/// records are built: a large federation set has tens of thousands of slots, and cloning
+/// strings per slot dominated. Sorted, deduplicated vectors rather than sets: a slot nearly
+/// always has one gateway set and one federation, and a set's node allocation per slot
+/// dominated peak memory.
+struct PortSlot<'a> {
+    def: &'a ServicePort,
+    endpoints: Vec<&'a Gateway>,
+    federations: Vec<&'a str>,
+}
+
+fn insert_sorted<T: Ord>(v: &mut Vec<T>, item: T) {
+    if let Err(at) = v.binary_search(&item) {
+        v.insert(at, item);
+    }
+}
+
+/// (hostname, port number) → slot; a BTreeMap keeps the output independent of input order.
+type Slots<'a> = BTreeMap<(&'a str, u16), PortSlot<'a>>;
+
 /// Merges every federation's services into records (reference §3.5 steps 1–4). `sources`
 /// must be in federation-name order: that order decides which port definition wins.
 pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
-    // Everything borrows from `sources` until the records are built: a large federation set has
-    // tens of thousands of (hostname, port) slots, and cloning strings per slot dominated.
-    // Sorted, deduplicated vectors rather than sets: a slot nearly always has one gateway
-    // set and one federation, and a set's node allocation per slot dominated peak memory.
-    struct PortSlot<'a> {
-        def: &'a ServicePort,
-        endpoints: Vec<&'a Gateway>,
-        federations: Vec<&'a str>,
-    }
-    fn insert_sorted<T: Ord>(v: &mut Vec<T>, item: T) {
-        if let Err(at) = v.binary_search(&item) {
-            v.insert(at, item);
-        }
-    }
     let mut warnings = Vec::new();
-    // (hostname, port number) → slot; BTreeMap keeps the output independent of input order.
-    let mut slots: BTreeMap<(&str, u16), PortSlot> = BTreeMap::new();
+    let slots = port_slots(sources, &mut warnings);
+    let mut records: Vec<Record> = group_by_endpoints(slots)
+        .into_iter()
+        .map(|(hostname, endpoints, (ports, federations))| {
+            record(hostname, endpoints, ports, federations, &mut warnings)
+        })
+        .collect();
+    // Records sorted by hostname, then by first port number.
+    records.sort_by(|a, b| {
+        a.hostname.cmp(&b.hostname).then_with(|| {
+            a.ports
+                .first()
+                .map(|p| p.port)
+                .cmp(&b.ports.first().map(|p| p.port))
+        })
+    });
+    (records, warnings)
+}
+
+/// Step 1–2: every (hostname, port) with the gateways of every federation exporting it. The
+/// first federation (by name) to declare a port defines its name and protocol, as Deckhouse
+/// does; a later, different declaration is a warning, never a second port.
+fn port_slots<'a>(sources: &[Source<'a>], warnings: &mut Vec<Warning>) -> Slots<'a> {
+    let mut slots = Slots::new();
     for src in sources {
         let mut seen_here: BTreeSet<(&str, u16)> = BTreeSet::new();
         for svc in src.services {
@@ -126,14 +174,12 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
                 }
                 match slots.entry(key) {
                     Entry::Vacant(vacant) => {
+                        let mut endpoints: Vec<&Gateway> = src.gateways.iter().collect();
+                        endpoints.sort();
+                        endpoints.dedup();
                         vacant.insert(PortSlot {
                             def: port,
-                            endpoints: {
-                                let mut e: Vec<&Gateway> = src.gateways.iter().collect();
-                                e.sort();
-                                e.dedup();
-                                e
-                            },
+                            endpoints,
                             federations: vec![src.federation],
                         });
                     }
@@ -154,12 +200,18 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
             }
         }
     }
+    slots
+}
 
-    // Group ports by (hostname, endpoint set), in that order. Gateway's derived Ord is
-    // (address, port): exactly the order Deckhouse sorts endpoints in. The slots come sorted by
-    // hostname, so each hostname's groups are collected on their own and appended in turn.
-    type Group<'a> = (Vec<&'a ServicePort>, Vec<&'a str>);
-    let mut groups: Vec<(&str, Vec<&Gateway>, Group)> = Vec::new();
+/// A hostname's ports that share one gateway set, and the federations contributing them.
+type Group<'a> = (Vec<&'a ServicePort>, Vec<&'a str>);
+
+/// Step 3: ports of a hostname grouped by their endpoint set, in (hostname, endpoint set)
+/// order: each group becomes one ServiceEntry. Gateway's derived Ord is (address, port),
+/// exactly the order Deckhouse sorts endpoints in. The slots come sorted by hostname, so each
+/// hostname's groups are collected on their own and appended in turn.
+fn group_by_endpoints(slots: Slots<'_>) -> Vec<(&str, Vec<&Gateway>, Group<'_>)> {
+    let mut groups = Vec::new();
     let mut of_host: BTreeMap<Vec<&Gateway>, Group> = BTreeMap::new();
     let mut host: Option<&str> = None;
     for ((hostname, _), slot) in slots {
@@ -183,62 +235,70 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
     if let Some(done) = host {
         groups.extend(of_host.into_iter().map(|(e, g)| (done, e, g)));
     }
+    groups
+}
 
-    let mut records = Vec::with_capacity(groups.len());
-    for (hostname, endpoints, (ports, mut federations)) in groups {
-        federations.sort_unstable();
-        federations.dedup();
-        let hostname = hostname.to_string();
-        let endpoints: Vec<Gateway> = endpoints.into_iter().cloned().collect();
-        let ports: Vec<ServicePort> = ports.into_iter().cloned().collect();
-        let mut kept: Vec<ServicePort> = Vec::with_capacity(ports.len());
-        for mut p in ports {
-            // Ports merged from different federations may share a name; names must be unique.
-            if kept.iter().any(|q| q.name == p.name) {
-                let generated = format!("{}-{}", p.protocol.to_ascii_lowercase(), p.port);
-                warnings.push(format!(
-                    "port name {} on {} used twice; port {} renamed to {generated}",
-                    p.name, hostname, p.port
-                ));
-                p.name = generated;
-            }
-            if kept.iter().any(|q| q.name == p.name) {
-                warnings.push(format!(
-                    "port {} on {} dropped: no unique name available",
-                    p.port, hostname
-                ));
-                continue;
-            }
-            kept.push(p);
-        }
-        kept.sort_by_key(|p| p.port);
-        let resolution = if endpoints
-            .iter()
-            .all(|e| crate::protocol::names::is_ip_literal(&e.address))
-        {
-            "STATIC"
-        } else {
-            "DNS"
-        };
-        records.push(Record {
-            name: record_name(&hostname, &endpoints),
-            hostname,
-            resolution,
-            ports: kept,
-            endpoints,
-            federations: federations.into_iter().map(str::to_string).collect(),
-        });
+/// Step 4: one group as a record, named as Deckhouse names it; STATIC resolution only when
+/// every gateway is an IP address.
+fn record(
+    hostname: &str,
+    endpoints: Vec<&Gateway>,
+    ports: Vec<&ServicePort>,
+    mut federations: Vec<&str>,
+    warnings: &mut Vec<Warning>,
+) -> Record {
+    federations.sort_unstable();
+    federations.dedup();
+    let endpoints: Vec<Gateway> = endpoints.into_iter().cloned().collect();
+    let ports = unique_port_names(hostname, ports, warnings);
+    let resolution = if endpoints
+        .iter()
+        .all(|e| crate::protocol::names::is_ip_literal(&e.address))
+    {
+        "STATIC"
+    } else {
+        "DNS"
+    };
+    Record {
+        name: record_name(hostname, &endpoints),
+        hostname: hostname.to_string(),
+        resolution,
+        ports,
+        endpoints,
+        federations: federations.into_iter().map(str::to_string).collect(),
     }
-    // Records sorted by hostname, then by first port number.
-    records.sort_by(|a, b| {
-        a.hostname.cmp(&b.hostname).then_with(|| {
-            a.ports
-                .first()
-                .map(|p| p.port)
-                .cmp(&b.ports.first().map(|p| p.port))
-        })
-    });
-    (records, warnings)
+}
+
+/// Ports merged from different federations may share a name, and a ServiceEntry's port names
+/// must be unique: a later duplicate gets the generated `<protocol>-<number>` name, and is
+/// dropped (with a warning) when even that is taken. Sorted by port number.
+fn unique_port_names(
+    hostname: &str,
+    ports: Vec<&ServicePort>,
+    warnings: &mut Vec<Warning>,
+) -> Vec<ServicePort> {
+    let mut kept: Vec<ServicePort> = Vec::with_capacity(ports.len());
+    for p in ports {
+        let mut p = p.clone();
+        if kept.iter().any(|q| q.name == p.name) {
+            let generated = format!("{}-{}", p.protocol.to_ascii_lowercase(), p.port);
+            warnings.push(format!(
+                "port name {} on {} used twice; port {} renamed to {generated}",
+                p.name, hostname, p.port
+            ));
+            p.name = generated;
+        }
+        if kept.iter().any(|q| q.name == p.name) {
+            warnings.push(format!(
+                "port {} on {} dropped: no unique name available",
+                p.port, hostname
+            ));
+            continue;
+        }
+        kept.push(p);
+    }
+    kept.sort_by_key(|p| p.port);
+    kept
 }
 
 fn metadata(record: &Record, namespace: &str) -> Meta {
@@ -489,6 +549,81 @@ mod tests {
         assert_eq!(r[0].endpoints, vec![gx[0].clone(), gy[0].clone()]);
         assert_eq!(r[0].federations, vec!["x".to_string(), "y".to_string()]);
         assert_eq!(w.len(), 1);
+    }
+
+    fn source<'a>(
+        federation: &'a str,
+        gateways: &'a [Gateway],
+        services: &'a [PublicService],
+    ) -> Source<'a> {
+        Source {
+            federation,
+            gateways,
+            services,
+        }
+    }
+
+    #[test]
+    fn the_first_federation_to_declare_a_port_defines_it() {
+        let (ga, gb) = ([gw("10.0.0.1", 15443)], [gw("10.0.0.2", 15443)]);
+        let sa = [svc("s.b.local", &[("http", 80), ("http", 80)])];
+        let sb = [svc("s.b.local", &[("grpc", 80), ("tls", 443)])];
+        let mut warnings = Vec::new();
+        let slots = port_slots(
+            &[source("a", &ga, &sa), source("b", &gb, &sb)],
+            &mut warnings,
+        );
+        let port80 = &slots[&("s.b.local", 80)];
+        assert_eq!(
+            (port80.def.name.as_str(), port80.def.protocol),
+            ("http", "HTTP")
+        );
+        assert_eq!(port80.endpoints, [&ga[0], &gb[0]]);
+        assert_eq!(port80.federations, ["a", "b"]);
+        assert_eq!(slots[&("s.b.local", 443)].federations, ["b"]);
+        // One warning for b's grpc on 80; a's own duplicate is silent.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("federation b declares grpc/HTTP2, keeping http/HTTP"));
+    }
+
+    #[test]
+    fn ports_with_the_same_gateways_share_a_record_and_names_stay_unique() {
+        let (ga, gb) = ([gw("10.0.0.1", 15443)], [gw("gw.b.example", 15443)]);
+        let sa = [svc("s.b.local", &[("web", 80)])];
+        let sb = [svc("s.b.local", &[("web", 81), ("web", 80)])];
+        let (records, warnings) = merge(&[source("a", &ga, &sa), source("b", &gb, &sb)]);
+        // Port 80 has both gateways, port 81 only b's: two records, DNS for the named gateway.
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            records[0].ports.iter().map(|p| p.port).collect::<Vec<_>>(),
+            [80]
+        );
+        assert_eq!(records[0].resolution, "DNS");
+        assert_eq!(records[1].ports[0].port, 81);
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        let two = [
+            ServicePort {
+                name: "web".into(),
+                port: 81,
+                protocol: "TCP",
+            },
+            ServicePort {
+                name: "web".into(),
+                port: 80,
+                protocol: "TCP",
+            },
+            ServicePort {
+                name: "tcp-80".into(),
+                port: 80,
+                protocol: "TCP",
+            },
+        ];
+        let mut warnings = Vec::new();
+        let kept = unique_port_names("s.b.local", two.iter().collect(), &mut warnings);
+        let names: Vec<(&str, u16)> = kept.iter().map(|p| (p.name.as_str(), p.port)).collect();
+        assert_eq!(names, [("tcp-80", 80), ("web", 81)]);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
     }
 
     #[test]

@@ -9,40 +9,84 @@ use super::diff::Operation;
 use super::effective::FedState;
 use super::report::{Attempt, FetchReport};
 use crate::hook::timefmt;
+use crate::protocol::failure::Reason;
 use crate::protocol::federation;
 use serde_json::{json, Map, Value};
 
 /// A successful fetch rewrites unchanged metadata only when the stored timestamp is older.
 const TIMESTAMP_REFRESH: i64 = 10 * 60;
 
-pub const PUBLIC: &str = "PublicMetadataExchangeReady";
-pub const PRIVATE: &str = "PrivateMetadataExchangeReady";
-pub const TRUST: &str = "TrustBundleReady";
-pub const SERVICES: &str = "ServicesImported";
-/// Managed types, in the order they are written.
-pub const MANAGED: [&str; 4] = [PUBLIC, PRIVATE, TRUST, SERVICES];
+/// The condition types this hook manages, in the order they are written. Other types on the
+/// object (e.g. Deckhouse's `DataplaneConnectionReady`) are read and kept as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionType {
+    PublicMetadataExchangeReady,
+    PrivateMetadataExchangeReady,
+    TrustBundleReady,
+    ServicesImported,
+}
+
+impl ConditionType {
+    /// Managed types, in the order they are written.
+    pub const MANAGED: [ConditionType; 4] = [
+        ConditionType::PublicMetadataExchangeReady,
+        ConditionType::PrivateMetadataExchangeReady,
+        ConditionType::TrustBundleReady,
+        ConditionType::ServicesImported,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::PublicMetadataExchangeReady => "PublicMetadataExchangeReady",
+            ConditionType::PrivateMetadataExchangeReady => "PrivateMetadataExchangeReady",
+            ConditionType::TrustBundleReady => "TrustBundleReady",
+            ConditionType::ServicesImported => "ServicesImported",
+        }
+    }
+
+    /// The managed type a prior condition's `type` names, `None` for a foreign one.
+    pub fn from_wire(s: &str) -> Option<ConditionType> {
+        ConditionType::MANAGED.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// A Kubernetes condition status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
-    pub kind: &'static str,
-    /// `True`, `False` or `Unknown`.
-    pub status: &'static str,
-    pub reason: String,
+    pub kind: ConditionType,
+    pub status: ConditionStatus,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl Condition {
     pub fn new(
-        kind: &'static str,
-        status: &'static str,
-        reason: &str,
+        kind: ConditionType,
+        status: ConditionStatus,
+        reason: Reason,
         message: impl Into<String>,
     ) -> Condition {
-        let reason = if reason.is_empty() { "Unknown" } else { reason };
         Condition {
             kind,
             status,
-            reason: reason.to_string(),
+            reason,
             message: message.into(),
         }
     }
@@ -58,12 +102,12 @@ fn find<'a>(prior: &'a [Value], kind: &str) -> Option<&'a Value> {
 /// `prior` when this run did not compute them), then every other prior condition in order.
 pub fn merge(prior: &[Value], computed: &[Condition], now: i64) -> Vec<Value> {
     let mut out = Vec::with_capacity(prior.len() + computed.len());
-    for kind in MANAGED {
-        let old = find(prior, kind);
+    for kind in ConditionType::MANAGED {
+        let old = find(prior, kind.as_str());
         match computed.iter().find(|c| c.kind == kind) {
             Some(c) => {
                 let unchanged = old.is_some_and(|o| {
-                    o.get("status").and_then(Value::as_str) == Some(c.status)
+                    o.get("status").and_then(Value::as_str) == Some(c.status.as_str())
                         && o.get("reason").and_then(Value::as_str) == Some(c.reason.as_str())
                         && o.get("message").and_then(Value::as_str) == Some(c.message.as_str())
                 });
@@ -75,9 +119,9 @@ pub fn merge(prior: &[Value], computed: &[Condition], now: i64) -> Vec<Value> {
                     _ => timefmt::rfc3339(now),
                 };
                 out.push(json!({
-                    "type": c.kind,
-                    "status": c.status,
-                    "reason": c.reason,
+                    "type": c.kind.as_str(),
+                    "status": c.status.as_str(),
+                    "reason": c.reason.as_str(),
                     "message": c.message,
                     "lastTransitionTime": since,
                 }));
@@ -91,7 +135,7 @@ pub fn merge(prior: &[Value], computed: &[Condition], now: i64) -> Vec<Value> {
     }
     for c in prior {
         let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
-        if !MANAGED.contains(&kind) {
+        if ConditionType::from_wire(kind).is_none() {
             out.push(c.clone());
         }
     }
@@ -157,25 +201,37 @@ pub fn status_patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ConditionStatus::{False, True};
+    use ConditionType::{
+        PublicMetadataExchangeReady as PUBLIC, ServicesImported as SERVICES,
+        TrustBundleReady as TRUST,
+    };
 
     #[test]
     fn transition_time_kept_only_while_unchanged_and_foreign_kept_last() {
         let prior = vec![
             json!({"type": "DataplaneConnectionReady", "status": "True", "reason": "Ok", "message": "m"}),
-            json!({"type": TRUST, "status": "True", "reason": "Succeeded", "message": "a", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
-            json!({"type": SERVICES, "status": "True", "reason": "Succeeded", "message": "b", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
-            json!({"type": PUBLIC, "status": "True", "reason": "Succeeded", "message": "p", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+            json!({"type": TRUST.as_str(), "status": "True", "reason": "Succeeded", "message": "a", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+            json!({"type": SERVICES.as_str(), "status": "True", "reason": "Succeeded", "message": "b", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+            json!({"type": PUBLIC.as_str(), "status": "True", "reason": "Succeeded", "message": "p", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
         ];
         let computed = [
-            Condition::new(TRUST, "True", "Succeeded", "a"),
-            Condition::new(SERVICES, "False", "AwaitingPrivate", "c"),
+            Condition::new(TRUST, True, Reason::Succeeded, "a"),
+            Condition::new(SERVICES, False, Reason::AwaitingPrivate, "c"),
         ];
         let out = merge(&prior, &computed, 1_780_272_000);
         let types: Vec<&str> = out.iter().map(|c| c["type"].as_str().unwrap()).collect();
-        assert_eq!(types, [PUBLIC, TRUST, SERVICES, "DataplaneConnectionReady"]);
+        assert_eq!(
+            types,
+            [
+                "PublicMetadataExchangeReady",
+                "TrustBundleReady",
+                "ServicesImported",
+                "DataplaneConnectionReady"
+            ]
+        );
         assert_eq!(out[0], prior[3]);
         assert_eq!(out[1]["lastTransitionTime"], "2026-01-01T00:00:00Z");
         assert_eq!(out[2]["lastTransitionTime"], "2026-06-01T00:00:00Z");
-        assert_eq!(Condition::new(TRUST, "False", "", "x").reason, "Unknown");
     }
 }

@@ -9,6 +9,7 @@
 //! concurrent writer makes the patch fail, and the next run recomputes from fresh state.
 
 use super::diff::{Manifest, Operation};
+use super::effective::FedState;
 use super::mesh_yaml::{self, MeshDoc, NewEntry};
 use crate::hook::k8s;
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
@@ -87,6 +88,21 @@ pub fn local_fingerprints(settings: &Settings, observed: Option<&Value>) -> Vec<
         .collect()
 }
 
+/// Why the trust object cannot be edited safely this run. Nothing is written then; the
+/// `TrustBundleReady` condition carries the text (README, "Conditions").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustBundleError {
+    /// The mesh-config ConfigMap's `data.mesh` cannot be read or rendered.
+    #[error("{0}")]
+    MeshConfig(String),
+    /// cacerts mode, and the plug-in CA Secret does not exist: we never create it.
+    #[error("Secret {namespace}/{CACERTS_SECRET} not found: cacerts mode appends peer roots to the plug-in CA's root-cert.pem and never creates that Secret (use TRUST_BUNDLE_MODE=mesh-config, or install a plug-in CA)")]
+    CacertsMissing { namespace: String },
+    /// The plug-in CA Secret's `root-cert.pem` is not readable PEM.
+    #[error("Secret {namespace}/{CACERTS_SECRET} {problem}; not editing it")]
+    CacertsUnreadable { namespace: String, problem: String },
+}
+
 /// Computes the single operation (if any) that makes the trust object hold exactly `desired`
 /// among the entries we own. `observed` is the trust object, `None` when it does not exist.
 /// `Err` explains why the object cannot be edited safely; then nothing is written.
@@ -94,9 +110,11 @@ pub fn plan(
     settings: &Settings,
     observed: Option<&Value>,
     desired: &[TrustEntry],
-) -> Result<Option<Operation>, String> {
+) -> Result<Option<Operation>, TrustBundleError> {
     match settings.trust_bundle_mode {
-        TrustBundleMode::MeshConfig => plan_mesh_config(settings, observed, desired),
+        TrustBundleMode::MeshConfig => {
+            plan_mesh_config(settings, observed, desired).map_err(TrustBundleError::MeshConfig)
+        }
         TrustBundleMode::Cacerts => plan_cacerts(settings, observed, desired),
     }
 }
@@ -199,6 +217,52 @@ pub fn owned_entries(
         }
     }
     out
+}
+
+/// The trust entries this run wants: every accepted root of every federation with public
+/// metadata, once per (trust domain, fingerprint) — federations may share a trust domain and
+/// a root, and istiod must not see the same entry twice.
+pub fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
+    let mut desired = Vec::new();
+    let mut seen = BTreeSet::new();
+    for st in states {
+        for root in st.public.iter().flat_map(|p| &p.roots) {
+            if seen.insert((st.fed.trust_domain.as_str(), root.fingerprint.as_str())) {
+                desired.push(TrustEntry {
+                    trust_domain: st.fed.trust_domain.clone(),
+                    pem: root.pem.clone(),
+                    fingerprint: root.fingerprint.clone(),
+                });
+            }
+        }
+    }
+    desired
+}
+
+/// The entries to hand to [`plan`]: `desired`, plus the entries we own for every federation
+/// that keeps its trust entries this run ([`FedState::keeps_trust_entries`]). [`plan`] removes
+/// every owned entry it is not given, so keeping means giving it back.
+pub fn target_entries(
+    settings: &Settings,
+    observed: Option<&Value>,
+    states: &[FedState],
+    desired: Vec<TrustEntry>,
+) -> Vec<TrustEntry> {
+    let keep: BTreeSet<String> = states
+        .iter()
+        .filter(|st| st.keeps_trust_entries())
+        .map(|st| st.fed.trust_domain.clone())
+        .collect();
+    let mut all = desired;
+    for e in owned_entries(settings, observed, &keep) {
+        if !all
+            .iter()
+            .any(|d| d.trust_domain == e.trust_domain && d.fingerprint == e.fingerprint)
+        {
+            all.push(e);
+        }
+    }
+    all
 }
 
 /// What happens to the `caCertificates` entries: which existing ones stay, which desired ones
@@ -408,20 +472,22 @@ fn plan_cacerts(
     settings: &Settings,
     observed: Option<&Value>,
     desired: &[TrustEntry],
-) -> Result<Option<Operation>, String> {
+) -> Result<Option<Operation>, TrustBundleError> {
     let ns = &settings.istio_namespace;
-    let what = format!("Secret {ns}/{CACERTS_SECRET}");
     let Some(obj) = observed else {
         if desired.is_empty() {
             return Ok(None);
         }
-        return Err(format!(
-            "{what} not found: cacerts mode appends peer roots to the plug-in CA's root-cert.pem and never creates that Secret (use TRUST_BUNDLE_MODE=mesh-config, or install a plug-in CA)"
-        ));
+        return Err(TrustBundleError::CacertsMissing {
+            namespace: ns.clone(),
+        });
     };
-    let text = cacerts_root(obj).map_err(|e| format!("{what} {e}; not editing it"))?;
-    let blocks = certs::pem_blocks(&text)
-        .map_err(|e| format!("{what} root-cert.pem: {e}; not editing it"))?;
+    let unreadable = |problem: String| TrustBundleError::CacertsUnreadable {
+        namespace: ns.clone(),
+        problem,
+    };
+    let text = cacerts_root(obj).map_err(unreadable)?;
+    let blocks = certs::pem_blocks(&text).map_err(|e| unreadable(format!("root-cert.pem: {e}")))?;
     let owned = read_owned(obj);
     let owned_fps: BTreeSet<&String> = owned.values().flatten().collect();
     let want_fps: BTreeSet<&str> = desired.iter().map(|e| e.fingerprint.as_str()).collect();

@@ -13,13 +13,14 @@
 
 pub mod tls;
 
-use crate::discovery::fetch::{self, FETCH_FAILED, NON_OK_RESPONSE, TLS_ERROR};
+use crate::discovery::fetch;
 use crate::discovery::report::{Attempt, FetchReport};
 use crate::hook::io;
 use crate::hook::settings::{self, Settings};
 use crate::hook::timefmt;
+use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::Federation;
-use crate::protocol::metadata::{self, Failure, Gateway, Own, PrivateMetadata, PublicMetadata};
+use crate::protocol::metadata::{self, Gateway, Own, PrivateMetadata, PublicMetadata};
 use crate::protocol::names;
 use crate::protocol::secret::KEYPAIR_SECRET;
 use reqwest::Url;
@@ -329,6 +330,7 @@ fn fetch_settings(timeout: Duration) -> Result<Settings, String> {
         "FETCH_MAX_BYTES" | "FEDERATION_NAMESPACE" => io::env(name),
         _ => None,
     })
+    .map_err(|e| e.to_string())
 }
 
 /// Runs every check. `Err` only for a problem of the invocation (a setting doctor shares with
@@ -479,7 +481,7 @@ pub fn diagnose(opts: &Options) -> Result<Report, String> {
         .public
         .as_ref()
         .and_then(|a| a.result.as_ref().err())
-        .filter(|f| f.reason == TLS_ERROR);
+        .filter(|f| f.reason == Reason::TlsError);
     checks.push(tls_check(opts, &host, &presented, public_tls_failure, now));
     if public_tls_failure.is_some() {
         skip_rest(&mut checks, "tls failed");
@@ -644,29 +646,29 @@ fn request_hint(f: &Failure, noun: &str, timeout: Duration) -> String {
         .and_then(|r| r.get(..3))
         .and_then(|s| s.parse::<u16>().ok());
     match (f.reason, status) {
-        (NON_OK_RESPONSE, Some(404)) => format!(
+        (Reason::NonOkResponse, Some(404)) => format!(
             "the endpoint serves no {noun} there: check the path of --endpoint (Deckhouse's ends in /metadata/)"
         ),
-        (NON_OK_RESPONSE, Some(s)) if s >= 500 => format!(
+        (Reason::NonOkResponse, Some(s)) if s >= 500 => format!(
             "the peer's metadata server fails (HTTP {s}): check the peer's metadata exporter (or `serve`) and its logs"
         ),
-        (NON_OK_RESPONSE, Some(s)) => format!(
+        (Reason::NonOkResponse, Some(s)) => format!(
             "the peer refused the request (HTTP {s}): check whether a proxy or an authentication layer sits in front of its metadata endpoint"
         ),
-        (fetch::INVALID_JSON, _) => (
+        (Reason::InvalidJson, _) => (
             "the endpoint answered, but not with JSON: is --endpoint the peer's metadata endpoint and not a web page, login portal or default backend?"
         ).into(),
-        (fetch::RESPONSE_TOO_LARGE, _) => "the answer exceeds FETCH_MAX_BYTES: check --endpoint, or raise FETCH_MAX_BYTES if the peer really publishes that much".into(),
-        (FETCH_FAILED, _) if f.message.contains("redirect") => "follow the redirect yourself: set spec.metadataEndpoint (and --endpoint) to the final location".into(),
-        (FETCH_FAILED, _) if f.message.contains("within FETCH_TIMEOUT") || f.message.contains("deadline") => format!(
+        (Reason::ResponseTooLarge, _) => "the answer exceeds FETCH_MAX_BYTES: check --endpoint, or raise FETCH_MAX_BYTES if the peer really publishes that much".into(),
+        (Reason::FetchFailed, _) if f.message.contains("redirect") => "follow the redirect yourself: set spec.metadataEndpoint (and --endpoint) to the final location".into(),
+        (Reason::FetchFailed, _) if f.message.contains("within FETCH_TIMEOUT") || f.message.contains("deadline") => format!(
             "the peer accepted the request but sent no complete answer within {}: it is overloaded or something in between holds the request",
             human(timeout)
         ),
-        (FETCH_FAILED, _) => "the request failed on the way: check proxies (HTTPS_PROXY / NO_PROXY) and the peer's metadata endpoint".into(),
-        (metadata::INVALID_PUBLIC, _) if f.message.contains("own UUID") => "--endpoint points at this cluster itself: use the peer's endpoint".into(),
-        (metadata::INVALID_PUBLIC, _) => "the peer publishes invalid public metadata: its export side (Deckhouse's exporter or `export`) must be fixed".into(),
-        (metadata::CERTIFICATE_REJECTED, _) => "none of the peer's Istio roots can be trusted: the peer must publish a valid CA root (rootCA)".into(),
-        (metadata::INVALID_PRIVATE, _) => "the peer publishes invalid private metadata: its export side must be fixed".into(),
+        (Reason::FetchFailed, _) => "the request failed on the way: check proxies (HTTPS_PROXY / NO_PROXY) and the peer's metadata endpoint".into(),
+        (Reason::InvalidPublicMetadata, _) if f.message.contains("own UUID") => "--endpoint points at this cluster itself: use the peer's endpoint".into(),
+        (Reason::InvalidPublicMetadata, _) => "the peer publishes invalid public metadata: its export side (Deckhouse's exporter or `export`) must be fixed".into(),
+        (Reason::CertificateRejected, _) => "none of the peer's Istio roots can be trusted: the peer must publish a valid CA root (rootCA)".into(),
+        (Reason::InvalidPrivateMetadata, _) => "the peer publishes invalid private metadata: its export side must be fixed".into(),
         _ => format!("the {noun} request failed: {}", f.reason),
     }
 }
@@ -736,7 +738,7 @@ fn private_check(opts: &Options, settings: &Settings, report: &FetchReport) -> C
     }
     let attempt: &Attempt<PrivateMetadata> = match (&report.private, &report.private_skipped) {
         (Some(a), _) => a,
-        (None, Some(f)) if f.reason == fetch::AWAITING_PUBLIC => {
+        (None, Some(f)) if f.reason == Reason::AwaitingPublic => {
             return Check::skip("private", "public metadata failed, so the token has no audience")
         }
         (None, Some(f)) => {
@@ -758,7 +760,7 @@ fn private_check(opts: &Options, settings: &Settings, report: &FetchReport) -> C
         Err(f) => {
             let detail = failure_detail(&attempt.url, f);
             let said = f.message.as_str();
-            let hint = if f.reason == NON_OK_RESPONSE && said.starts_with("HTTP status 401") {
+            let hint = if f.reason == Reason::NonOkResponse && said.starts_with("HTTP status 401") {
                 if said.contains("unknown source cluster") {
                     format!("the peer has not fetched our public metadata yet: check it has an IstioFederation for us (our clusterUUID {uuid}) and can reach our metadata endpoint")
                 } else if said.contains("cannot verify") {
@@ -770,7 +772,7 @@ fn private_check(opts: &Options, settings: &Settings, report: &FetchReport) -> C
                 } else {
                     "the peer refused our token: check that it federates with us (an IstioFederation for our trust domain) and trusts our current key".into()
                 }
-            } else if f.reason == metadata::INVALID_PRIVATE {
+            } else if f.reason == Reason::InvalidPrivateMetadata {
                 format!("the peer's private metadata fails validation against trust domain {td}: check --trust-domain, else its export side must be fixed")
             } else {
                 request_hint(f, "private metadata", opts.timeout)
@@ -1026,7 +1028,7 @@ mod tests {
 
     #[test]
     fn request_hints_follow_the_status() {
-        let f = |m: &str| Failure::new(NON_OK_RESPONSE, m);
+        let f = |m: &str| Failure::new(Reason::NonOkResponse, m);
         let t = Duration::from_secs(1);
         assert!(request_hint(
             &f("HTTP status 500 when fetching public metadata"),

@@ -271,7 +271,7 @@ fn pretty(v: &Value) -> String {
     s
 }
 
-/// One export run.
+/// One export run: what peers should see, written only when it differs from the Secret.
 pub fn reconcile(
     settings: &Settings,
     input: &BindingInput,
@@ -284,107 +284,20 @@ pub fn reconcile(
         return out;
     };
     let observed = secret_snapshot.first();
-    let old: BTreeMap<String, String> = observed
-        .and_then(|s| s.get("data"))
-        .and_then(Value::as_object)
-        .map(|d| {
-            d.iter()
-                .filter_map(|(k, v)| Some((k.clone(), unb64(Some(v))?)))
-                .collect()
-        })
-        .unwrap_or_default();
-
     if !settings.enabled {
-        // Remove the private content only: peers keep seeing our public metadata.
-        if let (Some(_), Some(raw)) = (
-            observed,
-            observed.and_then(|s| s.pointer("/data/federation.json")),
-        ) {
-            out.operations.push(Operation::JsonPatch {
-                api_version: "v1".into(),
-                kind: "Secret".into(),
-                namespace: ns.clone(),
-                name: METADATA_SECRET.into(),
-                patch: vec![
-                    json!({"op": "test", "path": "/data/federation.json", "value": raw}),
-                    json!({"op": "remove", "path": "/data/federation.json"}),
-                ],
-            });
-        }
+        out.operations.extend(remove_private_content(ns, observed));
         return out;
     }
-
     if let Some(k) = new_key {
         log::info!(target: "export", "Secret {ns}/{KEYPAIR_SECRET} does not exist; creating a new Ed25519 key pair");
-        out.operations.push(Operation::CreateIfNotExists(json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {"name": KEYPAIR_SECRET, "namespace": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
-            "data": {"priv.pem": b64(&k.private_pem), "pub.pem": b64(&k.public_pem)},
-        })));
+        out.operations.push(key_pair_secret(ns, k));
     }
-
+    let old = published_files(observed);
     let mut files: BTreeMap<String, String> = BTreeMap::new();
-    // public.json: needs the key and the local root; otherwise the last good one is kept.
-    let root = input
-        .snapshot(bindings::LOCAL_ROOT)
-        .and_then(|s| s.first())
-        .and_then(|cm| cm.pointer("/data/root-cert.pem"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty());
-    let key = public_key(input, new_key).filter(|k| certs::parse_ed25519_public_pem(k).is_ok());
-    match (key, root) {
-        (Some(key), Some(root)) => {
-            let public =
-                json!({"clusterUUID": settings.cluster_uuid, "authnKeyPub": key, "rootCA": root});
-            files.insert(PUBLIC_JSON.into(), pretty(&public));
-        }
-        (key, root) => {
-            let missing = if key.is_none() {
-                format!("the public key (Secret {ns}/{KEYPAIR_SECRET} pub.pem)")
-            } else {
-                String::new()
-            };
-            let missing = match root {
-                None if missing.is_empty() => format!(
-                    "the local root (ConfigMap {}/{LOCAL_ROOT_CONFIGMAP} root-cert.pem)",
-                    settings.istio_namespace
-                ),
-                None => format!("{missing} and the local root"),
-                Some(_) => missing,
-            };
-            log::warn!(target: "export", "public metadata not rendered: {missing} is missing; keeping the last published public.json");
-            if let Some(prev) = old.get(PUBLIC_JSON) {
-                files.insert(PUBLIC_JSON.into(), prev.clone());
-            }
-        }
+    if let Some(public) = public_json(settings, input, new_key, &old) {
+        files.insert(PUBLIC_JSON.into(), public);
     }
-
-    // federation.json: gateways from the advertise list, else the load balancers.
-    let gateways = match advertised_gateways(input) {
-        Ok(Some(g)) => Some(g),
-        Ok(None) => Some(load_balancer_gateways(input)).filter(|g| !g.is_empty()),
-        Err(e) => {
-            log::error!(target: "export", "{e}; keeping the last published gateways");
-            None
-        }
-    };
-    let previous_private: Option<Value> = old
-        .get(FEDERATION_JSON)
-        .and_then(|t| serde_json::from_str(t).ok());
-    let gateways: Value = match gateways {
-        Some(g) => json!(g),
-        None => previous_private
-            .as_ref()
-            .and_then(|p| p.get("ingressGateways").cloned())
-            .unwrap_or_else(|| {
-                log::warn!(target: "export", "no ingress gateway address is known yet; peers cannot reach our services");
-                json!([])
-            }),
-    };
-    let services = public_services(input, &settings.cluster_domain);
-    let federation = pretty(&json!({"ingressGateways": gateways, "publicServices": services}));
+    let federation = federation_json(settings, input, &old);
     let remote = remote_public_metadata(input, settings);
     // Per-peer visibility (README, "Choosing what to share"): only when a Service is restricted.
     if let Some(v) = visibility::render(input, settings, &federation, &remote) {
@@ -392,23 +305,223 @@ pub fn reconcile(
     }
     files.insert(FEDERATION_JSON.into(), federation);
     files.insert(REMOTE_PUBLIC_JSON.into(), pretty(&Value::Object(remote)));
-
     let total: usize = files.values().map(String::len).sum();
     if total * 4 / 3 > 1024 * 1024 {
         log::error!(target: "export", "metadata is {total} bytes: over the 1 MiB limit of a Secret; the API server will refuse it");
     }
     if files != old {
-        let data: Map<String, Value> = files
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(b64(v))))
-            .collect();
-        out.operations.push(Operation::CreateOrUpdate(json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {"name": METADATA_SECRET, "namespace": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
-            "data": data,
-        })));
+        out.operations.push(metadata_secret(ns, &files));
     }
     out
+}
+
+/// The files of the metadata Secret as published, decoded (undecodable ones are left out, so
+/// they are rewritten).
+fn published_files(observed: Option<&Value>) -> BTreeMap<String, String> {
+    observed
+        .and_then(|s| s.get("data"))
+        .and_then(Value::as_object)
+        .map(|d| {
+            d.iter()
+                .filter_map(|(k, v)| Some((k.clone(), unb64(Some(v))?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Federation disabled: remove the private content only (tested against the value it was
+/// decided from), so peers keep seeing our public metadata and stop seeing our services.
+fn remove_private_content(ns: &str, observed: Option<&Value>) -> Option<Operation> {
+    let raw = observed?.pointer("/data/federation.json")?;
+    Some(Operation::JsonPatch {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        namespace: ns.to_string(),
+        name: METADATA_SECRET.into(),
+        patch: vec![
+            json!({"op": "test", "path": "/data/federation.json", "value": raw}),
+            json!({"op": "remove", "path": "/data/federation.json"}),
+        ],
+    })
+}
+
+/// The key-pair Secret for a freshly generated key; CreateIfNotExists, so a key another run
+/// created in the meantime is never replaced.
+fn key_pair_secret(ns: &str, k: &NewKeyPair) -> Operation {
+    Operation::CreateIfNotExists(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": KEYPAIR_SECRET, "namespace": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+        "data": {"priv.pem": b64(&k.private_pem), "pub.pem": b64(&k.public_pem)},
+    }))
+}
+
+/// public.json: needs a usable public key and the local root. Without either the last
+/// published one is kept (peers keep trusting what they trusted), and the gap is logged.
+fn public_json(
+    settings: &Settings,
+    input: &BindingInput,
+    new_key: Option<&NewKeyPair>,
+    old: &BTreeMap<String, String>,
+) -> Option<String> {
+    let ns = &settings.federation_namespace;
+    let root = input
+        .snapshot(bindings::LOCAL_ROOT)
+        .and_then(|s| s.first())
+        .and_then(|cm| cm.pointer("/data/root-cert.pem"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty());
+    let key = public_key(input, new_key).filter(|k| certs::parse_ed25519_public_pem(k).is_ok());
+    if let (Some(key), Some(root)) = (&key, root) {
+        let public =
+            json!({"clusterUUID": settings.cluster_uuid, "authnKeyPub": key, "rootCA": root});
+        return Some(pretty(&public));
+    }
+    let missing = if key.is_none() {
+        format!("the public key (Secret {ns}/{KEYPAIR_SECRET} pub.pem)")
+    } else {
+        String::new()
+    };
+    let missing = match root {
+        None if missing.is_empty() => format!(
+            "the local root (ConfigMap {}/{LOCAL_ROOT_CONFIGMAP} root-cert.pem)",
+            settings.istio_namespace
+        ),
+        None => format!("{missing} and the local root"),
+        Some(_) => missing,
+    };
+    log::warn!(target: "export", "public metadata not rendered: {missing} is missing; keeping the last published public.json");
+    old.get(PUBLIC_JSON).cloned()
+}
+
+/// federation.json: our gateways and exported services.
+fn federation_json(
+    settings: &Settings,
+    input: &BindingInput,
+    old: &BTreeMap<String, String>,
+) -> String {
+    let gateways = gateways(input, old);
+    let services = public_services(input, &settings.cluster_domain);
+    pretty(&json!({"ingressGateways": gateways, "publicServices": services}))
+}
+
+/// The gateways to advertise: the advertise ConfigMap when there is one, else the load
+/// balancers. A broken ConfigMap, or no address known yet, keeps the last published gateways:
+/// peers keep reaching us while an operator fixes it.
+fn gateways(input: &BindingInput, old: &BTreeMap<String, String>) -> Value {
+    let fresh = match advertised_gateways(input) {
+        Ok(Some(g)) => Some(g),
+        Ok(None) => Some(load_balancer_gateways(input)).filter(|g| !g.is_empty()),
+        Err(e) => {
+            log::error!(target: "export", "{e}; keeping the last published gateways");
+            None
+        }
+    };
+    if let Some(g) = fresh {
+        return json!(g);
+    }
+    old.get(FEDERATION_JSON)
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .and_then(|p| p.get("ingressGateways").cloned())
+        .unwrap_or_else(|| {
+            log::warn!(target: "export", "no ingress gateway address is known yet; peers cannot reach our services");
+            json!([])
+        })
+}
+
+/// The metadata Secret with every file, written as a whole.
+fn metadata_secret(ns: &str, files: &BTreeMap<String, String>) -> Operation {
+    let data: Map<String, Value> = files
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(b64(v))))
+        .collect();
+    Operation::CreateOrUpdate(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": METADATA_SECRET, "namespace": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+        "data": data,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(snapshots: &[(&str, Vec<Value>)]) -> BindingInput<'static> {
+        BindingInput {
+            snapshots: snapshots
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn published(gateways: Value) -> BTreeMap<String, String> {
+        let doc = json!({"ingressGateways": gateways, "publicServices": []});
+        BTreeMap::from([(FEDERATION_JSON.to_string(), pretty(&doc))])
+    }
+
+    #[test]
+    fn a_broken_advertise_list_keeps_the_last_published_gateways() {
+        let last = json!([{"address": "9.9.9.9", "port": 15443}]);
+        let broken =
+            json!({"data": {ADVERTISE_KEY: "[{\"address\": \"not an address\", \"port\": 1}]"}});
+        let lb = json!({"metadata": {"name": "gw", "namespace": "d8-istio"},
+            "spec": {"ports": [{"name": "tls", "port": 15443}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
+        let with_broken = input(&[
+            (bindings::ADVERTISE, vec![broken]),
+            (bindings::INGRESS_GATEWAYS, vec![lb.clone()]),
+        ]);
+        assert_eq!(gateways(&with_broken, &published(last.clone())), last);
+        // No advertise ConfigMap: the load balancer's address, whatever was published.
+        let lb_only = input(&[(bindings::INGRESS_GATEWAYS, vec![lb])]);
+        assert_eq!(
+            gateways(&lb_only, &published(last.clone())),
+            json!([{"address": "1.2.3.4", "port": 15443}])
+        );
+        // Nothing known and nothing published: an empty list, not an error.
+        assert_eq!(gateways(&input(&[]), &BTreeMap::new()), json!([]));
+    }
+
+    #[test]
+    fn public_json_without_the_local_root_keeps_the_last_published() {
+        let settings = Settings::load(None, &|_| None).unwrap();
+        let (private_pem, public_pem) = certs::generate_ed25519_pem().unwrap();
+        let key = NewKeyPair {
+            private_pem,
+            public_pem,
+        };
+        let old = BTreeMap::from([(PUBLIC_JSON.to_string(), "last\n".to_string())]);
+        let no_root = input(&[(bindings::KEYPAIR, vec![])]);
+        assert_eq!(
+            public_json(&settings, &no_root, Some(&key), &old).as_deref(),
+            Some("last\n")
+        );
+        let root = json!({"data": {"root-cert.pem": "ROOT"}});
+        let with_root = input(&[
+            (bindings::KEYPAIR, vec![]),
+            (bindings::LOCAL_ROOT, vec![root]),
+        ]);
+        let fresh = public_json(&settings, &with_root, Some(&key), &old).unwrap();
+        assert!(fresh.contains("\"rootCA\": \"ROOT\""), "{fresh}");
+    }
+
+    #[test]
+    fn disabled_removes_only_the_private_content() {
+        let secret = json!({"data": {PUBLIC_JSON: "cHVi", FEDERATION_JSON: "cHJpdg=="}});
+        let op = remove_private_content("d8-istio", Some(&secret)).unwrap();
+        let Operation::JsonPatch { patch, .. } = op else {
+            panic!("a JSON patch");
+        };
+        assert_eq!(patch[0]["value"], "cHJpdg==");
+        assert_eq!(
+            patch[1],
+            json!({"op": "remove", "path": "/data/federation.json"})
+        );
+        assert!(remove_private_content("d8-istio", Some(&json!({"data": {}}))).is_none());
+    }
 }

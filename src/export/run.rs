@@ -14,10 +14,10 @@ pub fn print_config() -> Result<(), String> {
 pub fn run() -> Result<(), String> {
     let settings = io::load_settings()?;
     if settings.enabled {
-        settings.check_required()?;
+        settings.check_required().map_err(|e| e.to_string())?;
     }
     let bytes = io::read_binding_context()?;
-    let input = binding::parse(&bytes)?;
+    let input = binding::parse(&bytes).map_err(|e| e.to_string())?;
     let new_key = if settings.enabled && super::needs_key_pair(&input) {
         let (private_pem, public_pem) = certs::generate_ed25519_pem()?;
         Some(super::NewKeyPair {

@@ -38,8 +38,29 @@ impl<'a> BindingInput<'a> {
     }
 }
 
+/// Why a binding context cannot be read. Every one means the platform handed us something
+/// broken: the run fails (non-zero exit) so shell-operator retries, and nothing is written.
+#[derive(Debug, thiserror::Error)]
+pub enum BindingError {
+    #[error("binding context is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("binding context must be a JSON array of contexts, got {0}")]
+    NotArray(&'static str),
+    #[error("binding context item {0} is not a JSON object")]
+    ContextNotObject(usize),
+    /// A context, or a snapshot in it, is not of the expected shape.
+    #[error("binding context item {index}: {problem}")]
+    Context { index: usize, problem: String },
+    /// A snapshot object is not JSON a value can hold.
+    #[error("snapshot {binding:?}: {source}")]
+    SnapshotObject {
+        binding: String,
+        source: serde_json::Error,
+    },
+}
+
 /// [`parse_with`] with every snapshot parsed into values.
-pub fn parse(input: &[u8]) -> Result<BindingInput<'_>, String> {
+pub fn parse(input: &[u8]) -> Result<BindingInput<'_>, BindingError> {
     parse_with(input, &[])
 }
 
@@ -63,16 +84,14 @@ fn type_of(raw: &RawValue) -> &'static str {
 }
 
 /// An optional string field of a context: absent or null reads as "".
-fn string_field(ctx: &BTreeMap<String, &RawValue>, key: &str, i: usize) -> Result<String, String> {
+fn string_field(ctx: &BTreeMap<String, &RawValue>, key: &str) -> Result<String, String> {
     match ctx.get(key) {
         None => Ok(String::new()),
         Some(raw) if lead(raw) == b'n' => Ok(String::new()),
-        Some(raw) if lead(raw) == b'"' => serde_json::from_str(raw.get())
-            .map_err(|e| format!("binding context item {i}: {key}: {e}")),
-        Some(raw) => Err(format!(
-            "binding context item {i}: \"{key}\" must be a string, got {}",
-            type_of(raw)
-        )),
+        Some(raw) if lead(raw) == b'"' => {
+            serde_json::from_str(raw.get()).map_err(|e| format!("{key}: {e}"))
+        }
+        Some(raw) => Err(format!("\"{key}\" must be a string, got {}", type_of(raw))),
     }
 }
 
@@ -119,7 +138,10 @@ struct Context<'a> {
 /// Snapshots of the bindings in `raw_bindings` are kept as slices of `input` — the caller
 /// parses them into its own types, which for large snapshots is far cheaper than a generic
 /// JSON tree.
-pub fn parse_with<'a>(input: &'a [u8], raw_bindings: &[&str]) -> Result<BindingInput<'a>, String> {
+pub fn parse_with<'a>(
+    input: &'a [u8],
+    raw_bindings: &[&str],
+) -> Result<BindingInput<'a>, BindingError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Ok(BindingInput::default());
     }
@@ -167,9 +189,12 @@ pub fn parse_with<'a>(input: &'a [u8], raw_bindings: &[&str]) -> Result<BindingI
             let values = objects
                 .into_iter()
                 .map(|o| {
-                    serde_json::from_str(o.get()).map_err(|e| format!("snapshot {name:?}: {e}"))
+                    serde_json::from_str(o.get()).map_err(|source| BindingError::SnapshotObject {
+                        binding: name.clone(),
+                        source,
+                    })
                 })
-                .collect::<Result<Vec<Value>, String>>()?;
+                .collect::<Result<Vec<Value>, BindingError>>()?;
             out.snapshots.insert(name, values);
         }
     }
@@ -183,73 +208,70 @@ pub fn readings_agree(input: &[u8]) -> bool {
     match fast::contexts(input) {
         None => true,
         Some(fast) => {
-            format!("{:?}", Ok::<_, String>(Some(fast))) == format!("{:?}", checked_contexts(input))
+            format!("{:?}", Ok::<_, BindingError>(Some(fast)))
+                == format!("{:?}", checked_contexts(input))
         }
     }
 }
 
 /// The checked reading of the contexts: every level is looked at on its own, so an error names
 /// the context, the binding and the item. `None` for the JSON string `""`.
-fn checked_contexts(input: &[u8]) -> Result<Option<Vec<Context<'_>>>, String> {
-    let doc: &RawValue = serde_json::from_slice(input)
-        .map_err(|e| format!("binding context is not valid JSON: {e}"))?;
+fn checked_contexts(input: &[u8]) -> Result<Option<Vec<Context<'_>>>, BindingError> {
+    let doc: &RawValue = serde_json::from_slice(input).map_err(BindingError::NotJson)?;
     let contexts: Vec<&RawValue> = match lead(doc) {
-        b'[' => serde_json::from_str(doc.get())
-            .map_err(|e| format!("binding context is not valid JSON: {e}"))?,
+        b'[' => serde_json::from_str(doc.get()).map_err(BindingError::NotJson)?,
         b'"' if doc.get().trim() == "\"\"" => return Ok(None),
-        _ => {
-            return Err(format!(
-                "binding context must be a JSON array of contexts, got {}",
-                type_of(doc)
-            ))
-        }
+        _ => return Err(BindingError::NotArray(type_of(doc))),
     };
     let mut out = Vec::with_capacity(contexts.len());
     for (i, ctx) in contexts.into_iter().enumerate() {
         if lead(ctx) != b'{' {
-            return Err(format!("binding context item {i} is not a JSON object"));
+            return Err(BindingError::ContextNotObject(i));
         }
-        let ctx: BTreeMap<String, &RawValue> = serde_json::from_str(ctx.get())
-            .map_err(|e| format!("binding context item {i}: {e}"))?;
-        let binding = string_field(&ctx, "binding", i)?;
-        let ty = string_field(&ctx, "type", i)?;
-        let mut snapshots = BTreeMap::new();
-        match ctx.get("snapshots") {
-            None => {}
-            Some(raw) if lead(raw) == b'n' => {}
-            Some(raw) if lead(raw) == b'{' => {
-                let snaps: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
-                    .map_err(|e| format!("binding context item {i}: {e}"))?;
-                for (name, items) in snaps {
-                    let items = checked_items(&name, items)
-                        .map_err(|e| format!("binding context item {i}: {e}"))?;
-                    snapshots.insert(name, items);
-                }
-            }
-            Some(raw) => {
-                return Err(format!(
-                    "binding context item {i}: \"snapshots\" must be an object, got {}",
-                    type_of(raw)
-                ));
-            }
-        }
-        let mut sync_objects = None;
-        if ty == "Synchronization" {
-            if let Some(raw) = ctx.get("objects").filter(|r| lead(r) != b'n') {
-                sync_objects = Some(
-                    checked_items(&binding, raw)
-                        .map_err(|e| format!("binding context item {i}: {e}"))?,
-                );
-            }
-        }
-        out.push(Context {
-            binding,
-            ty,
-            snapshots,
-            sync_objects,
-        });
+        out.push(
+            checked_context(ctx).map_err(|problem| BindingError::Context { index: i, problem })?,
+        );
     }
     Ok(Some(out))
+}
+
+/// One context, checked; the error is what is wrong inside it.
+fn checked_context(ctx: &RawValue) -> Result<Context<'_>, String> {
+    let ctx: BTreeMap<String, &RawValue> =
+        serde_json::from_str(ctx.get()).map_err(|e| e.to_string())?;
+    let binding = string_field(&ctx, "binding")?;
+    let ty = string_field(&ctx, "type")?;
+    let mut snapshots = BTreeMap::new();
+    match ctx.get("snapshots") {
+        None => {}
+        Some(raw) if lead(raw) == b'n' => {}
+        Some(raw) if lead(raw) == b'{' => {
+            let snaps: BTreeMap<String, &RawValue> =
+                serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+            for (name, items) in snaps {
+                let items = checked_items(&name, items)?;
+                snapshots.insert(name, items);
+            }
+        }
+        Some(raw) => {
+            return Err(format!(
+                "\"snapshots\" must be an object, got {}",
+                type_of(raw)
+            ));
+        }
+    }
+    let mut sync_objects = None;
+    if ty == "Synchronization" {
+        if let Some(raw) = ctx.get("objects").filter(|r| lead(r) != b'n') {
+            sync_objects = Some(checked_items(&binding, raw)?);
+        }
+    }
+    Ok(Context {
+        binding,
+        ty,
+        snapshots,
+        sync_objects,
+    })
 }
 
 /// `[{object?, filterResult?}, …]`, checked item by item.
@@ -433,14 +455,32 @@ mod tests {
 
     #[test]
     fn rejects_non_arrays_and_truncation() {
-        assert!(parse(b"{}").unwrap_err().contains("JSON array"));
-        assert!(parse(b"[{\"binding\":")
-            .unwrap_err()
-            .contains("not valid JSON"));
-        assert!(parse(b"[1]").unwrap_err().contains("item 0"));
-        assert!(parse(br#"[{"binding":"x","snapshots":[]}]"#)
-            .unwrap_err()
-            .contains("snapshots"));
+        let err = |input: &[u8]| parse(input).unwrap_err();
+        assert!(matches!(err(b"{}"), BindingError::NotArray("an object")));
+        assert_eq!(
+            err(b"{}").to_string(),
+            "binding context must be a JSON array of contexts, got an object"
+        );
+        assert!(matches!(err(b"[{\"binding\":"), BindingError::NotJson(_)));
+        assert!(err(b"[{\"binding\":")
+            .to_string()
+            .starts_with("binding context is not valid JSON: "));
+        assert_eq!(
+            err(b"[1]").to_string(),
+            "binding context item 0 is not a JSON object"
+        );
+        assert_eq!(
+            err(br#"[{},{"binding":"x","snapshots":[]}]"#).to_string(),
+            "binding context item 1: \"snapshots\" must be an object, got an array"
+        );
+        assert_eq!(
+            err(br#"[{"binding":5}]"#).to_string(),
+            "binding context item 0: \"binding\" must be a string, got a number"
+        );
+        assert_eq!(
+            err(br#"[{"binding":"x","snapshots":{"s":[1]}}]"#).to_string(),
+            "binding context item 0: snapshot \"s\" item 0 is not an object"
+        );
     }
 
     #[test]
@@ -503,7 +543,7 @@ mod tests {
             if let Some(fast) = fast {
                 let checked = checked_contexts(input.as_bytes());
                 assert_eq!(
-                    format!("{:?}", Ok::<_, String>(Some(fast))),
+                    format!("{:?}", Ok::<_, BindingError>(Some(fast))),
                     format!("{checked:?}"),
                     "{input}"
                 );

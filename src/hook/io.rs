@@ -31,7 +31,7 @@ pub fn load_settings() -> Result<Settings, String> {
             }
         }
     };
-    Settings::load(values.as_ref(), &env)
+    Settings::load(values.as_ref(), &env).map_err(|e| e.to_string())
 }
 
 /// Prints a hook's shell-operator configuration on stdout.

@@ -46,163 +46,263 @@ pub const CACERTS_SECRET: &str = "cacerts";
 /// ConfigMap istiod publishes with the local root.
 pub const LOCAL_ROOT_CONFIGMAP: &str = "istio-ca-root-cert";
 
+/// A setting that cannot be used. Every variant names the setting, so an operator knows what
+/// to fix; the texts are what the hook prints before it exits (README, "Settings").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// A value of the wrong form: `TRUST_BUNDLE_MODE: expected mesh-config or cacerts, got "x"`.
+    #[error("{setting}: expected {expected}, got {got}")]
+    Malformed {
+        setting: &'static str,
+        expected: &'static str,
+        /// The value as given (quoted when it was a string).
+        got: String,
+    },
+    /// A name that Kubernetes (or SPIFFE) would not accept.
+    #[error("{setting}: {value:?} is not a valid {what}")]
+    InvalidName {
+        setting: &'static str,
+        value: String,
+        what: &'static str,
+    },
+    /// Federation is enabled but a setting it cannot work without is not set.
+    #[error(
+        "federation is enabled but the {what} is not set: set {value_path} in values or {env}"
+    )]
+    Missing {
+        what: &'static str,
+        value_path: &'static str,
+        env: &'static str,
+    },
+}
+
+/// Where settings come from: the values document (if any) and the environment, which wins.
+struct Sources<'a> {
+    values: Option<&'a Value>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Sources<'_> {
+    fn value(&self, path: &[&str]) -> Option<&Value> {
+        let mut v = self.values?;
+        for p in path {
+            v = v.get(p)?;
+        }
+        Some(v)
+    }
+
+    /// An environment variable; set but blank counts as unset.
+    fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|s| !s.trim().is_empty())
+    }
+
+    /// `istio.federation.enabled` from values, overridden by `ISTIO_FEDERATION_ENABLED`.
+    /// Absent means disabled: a hook that nobody configured must not touch the cluster.
+    fn enabled(&self) -> Result<bool, SettingsError> {
+        const SETTING: &str = "values istio.federation.enabled";
+        let malformed = |got: String| SettingsError::Malformed {
+            setting: SETTING,
+            expected: "a boolean",
+            got,
+        };
+        let mut enabled = match self.value(&["istio", "federation", "enabled"]) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => parse_bool(s).ok_or_else(|| malformed(format!("{s:?}")))?,
+            Some(other) => return Err(malformed(other.to_string())),
+        };
+        if let Some(s) = self.env("ISTIO_FEDERATION_ENABLED") {
+            enabled = parse_bool(&s).ok_or_else(|| SettingsError::Malformed {
+                setting: "ISTIO_FEDERATION_ENABLED",
+                expected: "true or false",
+                got: format!("{s:?}"),
+            })?;
+        }
+        Ok(enabled)
+    }
+
+    /// A string from the environment, else from values (a blank string counts as unset).
+    fn env_or_value(
+        &self,
+        name: &str,
+        path: &[&str],
+        setting: &'static str,
+    ) -> Result<String, SettingsError> {
+        if let Some(s) = self.env(name) {
+            return Ok(s.trim().to_string());
+        }
+        match self.value(path) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.trim().to_string()),
+            Some(other) => Err(SettingsError::Malformed {
+                setting,
+                expected: "a string",
+                got: other.to_string(),
+            }),
+        }
+    }
+
+    /// A namespace from the environment, `d8-istio` (Deckhouse's) by default.
+    fn namespace(&self, name: &'static str) -> Result<String, SettingsError> {
+        let v = self.env(name).unwrap_or_else(|| "d8-istio".to_string());
+        let v = v.trim().to_string();
+        if crate::hook::k8s::is_dns1123_label(&v) {
+            Ok(v)
+        } else {
+            Err(SettingsError::InvalidName {
+                setting: name,
+                value: v,
+                what: "namespace name (DNS-1123 label)",
+            })
+        }
+    }
+
+    fn trust_bundle_mode(&self) -> Result<TrustBundleMode, SettingsError> {
+        match self.env("TRUST_BUNDLE_MODE").as_deref().map(str::trim) {
+            None | Some("mesh-config") => Ok(TrustBundleMode::MeshConfig),
+            Some("cacerts") => Ok(TrustBundleMode::Cacerts),
+            Some(other) => Err(SettingsError::Malformed {
+                setting: "TRUST_BUNDLE_MODE",
+                expected: "mesh-config or cacerts",
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+
+    fn mesh_config_name(&self) -> Result<String, SettingsError> {
+        let name = self
+            .env("MESH_CONFIG_NAME")
+            .unwrap_or_else(|| "istio".to_string());
+        let name = name.trim().to_string();
+        if crate::hook::k8s::is_object_name(&name) {
+            Ok(name)
+        } else {
+            Err(SettingsError::InvalidName {
+                setting: "MESH_CONFIG_NAME",
+                value: name,
+                what: "ConfigMap name",
+            })
+        }
+    }
+
+    /// The networking.istio.io version objects are written in; only versions that serve
+    /// ServiceEntry and DestinationRule with the fields we write.
+    fn networking_api_version(&self) -> Result<String, SettingsError> {
+        let v = self
+            .env("ISTIO_NETWORKING_API_VERSION")
+            .unwrap_or_else(|| "networking.istio.io/v1beta1".to_string());
+        let v = v.trim().to_string();
+        match v.split_once('/') {
+            Some(("networking.istio.io", ver)) if ["v1", "v1beta1", "v1alpha3"].contains(&ver) => {
+                Ok(v)
+            }
+            _ => Err(SettingsError::Malformed {
+                setting: "ISTIO_NETWORKING_API_VERSION",
+                expected: "networking.istio.io/v1, v1beta1 or v1alpha3",
+                got: format!("{v:?}"),
+            }),
+        }
+    }
+
+    /// A duration between 1ms and 1h: longer would hold the hook's queue for too long.
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, SettingsError> {
+        match self.env(name) {
+            None => Ok(default),
+            Some(s) => parse_duration(&s)
+                .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
+                .ok_or_else(|| SettingsError::Malformed {
+                    setting: name,
+                    expected: "a duration between 1ms and 1h like 10s or 500ms",
+                    got: format!("{s:?}"),
+                }),
+        }
+    }
+
+    fn fetch_concurrency(&self) -> Result<usize, SettingsError> {
+        let Some(s) = self.env("FETCH_CONCURRENCY") else {
+            return Ok(64);
+        };
+        match s.trim().parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err(SettingsError::Malformed {
+                setting: "FETCH_CONCURRENCY",
+                expected: "an integer 1..1024",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
+    fn fetch_max_bytes(&self) -> Result<u64, SettingsError> {
+        let Some(s) = self.env("FETCH_MAX_BYTES") else {
+            return Ok(4 * 1024 * 1024);
+        };
+        parse_size(&s)
+            .filter(|n| *n >= 1024)
+            .ok_or_else(|| SettingsError::Malformed {
+                setting: "FETCH_MAX_BYTES",
+                expected: "a size of at least 1KiB like 4MiB",
+                got: format!("{s:?}"),
+            })
+    }
+}
+
 impl Settings {
     /// Reads settings from `values` (the parsed `VALUES_PATH` document, if any) and the
-    /// environment lookup `env`. Malformed values are errors here; missing required ones are
-    /// checked by [`Settings::check_required`].
+    /// environment lookup `env`. Malformed values are errors here, in field order; missing
+    /// required ones are checked by [`Settings::check_required`].
     pub fn load(
         values: Option<&Value>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Settings, String> {
-        let get_value = |path: &[&str]| -> Option<&Value> {
-            let mut v = values?;
-            for p in path {
-                v = v.get(p)?;
-            }
-            Some(v)
-        };
-        let env_nonempty = |name: &str| env(name).filter(|s| !s.trim().is_empty());
-
-        let mut enabled = match get_value(&["istio", "federation", "enabled"]) {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => parse_bool(s).ok_or_else(|| {
-                format!("values istio.federation.enabled: expected a boolean, got {s:?}")
-            })?,
-            Some(other) => {
-                return Err(format!(
-                    "values istio.federation.enabled: expected a boolean, got {other}"
-                ));
-            }
-        };
-        if let Some(s) = env_nonempty("ISTIO_FEDERATION_ENABLED") {
-            enabled = parse_bool(&s).ok_or_else(|| {
-                format!("ISTIO_FEDERATION_ENABLED: expected true or false, got {s:?}")
-            })?;
-        }
-
-        let value_string = |path: &[&str], label: &str| -> Result<Option<String>, String> {
-            match get_value(path) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-                Some(other) => Err(format!("values {label}: expected a string, got {other}")),
-            }
-        };
-        let cluster_domain = match env_nonempty("CLUSTER_DOMAIN") {
-            Some(s) => Some(s.trim().to_string()),
-            None => value_string(
+    ) -> Result<Settings, SettingsError> {
+        let src = Sources { values, env };
+        Ok(Settings {
+            enabled: src.enabled()?,
+            cluster_domain: src.env_or_value(
+                "CLUSTER_DOMAIN",
                 &["global", "discovery", "clusterDomain"],
-                "global.discovery.clusterDomain",
+                "values global.discovery.clusterDomain",
             )?,
-        };
-        let cluster_uuid = match env_nonempty("CLUSTER_UUID") {
-            Some(s) => Some(s.trim().to_string()),
-            None => value_string(
+            cluster_uuid: src.env_or_value(
+                "CLUSTER_UUID",
                 &["global", "discovery", "clusterUUID"],
-                "global.discovery.clusterUUID",
+                "values global.discovery.clusterUUID",
             )?,
-        };
-
-        let namespace = |name: &str| -> Result<String, String> {
-            let v = env_nonempty(name).unwrap_or_else(|| "d8-istio".to_string());
-            let v = v.trim().to_string();
-            if crate::hook::k8s::is_dns1123_label(&v) {
-                Ok(v)
-            } else {
-                Err(format!(
-                    "{name}: {v:?} is not a valid namespace name (DNS-1123 label)"
-                ))
-            }
-        };
-        let federation_namespace = namespace("FEDERATION_NAMESPACE")?;
-        let istio_namespace = namespace("ISTIO_NAMESPACE")?;
-
-        let trust_bundle_mode = match env_nonempty("TRUST_BUNDLE_MODE").as_deref().map(str::trim) {
-            None | Some("mesh-config") => TrustBundleMode::MeshConfig,
-            Some("cacerts") => TrustBundleMode::Cacerts,
-            Some(other) => {
-                return Err(format!(
-                    "TRUST_BUNDLE_MODE: expected mesh-config or cacerts, got {other:?}"
-                ));
-            }
-        };
-        let mesh_config_name =
-            env_nonempty("MESH_CONFIG_NAME").unwrap_or_else(|| "istio".to_string());
-        let mesh_config_name = mesh_config_name.trim().to_string();
-        if !crate::hook::k8s::is_object_name(&mesh_config_name) {
-            return Err(format!(
-                "MESH_CONFIG_NAME: {mesh_config_name:?} is not a valid ConfigMap name"
-            ));
-        }
-        let networking_api_version = env_nonempty("ISTIO_NETWORKING_API_VERSION")
-            .unwrap_or_else(|| "networking.istio.io/v1beta1".to_string());
-        let networking_api_version = networking_api_version.trim().to_string();
-        match networking_api_version.split_once('/') {
-            Some(("networking.istio.io", v)) if ["v1", "v1beta1", "v1alpha3"].contains(&v) => {}
-            _ => {
-                return Err(format!(
-                    "ISTIO_NETWORKING_API_VERSION: expected networking.istio.io/v1, v1beta1 or v1alpha3, got {networking_api_version:?}"
-                ));
-            }
-        }
-
-        let fetch_timeout = duration_setting(env, "FETCH_TIMEOUT", Duration::from_secs(10))?;
-        let fetch_deadline = duration_setting(env, "FETCH_DEADLINE", Duration::from_secs(30))?;
-        let fetch_concurrency = match env_nonempty("FETCH_CONCURRENCY") {
-            None => 64,
-            Some(s) => match s.trim().parse::<usize>() {
-                Ok(n) if (1..=1024).contains(&n) => n,
-                _ => {
-                    return Err(format!(
-                        "FETCH_CONCURRENCY: expected an integer 1..1024, got {s:?}"
-                    ))
-                }
-            },
-        };
-        let fetch_max_bytes = match env_nonempty("FETCH_MAX_BYTES") {
-            None => 4 * 1024 * 1024,
-            Some(s) => parse_size(&s).filter(|n| *n >= 1024).ok_or_else(|| {
-                format!("FETCH_MAX_BYTES: expected a size of at least 1KiB like 4MiB, got {s:?}")
-            })?,
-        };
-
-        let settings = Settings {
-            enabled,
-            cluster_domain: cluster_domain.unwrap_or_default(),
-            cluster_uuid: cluster_uuid.unwrap_or_default(),
-            federation_namespace,
-            istio_namespace,
-            trust_bundle_mode,
-            mesh_config_name,
-            networking_api_version,
-            fetch_timeout,
-            fetch_deadline,
-            fetch_concurrency,
-            fetch_max_bytes,
-        };
-        Ok(settings)
+            federation_namespace: src.namespace("FEDERATION_NAMESPACE")?,
+            istio_namespace: src.namespace("ISTIO_NAMESPACE")?,
+            trust_bundle_mode: src.trust_bundle_mode()?,
+            mesh_config_name: src.mesh_config_name()?,
+            networking_api_version: src.networking_api_version()?,
+            fetch_timeout: src.duration("FETCH_TIMEOUT", Duration::from_secs(10))?,
+            fetch_deadline: src.duration("FETCH_DEADLINE", Duration::from_secs(30))?,
+            fetch_concurrency: src.fetch_concurrency()?,
+            fetch_max_bytes: src.fetch_max_bytes()?,
+        })
     }
 
     /// The settings a run needs when federation is enabled. A missing one is an error, never a
     /// silent no-op: with no own trust domain we could not tell our services from a peer's.
     /// Not checked at `--config` time, where addon-operator passes no values yet.
-    pub fn check_required(&self) -> Result<(), String> {
+    pub fn check_required(&self) -> Result<(), SettingsError> {
         if self.cluster_domain.is_empty() {
-            return Err(
-                "federation is enabled but the own trust domain is not set: set global.discovery.clusterDomain in values or CLUSTER_DOMAIN".into(),
-            );
+            return Err(SettingsError::Missing {
+                what: "own trust domain",
+                value_path: "global.discovery.clusterDomain",
+                env: "CLUSTER_DOMAIN",
+            });
         }
         if !crate::protocol::names::is_trust_domain(&self.cluster_domain) {
-            return Err(format!(
-                "CLUSTER_DOMAIN / global.discovery.clusterDomain: {:?} is not a valid trust domain",
-                self.cluster_domain
-            ));
+            return Err(SettingsError::InvalidName {
+                setting: "CLUSTER_DOMAIN / global.discovery.clusterDomain",
+                value: self.cluster_domain.clone(),
+                what: "trust domain",
+            });
         }
         if self.cluster_uuid.is_empty() {
-            return Err(
-                "federation is enabled but the own cluster UUID is not set: set global.discovery.clusterUUID in values or CLUSTER_UUID".into(),
-            );
+            return Err(SettingsError::Missing {
+                what: "own cluster UUID",
+                value_path: "global.discovery.clusterUUID",
+                env: "CLUSTER_UUID",
+            });
         }
         Ok(())
     }
@@ -213,23 +313,6 @@ fn parse_bool(s: &str) -> Option<bool> {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
-    }
-}
-
-fn duration_setting(
-    env: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-    default: Duration,
-) -> Result<Duration, String> {
-    match env(name).filter(|s| !s.trim().is_empty()) {
-        None => Ok(default),
-        Some(s) => parse_duration(&s)
-            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
-            .ok_or_else(|| {
-                format!(
-                    "{name}: expected a duration between 1ms and 1h like 10s or 500ms, got {s:?}"
-                )
-            }),
     }
 }
 
@@ -279,7 +362,7 @@ mod tests {
     use serde_json::json;
     use std::collections::HashMap;
 
-    fn load(values: Option<Value>, env: &[(&str, &str)]) -> Result<Settings, String> {
+    fn load(values: Option<Value>, env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let map: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -329,7 +412,8 @@ mod tests {
             None,
             &[("ISTIO_FEDERATION_ENABLED", "true"), ("CLUSTER_UUID", "u")],
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("global.discovery.clusterDomain") && err.contains("CLUSTER_DOMAIN"),
             "{err}"
@@ -341,7 +425,8 @@ mod tests {
                 ("CLUSTER_DOMAIN", "a.local"),
             ],
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("CLUSTER_UUID"), "{err}");
     }
 
@@ -349,23 +434,68 @@ mod tests {
     fn bad_values_are_named() {
         assert!(load(None, &[("TRUST_BUNDLE_MODE", "spiffe")])
             .unwrap_err()
+            .to_string()
             .starts_with("TRUST_BUNDLE_MODE"));
         assert!(load(None, &[("FETCH_TIMEOUT", "soon")])
             .unwrap_err()
+            .to_string()
             .starts_with("FETCH_TIMEOUT"));
         assert!(load(None, &[("FETCH_CONCURRENCY", "0")])
             .unwrap_err()
+            .to_string()
             .starts_with("FETCH_CONCURRENCY"));
         assert!(load(None, &[("FETCH_MAX_BYTES", "lots")])
             .unwrap_err()
+            .to_string()
             .starts_with("FETCH_MAX_BYTES"));
         assert!(load(None, &[("FEDERATION_NAMESPACE", "Bad_NS")])
             .unwrap_err()
+            .to_string()
             .starts_with("FEDERATION_NAMESPACE"));
         let v = json!({"istio": {"federation": {"enabled": "maybe"}}});
-        assert!(load(Some(v), &[])
-            .unwrap_err()
-            .contains("istio.federation.enabled"));
+        assert_eq!(
+            load(Some(v), &[]).unwrap_err(),
+            SettingsError::Malformed {
+                setting: "values istio.federation.enabled",
+                expected: "a boolean",
+                got: "\"maybe\"".into()
+            }
+        );
+    }
+
+    /// The texts an operator sees (and the CLI tests match) stay as they were.
+    #[test]
+    fn error_texts_are_unchanged() {
+        let text = |env: &[(&str, &str)]| load(None, env).unwrap_err().to_string();
+        assert_eq!(
+            text(&[("TRUST_BUNDLE_MODE", "spiffe")]),
+            "TRUST_BUNDLE_MODE: expected mesh-config or cacerts, got \"spiffe\""
+        );
+        assert_eq!(
+            text(&[("MESH_CONFIG_NAME", "Bad Name")]),
+            "MESH_CONFIG_NAME: \"Bad Name\" is not a valid ConfigMap name"
+        );
+        assert_eq!(
+            text(&[("ISTIO_FEDERATION_ENABLED", "true"), ("CLUSTER_UUID", "u")]),
+            "federation is enabled but the own trust domain is not set: set global.discovery.clusterDomain in values or CLUSTER_DOMAIN"
+        );
+        assert_eq!(
+            text(&[
+                ("ISTIO_FEDERATION_ENABLED", "true"),
+                ("CLUSTER_UUID", "u"),
+                ("CLUSTER_DOMAIN", "a b")
+            ]),
+            "CLUSTER_DOMAIN / global.discovery.clusterDomain: \"a b\" is not a valid trust domain"
+        );
+        assert_eq!(
+            text(&[("FETCH_DEADLINE", "2h")]),
+            "FETCH_DEADLINE: expected a duration between 1ms and 1h like 10s or 500ms, got \"2h\""
+        );
+        let v = json!({"global": {"discovery": {"clusterUUID": 5}}});
+        assert_eq!(
+            load(Some(v), &[]).unwrap_err().to_string(),
+            "values global.discovery.clusterUUID: expected a string, got 5"
+        );
     }
 
     #[test]

@@ -1,39 +1,17 @@
 //! Deckhouse's public and private federation metadata (reference §2.2, §2.4) and their
-//! validation (SPEC §7). A peer is untrusted input: the same checks apply to a fresh response
+//! validation (docs/ARCHITECTURE.md, "Discovery"). A peer is untrusted input: the same checks apply to a fresh response
 //! and to what an earlier run (or an older product) cached in `status.metadataCache`.
 //! Invalid items are dropped one by one with a reason; only a document that is unusable as a
 //! whole is rejected.
 
 use crate::hook::k8s;
 use crate::protocol::certs::{self, CertRejection, RootCert};
+use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::json::Json;
 use crate::protocol::names;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-
-/// Condition reasons (Deckhouse's names where Deckhouse has one).
-pub const INVALID_PUBLIC: &str = "InvalidPublicMetadata";
-pub const INVALID_PRIVATE: &str = "InvalidPrivateMetadata";
-pub const CERTIFICATE_REJECTED: &str = "CertificateRejected";
-pub const HOSTNAME_OUT_OF_SCOPE: &str = "HostnameOutOfScope";
-
-/// A failed fetch or validation: a condition reason and an operator-facing message. The
-/// message never carries run-to-run detail, so a repeated failure does not churn status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
-            reason,
-            message: message.into(),
-        }
-    }
-}
 
 /// What the own cluster knows, to tell a peer from itself.
 #[derive(Debug, Clone)]
@@ -92,7 +70,7 @@ pub struct PublicService {
 /// An item dropped from otherwise usable private metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dropped {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -194,7 +172,7 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 pub fn validate_public(v: &Value, own: &Own) -> Result<PublicMetadata, Failure> {
     if !v.is_object() {
         return Err(Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             "public metadata is not a JSON object",
         ));
     }
@@ -204,30 +182,30 @@ pub fn validate_public(v: &Value, own: &Own) -> Result<PublicMetadata, Failure> 
         str_field(v, "rootCA"),
     ) else {
         return Err(Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             "clusterUUID, authnKeyPub, and rootCA must be non-empty",
         ));
     };
     if !is_sane_uuid(uuid) {
         return Err(Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             "clusterUUID must be at most 128 characters of letters, digits, '-', '_' or '.'",
         ));
     }
     if uuid == own.cluster_uuid {
         return Err(Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             format!("clusterUUID {uuid} is this cluster's own UUID: metadataEndpoint points at this cluster"),
         ));
     }
     certs::parse_ed25519_public_pem(key).map_err(|e| {
         Failure::new(
-            INVALID_PUBLIC,
+            Reason::InvalidPublicMetadata,
             format!("authnKeyPub is not an Ed25519 public key: {e}"),
         )
     })?;
     let check = certs::check_roots(root_ca, own.now, own.root_fingerprints)
-        .map_err(|e| Failure::new(CERTIFICATE_REJECTED, format!("rootCA: {e}")))?;
+        .map_err(|e| Failure::new(Reason::CertificateRejected, format!("rootCA: {e}")))?;
     Ok(PublicMetadata {
         cluster_uuid: uuid.to_string(),
         authn_key_pub: key.to_string(),
@@ -242,148 +220,172 @@ fn port_number<J: Json>(v: Option<&J>) -> Option<u16> {
     u16::try_from(n).ok().filter(|p| *p >= 1)
 }
 
-/// Validates private metadata against the federation's trust domain (SPEC §7): a fresh
-/// response (`Value`) and a cached copy ([`crate::protocol::json::Node`]) alike.
+/// Validates private metadata against the federation's trust domain (docs/ARCHITECTURE.md,
+/// "Discovery"): a fresh response (`Value`) and a cached copy
+/// ([`crate::protocol::json::Node`]) alike. Only a document without both lists is refused;
+/// every invalid gateway, service or port is dropped on its own with a reason, so one bad item
+/// does not cost the peer its other services.
 pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMetadata, Failure> {
     let (Some(gws), Some(svcs)) = (
         v.get("ingressGateways").and_then(J::as_array),
         v.get("publicServices").and_then(J::as_array),
     ) else {
         return Err(Failure::new(
-            INVALID_PRIVATE,
+            Reason::InvalidPrivateMetadata,
             "ingressGateways and publicServices must be set",
         ));
     };
     let mut dropped = Vec::new();
-    let mut drop_item =
-        |reason: &'static str, message: String| dropped.push(Dropped { reason, message });
+    let ingress_gateways = valid_gateways(gws, &mut dropped);
+    let suffix = format!(".{trust_domain}");
+    let public_services = svcs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, svc)| valid_service(svc, i, trust_domain, &suffix, &mut dropped))
+        .collect();
+    Ok(PrivateMetadata {
+        ingress_gateways,
+        public_services,
+        dropped,
+        carried_over: 0,
+    })
+}
 
-    let mut seen_gw = BTreeSet::new();
+fn drop_invalid(message: String) -> Dropped {
+    Dropped {
+        reason: Reason::InvalidPrivateMetadata,
+        message,
+    }
+}
+
+/// The gateways traffic may be sent to: an IP address or DNS name (lower-cased) and a port,
+/// each once, in the peer's order.
+fn valid_gateways<J: Json>(gws: &[J], dropped: &mut Vec<Dropped>) -> Vec<Gateway> {
+    let mut seen = BTreeSet::new();
     let mut gateways = Vec::new();
     for (i, gw) in gws.iter().enumerate() {
         let addr = gw
             .get("address")
             .and_then(J::as_str)
             .map(|a| a.trim().to_ascii_lowercase());
-        let port = port_number(gw.get("port"));
-        match (addr, port) {
+        match (addr, port_number(gw.get("port"))) {
             (Some(a), Some(p)) if names::is_gateway_address(&a) => {
                 let g = Gateway {
                     address: a,
                     port: p,
                 };
-                if seen_gw.insert(g.clone()) {
+                if seen.insert(g.clone()) {
                     gateways.push(g);
                 }
             }
-            (Some(a), Some(_)) => drop_item(
-                INVALID_PRIVATE,
-                format!(
-                    "ingress gateway {}: address {:?} is neither an IP address nor a DNS name",
-                    i + 1,
-                    truncate(&a)
-                ),
-            ),
-            (_, _) => drop_item(
-                INVALID_PRIVATE,
-                format!(
-                    "ingress gateway {}: needs a string address and a port 1-65535",
-                    i + 1
-                ),
-            ),
+            (Some(a), Some(_)) => dropped.push(drop_invalid(format!(
+                "ingress gateway {}: address {:?} is neither an IP address nor a DNS name",
+                i + 1,
+                truncate(&a)
+            ))),
+            (_, _) => dropped.push(drop_invalid(format!(
+                "ingress gateway {}: needs a string address and a port 1-65535",
+                i + 1
+            ))),
         }
     }
+    gateways
+}
 
-    let suffix = format!(".{trust_domain}");
-    let mut services = Vec::new();
-    for (i, svc) in svcs.iter().enumerate() {
-        let Some(hostname) = svc.get("hostname").and_then(J::as_str) else {
-            drop_item(
-                INVALID_PRIVATE,
-                format!("service {}: hostname missing", i + 1),
-            );
+/// One service (`i` counts from 0; `suffix` is `.<trust domain>`), or `None` when it is dropped as a whole; every drop, of
+/// the service or of its ports, goes to `dropped` in the order found. Its host must be a
+/// lower-case DNS name inside the peer's trust domain: a peer may only name its own services,
+/// never redirect traffic meant for someone else's.
+fn valid_service<J: Json>(
+    svc: &J,
+    i: usize,
+    trust_domain: &str,
+    suffix: &str,
+    dropped: &mut Vec<Dropped>,
+) -> Option<PublicService> {
+    let Some(hostname) = svc.get("hostname").and_then(J::as_str) else {
+        dropped.push(drop_invalid(format!("service {}: hostname missing", i + 1)));
+        return None;
+    };
+    let shown = truncate(hostname);
+    if !names::is_service_hostname(hostname) {
+        dropped.push(drop_invalid(format!(
+            "service {shown}: not a lower-case DNS name"
+        )));
+        return None;
+    }
+    if !hostname.ends_with(suffix) {
+        dropped.push(Dropped {
+            reason: Reason::HostnameOutOfScope,
+            message: format!("service {shown}: hostname is outside trust domain {trust_domain}"),
+        });
+        return None;
+    }
+    let Some(raw_ports) = svc.get("ports").and_then(J::as_array) else {
+        dropped.push(drop_invalid(format!(
+            "service {shown}: ports must be an array"
+        )));
+        return None;
+    };
+    let ports = valid_ports(raw_ports, &shown, dropped);
+    if ports.is_empty() {
+        dropped.push(drop_invalid(format!("service {shown}: no valid ports")));
+        return None;
+    }
+    Some(PublicService {
+        hostname: hostname.to_string(),
+        ports,
+    })
+}
+
+/// The ports of one service. A repeated port number keeps its first definition, silently (as
+/// Deckhouse does); a name that is not a valid port name, or already taken, becomes the
+/// generated `<protocol>-<number>`, and a port is dropped only when even that is taken.
+fn valid_ports<J: Json>(
+    raw_ports: &[J],
+    shown: &str,
+    dropped: &mut Vec<Dropped>,
+) -> Vec<ServicePort> {
+    let mut ports: Vec<ServicePort> = Vec::new();
+    for p in raw_ports {
+        let Some(number) = port_number(p.get("port")) else {
+            let raw = p
+                .get("port")
+                .map(J::render)
+                .unwrap_or_else(|| "missing".into());
+            dropped.push(drop_invalid(format!(
+                "service {shown}: port {} is not a number 1-65535",
+                truncate(&raw)
+            )));
             continue;
         };
-        let shown = truncate(hostname);
-        if !names::is_service_hostname(hostname) {
-            drop_item(
-                INVALID_PRIVATE,
-                format!("service {shown}: not a lower-case DNS name"),
-            );
+        if ports.iter().any(|q| q.port == number) {
             continue;
         }
-        if !hostname.ends_with(&suffix) {
-            drop_item(
-                HOSTNAME_OUT_OF_SCOPE,
-                format!("service {shown}: hostname is outside trust domain {trust_domain}"),
-            );
-            continue;
-        }
-        let Some(raw_ports) = svc.get("ports").and_then(J::as_array) else {
-            drop_item(
-                INVALID_PRIVATE,
-                format!("service {shown}: ports must be an array"),
-            );
-            continue;
+        let raw_name = p.get("name").and_then(J::as_str).unwrap_or("");
+        let protocol = protocol_for(raw_name);
+        let generated = format!("{}-{number}", protocol.to_ascii_lowercase());
+        let mut name = if is_port_name(raw_name) {
+            raw_name.to_string()
+        } else {
+            generated.clone()
         };
-        let mut ports: Vec<ServicePort> = Vec::new();
-        for p in raw_ports {
-            let Some(number) = port_number(p.get("port")) else {
-                let raw = p
-                    .get("port")
-                    .map(J::render)
-                    .unwrap_or_else(|| "missing".into());
-                drop_item(
-                    INVALID_PRIVATE,
-                    format!(
-                        "service {shown}: port {} is not a number 1-65535",
-                        truncate(&raw)
-                    ),
-                );
-                continue;
-            };
-            if ports.iter().any(|q| q.port == number) {
-                continue; // duplicate port number within a service: first wins, silently (Deckhouse)
-            }
-            let raw_name = p.get("name").and_then(J::as_str).unwrap_or("");
-            let protocol = protocol_for(raw_name);
-            let generated = format!("{}-{number}", protocol.to_ascii_lowercase());
-            let mut name = if is_port_name(raw_name) {
-                raw_name.to_string()
-            } else {
-                generated.clone()
-            };
-            if ports.iter().any(|q| q.name == name) {
-                name = generated;
-            }
-            if ports.iter().any(|q| q.name == name) {
-                drop_item(
-                    INVALID_PRIVATE,
-                    format!("service {shown}: port {number}: name {name:?} is already used"),
-                );
-                continue;
-            }
-            ports.push(ServicePort {
-                name,
-                port: number,
-                protocol,
-            });
+        if ports.iter().any(|q| q.name == name) {
+            name = generated;
         }
-        if ports.is_empty() {
-            drop_item(INVALID_PRIVATE, format!("service {shown}: no valid ports"));
+        if ports.iter().any(|q| q.name == name) {
+            dropped.push(drop_invalid(format!(
+                "service {shown}: port {number}: name {name:?} is already used"
+            )));
             continue;
         }
-        services.push(PublicService {
-            hostname: hostname.to_string(),
-            ports,
+        ports.push(ServicePort {
+            name,
+            port: number,
+            protocol,
         });
     }
-    Ok(PrivateMetadata {
-        ingress_gateways: gateways,
-        public_services: services,
-        dropped,
-        carried_over: 0,
-    })
+    ports
 }
 
 /// Drops services whose host lies in our own cluster domain. `validate_private` already keeps
@@ -399,7 +401,7 @@ pub fn drop_own_domain(p: &mut PrivateMetadata, own_domain: &str) {
     p.public_services = theirs;
     for s in own {
         p.dropped.push(Dropped {
-            reason: HOSTNAME_OUT_OF_SCOPE,
+            reason: Reason::HostnameOutOfScope,
             message: format!(
                 "service {}: hostname is in this cluster's own domain {own_domain}",
                 truncate(&s.hostname)
@@ -491,7 +493,7 @@ mod tests {
         drop_own_domain(&mut p, "prod.example.com");
         assert_eq!(p.public_services.len(), 1);
         assert_eq!(p.public_services[0].hostname, "web.svc.example.com");
-        assert_eq!(p.dropped[0].reason, HOSTNAME_OUT_OF_SCOPE);
+        assert_eq!(p.dropped[0].reason, Reason::HostnameOutOfScope);
         assert_eq!(p.dropped[0].message, "service api.prod.svc.prod.example.com: hostname is in this cluster's own domain prod.example.com");
     }
 
@@ -504,7 +506,7 @@ mod tests {
         ] {
             assert_eq!(
                 validate_private(&v, "b.local").unwrap_err().reason,
-                INVALID_PRIVATE
+                Reason::InvalidPrivateMetadata
             );
         }
         let ok = validate_private(
@@ -517,6 +519,52 @@ mod tests {
                 && ok.public_services.is_empty()
                 && ok.dropped.is_empty()
         );
+    }
+
+    #[test]
+    fn ports_first_definition_wins_and_names_fall_back_to_generated() {
+        let raw = [
+            json!({"name": "http", "port": 80}),
+            json!({"name": "grpc", "port": 80}),
+            json!({"name": "http", "port": 81}),
+            json!({"name": "http-81", "port": 82}),
+            json!({"name": "Not_A_Name", "port": 83}),
+        ];
+        let mut dropped = Vec::new();
+        let ports = valid_ports(&raw, "s.b.local", &mut dropped);
+        let got: Vec<(&str, u16)> = ports.iter().map(|p| (p.name.as_str(), p.port)).collect();
+        // 80 twice: the first stays. 81 reuses "http" and gets the generated name, which 82
+        // then asks for: 82 gets its own generated one.
+        assert_eq!(
+            got,
+            [
+                ("http", 80),
+                ("http-81", 81),
+                ("http-82", 82),
+                ("tcp-83", 83)
+            ]
+        );
+        assert!(dropped.is_empty(), "{dropped:?}");
+    }
+
+    #[test]
+    fn a_service_without_valid_ports_reports_them_first() {
+        let svc = json!({"hostname": "s.b.local", "ports": [{"port": 0}, {"port": "x"}]});
+        let mut dropped = Vec::new();
+        assert!(valid_service(&svc, 0, "b.local", ".b.local", &mut dropped).is_none());
+        let messages: Vec<&str> = dropped.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "service s.b.local: port 0 is not a number 1-65535",
+                "service s.b.local: port \"x\" is not a number 1-65535",
+                "service s.b.local: no valid ports"
+            ]
+        );
+        let outside = json!({"hostname": "s.c.local", "ports": [{"port": 80}]});
+        let mut dropped = Vec::new();
+        assert!(valid_service(&outside, 0, "b.local", ".b.local", &mut dropped).is_none());
+        assert_eq!(dropped[0].reason, Reason::HostnameOutOfScope);
     }
 
     #[test]
@@ -573,17 +621,17 @@ mod tests {
                 ("http-9092", 9092, "HTTP")
             ]
         );
-        let reasons: Vec<&str> = p.dropped.iter().map(|d| d.reason).collect();
+        let reasons: Vec<Reason> = p.dropped.iter().map(|d| d.reason).collect();
         assert_eq!(
             reasons,
             vec![
-                INVALID_PRIVATE,
-                INVALID_PRIVATE,
-                INVALID_PRIVATE,
-                HOSTNAME_OUT_OF_SCOPE,
-                HOSTNAME_OUT_OF_SCOPE,
-                INVALID_PRIVATE,
-                INVALID_PRIVATE
+                Reason::InvalidPrivateMetadata,
+                Reason::InvalidPrivateMetadata,
+                Reason::InvalidPrivateMetadata,
+                Reason::HostnameOutOfScope,
+                Reason::HostnameOutOfScope,
+                Reason::InvalidPrivateMetadata,
+                Reason::InvalidPrivateMetadata
             ]
         );
         assert_eq!(

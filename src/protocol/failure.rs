@@ -1,0 +1,132 @@
+//! The vocabulary of what went wrong with a peer: every condition reason the hook writes, and
+//! [`Failure`], a reason with its operator-facing message (README, "Conditions").
+//!
+//! The reasons are one closed set so that a decision about a reason is a `match`, never a
+//! comparison of strings, and so that the texts — Deckhouse's names where Deckhouse has one,
+//! which dashboards and alerts match on — are written down once, in [`Reason::as_str`].
+//! It lives in the protocol layer because validating a peer's documents produces reasons too;
+//! discovery adds the ones only it decides (`Succeeded`, `AwaitingPrivate`, …).
+
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+/// A condition reason, as written to `status.conditions[].reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// The exchange, the trust bundle or the import worked.
+    Succeeded,
+    /// Transport failure, timeout or deadline (Deckhouse's reason).
+    FetchFailed,
+    /// TLS handshake or verification failed, or the configured CA is unusable.
+    TlsError,
+    /// HTTP status other than 200 (Deckhouse's reason).
+    NonOkResponse,
+    /// The body is not JSON (Deckhouse's reason).
+    InvalidJson,
+    /// The body exceeds `FETCH_MAX_BYTES`.
+    ResponseTooLarge,
+    /// Waiting for a successful public exchange (Deckhouse's reason).
+    AwaitingPublic,
+    /// Public metadata is there, private metadata not yet.
+    AwaitingPrivate,
+    /// The key-pair Secret has no `priv.pem`: the private request cannot be signed.
+    KeyPairMissing,
+    /// `priv.pem` is not a usable Ed25519 key (Deckhouse's reason).
+    TokenGenerationFailed,
+    /// The public document is unusable as a whole.
+    InvalidPublicMetadata,
+    /// The private document, or an item of it, is invalid.
+    InvalidPrivateMetadata,
+    /// No root certificate of the peer can be trusted.
+    CertificateRejected,
+    /// A service lies outside the peer's trust domain, or inside ours.
+    HostnameOutOfScope,
+    /// The peer publishes no ingress gateways.
+    NoIngressGateways,
+    /// The trust-bundle object cannot be edited safely.
+    TrustBundleUnavailable,
+}
+
+impl Reason {
+    /// The text on the wire. Changing one breaks every alert that matches on it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Succeeded => "Succeeded",
+            Reason::FetchFailed => "FetchFailed",
+            Reason::TlsError => "TLSError",
+            Reason::NonOkResponse => "NonOKResponse",
+            Reason::InvalidJson => "InvalidJSON",
+            Reason::ResponseTooLarge => "ResponseTooLarge",
+            Reason::AwaitingPublic => "AwaitingPublic",
+            Reason::AwaitingPrivate => "AwaitingPrivate",
+            Reason::KeyPairMissing => "KeyPairMissing",
+            Reason::TokenGenerationFailed => "TokenGenerationFailed",
+            Reason::InvalidPublicMetadata => "InvalidPublicMetadata",
+            Reason::InvalidPrivateMetadata => "InvalidPrivateMetadata",
+            Reason::CertificateRejected => "CertificateRejected",
+            Reason::HostnameOutOfScope => "HostnameOutOfScope",
+            Reason::NoIngressGateways => "NoIngressGateways",
+            Reason::TrustBundleUnavailable => "TrustBundleUnavailable",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A failed fetch or validation: a condition reason and an operator-facing message. The
+/// message never carries run-to-run detail, so a repeated failure does not churn status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_texts_are_deckhouses() {
+        let all = [
+            (Reason::Succeeded, "Succeeded"),
+            (Reason::FetchFailed, "FetchFailed"),
+            (Reason::TlsError, "TLSError"),
+            (Reason::NonOkResponse, "NonOKResponse"),
+            (Reason::InvalidJson, "InvalidJSON"),
+            (Reason::ResponseTooLarge, "ResponseTooLarge"),
+            (Reason::AwaitingPublic, "AwaitingPublic"),
+            (Reason::AwaitingPrivate, "AwaitingPrivate"),
+            (Reason::KeyPairMissing, "KeyPairMissing"),
+            (Reason::TokenGenerationFailed, "TokenGenerationFailed"),
+            (Reason::InvalidPublicMetadata, "InvalidPublicMetadata"),
+            (Reason::InvalidPrivateMetadata, "InvalidPrivateMetadata"),
+            (Reason::CertificateRejected, "CertificateRejected"),
+            (Reason::HostnameOutOfScope, "HostnameOutOfScope"),
+            (Reason::NoIngressGateways, "NoIngressGateways"),
+            (Reason::TrustBundleUnavailable, "TrustBundleUnavailable"),
+        ];
+        for (reason, text) in all {
+            assert_eq!(reason.to_string(), text);
+            assert_eq!(serde_json::to_value(reason).unwrap(), text);
+        }
+    }
+}

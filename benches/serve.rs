@@ -3,6 +3,12 @@
 //! (pinned to another core). Reports requests/s, p50/p99 latency and the server's CPU use
 //! for public.json and for JWT-verified federation.json, and the server's peak RSS.
 //!
+//! Then the idle flood (README, *Security*): one client holds 1,600 idle sockets against the
+//! default cap of 512 — silent, one head byte a second, idle keep-alive — and reopens any the
+//! server closes, while a few legitimate peers fetch public.json on fresh connections. Reports
+//! their latency from `connect` to the complete answer (p50/p99/max), those not answered within
+//! 10 s, and how many connections the server shed meanwhile.
+//!
 //! `cargo bench --bench serve` (or `make bench`). `SERVE_BENCH_SECS` sets the seconds per
 //! scenario (default 5). Under `cargo test --all-targets` (no `--bench` argument) it only
 //! says how to run it: timing on a shared CI machine proves nothing.
@@ -14,7 +20,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+#[path = "../tests/support/idle_flood.rs"]
+mod idle_flood;
+
 const CONNECTIONS: usize = 64;
+/// Sockets of the idle flood, and the legitimate clients measured under it.
+const FLOOD_SOCKETS: usize = 1600;
+const FLOOD_PEERS: usize = 4;
 const WARMUP: Duration = Duration::from_millis(500);
 const OWN: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const PEER: &str = "bbbbbbbb-0000-4000-8000-000000000002";
@@ -123,7 +135,124 @@ fn main() {
         field("VmRSS:")
     );
     println!("targets: >= 20000 public/s, >= 5000 private/s on one core, p99 < 10 ms");
+
+    idle_flood(&rt, &server, &public_req, Duration::from_secs(secs));
     server.stop();
+}
+
+/// The idle-flood scenario (see the module docs), on the running server (default cap 512).
+fn idle_flood(rt: &tokio::runtime::Runtime, server: &Server, req: &str, duration: Duration) {
+    let limit = idle_flood::allow_open_files(FLOOD_SOCKETS as u64 + 256);
+    if limit < FLOOD_SOCKETS as u64 + 256 {
+        println!(
+            "\nidle flood: skipped, open-files limit {limit} < {}",
+            FLOOD_SOCKETS + 256
+        );
+        return;
+    }
+    let shed = || {
+        rt.block_on(scrape(server.port))
+            .lines()
+            .find_map(|l| l.strip_prefix("istio_federation_metadata_connections_shed_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let flood = idle_flood::IdleFlood::start(server.port, FLOOD_SOCKETS);
+    let start = Instant::now();
+    while flood.opened() < FLOOD_SOCKETS && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (opened, shed_before, cpu_before) =
+        (flood.opened(), shed(), cpu_seconds(server.child.id()));
+    let wall = Instant::now();
+    let r = rt.block_on(drive_fresh(server.port, req.as_bytes(), duration));
+    let cpu = (cpu_seconds(server.child.id()) - cpu_before) / wall.elapsed().as_secs_f64();
+    let (reopened, shed_during) = (flood.opened() - opened, shed() - shed_before);
+    drop(flood);
+    println!();
+    println!(
+        "idle flood: {FLOOD_SOCKETS} idle sockets (silent, 1 head byte/s, idle keep-alive; \
+         reopened when closed) against --max-connections 512; {FLOOD_PEERS} peers fetch \
+         public.json on fresh connections for {} s",
+        duration.as_secs()
+    );
+    println!();
+    println!("| requests answered | p50 | p99 | max | not answered in 10 s | shed | flood reopened | server CPU |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {} | {} | {shed_during} | {reopened} | {:.0}% |",
+        r.ok,
+        fmt_us(r.percentile(0.50)),
+        fmt_us(r.percentile(0.99)),
+        fmt_us(r.percentile(1.0)),
+        r.errors,
+        100.0 * cpu
+    );
+    println!("target: p99 < 2 s");
+}
+
+/// GET /metrics on a fresh connection; empty on any failure.
+async fn scrape(port: u16) -> String {
+    let mut out = Vec::new();
+    if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        let req = b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+        if s.write_all(req).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `FLOOD_PEERS` tasks, each sending `req` on a fresh connection (the server closes it after
+/// the answer: `Connection: close` is added) and timing connect-to-answer, for `duration`. An
+/// answer that takes over 10 s counts as an error.
+async fn drive_fresh(port: u16, req: &[u8], duration: Duration) -> RunResult {
+    let head = String::from_utf8_lossy(req);
+    let req = head
+        .replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
+        .into_bytes();
+    let end = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..FLOOD_PEERS {
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            let mut buf = Vec::with_capacity(8192);
+            while Instant::now() < end {
+                let sent = Instant::now();
+                let answered = tokio::time::timeout(Duration::from_secs(10), async {
+                    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()?;
+                    exchange(&mut s, &req, &mut buf).await.then_some(())
+                })
+                .await;
+                match answered {
+                    Ok(Some(())) => {
+                        let us = sent.elapsed().as_micros();
+                        latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    all.sort_unstable();
+    RunResult {
+        ok: all.len() as u64,
+        errors,
+        elapsed: duration,
+        latencies: all,
+    }
 }
 
 /// public.json (EC root), federation.json and the peer list, kubelet-style.

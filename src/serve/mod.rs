@@ -18,8 +18,19 @@
 //! - **Untrusted clients.** Every limit an unauthenticated caller could abuse is bounded: the
 //!   request head (16 KiB → 431), bodies (4 KiB → 413, slow → 408), the time to send a head
 //!   (which is also the keep-alive idle time), stalled writes, TLS handshakes and the number of
-//!   concurrent connections (more wait in the listen backlog instead of spawning more work).
-//!   No request data is ever unwrapped; the token is never logged.
+//!   concurrent connections. No request data is ever unwrapped; the token is never logged.
+//! - **Idle connections cannot lock peers out** (README, *Security*). A cap alone is not
+//!   enough: one client holding the cap with idle sockets and reopening any that close kept
+//!   every peer in the listen backlog (0 of 5 requests answered in 10 s at 1,600 sockets against
+//!   512), because the backlog is first come, first served and, once full, the kernel drops new
+//!   SYNs outright. So the accept loop never stops accepting: at the cap, the connection that
+//!   has waited longest for its client — silent, trickling a head, reading a body or idle
+//!   between keep-alive requests — is closed to make room ([`slots`] says why this and not a
+//!   first-byte deadline or a per-source cap). A request being answered is never cut off; when
+//!   every slot is answering, the newcomer waits for one. This holds while one client's
+//!   sockets stay below the cap plus the listen backlog ([`LISTEN_BACKLOG`], which the kernel
+//!   caps at `net.core.somaxconn`, 4096 by default): beyond that the kernel drops SYNs before
+//!   `serve` sees them, and the limit belongs in front of it (load balancer, firewall).
 //! - **Graceful shutdown.** SIGTERM/SIGINT stops accepting, lets in-flight requests finish for
 //!   up to [`DRAIN_TIMEOUT`], then exits 0 so Kubernetes sees a clean stop.
 
@@ -27,6 +38,7 @@
 
 mod io;
 mod routes;
+mod slots;
 mod spiffe;
 mod store;
 mod tls;
@@ -36,19 +48,22 @@ pub use spiffe::bundle_from_pem;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::time::Instant;
 
 /// Default listen address (Deckhouse's exporter listens on 8080 too).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// Default mount point of the `istio-federation-metadata` Secret.
 pub const DEFAULT_METADATA_DIR: &str = "/metadata";
-/// Default cap on concurrent connections; more wait in the listen backlog.
+/// Default cap on concurrent connections; at the cap the connection that has waited longest for
+/// its client makes room for a new one.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// Largest request head (request line + headers). hyper answers 431 beyond it.
@@ -67,8 +82,13 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-/// Listen backlog: where connections over the cap wait.
-const LISTEN_BACKLOG: u32 = 1024;
+/// Listen backlog: connections the kernel has completed and `serve` not yet accepted. Large,
+/// because a client that reopens every connection `serve` sheds keeps the backlog as full as
+/// it can: a newcomer must find room here (the kernel drops SYNs to a full backlog) and waits
+/// only for the connections ahead of it to be accepted. Linux caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+/// At most one warning a minute that connections are being shed.
+const SHED_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Help text of `istio-federation-hook serve --help`.
 pub const USAGE: &str = "usage: istio-federation-hook serve [--listen ADDR] [--metadata-dir DIR] \
@@ -87,7 +107,10 @@ options:
   --tls-cert FILE        serve HTTPS with this PEM certificate chain (needs --tls-key;
                          both files are re-read when they change)
   --tls-key FILE         PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert
-  --max-connections N    concurrent connections; more wait to be accepted (default 512)
+  --max-connections N    concurrent connections (default 512); at the cap, the one that has
+                         waited longest for its client (idle keep-alive, or a request not
+                         yet sent in full) is closed to make room, so idle sockets cannot
+                         lock peers out
 
 SIGTERM/SIGINT stop accepting, let in-flight requests finish (5 s at most) and exit 0.";
 
@@ -249,8 +272,9 @@ pub fn serve(opts: Options) -> Result<(), String> {
             opts.max_connections
         );
         let permits = Arc::new(Semaphore::new(opts.max_connections));
+        let slots = slots::Slots::new();
         tokio::select! {
-            () = accept_loop(listener, tls, state, permits.clone(), shutdown_rx) => {}
+            () = accept_loop(listener, tls, state, permits.clone(), slots, shutdown_rx) => {}
             sig = signals.recv() => {
                 log::info!(target: "serve", "{sig}: shutting down, draining connections");
             }
@@ -302,19 +326,19 @@ impl Signals {
     }
 }
 
-/// Accepts connections while a permit is free; each connection holds its permit until it
-/// ends, so `permits` also tells the shutdown code when every connection has finished.
+/// Accepts every connection as soon as it arrives and gives it a slot (a permit), shedding the
+/// longest-waiting connection at the cap (see [`make_room`]). Each connection holds its permit
+/// until it ends, so `permits` also tells the shutdown code when every connection has finished.
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<routes::State>,
     permits: Arc<Semaphore>,
+    slots: Arc<slots::Slots>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let mut shed_log = ShedLog::default();
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return; // the semaphore is never closed
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -324,34 +348,110 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(permit) = make_room(&permits, &slots, &state, &mut shed_log).await else {
+            return; // the semaphore is never closed
+        };
+        let slot = slots.open(Instant::now());
         let _ = stream.set_nodelay(true);
         let io = io::WriteTimeout::new(stream, WRITE_STALL_TIMEOUT);
         let state = state.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            // Dropped in reverse order: the slot's registration goes before the permit frees.
             let _permit = permit;
-            match tls {
-                None => serve_connection(io, peer, state, shutdown).await,
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io));
-                    let stream = tokio::select! {
-                        r = handshake => r,
-                        () = stopping(&mut shutdown) => return,
-                    };
-                    match stream {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, state, shutdown).await,
-                        Ok(Err(e)) => {
-                            log::debug!(target: "serve", "TLS handshake with {peer} failed: {e}")
-                        }
-                        Err(_) => {
-                            log::debug!(target: "serve", "TLS handshake with {peer} timed out")
-                        }
-                    }
+            let slot = slot;
+            tokio::select! {
+                // First, so a shed connection closes even if its client just sent something.
+                biased;
+                () = slot.shed() => {
+                    log::debug!(target: "serve", "connection from {peer} shed to make room");
                 }
+                () = connection(io, peer, tls, state, shutdown, &slot) => {}
             }
         });
+    }
+}
+
+/// A permit for a connection just accepted. At the cap, the connection that has waited
+/// longest for its client is told to close and its permit taken as soon as it has; when every
+/// connection is being answered, waits for one to finish or to start waiting again.
+async fn make_room(
+    permits: &Arc<Semaphore>,
+    slots: &slots::Slots,
+    state: &routes::State,
+    shed_log: &mut ShedLog,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => return Some(permit),
+            Err(TryAcquireError::Closed) => return None,
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        if slots.shed_longest_waiting() {
+            state.count_shed();
+            shed_log.shed();
+            return permits.clone().acquire_owned().await.ok();
+        }
+        tokio::select! {
+            permit = permits.clone().acquire_owned() => return permit.ok(),
+            () = slots.waiter_appeared() => {}
+        }
+    }
+}
+
+/// Warns when shedding starts and then at most every [`SHED_LOG_INTERVAL`], with the count:
+/// under a flood, one line a minute instead of one per connection.
+#[derive(Default)]
+struct ShedLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl ShedLog {
+    fn shed(&mut self) {
+        self.unlogged += 1;
+        if self.last.is_some_and(|t| t.elapsed() < SHED_LOG_INTERVAL) {
+            return;
+        }
+        log::warn!(
+            target: "serve",
+            "at the connection cap: closed {} connection(s) that waited longest for their \
+             client to make room for new ones (istio_federation_metadata_connections_shed_total)",
+            self.unlogged
+        );
+        self.last = Some(Instant::now());
+        self.unlogged = 0;
+    }
+}
+
+/// One accepted connection: the optional TLS handshake, then HTTP until it ends.
+async fn connection(
+    io: io::WriteTimeout<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<routes::State>,
+    mut shutdown: watch::Receiver<bool>,
+    slot: &slots::Slot,
+) {
+    match tls {
+        None => serve_connection(io, peer, state, shutdown, slot).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io));
+            let stream = tokio::select! {
+                r = handshake => r,
+                () = stopping(&mut shutdown) => return,
+            };
+            match stream {
+                Ok(Ok(stream)) => serve_connection(stream, peer, state, shutdown, slot).await,
+                Ok(Err(e)) => {
+                    log::debug!(target: "serve", "TLS handshake with {peer} failed: {e}")
+                }
+                Err(_) => {
+                    log::debug!(target: "serve", "TLS handshake with {peer} timed out")
+                }
+            }
+        }
     }
 }
 
@@ -368,11 +468,20 @@ async fn serve_connection<I>(
     peer: SocketAddr,
     state: Arc<routes::State>,
     mut shutdown: watch::Receiver<bool>,
+    slot: &slots::Slot,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let counter = state.clone();
-    let service = service_fn(move |req| routes::handle(state.clone(), peer, req));
+    let service = service_fn(move |req| {
+        // From a complete request head until hyper has taken the whole response.
+        let answering = slot.answering();
+        let state = state.clone();
+        async move {
+            let response = routes::handle(state, peer, req, &answering).await?;
+            Ok::<_, Infallible>(response.map(|body| slots::AnsweredBody::new(body, answering)))
+        }
+    });
     let conn = http1::Builder::new()
         // A client may shut down its sending side once the request is out (scripted clients and
         // some proxies do). Without this, hyper drops such a connection unanswered whenever it

@@ -7,6 +7,7 @@
 //! the metric labels are route names so their cardinality is bounded whatever paths clients
 //! send.
 
+use super::slots::Answering;
 use super::store::{self, FileState, MetadataStore, Spiffe, Visibility};
 use crate::protocol::jwt;
 use crate::protocol::visibility::View;
@@ -17,6 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +53,13 @@ impl State {
         self.metrics
             .count_connection_error(connection_error_reason(e));
     }
+
+    /// Counts a connection closed to make room at the connection cap (see `super::slots`).
+    pub(super) fn count_shed(&self) {
+        self.metrics
+            .connections_shed
+            .fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The label of a connection error (see [`State::count_connection_error`]).
@@ -67,6 +76,9 @@ fn connection_error_reason(e: &hyper::Error) -> &'static str {
         "other"
     }
 }
+
+/// The counter of [`State::count_shed`].
+const SHED: &str = "istio_federation_metadata_connections_shed_total";
 
 const CONNECTION_ERROR_REASONS: [&str; 5] =
     ["incomplete", "malformed", "other", "timeout", "too_large"];
@@ -115,6 +127,7 @@ struct Metrics {
     requests: Mutex<BTreeMap<(Endpoint, u16), u64>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     connection_errors: Mutex<BTreeMap<&'static str, u64>>,
+    connections_shed: AtomicU64,
 }
 
 impl Metrics {
@@ -145,6 +158,7 @@ impl Metrics {
             connection_errors: Mutex::new(
                 CONNECTION_ERROR_REASONS.iter().map(|r| (*r, 0)).collect(),
             ),
+            connections_shed: AtomicU64::new(0),
         }
     }
 
@@ -205,6 +219,13 @@ impl Metrics {
             "Connections ended by an error before a route answered (malformed or oversized requests, header timeouts, clients gone mid-request), by reason.",
             &self.connection_errors,
         );
+        let _ = writeln!(
+            out,
+            "# HELP {SHED} Connections closed to make room for a new one at the connection cap: each the one that had waited longest for its client (idle keep-alive, or a request not sent in full).\n\
+             # TYPE {SHED} counter\n\
+             {SHED} {}",
+            self.connections_shed.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -214,9 +235,10 @@ pub(super) async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    answering: &Answering,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let endpoint = Endpoint::route(req.uri().path());
-    let response = respond(&state, endpoint, peer, req).await;
+    let response = respond(&state, endpoint, peer, req, answering).await;
     state.metrics.count_request(endpoint, response.status());
     Ok(response)
 }
@@ -260,8 +282,9 @@ fn closing(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 }
 
 /// Reads and discards a request body of at most [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`];
-/// `Some(answer)` when the body is refused.
-async fn discard_body(body: Incoming) -> Option<Response<Full<Bytes>>> {
+/// `Some(answer)` when the body is refused. While it reads, the connection waits for its client
+/// and may be shed at the connection cap (see `super::slots`).
+async fn discard_body(body: Incoming, answering: &Answering) -> Option<Response<Full<Bytes>>> {
     use hyper::body::Body as _;
     if body.is_end_stream() {
         return None;
@@ -272,6 +295,7 @@ async fn discard_body(body: Incoming) -> Option<Response<Full<Bytes>>> {
             "request body too large",
         ));
     }
+    let _waiting = answering.waiting_for_client();
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
         Ok(Ok(_)) => None,
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Some(closing(
@@ -297,6 +321,7 @@ async fn respond(
     endpoint: Endpoint,
     peer: SocketAddr,
     req: Request<Incoming>,
+    answering: &Answering,
 ) -> Response<Full<Bytes>> {
     if endpoint == Endpoint::Other {
         return not_found();
@@ -314,7 +339,7 @@ async fn respond(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    if let Some(refused) = discard_body(req.into_body()).await {
+    if let Some(refused) = discard_body(req.into_body(), answering).await {
         return refused;
     }
     match endpoint {
@@ -446,6 +471,7 @@ mod tests {
         m.count_request(Endpoint::Other, StatusCode::NOT_FOUND);
         m.count_auth_failure("expired");
         m.count_connection_error("too_large");
+        m.connections_shed.fetch_add(3, Ordering::Relaxed);
         let text = m.render();
         assert!(text.contains(
             "istio_federation_metadata_requests_total{endpoint=\"public\",code=\"200\"} 2\n"
@@ -467,6 +493,10 @@ mod tests {
                 "istio_federation_metadata_connection_errors_total{{reason=\"{reason}\"}} "
             )));
         }
-        assert_eq!(text.matches("# TYPE").count(), 3);
+        assert!(text.contains(
+            "# TYPE istio_federation_metadata_connections_shed_total counter\n\
+             istio_federation_metadata_connections_shed_total 3\n"
+        ));
+        assert_eq!(text.matches("# TYPE").count(), 4);
     }
 }

@@ -140,9 +140,19 @@ fn advertised_gateways(input: &BindingInput) -> Result<Option<Vec<Gateway>>, Str
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p > 0);
         match (address, port) {
-            (Some(a), Some(p)) if names::is_gateway_address(&a) => {
-                out.insert(Gateway { address: a, port: p });
-            }
+            (Some(a), Some(p)) => match names::check_gateway_address(&a) {
+                Ok(()) => {
+                    out.insert(Gateway { address: a, port: p });
+                }
+                // Peers drop such an address (README, "Security"): publishing it would only
+                // hide that the list is wrong, so the list is refused like any invalid item.
+                Err(refusal) => {
+                    return Err(format!(
+                        "{what} {ADVERTISE_KEY} item {}: address {a:?} {refusal}; peers would refuse it",
+                        i + 1
+                    ))
+                }
+            },
             _ => return Err(format!("{what} {ADVERTISE_KEY} item {}: needs an IP or DNS name address and a port 1-65535", i + 1)),
         }
     }
@@ -186,12 +196,17 @@ fn load_balancer_gateways(input: &BindingInput) -> Vec<Gateway> {
                     .filter(|s| !s.is_empty())
             });
         match address.map(|a| a.to_ascii_lowercase()) {
-            Some(a) if names::is_gateway_address(&a) => {
-                out.insert(Gateway { address: a, port });
-            }
-            Some(a) => {
-                log::warn!(target: "export", "ingress gateway Service {name}: load balancer address {a:?} is not an IP or DNS name")
-            }
+            Some(a) => match names::check_gateway_address(&a) {
+                Ok(()) => {
+                    out.insert(Gateway { address: a, port });
+                }
+                Err(names::GatewayRefusal::NotAnAddress) => {
+                    log::warn!(target: "export", "ingress gateway Service {name}: load balancer address {a:?} is not an IP or DNS name")
+                }
+                Err(refusal) => {
+                    log::warn!(target: "export", "ingress gateway Service {name}: load balancer address {a:?} {refusal}; not advertised, peers would refuse it")
+                }
+            },
             None => {
                 log::warn!(target: "export", "ingress gateway Service {name} has no load balancer address yet; not advertised")
             }
@@ -485,6 +500,31 @@ mod tests {
         );
         // Nothing known and nothing published: an empty list, not an error.
         assert_eq!(gateways(&input(&[]), &BTreeMap::new()), json!([]));
+    }
+
+    #[test]
+    fn implausible_own_gateways_are_not_advertised() {
+        // The advertise list is refused as a whole (the last published list stays), the load
+        // balancer's loopback address is skipped: peers would drop either.
+        let last = json!([{"address": "9.9.9.9", "port": 15443}]);
+        let list = json!({"data": {ADVERTISE_KEY: "[{\"address\": \"10.0.0.1\", \"port\": 15443}, {\"address\": \"127.0.0.1\", \"port\": 15443}]"}});
+        let advertise = input(&[(bindings::ADVERTISE, vec![list])]);
+        assert_eq!(
+            advertised_gateways(&advertise).unwrap_err(),
+            "ConfigMap metadata-exporter-ingressgateway-advertise ingressgateways-array.json item 2: address \"127.0.0.1\" is a loopback address; peers would refuse it"
+        );
+        assert_eq!(gateways(&advertise, &published(last.clone())), last);
+        let lb = |address: &str| {
+            json!({"metadata": {"name": "gw", "namespace": "d8-istio"},
+            "spec": {"ports": [{"name": "tls", "port": 15443}]},
+            "status": {"loadBalancer": {"ingress": [{"hostname": address}]}}})
+        };
+        for refused in ["localhost", "169.254.169.254", "gateway"] {
+            let only = input(&[(bindings::INGRESS_GATEWAYS, vec![lb(refused)])]);
+            assert!(load_balancer_gateways(&only).is_empty(), "{refused}");
+        }
+        let fine = input(&[(bindings::INGRESS_GATEWAYS, vec![lb("gw.example.com")])]);
+        assert_eq!(load_balancer_gateways(&fine).len(), 1);
     }
 
     #[test]

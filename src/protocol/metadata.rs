@@ -258,8 +258,9 @@ fn drop_invalid(message: String) -> Dropped {
     }
 }
 
-/// The gateways traffic may be sent to: an IP address or DNS name (lower-cased) and a port,
-/// each once, in the peer's order.
+/// The gateways traffic may be sent to: a plausible remote gateway address (lower-cased; see
+/// [`names::check_gateway_address`] — never loopback, link-local, localhost, …) and a port,
+/// each once, in the peer's order. A refused address is dropped on its own, named with its class.
 fn valid_gateways<J: Json>(gws: &[J], dropped: &mut Vec<Dropped>) -> Vec<Gateway> {
     let mut seen = BTreeSet::new();
     let mut gateways = Vec::new();
@@ -269,20 +270,22 @@ fn valid_gateways<J: Json>(gws: &[J], dropped: &mut Vec<Dropped>) -> Vec<Gateway
             .and_then(J::as_str)
             .map(|a| a.trim().to_ascii_lowercase());
         match (addr, port_number(gw.get("port"))) {
-            (Some(a), Some(p)) if names::is_gateway_address(&a) => {
-                let g = Gateway {
-                    address: a,
-                    port: p,
-                };
-                if seen.insert(g.clone()) {
-                    gateways.push(g);
+            (Some(a), Some(p)) => match names::check_gateway_address(&a) {
+                Ok(()) => {
+                    let g = Gateway {
+                        address: a,
+                        port: p,
+                    };
+                    if seen.insert(g.clone()) {
+                        gateways.push(g);
+                    }
                 }
-            }
-            (Some(a), Some(_)) => dropped.push(drop_invalid(format!(
-                "ingress gateway {}: address {:?} is neither an IP address nor a DNS name",
-                i + 1,
-                truncate(&a)
-            ))),
+                Err(refusal) => dropped.push(drop_invalid(format!(
+                    "ingress gateway {}: address {:?} {refusal}",
+                    i + 1,
+                    truncate(&a)
+                ))),
+            },
             (_, _) => dropped.push(drop_invalid(format!(
                 "ingress gateway {}: needs a string address and a port 1-65535",
                 i + 1
@@ -453,6 +456,58 @@ mod tests {
         let mut clean = doc(json!({"ingressGateways": [], "publicServices": []}));
         clean.carry_over(&last_good);
         assert_eq!((clean.carried_over, clean.public_services.len()), (0, 0));
+    }
+
+    #[test]
+    fn implausible_gateways_are_dropped_one_by_one_and_named() {
+        // The list, each refused on its own; the private and public ones stay.
+        let refused = [
+            ("0.0.0.0", "is an unspecified address"),
+            ("::", "is an unspecified address"),
+            ("127.0.0.1", "is a loopback address"),
+            ("::1", "is a loopback address"),
+            ("::ffff:127.0.0.1", "is an IPv4-mapped IPv6 address"),
+            ("169.254.169.254", "is a link-local address"),
+            ("fe80::1", "is a link-local address"),
+            ("224.0.0.1", "is a multicast address"),
+            ("ff02::1", "is a multicast address"),
+            ("255.255.255.255", "is the broadcast address"),
+            ("LocalHost.", "is localhost"),
+            (
+                "gateway",
+                "is a single-label name, which resolves inside this cluster",
+            ),
+            (
+                "127.1",
+                "is a number resolvers read as an IPv4 address; write it as a dotted quad",
+            ),
+        ];
+        let mut gws: Vec<Value> = refused
+            .iter()
+            .map(|(a, _)| json!({"address": a, "port": 15443}))
+            .collect();
+        gws.push(json!({"address": "10.1.2.3", "port": 15443}));
+        gws.push(json!({"address": "1.1.1.1", "port": 15443}));
+        let p = validate_private(
+            &json!({"ingressGateways": gws, "publicServices": []}),
+            "b.local",
+        )
+        .unwrap();
+        let kept: Vec<&str> = p
+            .ingress_gateways
+            .iter()
+            .map(|g| g.address.as_str())
+            .collect();
+        assert_eq!(kept, ["10.1.2.3", "1.1.1.1"]);
+        assert_eq!(p.dropped.len(), refused.len());
+        for (i, ((address, why), d)) in refused.iter().zip(&p.dropped).enumerate() {
+            let shown = address.trim().to_ascii_lowercase();
+            assert_eq!(d.reason, Reason::InvalidPrivateMetadata);
+            assert_eq!(
+                d.message,
+                format!("ingress gateway {}: address {shown:?} {why}", i + 1)
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,9 @@ use super::status::{Condition, ConditionStatus, ConditionType};
 use super::trust_bundle::TrustBundleError;
 use crate::hook::timefmt;
 use crate::protocol::failure::Reason;
+use crate::protocol::federation::SpecProblem;
+use crate::protocol::metadata::PrivateMetadata;
+use crate::protocol::names;
 use ConditionStatus::{False, True, Unknown};
 use ConditionType::{
     PrivateMetadataExchangeReady as PRIVATE, PublicMetadataExchangeReady as PUBLIC,
@@ -29,12 +32,65 @@ pub fn for_federation(
     now: i64,
 ) -> Vec<Condition> {
     let mut conditions = Vec::with_capacity(4);
-    if let Some(r) = report {
-        conditions.extend(exchange_conditions(r));
+    match &st.fed.spec_problem {
+        Some(problem) => conditions.extend(spec_conditions(st, problem)),
+        None => {
+            if let Some(r) = report {
+                conditions.extend(exchange_conditions(r));
+            }
+        }
+    }
+    if st.refuses_trust_domain() {
+        return conditions;
     }
     conditions.push(trust_condition(st, trust_problem, now));
     conditions.push(services_condition(st));
     conditions
+}
+
+/// The conditions of a spec that is read but not acted on (README, "Conditions",
+/// `InvalidSpec`): no request is made, whether or not this run is offline. A refused trust
+/// domain also sets the trust and import conditions: nothing is trusted or imported for it.
+fn spec_conditions(st: &FedState, problem: &SpecProblem) -> Vec<Condition> {
+    let why = problem.message();
+    let mut out = vec![
+        Condition::new(
+            PUBLIC,
+            False,
+            Reason::InvalidSpec,
+            format!("{why}; no request is made."),
+        ),
+        Condition::new(
+            PRIVATE,
+            False,
+            Reason::InvalidSpec,
+            format!("{why}; no request is made."),
+        ),
+    ];
+    if let SpecProblem::TrustDomain(_) = problem {
+        let earlier = if st
+            .fed
+            .trust_domain
+            .eq_ignore_ascii_case(names::LOCAL_TRUST_DOMAIN_ALIAS)
+        {
+            "Root certificates installed for it earlier are removed."
+        } else {
+            "Root certificates installed earlier are kept until it is fixed."
+        };
+        out.push(Condition::new(
+            TRUST,
+            False,
+            Reason::InvalidSpec,
+            format!("{why}; no root certificate is trusted for it. {earlier}"),
+        ));
+        out.push(Condition::new(
+            SERVICES,
+            False,
+            Reason::InvalidSpec,
+            format!("{why}; no services are imported. ServiceEntries created earlier are kept."),
+        ));
+    }
+    out
 }
 
 /// The exchange conditions of what the network phase did: the public request, then the
@@ -173,11 +229,24 @@ pub fn services_condition(st: &FedState) -> Condition {
         };
     };
     if private.ingress_gateways.is_empty() {
+        if private.dropped.is_empty() {
+            return Condition::new(
+                SERVICES,
+                False,
+                Reason::NoIngressGateways,
+                "The peer publishes no ingress gateways, so its services cannot be reached; none are imported.",
+            );
+        }
+        // Every gateway was refused: say which and why, item by item.
+        log_dropped(st);
         return Condition::new(
             SERVICES,
             False,
             Reason::NoIngressGateways,
-            "The peer publishes no ingress gateways, so its services cannot be reached; none are imported.",
+            format!(
+                "The peer publishes no usable ingress gateways, so its services cannot be reached; none are imported. {}.",
+                capitalize(&dropped_list(private))
+            ),
         );
     }
     let n = private.service_count();
@@ -194,6 +263,19 @@ pub fn services_condition(st: &FedState) -> Condition {
     } else {
         Reason::InvalidPrivateMetadata
     };
+    let mut msg = format!("{imported}; {}.", dropped_list(private));
+    if private.carried_over > 0 {
+        msg.push_str(&format!(
+            " Kept {} gateway(s)/service(s) of the last good metadata that this response does not validly provide.",
+            private.carried_over
+        ));
+    }
+    log_dropped(st);
+    Condition::new(SERVICES, if n > 0 { True } else { False }, reason, msg)
+}
+
+/// "dropped 2 items: …; …" (at most [`MAX_LISTED`] of them, then "and N more").
+fn dropped_list(private: &PrivateMetadata) -> String {
     let listed: Vec<&str> = private
         .dropped
         .iter()
@@ -201,7 +283,7 @@ pub fn services_condition(st: &FedState) -> Condition {
         .map(|d| d.message.as_str())
         .collect();
     let mut msg = format!(
-        "{imported}; dropped {} item{}: {}",
+        "dropped {} item{}: {}",
         private.dropped.len(),
         if private.dropped.len() == 1 { "" } else { "s" },
         listed.join("; ")
@@ -212,15 +294,19 @@ pub fn services_condition(st: &FedState) -> Condition {
             private.dropped.len() - MAX_LISTED
         ));
     }
-    msg.push('.');
-    if private.carried_over > 0 {
-        msg.push_str(&format!(
-            " Kept {} gateway(s)/service(s) of the last good metadata that this response does not validly provide.",
-            private.carried_over
-        ));
+    msg
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
-    for d in &private.dropped {
+}
+
+fn log_dropped(st: &FedState) {
+    for d in st.private.iter().flat_map(|p| &p.dropped) {
         log::warn!(target: "reconcile", "IstioFederation {}: dropped from private metadata: {}", st.fed.name, d.message);
     }
-    Condition::new(SERVICES, if n > 0 { True } else { False }, reason, msg)
 }

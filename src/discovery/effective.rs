@@ -5,7 +5,7 @@
 use super::report::{Attempt, FetchReport};
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
-use crate::protocol::federation::Federation;
+use crate::protocol::federation::{Federation, SpecProblem};
 use crate::protocol::json;
 use crate::protocol::metadata::{self, Own, PrivateMetadata, PublicMetadata};
 use serde_json::Value;
@@ -29,7 +29,8 @@ impl FedState<'_> {
     /// that is now invalid may well be one we imported before, and a bad peer must not cost us
     /// it; new and changed objects are still written (docs/ARCHITECTURE.md, "Discovery").
     pub fn holds_back_deletes(&self) -> bool {
-        self.public_problem.is_some()
+        self.refuses_trust_domain()
+            || self.public_problem.is_some()
             || self.private_problem.is_some()
             || self.private.as_ref().is_some_and(|p| !p.dropped.is_empty())
     }
@@ -38,6 +39,12 @@ impl FedState<'_> {
     /// public metadata cannot be read, and odd input never removes trust.
     pub fn keeps_trust_entries(&self) -> bool {
         self.public_problem.is_some()
+    }
+
+    /// Whether `spec.trustDomain` cannot name a peer: nothing is fetched, imported or trusted
+    /// for this federation, and its ServiceEntries stay (README, "Conditions", `InvalidSpec`).
+    pub fn refuses_trust_domain(&self) -> bool {
+        matches!(self.fed.spec_problem, Some(SpecProblem::TrustDomain(_)))
     }
 }
 
@@ -52,8 +59,21 @@ pub fn states<'f>(
 ) -> Vec<FedState<'f>> {
     let mut states = Vec::with_capacity(feds.len());
     for fed in feds {
-        if fed.trust_domain == own_domain {
+        if fed.trust_domain.eq_ignore_ascii_case(own_domain) {
             log::warn!(target: "reconcile", "IstioFederation {}: spec.trustDomain {} is this cluster's own trust domain; skipped", fed.name, fed.trust_domain);
+            continue;
+        }
+        if let Some(SpecProblem::TrustDomain(why)) = &fed.spec_problem {
+            // Neither cache is read: the trust domain decides what the peer may name.
+            log::warn!(target: "reconcile", "IstioFederation {}: {why}; nothing is imported or trusted for it", fed.name);
+            states.push(FedState {
+                fed,
+                public: None,
+                public_problem: None,
+                private: None,
+                private_problem: None,
+                private_cache: None,
+            });
             continue;
         }
         let report = fetched.get(&fed.name);

@@ -69,7 +69,8 @@ pub fn user_agent() -> String {
 }
 
 /// Fetches public and private metadata of every federation in `feds` (skipping those whose
-/// trust domain is our own: no request, no entry in the result) and validates it.
+/// trust domain is our own, in any case, and those whose spec has a problem — credentials in
+/// the endpoint, an unusable trust domain: no request, no entry in the result) and validates it.
 ///
 /// `private_key_pem` is `priv.pem` of the key-pair Secret; without a usable key only public
 /// metadata is fetched. `own` identifies this cluster for validation; `now` (unix seconds) is
@@ -109,11 +110,12 @@ pub(crate) fn fetch_all_with(
     let jobs: Vec<Federation> = feds
         .iter()
         .filter(|f| {
-            let own_domain = f.trust_domain == settings.cluster_domain;
+            let own_domain = f.trust_domain.eq_ignore_ascii_case(&settings.cluster_domain);
             if own_domain {
                 log::debug!(target: "fetch", "IstioFederation {}: trust domain {} is our own; not fetched", f.name, f.trust_domain);
             }
-            !own_domain
+            // A spec problem is reported by the reconcile, in the federation's conditions.
+            !own_domain && f.may_fetch()
         })
         .cloned()
         .collect();

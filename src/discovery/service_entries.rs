@@ -90,7 +90,9 @@ fn endpoint_key(endpoints: &[Gateway]) -> String {
         .join(",")
 }
 
-/// The object name for a record.
+/// The object name for a record, as Deckhouse names it (a long one bounded, see [`MAX_NAME`]).
+/// Not unique: `web.x.b.test` and `web.x-b.test` behind the same gateways get the same name;
+/// [`merge`] settles such collisions with [`host_name`].
 pub fn record_name(hostname: &str, endpoints: &[Gateway]) -> String {
     let key = endpoint_key(endpoints);
     let name = format!(
@@ -101,7 +103,22 @@ pub fn record_name(hostname: &str, endpoints: &[Gateway]) -> String {
     if name.len() <= MAX_NAME {
         return name;
     }
-    let suffix = encode(fnv1a32(format!("{hostname}|{key}").as_bytes()));
+    hashed_name(hostname, &format!("{hostname}|{key}"))
+}
+
+/// The name for a record whose Deckhouse name another host already has: the host with dashes
+/// and a hash of the host *and* the endpoint set (`salt` > 0 only if even that is taken).
+pub fn host_name(hostname: &str, endpoints: &[Gateway], salt: u32) -> String {
+    let mut seed = format!("{hostname}|{}", endpoint_key(endpoints));
+    if salt > 0 {
+        seed.push_str(&format!("|{salt}"));
+    }
+    hashed_name(hostname, &seed)
+}
+
+/// `<host with dashes, cut to fit>-<hash of seed>`, at most [`MAX_NAME`] characters.
+fn hashed_name(hostname: &str, seed: &str) -> String {
+    let suffix = encode(fnv1a32(seed.as_bytes()));
     let mut prefix: String = hostname
         .replace('.', "-")
         .chars()
@@ -111,6 +128,37 @@ pub fn record_name(hostname: &str, endpoints: &[Gateway]) -> String {
         prefix.pop();
     }
     format!("{prefix}-{suffix}")
+}
+
+/// Gives every record a name no other record has (README, "Security"). Deckhouse's name stays
+/// with the first record (records come in hostname order) that has it; every later record with
+/// the same name gets [`host_name`], salted until it is free of every Deckhouse name and every
+/// name given before. A pure function of the record set, so a rerun gives the same names.
+fn unique_names(records: &mut [Record], warnings: &mut Vec<Warning>) {
+    let mut first_with: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        first_with.entry(r.name.clone()).or_insert(i);
+    }
+    let mut taken: BTreeSet<String> = first_with.keys().cloned().collect();
+    for i in 0..records.len() {
+        let owner = first_with.get(&records[i].name).copied().unwrap_or(i);
+        if owner == i {
+            continue;
+        }
+        let r = &records[i];
+        let mut salt = 0;
+        let mut name = host_name(&r.hostname, &r.endpoints, salt);
+        while taken.contains(&name) {
+            salt += 1;
+            name = host_name(&r.hostname, &r.endpoints, salt);
+        }
+        warnings.push(format!(
+            "hosts {} and {} would share the ServiceEntry name {}; {} is named {name}",
+            records[owner].hostname, r.hostname, r.name, r.hostname
+        ));
+        taken.insert(name.clone());
+        records[i].name = name;
+    }
 }
 
 /// A log line worth surfacing (port collisions across federations).
@@ -156,6 +204,7 @@ pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
                 .cmp(&b.ports.first().map(|p| p.port))
         })
     });
+    unique_names(&mut records, &mut warnings);
     (records, warnings)
 }
 
@@ -624,6 +673,72 @@ mod tests {
         let names: Vec<(&str, u16)> = kept.iter().map(|p| (p.name.as_str(), p.port)).collect();
         assert_eq!(names, [("tcp-80", 80), ("web", 81)]);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
+    }
+
+    #[test]
+    fn hosts_that_fold_to_one_name_get_distinct_names() {
+        // '-' sorts before '.', so web.x-b.test is first and keeps Deckhouse's name.
+        let g = [gw("10.0.0.1", 15443)];
+        let s = [
+            svc("web.x.b.test", &[("http", 80)]),
+            svc("web.x-b.test", &[("http", 80)]),
+            svc("web-x.b.test", &[("http", 80)]),
+            svc("other.b.test", &[("http", 80)]),
+        ];
+        let (r, w) = merge(&[source("f", &g, &s)]);
+        let named: Vec<(&str, &str)> = r
+            .iter()
+            .map(|r| (r.hostname.as_str(), r.name.as_str()))
+            .collect();
+        let deckhouse = record_name("web.x-b.test", &g);
+        assert_eq!(deckhouse, record_name("web.x.b.test", &g));
+        assert_eq!(deckhouse, record_name("web-x.b.test", &g));
+        assert_eq!(
+            named,
+            [
+                ("other.b.test", record_name("other.b.test", &g).as_str()),
+                ("web-x.b.test", deckhouse.as_str()),
+                ("web.x-b.test", host_name("web.x-b.test", &g, 0).as_str()),
+                ("web.x.b.test", host_name("web.x.b.test", &g, 0).as_str()),
+            ]
+        );
+        let names: BTreeSet<&str> = r.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names.len(), r.len());
+        assert!(r.iter().all(|r| crate::hook::k8s::is_object_name(&r.name)));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("hosts web-x.b.test and web.x-b.test would share"));
+        // Input order does not matter: the same set gives the same names.
+        let reversed: Vec<PublicService> = s.iter().rev().cloned().collect();
+        let (again, _) = merge(&[source("f", &g, &reversed)]);
+        assert_eq!(again, r);
+    }
+
+    #[test]
+    fn a_fallback_name_that_is_taken_is_salted() {
+        let g = [gw("10.0.0.1", 15443)];
+        let mut records: Vec<Record> = ["a.b.test", "a-b.test"]
+            .iter()
+            .map(|h| Record {
+                name: record_name(h, &g),
+                hostname: h.to_string(),
+                resolution: "STATIC",
+                ports: vec![],
+                endpoints: g.to_vec(),
+                federations: vec!["f".into()],
+            })
+            .collect();
+        records.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+        // A third record already holds the fallback name of the second.
+        let fallback = host_name("a.b.test", &g, 0);
+        records.push(Record {
+            name: fallback.clone(),
+            hostname: "z.b.test".into(),
+            ..records[0].clone()
+        });
+        let mut warnings = Vec::new();
+        unique_names(&mut records, &mut warnings);
+        assert_eq!(records[1].name, host_name("a.b.test", &g, 1));
+        assert_eq!(records[2].name, fallback);
     }
 
     #[test]

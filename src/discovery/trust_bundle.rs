@@ -15,6 +15,7 @@ use crate::hook::k8s;
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
 use crate::protocol::certs;
 use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TRUST_ENTRIES_ANNOTATION};
+use crate::protocol::names;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -248,11 +249,29 @@ pub fn target_entries(
     states: &[FedState],
     desired: Vec<TrustEntry>,
 ) -> Vec<TrustEntry> {
-    let keep: BTreeSet<String> = states
+    let mut keep: BTreeSet<String> = states
         .iter()
         .filter(|st| st.keeps_trust_entries())
         .map(|st| st.fed.trust_domain.clone())
         .collect();
+    // A federation whose spec.trustDomain is refused may have had entries under the domain it
+    // named before: every owned entry no other federation claims stays until it is fixed.
+    if states.iter().any(FedState::refuses_trust_domain) {
+        let claimed: BTreeSet<&str> = states
+            .iter()
+            .filter(|st| !st.refuses_trust_domain())
+            .map(|st| st.fed.trust_domain.as_str())
+            .collect();
+        let owned = observed.map(read_owned).unwrap_or_default();
+        keep.extend(
+            owned
+                .into_keys()
+                .filter(|td| !claimed.contains(td.as_str())),
+        );
+    }
+    // Never kept: trust for Istio's local alias or our own domain lets a peer's root mint
+    // identities our policies read as local ones (README, "Security").
+    keep.retain(|td| !names::trust_domain_is_local(td, &settings.cluster_domain));
     let mut all = desired;
     for e in owned_entries(settings, observed, &keep) {
         if !all

@@ -255,7 +255,10 @@ fn remote_public_metadata(input: &BindingInput, settings: &Settings) -> Map<Stri
         let Ok(fed) = Federation::parse(obj) else {
             continue;
         };
-        if fed.trust_domain == settings.cluster_domain {
+        if fed
+            .trust_domain
+            .eq_ignore_ascii_case(&settings.cluster_domain)
+        {
             continue;
         }
         let Some(p) = &fed.cached_public else {

@@ -45,6 +45,9 @@ pub enum Reason {
     NoIngressGateways,
     /// The trust-bundle object cannot be edited safely.
     TrustBundleUnavailable,
+    /// The IstioFederation's spec can be read but not acted on as it stands: an unusable
+    /// `spec.trustDomain`, or credentials in `spec.metadataEndpoint`.
+    InvalidSpec,
 }
 
 impl Reason {
@@ -67,6 +70,7 @@ impl Reason {
             Reason::HostnameOutOfScope => "HostnameOutOfScope",
             Reason::NoIngressGateways => "NoIngressGateways",
             Reason::TrustBundleUnavailable => "TrustBundleUnavailable",
+            Reason::InvalidSpec => "InvalidSpec",
         }
     }
 }
@@ -123,6 +127,7 @@ mod tests {
             (Reason::HostnameOutOfScope, "HostnameOutOfScope"),
             (Reason::NoIngressGateways, "NoIngressGateways"),
             (Reason::TrustBundleUnavailable, "TrustBundleUnavailable"),
+            (Reason::InvalidSpec, "InvalidSpec"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

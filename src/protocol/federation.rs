@@ -10,11 +10,37 @@ use serde_json::Value;
 pub const API_VERSION: &str = "deckhouse.io/v1alpha1";
 pub const KIND: &str = "IstioFederation";
 
+/// A spec that can be read but must not be acted on as it stands (README, "Conditions",
+/// `InvalidSpec`): the object is named, so the problem goes to its conditions instead of
+/// freezing every federation as an unreadable spec does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpecProblem {
+    /// `spec.trustDomain` is not a trust domain a peer may have: nothing is fetched, imported
+    /// or trusted for the federation; its ServiceEntries stay.
+    TrustDomain(String),
+    /// `spec.metadataEndpoint` carries user information: no request is made (the cached
+    /// metadata is still used, as for a peer that is down).
+    MetadataEndpoint(String),
+}
+
+impl SpecProblem {
+    /// The operator-facing message; it names the field and never shows credentials.
+    pub fn message(&self) -> &str {
+        match self {
+            SpecProblem::TrustDomain(m) | SpecProblem::MetadataEndpoint(m) => m,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Federation {
     pub name: String,
     pub trust_domain: String,
+    /// `spec.metadataEndpoint`, with any user information replaced by `***` (it is refused,
+    /// see [`SpecProblem::MetadataEndpoint`], and must never be printed or sent).
     pub metadata_endpoint: String,
+    /// Why the spec, though readable, must not be acted on as it stands.
+    pub spec_problem: Option<SpecProblem>,
     /// Extra CA for the peer's metadata endpoint (`spec.metadata.clusterCA`, also `ca`).
     pub cluster_ca: Option<String>,
     pub insecure: bool,
@@ -176,11 +202,10 @@ impl Federation {
             .ok_or("IstioFederation without metadata.name")?
             .to_string();
         let field = |path: &str| p.spec.and_then(|s| s.pointer(path));
+        // A readable but unusable trust domain is a problem of this federation only (its
+        // conditions say so); a missing one leaves the object unreadable.
         let trust_domain = match field("/trustDomain") {
-            Some(Value::String(s)) if names::is_trust_domain(s) => s.clone(),
-            Some(Value::String(s)) => {
-                return Err(format!("IstioFederation {name}: spec.trustDomain {s:?} does not match ^[0-9a-zA-Z._-]+$"));
-            }
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => {
                 return Err(format!(
                     "IstioFederation {name}: spec.trustDomain must be a non-empty string"
@@ -189,11 +214,12 @@ impl Federation {
         };
         let metadata_endpoint = match field("/metadataEndpoint") {
             Some(Value::String(s)) if s.starts_with("https://") && s.len() > "https://".len() => {
-                s.clone()
+                names::redact_url(s)
             }
             Some(Value::String(s)) => {
                 return Err(format!(
-                    "IstioFederation {name}: spec.metadataEndpoint {s:?} must be an https:// URL"
+                    "IstioFederation {name}: spec.metadataEndpoint {:?} must be an https:// URL",
+                    shorten(&names::redact_url(s))
                 ));
             }
             _ => {
@@ -238,10 +264,21 @@ impl Federation {
                     .collect()
             })
             .unwrap_or_default();
+        let spec_problem = names::peer_trust_domain_problem(&trust_domain)
+            .map(SpecProblem::TrustDomain)
+            .or_else(|| {
+                names::has_userinfo(&metadata_endpoint).then(|| {
+                    SpecProblem::MetadataEndpoint(format!(
+                        "spec.metadataEndpoint {:?} carries user information (user:password@): it would be sent to the peer, so no request is made; the hook authenticates with its own signed token, remove the credentials from the URL",
+                        shorten(&metadata_endpoint)
+                    ))
+                })
+            });
         Ok(Federation {
             name,
             trust_domain,
             metadata_endpoint,
+            spec_problem,
             cluster_ca,
             insecure,
             cached_public: p.cache_public.filter(|v| !v.is_null()).cloned(),
@@ -250,6 +287,11 @@ impl Federation {
             private_fetched_at: timestamp(p.private_ts),
             conditions,
         })
+    }
+
+    /// Whether this federation's metadata endpoint may be asked: its spec has no problem.
+    pub fn may_fetch(&self) -> bool {
+        self.spec_problem.is_none()
     }
 
     fn base_url(&self) -> &str {
@@ -265,6 +307,18 @@ impl Federation {
     pub fn private_url(&self) -> String {
         format!("{}/private/federation.json", self.base_url())
     }
+}
+
+/// At most 100 characters of `s` in messages.
+fn shorten(s: &str) -> String {
+    if s.len() <= 100 {
+        return s.to_string();
+    }
+    let mut end = 97;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
 
 #[cfg(test)]
@@ -333,6 +387,32 @@ mod tests {
     }
 
     #[test]
+    fn readable_but_unusable_specs_are_problems_of_their_own() {
+        let problem = |spec: Value| fed(spec).unwrap().spec_problem;
+        let ok = json!({"trustDomain": "b.local", "metadataEndpoint": "https://h/m/"});
+        assert_eq!(problem(ok), None);
+        for td in ["b c", "B.Local", "cluster.local", "b_c.local", "b..local"] {
+            let p = problem(json!({"trustDomain": td, "metadataEndpoint": "https://h/m/"}));
+            assert!(
+                matches!(&p, Some(SpecProblem::TrustDomain(m)) if m.starts_with("spec.trustDomain ")),
+                "{td}: {p:?}"
+            );
+        }
+        let f =
+            fed(json!({"trustDomain": "b.local", "metadataEndpoint": "https://user:secret@h/m/"}))
+                .unwrap();
+        let Some(SpecProblem::MetadataEndpoint(m)) = &f.spec_problem else {
+            panic!("{:?}", f.spec_problem)
+        };
+        assert!(
+            m.starts_with("spec.metadataEndpoint \"https://***@h/m/\" carries user information")
+        );
+        assert!(!format!("{f:?}").contains("secret"));
+        assert!(!f.may_fetch());
+        assert_eq!(f.public_url(), "https://***@h/m/public/public.json");
+    }
+
+    #[test]
     fn urls_trim_every_trailing_slash() {
         for ep in [
             "https://h/metadata/",
@@ -355,10 +435,16 @@ mod tests {
             e,
             "IstioFederation b: spec.trustDomain must be a non-empty string"
         );
-        let e = fed(json!({"trustDomain": "b c", "metadataEndpoint": "https://h/"})).unwrap_err();
+        let e = fed(json!({"trustDomain": "", "metadataEndpoint": "https://h/"})).unwrap_err();
         assert!(e.contains("spec.trustDomain"));
         let e = fed(json!({"trustDomain": "b", "metadataEndpoint": "http://h/"})).unwrap_err();
         assert!(e.contains("spec.metadataEndpoint"));
+        let e =
+            fed(json!({"trustDomain": "b", "metadataEndpoint": "http://u:secret@h/"})).unwrap_err();
+        assert_eq!(
+            e,
+            "IstioFederation b: spec.metadataEndpoint \"http://***@h/\" must be an https:// URL"
+        );
         let e = fed(json!({"trustDomain": "b", "metadataEndpoint": "https://h/", "metadata": {"enableInsecureConnection": "yes"}}))
             .unwrap_err();
         assert!(e.contains("enableInsecureConnection"));

@@ -272,6 +272,22 @@ fn check(
 
 type Mutation = fn(&mut Value);
 
+/// b's only cached gateway gets `address`.
+fn set_gateway(bc: &mut Value, address: &str) {
+    fed(bc)["status"]["metadataCache"]["private"]["ingressGateways"][0]["address"] = json!(address);
+}
+
+/// A copy of b (same cache) under another name and trust domain.
+fn add_federation(bc: &mut Value, name: &str, trust_domain: &str) {
+    let mut other = bc[0]["snapshots"]["federations"][0].clone();
+    other["object"]["metadata"]["name"] = json!(name);
+    other["object"]["spec"]["trustDomain"] = json!(trust_domain);
+    bc[0]["snapshots"]["federations"]
+        .as_array_mut()
+        .unwrap()
+        .push(other);
+}
+
 fn fed(bc: &mut Value) -> &mut Value {
     &mut bc[0]["snapshots"]["federations"][0]["object"]
 }
@@ -288,10 +304,81 @@ fn snapshot_cases() -> Vec<(&'static str, Mutation, Expect)> {
             |bc| fed(bc)["spec"]["trustDomain"] = json!(42),
             Expect::Ok("IstioFederation b: spec.trustDomain must be a non-empty string"),
         ),
+        // A readable but unusable trust domain: a condition on that federation, nothing
+        // imported or trusted for it, its ServiceEntry and its trust entry (under b.local,
+        // which no other federation claims) kept.
         (
             "trustDomain with a space",
             |bc| fed(bc)["spec"]["trustDomain"] = json!("b local"),
-            Expect::Ok("does not match ^[0-9a-zA-Z._-]+$"),
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "InvalidSpec",
+                "spec.trustDomain \"b local\" is not lower-case DNS labels (a-z, 0-9, '-') joined by dots; no root certificate is trusted for it. Root certificates installed earlier are kept until it is fixed.",
+            ),
+        ),
+        (
+            "trustDomain in upper case",
+            |bc| fed(bc)["spec"]["trustDomain"] = json!("B.LOCAL"),
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "InvalidSpec",
+                "spec.trustDomain \"B.LOCAL\" is not lower-case DNS labels (a-z, 0-9, '-') joined by dots; no services are imported. ServiceEntries created earlier are kept.",
+            ),
+        ),
+        (
+            "trustDomain with an underscore",
+            |bc| fed(bc)["spec"]["trustDomain"] = json!("b_local.example"),
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "InvalidSpec",
+                "spec.trustDomain \"b_local.example\" is not lower-case DNS labels (a-z, 0-9, '-') joined by dots; no request is made.",
+            ),
+        ),
+        (
+            "trustDomain with an empty label",
+            |bc| fed(bc)["spec"]["trustDomain"] = json!("b..local"),
+            Expect::Condition("TrustBundleReady", "False", "InvalidSpec", "spec.trustDomain \"b..local\""),
+        ),
+        (
+            "trustDomain is Istio's local alias",
+            |bc| fed(bc)["spec"]["trustDomain"] = json!("cluster.local"),
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "InvalidSpec",
+                "spec.trustDomain \"cluster.local\" is Istio's alias for the local trust domain and cannot name a peer; no root certificate is trusted for it. Root certificates installed for it earlier are removed.",
+            ),
+        ),
+        (
+            "metadataEndpoint with user and password",
+            |bc| {
+                fed(bc)["spec"]["metadataEndpoint"] =
+                    json!("https://user:secret@istio-metadata.b.example/metadata/")
+            },
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "InvalidSpec",
+                "spec.metadataEndpoint \"https://***@istio-metadata.b.example/metadata/\" carries user information (user:password@), which would be sent to the peer: remove it",
+            ),
+        ),
+        (
+            "metadataEndpoint with an empty user",
+            |bc| fed(bc)["spec"]["metadataEndpoint"] = json!("https://@istio-metadata.b.example/"),
+            Expect::Condition(
+                "PrivateMetadataExchangeReady",
+                "False",
+                "InvalidSpec",
+                "spec.metadataEndpoint \"https://***@istio-metadata.b.example/\" carries user information",
+            ),
+        ),
+        (
+            "metadataEndpoint over plain http with a password",
+            |bc| fed(bc)["spec"]["metadataEndpoint"] = json!("http://user:secret@h/metadata/"),
+            Expect::Ok(r#"spec.metadataEndpoint \"http://***@h/metadata/\" must be an https:// URL"#),
         ),
         (
             "trustDomain missing",
@@ -518,6 +605,111 @@ fn snapshot_cases() -> Vec<(&'static str, Mutation, Expect)> {
             Expect::Condition("ServicesImported", "False", "NoIngressGateways", ""),
         ),
         (
+            "cached gateway loopback",
+            |bc| set_gateway(bc, "127.0.0.1"),
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "NoIngressGateways",
+                "The peer publishes no usable ingress gateways, so its services cannot be reached; none are imported. Dropped 1 item: ingress gateway 1: address \"127.0.0.1\" is a loopback address.",
+            ),
+        ),
+        (
+            "cached gateway IPv6 loopback",
+            |bc| set_gateway(bc, "::1"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"::1\" is a loopback address"),
+        ),
+        (
+            "cached gateway IPv4-mapped loopback",
+            |bc| set_gateway(bc, "::ffff:127.0.0.1"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"::ffff:127.0.0.1\" is an IPv4-mapped IPv6 address"),
+        ),
+        (
+            "cached gateway IPv4-mapped in hex",
+            |bc| set_gateway(bc, "::ffff:7f00:1"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"::ffff:7f00:1\" is an IPv4-mapped IPv6 address"),
+        ),
+        (
+            "cached gateway unspecified",
+            |bc| set_gateway(bc, "0.0.0.0"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"0.0.0.0\" is an unspecified address"),
+        ),
+        (
+            "cached gateway IPv6 unspecified",
+            |bc| set_gateway(bc, "::"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"::\" is an unspecified address"),
+        ),
+        (
+            "cached gateway cloud metadata",
+            |bc| set_gateway(bc, "169.254.169.254"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"169.254.169.254\" is a link-local address"),
+        ),
+        (
+            "cached gateway IPv6 link-local",
+            |bc| set_gateway(bc, "fe80::1"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"fe80::1\" is a link-local address"),
+        ),
+        (
+            "cached gateway with a zone",
+            |bc| set_gateway(bc, "fe80::1%eth0"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"fe80::1%eth0\" is neither an IP address nor a DNS name"),
+        ),
+        (
+            "cached gateway in brackets",
+            |bc| set_gateway(bc, "[::1]"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"[::1]\" is neither an IP address nor a DNS name"),
+        ),
+        (
+            "cached gateway multicast",
+            |bc| set_gateway(bc, "224.0.0.1"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"224.0.0.1\" is a multicast address"),
+        ),
+        (
+            "cached gateway IPv6 multicast",
+            |bc| set_gateway(bc, "ff02::1"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"ff02::1\" is a multicast address"),
+        ),
+        (
+            "cached gateway broadcast",
+            |bc| set_gateway(bc, "255.255.255.255"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"255.255.255.255\" is the broadcast address"),
+        ),
+        (
+            "cached gateway localhost",
+            |bc| set_gateway(bc, "LocalHost."),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"localhost.\" is localhost"),
+        ),
+        (
+            "cached gateway single-label name",
+            |bc| set_gateway(bc, "kubernetes"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"kubernetes\" is a single-label name, which resolves inside this cluster"),
+        ),
+        (
+            "cached gateway octal IPv4",
+            |bc| set_gateway(bc, "0177.0.0.1"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"0177.0.0.1\" is a number resolvers read as an IPv4 address; write it as a dotted quad"),
+        ),
+        (
+            "cached gateway short IPv4",
+            |bc| set_gateway(bc, "127.1"),
+            Expect::Condition("ServicesImported", "False", "NoIngressGateways", "address \"127.1\" is a number resolvers read as an IPv4 address"),
+        ),
+        (
+            "cached gateway loopback beside a good one",
+            |bc| {
+                fed(bc)["status"]["metadataCache"]["private"]["ingressGateways"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"address": "127.0.0.1", "port": 15443}))
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "True",
+                "InvalidPrivateMetadata",
+                "Imported 1 service; dropped 1 item: ingress gateway 2: address \"127.0.0.1\" is a loopback address.",
+            ),
+        ),
+        (
             "cached gateway port 0",
             |bc| {
                 fed(bc)["status"]["metadataCache"]["private"]["ingressGateways"][0]["port"] =
@@ -630,6 +822,16 @@ fn snapshot_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     json!("garbage")
             },
             Expect::Ok(""),
+        ),
+        (
+            "a second federation claiming our trust domain in upper case",
+            |bc| add_federation(bc, "impostor", "MY.CLUSTER"),
+            Expect::Ok("IstioFederation impostor: spec.trustDomain MY.CLUSTER is this cluster's own trust domain; skipped"),
+        ),
+        (
+            "a second federation with Istio's local alias",
+            |bc| add_federation(bc, "impostor", "cluster.local"),
+            Expect::Ok(r#"IstioFederation impostor: spec.trustDomain \"cluster.local\" is Istio's alias for the local trust domain and cannot name a peer; nothing is imported or trusted for it"#),
         ),
         (
             "a second federation claiming our trust domain",
@@ -994,6 +1196,21 @@ fn hostile_and_broken_peers() {
             Expect::Condition("PublicMetadataExchangeReady", "False", "FetchFailed", ""),
         ),
         (
+            "public redirects to itself with credentials",
+            Route::redirect(
+                &peer
+                    .public_url()
+                    .replace("https://", "https://peer-user:peer-pass@"),
+            ),
+            None,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "FetchFailed",
+                "public/public.json: redirect to a URL with user information refused",
+            ),
+        ),
+        (
             "private 500",
             Route::ok(peer.public_body.clone()),
             Some(Route::status(500, "x")),
@@ -1057,6 +1274,74 @@ fn hostile_and_broken_peers() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// `metadataEndpoint` with credentials, against a live peer: no request reaches it, the
+/// exchange conditions say why, the federation keeps working from its cache, and the password
+/// appears nowhere — not in logs, patches, conditions or the metrics' endpoint label.
+#[test]
+fn credentials_in_the_endpoint_are_never_sent_or_shown() {
+    let ca = Ca::new("bad-input metadata CA");
+    let own = SigningKeys::generate();
+    let peer = Peer::start(&ca, "uuid-b", "b.local", &own);
+    let public = serde_json::from_str::<Value>(&peer.public_body).unwrap();
+    let endpoint = peer
+        .endpoint()
+        .replace("https://", "https://fed-user:s3cr3t-pass@");
+    let base = healthy(&endpoint, public, Some(&ca.cert_pem), Some(&own));
+    let bc = base.binding_context("refresh_remote_metadata").to_string();
+    let mut env = base_env();
+    env.retain(|(k, _)| k != "ISTIO_FEDERATION_HOOK_OFFLINE");
+    env.push(("FETCH_TIMEOUT".into(), "2s".into()));
+    env.push(("LOG_LEVEL".into(), "debug".into()));
+    let mut failures = Vec::new();
+    // The baseline (offline) run already set the conditions; b's objects are in place.
+    let conditions = base.objects["federations"][0]["status"]["conditions"].clone();
+    let want = format!(
+        "spec.metadataEndpoint \"{}\" carries user information (user:password@), which would be sent to the peer: remove it, the hook authenticates with its own signed token; no request is made.",
+        peer.endpoint().replace("https://", "https://***@")
+    );
+    for kind in [
+        "PublicMetadataExchangeReady",
+        "PrivateMetadataExchangeReady",
+    ] {
+        let c = conditions
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["type"] == kind));
+        if !c.is_some_and(|c| {
+            c["status"] == "False" && c["reason"] == "InvalidSpec" && c["message"] == want.as_str()
+        }) {
+            failures.push(format!("{kind}: {c:?}, want InvalidSpec ~ {want}"));
+        }
+    }
+    // A networked run: nothing to change, and still nothing sent.
+    let r = run_hook(&bc, &env, None);
+    if r.code != 0 || !r.patches.is_empty() {
+        failures.push(format!(
+            "networked run: exit {}, patches {}",
+            r.code, r.patches
+        ));
+    }
+    let baseline = serde_json::to_string(&base.objects).unwrap();
+    for (what, text) in [
+        ("stderr", &r.stderr),
+        ("patches", &r.patches),
+        ("metrics", &r.metrics),
+        ("objects written", &baseline),
+    ] {
+        let shown = text.replace("fed-user:s3cr3t-pass@", "");
+        if shown.contains("s3cr3t") || shown.contains("fed-user") {
+            failures.push(format!("{what} shows the endpoint's credentials: {text}"));
+        }
+    }
+    let requests = peer.server.requests();
+    if !requests.is_empty() {
+        failures.push(format!(
+            "{} request(s) reached the peer: {requests:?}",
+            requests.len()
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 /// Raw requests to `serve`: each gets the exact status, and the server keeps answering.

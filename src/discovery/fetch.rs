@@ -757,7 +757,11 @@ impl<'a> Chain<'a> {
 /// Why our redirect policy stopped a request.
 #[derive(Debug)]
 enum RedirectRefused {
-    CrossOrigin { to: String },
+    CrossOrigin {
+        to: String,
+    },
+    /// A `Location` with user information: never followed, and never shown (README, "Security").
+    Credentials,
     TooMany,
 }
 
@@ -768,6 +772,9 @@ impl std::fmt::Display for RedirectRefused {
                 f,
                 "redirect to another origin ({to}) refused; set spec.metadataEndpoint to the final location"
             ),
+            RedirectRefused::Credentials => {
+                write!(f, "redirect to a URL with user information refused")
+            }
             RedirectRefused::TooMany => write!(f, "more than {MAX_REDIRECTS} redirects"),
         }
     }
@@ -787,11 +794,15 @@ fn origin(u: &Url) -> String {
 
 /// Follow at most [`MAX_REDIRECTS`] redirects, never to another origin: the operator chose the
 /// endpoint (and its CA), and the private request carries a token meant for that peer only.
+/// Never to a URL with user information either: it would be sent, and could be printed.
 fn redirect_policy() -> redirect::Policy {
     redirect::Policy::custom(|attempt| {
         let previous = attempt.previous();
         if previous.len() > MAX_REDIRECTS {
             return attempt.error(RedirectRefused::TooMany);
+        }
+        if !attempt.url().username().is_empty() || attempt.url().password().is_some() {
+            return attempt.error(RedirectRefused::Credentials);
         }
         let target = origin(attempt.url());
         match previous.first() {

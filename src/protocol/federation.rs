@@ -269,7 +269,7 @@ impl Federation {
             .or_else(|| {
                 names::has_userinfo(&metadata_endpoint).then(|| {
                     SpecProblem::MetadataEndpoint(format!(
-                        "spec.metadataEndpoint {:?} carries user information (user:password@): it would be sent to the peer, so no request is made; the hook authenticates with its own signed token, remove the credentials from the URL",
+                        "spec.metadataEndpoint {:?} carries user information (user:password@), which would be sent to the peer: remove it, the hook authenticates with its own signed token",
                         shorten(&metadata_endpoint)
                     ))
                 })

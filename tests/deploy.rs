@@ -519,6 +519,17 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
             "privateLastFetchTimestamp": "2027-01-01T00:00:00Z"},
             "conditions": [{"type": "PublicMetadataExchangeReady", "status": "True", "reason": "Succeeded", "message": "m", "lastTransitionTime": "2027-01-01T00:00:00Z"}]}});
     assert!(errors(&validator, &fed).is_empty());
+    for good in [
+        "b",
+        "b.local",
+        "cluster-b.example",
+        "cluster.local.example",
+        "a1.b-2.c3",
+    ] {
+        let mut ok = fed.clone();
+        ok["spec"]["trustDomain"] = json!(good);
+        assert!(errors(&validator, &ok).is_empty(), "refused {good}");
+    }
     let mut missing = Vec::new();
     undeclared(&fed, &schema, "", &mut missing);
     assert!(missing.is_empty(), "{missing:?}");
@@ -527,6 +538,14 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
         json!({"trustDomain": "cluster b", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b"}),
         json!({"trustDomain": "b", "metadataEndpoint": "http://h/"}),
+        // Tighter than Deckhouse's: what the hook would refuse with InvalidSpec (README, "Security").
+        json!({"trustDomain": "B.Local", "metadataEndpoint": "https://h/"}),
+        json!({"trustDomain": "b_c.local", "metadataEndpoint": "https://h/"}),
+        json!({"trustDomain": "b..local", "metadataEndpoint": "https://h/"}),
+        json!({"trustDomain": "-b.local", "metadataEndpoint": "https://h/"}),
+        json!({"trustDomain": "cluster.local", "metadataEndpoint": "https://h/"}),
+        json!({"trustDomain": format!("{}.b", "a".repeat(64)), "metadataEndpoint": "https://h/"}),
+        json!({"trustDomain": "b.local", "metadataEndpoint": "https://user:secret@h/"}),
     ] {
         let obj = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "x"}, "spec": bad});
         assert!(!errors(&validator, &obj).is_empty(), "accepted {obj}");

@@ -18,7 +18,7 @@ use istio_federation_hook::hook::settings::Settings;
 use istio_federation_hook::protocol::failure::Reason;
 use istio_federation_hook::protocol::metadata::{self, Own};
 use istio_federation_hook::protocol::secret;
-use istio_federation_hook::protocol::{certs, json, jwt};
+use istio_federation_hook::protocol::{certs, json, jwt, names};
 use istio_federation_hook::{export, serve};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -428,12 +428,35 @@ fn check_discovery(
             "metric labels must be strings: {m}"
         );
     }
-    // Trust domains of the peers (the own one is skipped by the hook).
+    // Trust domains of the peers: the own one (in any case) is skipped by the hook, and one
+    // that cannot name a peer (README, "Security") has nothing imported for it.
     let peer_domains: BTreeSet<&str> = feds
         .iter()
         .filter_map(|f| f.pointer("/spec/trustDomain")?.as_str())
-        .filter(|td| *td != settings.cluster_domain)
+        .filter(|td| !td.eq_ignore_ascii_case(&settings.cluster_domain))
+        .filter(|td| names::peer_trust_domain_problem(td).is_none())
         .collect();
+    // README, "Security": two hosts never share one object name.
+    let mut host_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for op in ops {
+        let o = &op["object"];
+        if str_of(op, "operation") != Some("CreateOrUpdate")
+            || str_of(o, "kind") != Some("ServiceEntry")
+        {
+            continue;
+        }
+        let (Some(name), Some(host)) = (
+            meta_str(o, "name"),
+            o.pointer("/spec/hosts/0").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        assert!(
+            host_of.insert(name, host).is_none(),
+            "two ServiceEntries emitted under one name {name:?} (hosts {host:?} and {:?})",
+            host_of.get(name)
+        );
+    }
     let fed_names: BTreeSet<&str> = feds.iter().filter_map(|f| meta_str(f, "name")).collect();
     let observed_managed: Vec<&Value> = [SERVICE_ENTRIES, DESTINATION_RULES]
         .iter()
@@ -914,6 +937,11 @@ fn check_private(p: &metadata::PrivateMetadata) {
             "gateway address accepted: {:?}",
             g.address
         );
+        assert!(
+            plausible_gateway(&g.address),
+            "implausible gateway accepted: {:?}",
+            g.address
+        );
         assert!(gws.insert(g.clone()), "duplicate gateway");
     }
     for s in &p.public_services {
@@ -947,6 +975,36 @@ fn check_private(p: &metadata::PrivateMetadata) {
             "unbounded message: {}",
             d.message
         );
+    }
+}
+
+/// README, "Security": a second opinion on gateway addresses, from std's classifications
+/// rather than the hook's own: never loopback, unspecified, link-local, multicast, broadcast or
+/// IPv4 in IPv6, never localhost, never a single label, never all numbers and dots.
+fn plausible_gateway(a: &str) -> bool {
+    use std::net::IpAddr;
+    match a.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => {
+            !(v4.is_loopback()
+                || v4.octets()[0] == 0
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast())
+        }
+        Ok(IpAddr::V6(v6)) => {
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4().is_some())
+        }
+        Err(_) => {
+            let name = a.trim_end_matches('.');
+            name != "localhost"
+                && !name.ends_with(".localhost")
+                && name.contains('.')
+                && !name.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        }
     }
 }
 

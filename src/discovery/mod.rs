@@ -7,6 +7,8 @@
 //! calls the decisions in [`effective`], [`trust_bundle`], [`service_entries`], [`diff`] and
 //! [`conditions`]. [`run`] is the imperative shell around them.
 
+pub mod admission;
+pub mod budget;
 pub mod conditions;
 pub mod config;
 pub mod diff;

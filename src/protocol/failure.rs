@@ -45,6 +45,14 @@ pub enum Reason {
     NoIngressGateways,
     /// The trust-bundle object cannot be edited safely.
     TrustBundleUnavailable,
+    /// The peer's document carries more roots, services or gateways than `MAX_*_PER_PEER`
+    /// allow; refused as a whole, the last-known-good metadata is kept.
+    LimitExceeded,
+    /// What the peer sends would make an object or status patch the hook writes larger than
+    /// the 900 KiB budget; the federation is held at its last-known-good, the others proceed.
+    ObjectTooLarge,
+    /// The peer publishes a `clusterUUID` another IstioFederation already holds.
+    DuplicateClusterUuid,
 }
 
 impl Reason {
@@ -67,6 +75,9 @@ impl Reason {
             Reason::HostnameOutOfScope => "HostnameOutOfScope",
             Reason::NoIngressGateways => "NoIngressGateways",
             Reason::TrustBundleUnavailable => "TrustBundleUnavailable",
+            Reason::LimitExceeded => "LimitExceeded",
+            Reason::ObjectTooLarge => "ObjectTooLarge",
+            Reason::DuplicateClusterUuid => "DuplicateClusterUUID",
         }
     }
 }
@@ -123,6 +134,9 @@ mod tests {
             (Reason::HostnameOutOfScope, "HostnameOutOfScope"),
             (Reason::NoIngressGateways, "NoIngressGateways"),
             (Reason::TrustBundleUnavailable, "TrustBundleUnavailable"),
+            (Reason::LimitExceeded, "LimitExceeded"),
+            (Reason::ObjectTooLarge, "ObjectTooLarge"),
+            (Reason::DuplicateClusterUuid, "DuplicateClusterUUID"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

@@ -28,7 +28,7 @@ pub fn is_label_value(s: &str) -> bool {
             && b[b.len() - 1].is_ascii_alphanumeric())
 }
 
-/// `name` as a label value (README, "Imported services"): unchanged when it is one already
+/// `name` as a label value (README, "Security"): unchanged when it is one already
 /// (every name up to 63 characters, as Deckhouse writes it); otherwise the first 52 usable
 /// characters, `-`, and the first 10 hex digits of the SHA-256 of the whole name — stable
 /// across runs and distinct for distinct names. The full names stay in the

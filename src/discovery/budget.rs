@@ -240,7 +240,8 @@ pub fn record_too_large(r: &Record, namespace: &str, api_version: &str) -> bool 
             )) > MAX_OBJECT_BYTES)
 }
 
-/// The records of this run within the budget: while one would exceed it, the federation
+/// The records of this run within the budget, every host with the federation(s) it belongs to
+/// ([`service_entries::drop_hosts_of_other_federations`]): while one would exceed it, the federation
 /// contributing the most to it (its ports of that host times its gateways; ties: first by
 /// name) is held at its last-known-good, and the merge is redone.
 pub fn merge_within_budget(
@@ -251,6 +252,8 @@ pub fn merge_within_budget(
     let ns = settings.federation_namespace.as_str();
     let api = settings.networking_api_version.as_str();
     loop {
+        // Also after a hold: the last-known-good metadata it falls back to is judged alike.
+        service_entries::drop_hosts_of_other_federations(states);
         let (records, warnings) = service_entries::merge(&service_entries::sources(states));
         let Some(big) = records.iter().find(|r| record_too_large(r, ns, api)) else {
             return (records, warnings);

@@ -74,8 +74,8 @@ pub fn reconcile_into(
         now,
     };
     // 1. Which documents are admitted (limits, UUIDs), and which metadata each federation
-    //    works from: fresh, else last known good. Hosts go to their longest trust domain, and
-    //    a federation whose status would exceed the budget is held.
+    //    works from: fresh, else last known good; a federation whose status would exceed the
+    //    budget is held.
     let (fetched, uuid_owners) = admission::admit(feds, fetched, &settings.limits);
     let fetched = fetched.as_ref();
     let rules = Rules {
@@ -85,11 +85,11 @@ pub fn reconcile_into(
         uuid_owners: &uuid_owners,
     };
     let mut states = effective::states(feds, fetched, &rules);
-    service_entries::drop_hosts_of_other_federations(&mut states);
     budget::hold_large_status(&mut states, fetched, &rules);
     // 2. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
     let trust_problem = write_trust_bundle(settings, observed, &mut states, sink)?;
-    // 3. ServiceEntries and DestinationRules: written as decided, deletes only where allowed.
+    // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
+    //    budget, written as decided, deletes only where allowed.
     let (records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
     for w in warnings {
         log::warn!(target: "service_entries", "{w}");

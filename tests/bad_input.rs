@@ -193,6 +193,9 @@ fn check(
         }
         Expect::MeshAppended => {}
         Expect::Condition(kind, status, reason, text) => {
+            if r.code != 0 {
+                fail(format!("expected exit 0, got {}", r.code));
+            }
             let cond = ops
                 .iter()
                 .filter(|o| o["operation"] == "MergePatch")
@@ -847,6 +850,117 @@ fn snapshot_cases() -> Vec<(&'static str, Mutation, Expect)> {
             Expect::Ok("spec.trustDomain my.cluster is this cluster's own trust domain; skipped"),
         ),
         (
+            "cached rootCA over MAX_ROOTS_PER_PEER",
+            |bc| {
+                let roots = format!("{}{}", cert("peer-b-root"), cert("leaf").repeat(8));
+                fed(bc)["status"]["metadataCache"]["public"]["rootCA"] = json!(roots);
+            },
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "LimitExceeded",
+                "Cached public metadata is unusable: rootCA carries 9 certificates, more than MAX_ROOTS_PER_PEER=8; the document is refused as a whole. Root certificates installed earlier are kept.",
+            ),
+        ),
+        (
+            "cached private over MAX_GATEWAYS_PER_PEER",
+            |bc| {
+                let gws: Vec<Value> = (1..=65)
+                    .map(|i| json!({"address": format!("198.51.100.{i}"), "port": 15443}))
+                    .collect();
+                fed(bc)["status"]["metadataCache"]["private"]["ingressGateways"] = json!(gws);
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "LimitExceeded",
+                "Cached private metadata is unusable: ingressGateways carries 65 gateways, more than MAX_GATEWAYS_PER_PEER=64; the document is refused as a whole. ServiceEntries created earlier are kept.",
+            ),
+        ),
+        (
+            "cached private over MAX_SERVICES_PER_PEER",
+            |bc| {
+                let svcs: Vec<Value> = (0..2001)
+                    .map(|i| json!({"hostname": format!("s{i}.b.local"), "ports": [{"name": "http", "port": 80}]}))
+                    .collect();
+                fed(bc)["status"]["metadataCache"]["private"]["publicServices"] = json!(svcs);
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "LimitExceeded",
+                "publicServices carries 2001 services, more than MAX_SERVICES_PER_PEER=2000",
+            ),
+        ),
+        (
+            "a later federation caches b's clusterUUID",
+            |bc| {
+                let mut other = bc[0]["snapshots"]["federations"][0].clone();
+                other["object"]["metadata"]["name"] = json!("z-dup");
+                other["object"]["spec"]["trustDomain"] = json!("z.local");
+                bc[0]["snapshots"]["federations"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(other);
+            },
+            // b has it cached and sorts first: z-dup's cache is unusable, b is untouched.
+            Expect::Condition(
+                "TrustBundleReady",
+                "False",
+                "DuplicateClusterUUID",
+                "Cached public metadata is unusable: clusterUUID uuid-b belongs to IstioFederation b; the document is refused. Root certificates installed earlier are kept.",
+            ),
+        ),
+        (
+            "a parent trust domain claims b's host",
+            |bc| {
+                let mut other = bc[0]["snapshots"]["federations"][0].clone();
+                let o = &mut other["object"];
+                o["metadata"]["name"] = json!("a-parent");
+                o["spec"]["trustDomain"] = json!("local");
+                o["status"]["metadataCache"]["public"] = json!({"clusterUUID": "uuid-c",
+                    "authnKeyPub": cert("peer-c-authn-pub"), "rootCA": cert("peer-c-root")});
+                o["status"]["metadataCache"]["private"] = json!({
+                    "ingressGateways": [{"address": "203.0.113.9", "port": 15443}],
+                    "publicServices": [{"hostname": "web.prod.svc.b.local", "ports": [{"name": "http", "port": 8080}]}]});
+                bc[0]["snapshots"]["federations"]
+                    .as_array_mut()
+                    .unwrap()
+                    .insert(0, other);
+            },
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "HostnameOutOfScope",
+                "Imported 0 services; dropped 1 item: service web.prod.svc.b.local: hostname belongs to IstioFederation b (trust domain b.local).",
+            ),
+        ),
+        (
+            "managed objects of a foreign namespace and kind",
+            |bc| {
+                let labels = json!({"app.kubernetes.io/managed-by": "istio-federation-hook"});
+                let items = bc[0]["snapshots"]["service_entries"].as_array_mut().unwrap();
+                items.push(json!({"object": {"apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry",
+                    "metadata": {"name": "elsewhere", "namespace": "default", "labels": labels.clone()},
+                    "spec": {"hosts": ["x.b.local"]}}}));
+                items.push(json!({"object": {"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "svc", "namespace": "d8-istio", "labels": labels.clone()},
+                    "spec": {"ports": [{"port": 80}]}}}));
+                bc[0]["snapshots"]["destination_rules"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"object": {"apiVersion": "networking.istio.io.evil.example/v1", "kind": "DestinationRule",
+                        "metadata": {"name": "lookalike", "namespace": "d8-istio", "labels": labels}}}));
+            },
+            Expect::Ok("is not a ServiceEntry of networking.istio.io in d8-istio; not deleted"),
+        ),
+        (
+            "federation name of 70 characters",
+            |bc| fed(bc)["metadata"]["name"] = json!("b".repeat(70)),
+            // check_operations refuses an invalid label value on any object.
+            Expect::Ok(""),
+        ),
+        (
             "deeply nested junk in status",
             |bc| {
                 let mut v = json!(1);
@@ -1342,6 +1456,167 @@ fn credentials_in_the_endpoint_are_never_sent_or_shown() {
         ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Fresh documents over the per-peer limits or the object budget, a peer publishing another
+/// federation's cluster UUID, and one publishing another's host from a parent trust domain:
+/// each refused or held with its exact condition, and b keeps what it had.
+#[test]
+fn limits_budget_and_claims_of_fresh_peers() {
+    let ca = Ca::new("bad-input metadata CA");
+    let own = SigningKeys::generate();
+    let peer = Peer::start(&ca, "uuid-b", "b.local", &own);
+    let public = serde_json::from_str::<Value>(&peer.public_body).unwrap();
+    let base = healthy(
+        &format!("{}/", peer.endpoint()),
+        public,
+        Some(&ca.cert_pem),
+        Some(&own),
+    );
+    let bc = base.binding_context("refresh_remote_metadata");
+    let mut env = base_env();
+    env.retain(|(k, _)| k != "ISTIO_FEDERATION_HOOK_OFFLINE");
+    env.push(("FETCH_TIMEOUT".into(), "5s".into()));
+    let leaf = pki::root_cert_pem("not a CA", false, (2020, 1, 1), (2045, 1, 1));
+    let private_doc = |gateways: usize, services: Vec<Value>| {
+        let gws: Vec<Value> = (1..=gateways)
+            .map(|i| json!({"address": format!("198.51.{}.{}", i / 250, i % 250 + 1), "port": 15443}))
+            .collect();
+        Route::ok(json!({"ingressGateways": gws, "publicServices": services}).to_string())
+    };
+    let service = |host: String, ports: u16| {
+        let ports: Vec<Value> = (1..=ports)
+            .map(|p| json!({"name": format!("tcp-{p}"), "port": p}))
+            .collect();
+        json!({"hostname": host, "ports": ports})
+    };
+    let mut nine_roots: Value = serde_json::from_str(&peer.public_body).unwrap();
+    nine_roots["rootCA"] = json!(format!("{}{}", peer.root_pem, leaf.repeat(8)));
+    let cases: Vec<(&str, Route, Route, Expect)> = vec![
+        (
+            "public rootCA over MAX_ROOTS_PER_PEER",
+            Route::ok(nine_roots.to_string()),
+            Route::ok(peer.private_body.clone()),
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "LimitExceeded",
+                "rootCA carries 9 certificates, more than MAX_ROOTS_PER_PEER=8; the document is refused as a whole",
+            ),
+        ),
+        (
+            "private over MAX_GATEWAYS_PER_PEER",
+            Route::ok(peer.public_body.clone()),
+            private_doc(65, vec![service("web.prod.svc.b.local".into(), 1)]),
+            Expect::Condition(
+                "PrivateMetadataExchangeReady",
+                "False",
+                "LimitExceeded",
+                "ingressGateways carries 65 gateways, more than MAX_GATEWAYS_PER_PEER=64",
+            ),
+        ),
+        (
+            "private over MAX_SERVICES_PER_PEER",
+            Route::ok(peer.public_body.clone()),
+            private_doc(1, (0..2001).map(|i| service(format!("s{i}.b.local"), 1)).collect()),
+            Expect::Condition(
+                "PrivateMetadataExchangeReady",
+                "False",
+                "LimitExceeded",
+                "publicServices carries 2001 services, more than MAX_SERVICES_PER_PEER=2000",
+            ),
+        ),
+        (
+            "private whose cache would exceed the status budget",
+            Route::ok(peer.public_body.clone()),
+            private_doc(1, (0..1000).map(|i| service(format!("s{i}.b.local"), 40)).collect()),
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "ObjectTooLarge",
+                "Caching the private metadata in this IstioFederation's status would exceed the 900 KiB object budget; the last good metadata's 1 service stay imported.",
+            ),
+        ),
+        (
+            "private whose ServiceEntry would exceed the budget",
+            Route::ok(peer.public_body.clone()),
+            private_doc(64, vec![service("big.b.local".into(), 3000)]),
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "ObjectTooLarge",
+                "for host big.b.local would exceed the 900 KiB object budget; the last good metadata's 1 service stay imported.",
+            ),
+        ),
+    ];
+    let mut failures = Vec::new();
+    let bc_text = bc.to_string();
+    for (name, public, private, expect) in cases {
+        peer.serve_public(public);
+        peer.serve_private(private, &own);
+        check(name, &base, &bc_text, &env, None, &expect, &mut failures);
+    }
+    peer.serve_public(Route::ok(peer.public_body.clone()));
+    peer.serve_private(Route::ok(peer.private_body.clone()), &own);
+
+    // Another federation's peer publishes b's clusterUUID (b has it cached): refused.
+    let thief = Peer::start(&ca, "uuid-b", "thief.local", &own);
+    // One with the parent trust domain `local` publishes b's host: dropped, naming b.
+    let parent = Peer::start(&ca, "uuid-parent", "local", &own);
+    parent.serve_private(
+        private_doc(1, vec![service("web.prod.svc.b.local".into(), 1)]),
+        &own,
+    );
+    for (name, fed_name, p, expect) in [
+        (
+            "a peer publishes b's clusterUUID",
+            "a-thief",
+            &thief,
+            Expect::Condition(
+                "PublicMetadataExchangeReady",
+                "False",
+                "DuplicateClusterUUID",
+                "clusterUUID uuid-b belongs to IstioFederation b; the document is refused",
+            ),
+        ),
+        (
+            "a parent trust domain publishes b's host",
+            "a-parent",
+            &parent,
+            Expect::Condition(
+                "ServicesImported",
+                "False",
+                "HostnameOutOfScope",
+                "dropped 1 item: service web.prod.svc.b.local: hostname belongs to IstioFederation b (trust domain b.local)",
+            ),
+        ),
+    ] {
+        let mut bc = bc.clone();
+        let mut other = bc[0]["snapshots"]["federations"][0].clone();
+        other["object"]["metadata"]["name"] = json!(fed_name);
+        other["object"]["spec"]["trustDomain"] = json!(p.trust_domain);
+        other["object"]["spec"]["metadataEndpoint"] = json!(format!("{}/", p.endpoint()));
+        other["object"]["status"] = json!({});
+        bc[0]["snapshots"]["federations"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, other);
+        let bc_text = bc.to_string();
+        check(name, &base, &bc_text, &env, None, &expect, &mut failures);
+        // Nothing of the other federation reaches b's ServiceEntry.
+        let r = run_hook(&bc_text, &env, None);
+        for op in ndjson(&r.patches) {
+            if op["object"]["kind"] == "ServiceEntry" {
+                failures.push(format!("{name}: wrote a ServiceEntry: {op}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// Raw requests to `serve`: each gets the exact status, and the server keeps answering.

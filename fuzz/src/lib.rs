@@ -480,9 +480,18 @@ fn check_discovery(
                     ours,
                     "Delete of an object that is not a managed object of the input: {op}"
                 );
+                // Deletes are pinned to what the hook owns (README, "Security").
+                assert!(
+                    matches!(str_of(op, "kind"), Some("ServiceEntry" | "DestinationRule"))
+                        && str_of(op, "namespace") == Some(settings.federation_namespace.as_str())
+                        && str_of(op, "apiVersion")
+                            .is_some_and(|a| a.starts_with("networking.istio.io/")),
+                    "Delete outside our kinds, group or namespace: {op}"
+                );
             }
             Some("CreateOrUpdate" | "CreateIfNotExists") => {
-                check_created(&op["object"], &peer_domains, settings)
+                check_created(&op["object"], &peer_domains, settings);
+                within_budget(op, &op["object"]);
             }
             Some("JSONPatch") => {
                 let first = op["jsonPatch"]
@@ -499,6 +508,17 @@ fn check_discovery(
                     matches!(str_of(op, "kind"), Some("ConfigMap" | "Secret")),
                     "JSONPatch on an unexpected kind: {op}"
                 );
+                // The object the patch makes of the observed trust object stays in budget.
+                let base = snapshots
+                    .get(istio_federation_hook::discovery::config::TRUST_BUNDLE)
+                    .and_then(|t| t.first())
+                    .cloned();
+                if let Some(mut obj) = base {
+                    let patch = op["jsonPatch"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                    if json_patch(&mut obj, patch).is_ok() {
+                        within_budget(op, &obj);
+                    }
+                }
             }
             Some("MergePatch") => {
                 assert_eq!(str_of(op, "subresource"), Some("status"), "{op}");
@@ -512,13 +532,32 @@ fn check_discovery(
                     ),
                     "status patch must touch status only: {op}"
                 );
+                within_budget(op, &op["mergePatch"]);
             }
             _ => panic!("unknown operation: {op}"),
         }
     }
 }
 
+/// No emitted object and no status patch over the object budget (README, "Security").
+fn within_budget(op: &Value, stored: &Value) {
+    use istio_federation_hook::discovery::budget::MAX_OBJECT_BYTES;
+    let size = stored.to_string().len();
+    assert!(
+        size <= MAX_OBJECT_BYTES,
+        "{size} bytes, over the {MAX_OBJECT_BYTES}-byte object budget: {}",
+        str_of(op, "operation").unwrap_or("")
+    );
+}
+
 fn check_created(o: &Value, peer_domains: &BTreeSet<&str>, settings: &Settings) {
+    for (k, v) in o["metadata"]["labels"].as_object().into_iter().flatten() {
+        assert!(
+            v.as_str()
+                .is_some_and(istio_federation_hook::protocol::labels::is_label_value),
+            "label {k} = {v} is not a valid label value: {o}"
+        );
+    }
     let kind = str_of(o, "kind").unwrap_or("");
     assert!(
         o.get("apiVersion").is_some_and(Value::is_string) && !kind.is_empty(),

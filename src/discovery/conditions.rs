@@ -137,6 +137,17 @@ pub fn trust_condition(
     now: i64,
 ) -> Condition {
     let td = &st.fed.trust_domain;
+    if let Some(f) = &st.trust_hold {
+        return Condition::new(
+            TRUST,
+            False,
+            f.reason,
+            format!(
+                "{}. Root certificates installed earlier are kept.",
+                f.message.trim_end_matches('.')
+            ),
+        );
+    }
     let Some(public) = &st.public else {
         return match &st.public_problem {
             Some(f) => Condition::new(
@@ -193,6 +204,24 @@ pub fn trust_condition(
 }
 
 pub fn services_condition(st: &FedState) -> Condition {
+    if let Some(f) = &st.services_hold {
+        let kept = match &st.private {
+            Some(p) if !p.ingress_gateways.is_empty() => {
+                let n = p.service_count();
+                format!(
+                    "the last good metadata's {n} service{} stay imported",
+                    if n == 1 { "" } else { "s" }
+                )
+            }
+            _ => "ServiceEntries created earlier are kept".to_string(),
+        };
+        return Condition::new(
+            SERVICES,
+            False,
+            f.reason,
+            format!("{}; {kept}.", f.message.trim_end_matches('.')),
+        );
+    }
     if let (None, Some(f)) = (&st.public, &st.public_problem) {
         return Condition::new(
             SERVICES,

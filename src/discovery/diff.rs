@@ -101,22 +101,48 @@ impl<'a> DeletePolicy<'a> {
     }
 }
 
+/// What a snapshot's deletes are pinned to: the one kind it is of and the namespace the hook
+/// writes to. Whatever else a snapshot delivers is never deleted (README, "Security").
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// `ServiceEntry` or `DestinationRule`, exactly.
+    pub kind: &'a str,
+    /// `FEDERATION_NAMESPACE`.
+    pub namespace: &'a str,
+}
+
+impl Scope<'_> {
+    /// Whether `o` is an object of this scope: the kind, the `networking.istio.io` API group
+    /// and the namespace, exactly.
+    pub fn contains(&self, o: &Observed) -> bool {
+        o.kind == self.kind
+            && o.namespace == self.namespace
+            && o.api_version
+                .split_once('/')
+                .is_some_and(|(group, version)| {
+                    group == "networking.istio.io" && !version.is_empty()
+                })
+    }
+}
+
 /// Deletes for the observed managed objects that are not `wanted`. `observed == None` means
 /// the run has no snapshot of that kind: nothing is deleted, because we cannot know what
 /// exists. `keep` names objects that must survive even if not wanted (objects of a federation
-/// that cannot be read this run). Objects without our managed-by label are never deleted.
+/// that cannot be read this run). Objects without our managed-by label, or outside `scope`,
+/// are never deleted.
 pub fn deletes(
     observed: Option<&Snapshot>,
     wanted: &BTreeSet<String>,
     keep: &dyn Fn(&Observed) -> bool,
+    scope: &Scope,
 ) -> Vec<Operation> {
     let mut out = Vec::new();
     for o in observed.into_iter().flat_map(|s| s.objects_except(wanted)) {
         if !o.is_managed() || keep(&o) {
             continue;
         }
-        if o.api_version.is_empty() || o.kind.is_empty() || o.namespace.is_empty() {
-            log::warn!(target: "diff", "managed object {} lacks apiVersion, kind or namespace; not deleted", o.name);
+        if !scope.contains(&o) {
+            log::warn!(target: "diff", "managed object {:?} {:?} {}/{} is not a {} of networking.istio.io in {}; not deleted", o.api_version, o.kind, o.namespace, o.name, scope.kind, scope.namespace);
             continue;
         }
         out.push(Operation::Delete {
@@ -147,10 +173,47 @@ mod tests {
             writes.extend(diff_one(d, current.as_ref()));
             wanted.insert(name);
         }
-        (writes, deletes(observed, &wanted, keep))
+        (writes, deletes(observed, &wanted, keep, &DR_SCOPE))
     }
     use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
     use serde_json::json;
+
+    const DR_SCOPE: Scope = Scope {
+        kind: "DestinationRule",
+        namespace: "d8-istio",
+    };
+
+    #[test]
+    fn deletes_are_pinned_to_our_kind_group_and_namespace() {
+        let ours = observed("stale", true, "s.b");
+        let mut foreign_ns = observed("elsewhere", true, "e.b");
+        foreign_ns["metadata"]["namespace"] = json!("default");
+        let mut service = observed("svc", true, "x.b");
+        service["apiVersion"] = json!("v1");
+        service["kind"] = json!("Service");
+        let mut other_group = observed("lookalike", true, "l.b");
+        other_group["apiVersion"] = json!("networking.istio.io.evil.example/v1");
+        let mut other_kind = observed("se", true, "k.b");
+        other_kind["kind"] = json!("ServiceEntry");
+        let mut no_version = observed("nover", true, "n.b");
+        no_version["apiVersion"] = json!("networking.istio.io");
+        let obs = Snapshot::from_values(&[
+            ours,
+            foreign_ns,
+            service,
+            other_group,
+            other_kind,
+            no_version,
+        ]);
+        let d = deletes(
+            Some(&obs),
+            &std::collections::BTreeSet::new(),
+            &|_| false,
+            &DR_SCOPE,
+        );
+        let names: Vec<Value> = d.iter().map(|op| op.to_json()["name"].clone()).collect();
+        assert_eq!(names, [json!("stale")]);
+    }
 
     fn observed(name: &str, managed: bool, host: &str) -> Value {
         let mut labels = json!({"team": "x"});
@@ -248,7 +311,13 @@ mod tests {
         assert!(policy.keeps(&annotated("unannotated", None)));
         let obs = Snapshot::from_values(&[observed("stale", true, "s.b")]);
         let keep = |o: &Observed| policy.keeps(o);
-        assert!(deletes(Some(&obs), &std::collections::BTreeSet::new(), &keep).is_empty());
+        assert!(deletes(
+            Some(&obs),
+            &std::collections::BTreeSet::new(),
+            &keep,
+            &DR_SCOPE
+        )
+        .is_empty());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! succeeded, else the last-known-good copy in `status.metadataCache` — validated by the same
 //! rules as a fresh response, since an older run or product wrote it.
 
+use super::admission::{self, UuidOwners};
 use super::report::{Attempt, FetchReport};
+use crate::hook::settings::PeerLimits;
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::{Federation, SpecProblem};
@@ -21,6 +23,22 @@ pub struct FedState<'f> {
     /// `status.metadataCache.private` to write: the fresh document as validated, with what it
     /// carried over from the last good one; `None` without a successful fetch.
     pub private_cache: Option<Value>,
+    /// Set when the trust bundle would exceed the object budget with this federation's roots,
+    /// or its public cache would make its status patch exceed it: its roots stay as installed
+    /// and its public cache is not rewritten (README, "Conditions", `ObjectTooLarge`).
+    pub trust_hold: Option<Failure>,
+    /// Set when one of its ServiceEntries or its status patch would exceed the object budget:
+    /// it works from its last-known-good private metadata, if that fits, and nothing of it is
+    /// deleted.
+    pub services_hold: Option<Failure>,
+}
+
+/// What every federation's metadata is judged by this run.
+pub struct Rules<'a> {
+    pub own: &'a Own<'a>,
+    pub own_domain: &'a str,
+    pub limits: PeerLimits,
+    pub uuid_owners: &'a UuidOwners,
 }
 
 impl FedState<'_> {
@@ -32,13 +50,34 @@ impl FedState<'_> {
         self.refuses_trust_domain()
             || self.public_problem.is_some()
             || self.private_problem.is_some()
+            || self.services_hold.is_some()
             || self.private.as_ref().is_some_and(|p| !p.dropped.is_empty())
     }
 
     /// Whether the trust entries installed for this federation stay as they are: its cached
     /// public metadata cannot be read, and odd input never removes trust.
     pub fn keeps_trust_entries(&self) -> bool {
-        self.public_problem.is_some()
+        self.public_problem.is_some() || self.trust_hold.is_some()
+    }
+
+    /// Holds the federation's imports at the last-known-good: its cached private metadata
+    /// instead of the fresh one (when it was working from a fresh one), else nothing — its
+    /// objects are then kept as they are. The fresh document is not cached.
+    pub fn hold_services(&mut self, why: Failure, rules: &Rules) {
+        if self.private_cache.take().is_some() {
+            let (private, problem, _) = effective_private(self.fed, None, rules);
+            self.private = private;
+            self.private_problem = problem;
+        } else {
+            self.private = None;
+        }
+        self.services_hold = Some(why);
+    }
+
+    /// Holds the federation's trust entries at what is installed, and its public cache at the
+    /// last-known-good one.
+    pub fn hold_trust(&mut self, why: Failure) {
+        self.trust_hold = Some(why);
     }
 
     /// Whether `spec.trustDomain` cannot name a peer: nothing is fetched, imported or trusted
@@ -54,12 +93,11 @@ impl FedState<'_> {
 pub fn states<'f>(
     feds: &'f [Federation],
     fetched: &BTreeMap<String, FetchReport>,
-    own: &Own,
-    own_domain: &str,
+    rules: &Rules,
 ) -> Vec<FedState<'f>> {
     let mut states = Vec::with_capacity(feds.len());
     for fed in feds {
-        if fed.trust_domain.eq_ignore_ascii_case(own_domain) {
+        if fed.trust_domain.eq_ignore_ascii_case(rules.own_domain) {
             log::warn!(target: "reconcile", "IstioFederation {}: spec.trustDomain {} is this cluster's own trust domain; skipped", fed.name, fed.trust_domain);
             continue;
         }
@@ -73,12 +111,14 @@ pub fn states<'f>(
                 private: None,
                 private_problem: None,
                 private_cache: None,
+                trust_hold: None,
+                services_hold: None,
             });
             continue;
         }
         let report = fetched.get(&fed.name);
-        let (public, public_problem) = effective_public(fed, report, own);
-        let (private, private_problem, private_cache) = effective_private(fed, report, own_domain);
+        let (public, public_problem) = effective_public(fed, report, rules);
+        let (private, private_problem, private_cache) = effective_private(fed, report, rules);
         states.push(FedState {
             fed,
             public,
@@ -86,6 +126,8 @@ pub fn states<'f>(
             private,
             private_problem,
             private_cache,
+            trust_hold: None,
+            services_hold: None,
         });
     }
     states
@@ -93,12 +135,14 @@ pub fn states<'f>(
 
 /// The public metadata this run works from: the fresh document when the fetch succeeded, else
 /// the cached one — whose problem, when it is unusable, is reported (and keeps what was
-/// installed from it).
+/// installed from it). A cache over the limits, or with a UUID another federation holds, is
+/// unusable too ([`admission::public_problem`]).
 pub fn effective_public(
     fed: &Federation,
     report: Option<&FetchReport>,
-    own: &Own,
+    rules: &Rules,
 ) -> (Option<PublicMetadata>, Option<Failure>) {
+    let own = rules.own;
     if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.public.as_ref()) {
         return (Some(p.clone()), None);
     }
@@ -121,6 +165,10 @@ pub fn effective_public(
                     Reason::CertificateRejected,
                     format!("rootCA: {}", p.rejected_summary()),
                 ))
+            } else if let Some(f) =
+                admission::public_problem(&fed.name, &p, &rules.limits, rules.uuid_owners)
+            {
+                Err(f)
             } else {
                 Ok(p)
             }
@@ -140,13 +188,21 @@ pub fn effective_public(
     }
 }
 
-/// The cached private metadata of a federation, validated as a fresh response would be.
-pub fn cached_private(fed: &Federation) -> Option<Result<PrivateMetadata, Failure>> {
+/// The cached private metadata of a federation, validated as a fresh response would be, and
+/// within the same limits.
+pub fn cached_private(
+    fed: &Federation,
+    limits: &PeerLimits,
+) -> Option<Result<PrivateMetadata, Failure>> {
     let raw = fed.cached_private.as_ref()?;
     Some(
         serde_json::from_str::<json::Node>(raw.get())
             .map_err(|e| Failure::new(Reason::InvalidPrivateMetadata, format!("not JSON: {e}")))
-            .and_then(|v| metadata::validate_private(&v, &fed.trust_domain)),
+            .and_then(|v| metadata::validate_private(&v, &fed.trust_domain))
+            .and_then(|p| match admission::private_problem(&p, limits) {
+                Some(f) => Err(f),
+                None => Ok(p),
+            }),
     )
 }
 
@@ -155,24 +211,30 @@ type EffectivePrivate = (Option<PrivateMetadata>, Option<Failure>, Option<Value>
 
 /// The private metadata this run works from. A fresh document with dropped items carries over
 /// what the last good one provided (see [`PrivateMetadata::carry_over`]); services in our own
-/// domain are dropped from either.
+/// domain are dropped from either. Nothing is carried over that would take the document past
+/// the limits (the next run would find its own cache unusable).
 pub fn effective_private(
     fed: &Federation,
     report: Option<&FetchReport>,
-    own_domain: &str,
+    rules: &Rules,
 ) -> EffectivePrivate {
+    let own_domain = rules.own_domain;
     if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.private.as_ref()) {
         let mut p = p.clone();
         if !p.dropped.is_empty() {
-            if let Some(Ok(last_good)) = cached_private(fed) {
-                p.carry_over(&last_good);
+            if let Some(Ok(last_good)) = cached_private(fed, &rules.limits) {
+                let mut carried = p.clone();
+                carried.carry_over(&last_good);
+                if admission::private_problem(&carried, &rules.limits).is_none() {
+                    p = carried;
+                }
             }
         }
         let cache = p.to_cache();
         metadata::drop_own_domain(&mut p, own_domain);
         return (Some(p), None, Some(cache));
     }
-    match cached_private(fed) {
+    match cached_private(fed, &rules.limits) {
         None => (None, None, None),
         Some(Ok(mut p)) => {
             metadata::drop_own_domain(&mut p, own_domain);
@@ -206,6 +268,22 @@ mod tests {
         .unwrap()
     }
 
+    const OWN: Own<'static> = Own {
+        cluster_uuid: "own",
+        root_fingerprints: &[],
+        now: 0,
+    };
+
+    fn with_rules<T>(own_domain: &str, limits: PeerLimits, f: impl FnOnce(&Rules) -> T) -> T {
+        let owners = UuidOwners::new();
+        f(&Rules {
+            own: &OWN,
+            own_domain,
+            limits,
+            uuid_owners: &owners,
+        })
+    }
+
     fn fresh(doc: Value) -> FetchReport {
         FetchReport {
             private: Some(Attempt {
@@ -227,7 +305,9 @@ mod tests {
             "ingressGateways": [{"address": "not an address", "port": 15443}],
             "publicServices": [{"hostname": "a.b.local", "ports": [{"name": "http", "port": "80"}]},
                                {"hostname": "c.b.local", "ports": [{"name": "http", "port": 81}]}]}));
-        let (p, problem, cache) = effective_private(&fed, Some(&report), "my.cluster");
+        let (p, problem, cache) = with_rules("my.cluster", PeerLimits::default(), |r| {
+            effective_private(&fed, Some(&report), r)
+        });
         let p = p.unwrap();
         assert!(problem.is_none());
         assert_eq!(p.carried_over, 2);
@@ -243,9 +323,55 @@ mod tests {
 
         // A clean fresh document replaces the last good one as a whole.
         let report = fresh(json!({"ingressGateways": [], "publicServices": []}));
-        let (p, _, _) = effective_private(&fed, Some(&report), "my.cluster");
+        let (p, _, _) = with_rules("my.cluster", PeerLimits::default(), |r| {
+            effective_private(&fed, Some(&report), r)
+        });
         let p = p.unwrap();
         assert_eq!((p.carried_over, p.ingress_gateways.len()), (0, 0));
+    }
+
+    #[test]
+    fn limits_apply_to_caches_and_to_what_is_carried_over() {
+        let fed = federation(json!({"private": {
+            "ingressGateways": [{"address": "1.1.1.1", "port": 15443}],
+            "publicServices": [{"hostname": "a.b.local", "ports": [{"name": "http", "port": 80}]},
+                               {"hostname": "b.b.local", "ports": [{"name": "http", "port": 80}]}]}}));
+        let one_service = PeerLimits {
+            services: 1,
+            ..PeerLimits::default()
+        };
+        // The cache has two services: over the limit, unusable as a whole.
+        let (p, problem, _) = with_rules("my.cluster", one_service, |r| {
+            effective_private(&fed, None, r)
+        });
+        assert!(p.is_none());
+        let problem = problem.unwrap();
+        assert_eq!(problem.reason, Reason::LimitExceeded);
+        assert!(
+            problem
+                .message
+                .contains("publicServices carries 2 services, more than MAX_SERVICES_PER_PEER=1"),
+            "{}",
+            problem.message
+        );
+        // A fresh document with a drop carries nothing over that would pass the limit.
+        let report = fresh(json!({
+            "ingressGateways": [{"address": "1.1.1.1", "port": 15443}],
+            "publicServices": [{"hostname": "c.b.local", "ports": [{"name": "http", "port": 81}]},
+                               {"hostname": "x.other.local", "ports": [{"name": "http", "port": 81}]}]}));
+        let two = PeerLimits {
+            services: 2,
+            ..PeerLimits::default()
+        };
+        let (p, _, cache) = with_rules("my.cluster", two, |r| {
+            effective_private(&fed, Some(&report), r)
+        });
+        let p = p.unwrap();
+        assert_eq!((p.carried_over, p.public_services.len()), (0, 1));
+        assert_eq!(
+            cache.unwrap()["publicServices"].as_array().unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -253,17 +379,20 @@ mod tests {
         let fed = federation(
             json!({"public": {"clusterUUID": "peer"}, "private": {"publicServices": []}}),
         );
-        let own = Own {
-            cluster_uuid: "own",
-            root_fingerprints: &[],
-            now: 0,
+        let states_of = |fed: &Federation, own_domain: &str| {
+            with_rules(own_domain, PeerLimits::default(), |r| {
+                states(std::slice::from_ref(fed), &BTreeMap::new(), r).len()
+            })
         };
-        let state = &states(
-            std::slice::from_ref(&fed),
-            &BTreeMap::new(),
-            &own,
-            "my.cluster",
-        )[0];
+        let owners = UuidOwners::new();
+        let rules = Rules {
+            own: &OWN,
+            own_domain: "my.cluster",
+            limits: PeerLimits::default(),
+            uuid_owners: &owners,
+        };
+        let all = states(std::slice::from_ref(&fed), &BTreeMap::new(), &rules);
+        let state = &all[0];
         assert!(state.public.is_none() && state.private.is_none());
         let public = state.public_problem.as_ref().unwrap();
         assert_eq!(public.reason, Reason::InvalidPublicMetadata);
@@ -275,12 +404,7 @@ mod tests {
         assert!(state.keeps_trust_entries() && state.holds_back_deletes());
         // Our own trust domain is never a peer.
         let own_domain = federation(json!({}));
-        assert!(states(
-            std::slice::from_ref(&own_domain),
-            &BTreeMap::new(),
-            &own,
-            "b.local"
-        )
-        .is_empty());
+        assert_eq!(states_of(&own_domain, "b.local"), 0);
+        assert_eq!(states_of(&own_domain, "my.cluster"), 1);
     }
 }

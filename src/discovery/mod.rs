@@ -8,6 +8,8 @@
 //! through [`mesh_yaml`]), [`service_entries`], [`diff`] and [`conditions`]. [`run`] is the
 //! imperative shell around them.
 
+pub mod admission;
+pub mod budget;
 pub mod conditions;
 pub mod config;
 pub mod diff;

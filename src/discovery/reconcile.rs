@@ -3,9 +3,11 @@
 //!
 //! No I/O and no clock: `now` is passed in. The same input gives byte-identical output.
 
+use super::admission;
+use super::budget;
 use super::conditions;
-use super::diff::{self, DeletePolicy, Operation};
-use super::effective::{self, FedState};
+use super::diff::{self, DeletePolicy, Operation, Scope};
+use super::effective::{self, FedState, Rules};
 use super::istio_objects;
 use super::metrics::{self, federation_metrics};
 use super::observed::{own_root_fingerprints, Observed};
@@ -71,12 +73,24 @@ pub fn reconcile_into(
         root_fingerprints: &own_fps,
         now,
     };
-    // 1. Which metadata each federation works from: fresh, else last known good.
-    let states = effective::states(feds, fetched, &own, &settings.cluster_domain);
-    // 2. The trust bundle: desired entries plus the ones kept, unless frozen.
-    let trust_problem = write_trust_bundle(settings, observed, &states, sink)?;
-    // 3. ServiceEntries and DestinationRules: written as decided, deletes only where allowed.
-    let (records, warnings) = service_entries::merge(&service_entries::sources(&states));
+    // 1. Which documents are admitted (limits, UUIDs), and which metadata each federation
+    //    works from: fresh, else last known good; a federation whose status would exceed the
+    //    budget is held.
+    let (fetched, uuid_owners) = admission::admit(feds, fetched, &settings.limits);
+    let fetched = fetched.as_ref();
+    let rules = Rules {
+        own: &own,
+        own_domain: &settings.cluster_domain,
+        limits: settings.limits,
+        uuid_owners: &uuid_owners,
+    };
+    let mut states = effective::states(feds, fetched, &rules);
+    budget::hold_large_status(&mut states, fetched, &rules);
+    // 2. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
+    let trust_problem = write_trust_bundle(settings, observed, &mut states, sink)?;
+    // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
+    //    budget, written as decided, deletes only where allowed.
+    let (records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
     for w in warnings {
         log::warn!(target: "service_entries", "{w}");
     }
@@ -94,7 +108,13 @@ pub fn reconcile_into(
         let report = fetched.get(&st.fed.name);
         let conditions = conditions::for_federation(st, report, trust_problem.as_ref(), now);
         if let Some(op) = status_patch(st, report, &conditions, now) {
-            sink(op)?;
+            if budget::fits(&op, None) {
+                sink(op)?;
+            } else {
+                // Unreachable after `hold_large_status`, unless the object's own foreign
+                // conditions are that large: then the write would fail on every run.
+                log::error!(target: "reconcile", "IstioFederation {}: status patch exceeds the object budget; not written", st.fed.name);
+            }
         }
         federation_metrics(st, report, &mut out_metrics);
     }
@@ -117,11 +137,13 @@ fn remove_everything_we_own(
             }
         }
     }
-    for snapshot in [
-        observed.service_entries.as_ref(),
-        observed.destination_rules.as_ref(),
+    let namespace = settings.federation_namespace.as_str();
+    for (snapshot, kind) in [
+        (observed.service_entries.as_ref(), "ServiceEntry"),
+        (observed.destination_rules.as_ref(), "DestinationRule"),
     ] {
-        for op in diff::deletes(snapshot, &BTreeSet::new(), &|_| false) {
+        let scope = Scope { kind, namespace };
+        for op in diff::deletes(snapshot, &BTreeSet::new(), &|_| false, &scope) {
             sink(op)?;
         }
     }
@@ -135,7 +157,7 @@ fn remove_everything_we_own(
 fn write_trust_bundle(
     settings: &Settings,
     observed: &Observed,
-    states: &[FedState],
+    states: &mut [FedState],
     sink: &mut Sink,
 ) -> Result<Option<TrustBundleError>, String> {
     let Some(trust_object) = observed.trust_object.map(|t| t.first()) else {
@@ -147,9 +169,7 @@ fn write_trust_bundle(
         log::warn!(target: "reconcile", "trust entries unchanged while IstioFederation(s) {} cannot be read", broken.join(", "));
         return Ok(None);
     }
-    let desired = trust_bundle::desired_entries(states);
-    let target = trust_bundle::target_entries(settings, trust_object, states, desired);
-    match trust_bundle::plan(settings, trust_object, &target) {
+    match budget::plan_trust_bundle(settings, trust_object, states) {
         Ok(Some(op)) => sink(op)?,
         Ok(None) => {}
         Err(e) => {
@@ -193,8 +213,15 @@ fn write_records(
         wanted.insert(r.name.clone());
     }
     let keep = |o: &istio_objects::Observed| policy.keeps(o);
-    for snapshot in [&observed.service_entries, &observed.destination_rules] {
-        for op in diff::deletes(snapshot.as_ref(), &wanted, &keep) {
+    for (snapshot, kind) in [
+        (&observed.service_entries, "ServiceEntry"),
+        (&observed.destination_rules, "DestinationRule"),
+    ] {
+        let scope = Scope {
+            kind,
+            namespace: ns,
+        };
+        for op in diff::deletes(snapshot.as_ref(), &wanted, &keep, &scope) {
             sink(op)?;
         }
     }

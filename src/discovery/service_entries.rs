@@ -12,10 +12,11 @@ use crate::discovery::istio_objects::{
     Desired, DrOutlierDetection, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort,
     SeSpec, Spec,
 };
+use crate::protocol::failure::Reason;
 use crate::protocol::labels::{
-    FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    label_value, FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
-use crate::protocol::metadata::{Gateway, PublicService, ServicePort};
+use crate::protocol::metadata::{truncate, Dropped, Gateway, PublicService, ServicePort};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +44,63 @@ pub fn sources<'a>(states: &'a [FedState]) -> Vec<Source<'a>> {
             })
         })
         .collect()
+}
+
+/// Trust domain (lower case) → the federations that declare it, sorted by name.
+type Owners = BTreeMap<String, Vec<String>>;
+
+/// The federations whose trust domain is the longest suffix of `host`, with that domain.
+fn owner_of<'o>(host: &str, owners: &'o Owners) -> Option<(&'o str, &'o [String])> {
+    let mut rest = host;
+    while let Some(dot) = rest.find('.') {
+        rest = &rest[dot + 1..];
+        if let Some((td, feds)) = owners.get_key_value(rest) {
+            return Some((td.as_str(), feds.as_slice()));
+        }
+    }
+    None
+}
+
+/// A host belongs to the federation(s) whose trust domain is its longest matching suffix
+/// (README, "Security"): a peer with trust domain `example.test` cannot publish
+/// `pay.prod.example.test` while a federation with trust domain `prod.example.test` exists,
+/// or its gateway would receive traffic meant for that cluster. Such a claim is dropped as
+/// `HostnameOutOfScope`, naming the owner; federations sharing one trust domain still merge.
+/// Runs before [`sources`], on every federation's effective private metadata.
+pub fn drop_hosts_of_other_federations(states: &mut [FedState]) {
+    let mut owners = Owners::new();
+    for st in states.iter() {
+        owners
+            .entry(st.fed.trust_domain.to_ascii_lowercase())
+            .or_default()
+            .push(st.fed.name.clone());
+    }
+    for feds in owners.values_mut() {
+        feds.sort();
+    }
+    for st in states.iter_mut() {
+        let Some(p) = st.private.as_mut() else {
+            continue;
+        };
+        let own = st.fed.trust_domain.to_ascii_lowercase();
+        let mut dropped = Vec::new();
+        p.public_services
+            .retain(|s| match owner_of(&s.hostname, &owners) {
+                Some((td, feds)) if td != own => {
+                    dropped.push(Dropped {
+                        reason: Reason::HostnameOutOfScope,
+                        message: format!(
+                        "service {}: hostname belongs to IstioFederation {} (trust domain {td})",
+                        truncate(&s.hostname),
+                        feds.join(", ")
+                    ),
+                    });
+                    false
+                }
+                _ => true,
+            });
+        p.dropped.extend(dropped);
+    }
 }
 
 /// One ServiceEntry (+ DestinationRule) to exist.
@@ -353,7 +411,7 @@ fn unique_port_names(
 fn metadata(record: &Record, namespace: &str) -> Meta {
     let mut labels = vec![(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())];
     if let Some(first) = record.federations.first() {
-        labels.push((FEDERATION_LABEL.to_string(), first.clone()));
+        labels.push((FEDERATION_LABEL.to_string(), label_value(first)));
     }
     Meta {
         name: record.name.clone(),

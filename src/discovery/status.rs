@@ -157,7 +157,10 @@ pub fn status_patch(
             .and_then(timefmt::parse_rfc3339)
             .is_none_or(|t| now - t >= TIMESTAMP_REFRESH)
     };
-    if let Some(Attempt { result: Ok(p), .. }) = report.and_then(|r| r.public.as_ref()) {
+    let public = report
+        .and_then(|r| r.public.as_ref())
+        .filter(|_| st.trust_hold.is_none());
+    if let Some(Attempt { result: Ok(p), .. }) = public {
         let v = p.to_cache();
         if fed.cached_public.as_ref() != Some(&v) || stale(&fed.public_fetched_at) {
             cache.insert("public".into(), v);

@@ -222,11 +222,12 @@ pub fn owned_entries(
 
 /// The trust entries this run wants: every accepted root of every federation with public
 /// metadata, once per (trust domain, fingerprint) — federations may share a trust domain and
-/// a root, and istiod must not see the same entry twice.
+/// a root, and istiod must not see the same entry twice. A federation held at its installed
+/// entries ([`FedState::trust_hold`]) wants nothing new.
 pub fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
     let mut desired = Vec::new();
     let mut seen = BTreeSet::new();
-    for st in states {
+    for st in states.iter().filter(|st| st.trust_hold.is_none()) {
         for root in st.public.iter().flat_map(|p| &p.roots) {
             if seen.insert((st.fed.trust_domain.as_str(), root.fingerprint.as_str())) {
                 desired.push(TrustEntry {

@@ -14,6 +14,7 @@ use crate::hook::k8s;
 use crate::hook::operations::Operation;
 use crate::hook::settings::{Settings, LOCAL_ROOT_CONFIGMAP};
 use crate::protocol::certs;
+use crate::protocol::claims;
 use crate::protocol::federation::Federation;
 use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PUBLIC_SERVICE_LABEL};
 use crate::protocol::metadata::Gateway;
@@ -249,12 +250,33 @@ fn public_services(input: &BindingInput, cluster_domain: &str) -> Vec<Value> {
 
 /// Peers allowed to read our private metadata: the cached, valid public metadata of every
 /// IstioFederation (clusterUUID → {clusterUUID, authnKeyPub, rootCA}).
+/// A UUID cached by several federations is mapped only for the one it belongs to
+/// ([`claims::uuid_owners`], the rule discovery admits public metadata by): a peer that
+/// published another's UUID cannot lock the real cluster out.
 fn remote_public_metadata(input: &BindingInput, settings: &Settings) -> Map<String, Value> {
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
-    for obj in input.snapshot(bindings::FEDERATIONS).unwrap_or(&[]) {
-        let Ok(fed) = Federation::parse(obj) else {
+    let feds: Vec<Federation> = input
+        .snapshot(bindings::FEDERATIONS)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|obj| Federation::parse(obj).ok())
+        .collect();
+    let claims: Vec<claims::UuidClaim> = feds
+        .iter()
+        .map(|fed| claims::UuidClaim {
+            federation: &fed.name,
+            cached: claims::cached_uuid(fed),
+            fresh: None,
+        })
+        .collect();
+    let owners = claims::uuid_owners(&claims);
+    for fed in &feds {
+        if let Some(owner) =
+            claims::cached_uuid(fed).and_then(|u| claims::held_by_other(&owners, &fed.name, u))
+        {
+            log::warn!(target: "export", "IstioFederation {}: cached clusterUUID belongs to IstioFederation {owner}; peer not authorized", fed.name);
             continue;
-        };
+        }
         if fed
             .trust_domain
             .eq_ignore_ascii_case(&settings.cluster_domain)
@@ -270,7 +292,10 @@ fn remote_public_metadata(input: &BindingInput, settings: &Settings) -> Map<Stri
         else {
             continue;
         };
-        if uuid == settings.cluster_uuid || certs::parse_ed25519_public_pem(key).is_err() {
+        if uuid == settings.cluster_uuid
+            || claims::cached_uuid(fed).is_none()
+            || certs::parse_ed25519_public_pem(key).is_err()
+        {
             log::warn!(target: "export", "IstioFederation {}: cached public metadata is not usable for authentication; peer not authorized", fed.name);
             continue;
         }

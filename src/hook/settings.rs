@@ -39,6 +39,28 @@ pub struct Settings {
     pub fetch_deadline: Duration,
     pub fetch_concurrency: usize,
     pub fetch_max_bytes: u64,
+    /// `MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER` (README, "Settings").
+    pub limits: PeerLimits,
+}
+
+/// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
+/// peer cannot grow the objects every federation shares past what the API server accepts
+/// (README, "Security").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLimits {
+    pub roots: usize,
+    pub services: usize,
+    pub gateways: usize,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        PeerLimits {
+            roots: 8,
+            services: 2000,
+            gateways: 64,
+        }
+    }
 }
 
 /// Name of the plug-in CA Secret istiod reads.
@@ -244,6 +266,30 @@ impl Sources<'_> {
                 got: format!("{s:?}"),
             })
     }
+
+    /// A per-peer limit: an integer 1..=100000 (past that no object fits the budget anyway).
+    fn limit(&self, name: &'static str, default: usize) -> Result<usize, SettingsError> {
+        let Some(s) = self.env(name) else {
+            return Ok(default);
+        };
+        match s.trim().parse::<usize>() {
+            Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+            _ => Err(SettingsError::Malformed {
+                setting: name,
+                expected: "an integer 1..100000",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
+    fn limits(&self) -> Result<PeerLimits, SettingsError> {
+        let d = PeerLimits::default();
+        Ok(PeerLimits {
+            roots: self.limit("MAX_ROOTS_PER_PEER", d.roots)?,
+            services: self.limit("MAX_SERVICES_PER_PEER", d.services)?,
+            gateways: self.limit("MAX_GATEWAYS_PER_PEER", d.gateways)?,
+        })
+    }
 }
 
 impl Settings {
@@ -276,6 +322,7 @@ impl Settings {
             fetch_deadline: src.duration("FETCH_DEADLINE", Duration::from_secs(30))?,
             fetch_concurrency: src.fetch_concurrency()?,
             fetch_max_bytes: src.fetch_max_bytes()?,
+            limits: src.limits()?,
         })
     }
 
@@ -385,6 +432,39 @@ mod tests {
         assert_eq!(s.fetch_deadline, Duration::from_secs(30));
         assert_eq!(s.fetch_concurrency, 64);
         assert_eq!(s.fetch_max_bytes, 4 * 1024 * 1024);
+        assert_eq!(
+            s.limits,
+            PeerLimits {
+                roots: 8,
+                services: 2000,
+                gateways: 64
+            }
+        );
+    }
+
+    #[test]
+    fn peer_limits_are_validated_and_named() {
+        let s = load(
+            None,
+            &[("MAX_SERVICES_PER_PEER", "10"), ("MAX_ROOTS_PER_PEER", "2")],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.limits.roots, s.limits.services, s.limits.gateways),
+            (2, 10, 64)
+        );
+        for name in [
+            "MAX_ROOTS_PER_PEER",
+            "MAX_SERVICES_PER_PEER",
+            "MAX_GATEWAYS_PER_PEER",
+        ] {
+            for bad in ["0", "-1", "many", "100001"] {
+                assert_eq!(
+                    load(None, &[(name, bad)]).unwrap_err().to_string(),
+                    format!("{name}: expected an integer 1..100000, got {bad:?}")
+                );
+            }
+        }
     }
 
     #[test]

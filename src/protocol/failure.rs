@@ -48,6 +48,14 @@ pub enum Reason {
     /// The IstioFederation's spec can be read but not acted on as it stands: an unusable
     /// `spec.trustDomain`, or credentials in `spec.metadataEndpoint`.
     InvalidSpec,
+    /// The peer's document carries more roots, services or gateways than `MAX_*_PER_PEER`
+    /// allow; refused as a whole, the last-known-good metadata is kept.
+    LimitExceeded,
+    /// What the peer sends would make an object or status patch the hook writes larger than
+    /// the 900 KiB budget; the federation is held at its last-known-good, the others proceed.
+    ObjectTooLarge,
+    /// The peer publishes a `clusterUUID` another IstioFederation already holds.
+    DuplicateClusterUuid,
 }
 
 impl Reason {
@@ -71,6 +79,9 @@ impl Reason {
             Reason::NoIngressGateways => "NoIngressGateways",
             Reason::TrustBundleUnavailable => "TrustBundleUnavailable",
             Reason::InvalidSpec => "InvalidSpec",
+            Reason::LimitExceeded => "LimitExceeded",
+            Reason::ObjectTooLarge => "ObjectTooLarge",
+            Reason::DuplicateClusterUuid => "DuplicateClusterUUID",
         }
     }
 }
@@ -128,6 +139,9 @@ mod tests {
             (Reason::NoIngressGateways, "NoIngressGateways"),
             (Reason::TrustBundleUnavailable, "TrustBundleUnavailable"),
             (Reason::InvalidSpec, "InvalidSpec"),
+            (Reason::LimitExceeded, "LimitExceeded"),
+            (Reason::ObjectTooLarge, "ObjectTooLarge"),
+            (Reason::DuplicateClusterUuid, "DuplicateClusterUUID"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

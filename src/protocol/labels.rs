@@ -15,3 +15,72 @@ pub const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-ser
 /// On an exported Service: the trust domains (comma-separated) of the only peers it is
 /// published to (README, "Choosing what to share"). Absent: every peer.
 pub const EXPORT_TO_ANNOTATION: &str = "federation.istio.deckhouse.io/export-to";
+
+/// A Kubernetes label value is at most 63 characters of `[-_.A-Za-z0-9]`, beginning and ending
+/// with a letter or digit (or empty).
+pub fn is_label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.is_empty()
+        || (b.len() <= 63
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric())
+}
+
+/// `name` as a label value (README, "Security"): unchanged when it is one already
+/// (every name up to 63 characters, as Deckhouse writes it); otherwise the first 52 usable
+/// characters, `-`, and the first 10 hex digits of the SHA-256 of the whole name — stable
+/// across runs and distinct for distinct names. The full names stay in the
+/// `federation.istio.deckhouse.io/federations` annotation.
+pub fn label_value(name: &str) -> String {
+    if is_label_value(name) {
+        return name.to_string();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+    let hash: String = digest.as_ref()[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let prefix: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(52)
+        .collect();
+    let prefix = prefix.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if prefix.is_empty() {
+        hash
+    } else {
+        format!("{prefix}-{hash}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_valid_stable_and_distinct() {
+        assert_eq!(label_value("b"), "b");
+        let exactly = "a".repeat(63);
+        assert_eq!(label_value(&exactly), exactly);
+        let long = format!("{}.example", "x".repeat(70));
+        let v = label_value(&long);
+        assert!(is_label_value(&v) && v.len() == 63, "{v}");
+        assert!(v.starts_with(&"x".repeat(52)));
+        assert_eq!(label_value(&long), v);
+        let other = format!("{}.examplf", "x".repeat(70));
+        assert_ne!(label_value(&other), v);
+        // A cut that would end on a dot or dash is trimmed.
+        let dotted = format!("{}.{}", "y".repeat(51), "z".repeat(30));
+        let v = label_value(&dotted);
+        assert!(
+            is_label_value(&v) && v.starts_with(&format!("{}-", "y".repeat(51))),
+            "{v}"
+        );
+        for bad in ["-a", "a-", "a b", "ä"] {
+            assert!(!is_label_value(bad));
+            assert!(is_label_value(&label_value(bad)), "{bad}");
+        }
+    }
+}

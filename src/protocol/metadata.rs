@@ -39,12 +39,20 @@ impl PublicMetadata {
     }
 
     /// "certificate 2: not a CA certificate; …" for condition messages.
+    /// At most five are listed (a peer may send up to `MAX_ROOTS_PER_PEER`), then how many more.
     pub fn rejected_summary(&self) -> String {
-        self.rejected
+        const LISTED: usize = 5;
+        let mut s = self
+            .rejected
             .iter()
+            .take(LISTED)
             .map(|(i, r)| format!("certificate {i}: {r}"))
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        if self.rejected.len() > LISTED {
+            s.push_str(&format!("; and {} more", self.rejected.len() - LISTED));
+        }
+        s
     }
 }
 
@@ -414,7 +422,7 @@ pub fn drop_own_domain(p: &mut PrivateMetadata, own_domain: &str) {
 }
 
 /// Keeps hostile input from bloating messages.
-fn truncate(s: &str) -> String {
+pub fn truncate(s: &str) -> String {
     if s.len() <= 80 {
         return s.to_string();
     }

@@ -3,6 +3,7 @@
 //! the names of the Secrets both sides agree on (README, "Deckhouse compatibility").
 
 pub mod certs;
+pub mod claims;
 pub mod failure;
 pub mod federation;
 pub mod json;

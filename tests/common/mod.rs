@@ -93,6 +93,11 @@ pub fn expand(text: &str, case_dir: &Path, json: bool) -> String {
             }
             "b64" => base64::engine::general_purpose::STANDARD.encode(cert_file(arg)),
             "fp" => fingerprint_of(arg),
+            // `{{repeat:N:text}}`: text N times (large inputs without large files).
+            "repeat" => {
+                let (n, t) = arg.split_once(':').expect("repeat:N:text");
+                t.repeat(n.parse().expect("repeat count"))
+            }
             "text" => {
                 let t = expand(
                     &std::fs::read_to_string(case_dir.join(arg)).expect("case file"),
@@ -289,6 +294,13 @@ pub fn check_operations(ops: &[Value]) -> Vec<String> {
             if obj.get("status").is_some() {
                 problems.push(format!("operation {i}: object carries status"));
             }
+            for (k, v) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
+                if !v.as_str().is_some_and(is_label_value) {
+                    problems.push(format!(
+                        "operation {i}: label {k} = {v} is not a valid label value"
+                    ));
+                }
+            }
             if obj["kind"] == "ServiceEntry" {
                 for e in errors(&se_v1, obj) {
                     problems.push(format!("operation {i}: ServiceEntry CRD schema: {e}"));
@@ -305,7 +317,36 @@ pub fn check_operations(ops: &[Value]) -> Vec<String> {
         }
     }
     problems.extend(istio::check_service_entries(&ses));
+    for (i, op) in ops.iter().enumerate() {
+        // The object budget (README, "Security"): objects and status patches at most 900 KiB.
+        // A JSON patch is checked by what it carries, which bounds the object it makes.
+        let carried = op
+            .get("object")
+            .or_else(|| op.get("mergePatch"))
+            .map(|v| v.to_string().len())
+            .unwrap_or(0);
+        if carried > OBJECT_BUDGET {
+            problems.push(format!(
+                "operation {i}: {carried} bytes, over the {OBJECT_BUDGET}-byte object budget"
+            ));
+        }
+    }
     problems
+}
+
+/// The hook's object budget: 900 KiB.
+pub const OBJECT_BUDGET: usize = 900 * 1024;
+
+/// A Kubernetes label value: at most 63 characters of `[-_.A-Za-z0-9]`, alphanumeric at both
+/// ends (or empty).
+pub fn is_label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.is_empty()
+        || (b.len() <= 63
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric())
 }
 
 /// Snapshot items `[{object}, …]` sorted by namespace, then name, as shell-operator sorts them.

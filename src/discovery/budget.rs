@@ -1,0 +1,330 @@
+//! The object budget: no object and no status patch the hook writes may exceed
+//! [`MAX_OBJECT_BYTES`] serialized, well under what the API server and etcd accept (README,
+//! "Security"). When a run would exceed it, the federations responsible are held at their
+//! last-known-good — the largest contributor first, ties by name, so the choice never depends
+//! on map order — and every other federation proceeds.
+
+use super::diff::{Manifest, Operation};
+use super::effective::{FedState, Rules};
+use super::report::{Attempt, FetchReport};
+use super::service_entries::{self, Record};
+use super::trust_bundle::{self, TrustBundleError};
+use crate::hook::settings::Settings;
+use crate::protocol::failure::{Failure, Reason};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::cmp::Reverse;
+
+/// 900 KiB: etcd refuses values over 1.5 MiB, and the API server's request limit must also
+/// fit the `test` value a JSON patch of the trust object carries.
+pub const MAX_OBJECT_BYTES: usize = 900 * 1024;
+
+/// A room for the conditions and timestamps of a status patch beyond its metadata cache.
+const STATUS_SLACK: usize = 16 * 1024;
+
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `v` serialized as compact JSON, without building the text.
+pub fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    let mut c = Counter(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        // Our own types always serialize; were one ever not to, it must not be written.
+        Err(_) => usize::MAX,
+    }
+}
+
+/// What an operation makes the API server store or accept, serialized: the object of a
+/// create, the patch of a status write, the object a JSON patch makes of `base` (the observed
+/// object it was computed from). A delete stores nothing.
+pub fn stored_size(op: &Operation, base: Option<&Value>) -> usize {
+    match op {
+        Operation::CreateOrUpdate(m) | Operation::CreateIfNotExists(m) => match m {
+            Manifest::Json(v) => json_len(v),
+            Manifest::Istio(d) => json_len(d),
+        },
+        Operation::StatusMergePatch { patch, .. } => json_len(patch),
+        Operation::JsonPatch { patch, .. } => {
+            let mut obj = base.cloned().unwrap_or_else(|| json!({}));
+            if apply_json_patch(&mut obj, patch) {
+                json_len(&obj)
+            } else {
+                usize::MAX
+            }
+        }
+        Operation::Delete { .. } => 0,
+    }
+}
+
+/// Whether an operation stays within the budget.
+pub fn fits(op: &Operation, base: Option<&Value>) -> bool {
+    stored_size(op, base) <= MAX_OBJECT_BYTES
+}
+
+fn unescape(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
+}
+
+/// Applies the JSON patch operations the hook writes (`test`, `add`, `replace`, `remove` on
+/// object members) to `obj`; `false` for anything else.
+fn apply_json_patch(obj: &mut Value, ops: &[Value]) -> bool {
+    for op in ops {
+        let (Some(kind), Some(path)) = (
+            op.get("op").and_then(Value::as_str),
+            op.get("path").and_then(Value::as_str),
+        ) else {
+            return false;
+        };
+        if kind == "test" {
+            continue;
+        }
+        let tokens: Vec<String> = path.split('/').skip(1).map(unescape).collect();
+        let Some((last, parents)) = tokens.split_last() else {
+            return false;
+        };
+        let mut at = &mut *obj;
+        for t in parents {
+            match at.get_mut(t.as_str()) {
+                Some(next) => at = next,
+                None => return false,
+            }
+        }
+        let Some(map) = at.as_object_mut() else {
+            return false;
+        };
+        match (kind, op.get("value")) {
+            ("add" | "replace", Some(v)) => {
+                map.insert(last.clone(), v.clone());
+            }
+            ("remove", _) => {
+                map.shift_remove(last.as_str());
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The largest of `candidates` by `size`, ties by the first name.
+fn largest<'a>(candidates: impl Iterator<Item = (usize, &'a str, usize)>) -> Option<usize> {
+    candidates
+        .max_by_key(|(size, name, _)| (*size, Reverse(*name)))
+        .map(|(_, _, i)| i)
+}
+
+fn too_large(what: &str) -> Failure {
+    Failure::new(
+        Reason::ObjectTooLarge,
+        format!("{what} would exceed the 900 KiB object budget"),
+    )
+}
+
+/// What the status patch of `st` would carry besides its conditions.
+fn status_estimate(st: &FedState, report: Option<&FetchReport>) -> usize {
+    let public = match report.and_then(|r| r.public.as_ref()) {
+        Some(Attempt { result: Ok(p), .. }) if st.trust_hold.is_none() => json_len(&p.to_cache()),
+        _ => 0,
+    };
+    let private = st.private_cache.as_ref().map_or(0, json_len);
+    public + private + json_len(&st.fed.conditions) + STATUS_SLACK
+}
+
+/// Holds, before anything is written, every federation whose status patch would exceed the
+/// budget with its fresh metadata cached: first its private metadata (the large one), then
+/// its public metadata.
+pub fn hold_large_status(
+    states: &mut [FedState],
+    fetched: &std::collections::BTreeMap<String, FetchReport>,
+    rules: &Rules,
+) {
+    for st in states.iter_mut() {
+        let report = fetched.get(&st.fed.name);
+        if status_estimate(st, report) <= MAX_OBJECT_BYTES {
+            continue;
+        }
+        if st.private_cache.is_some() {
+            log::error!(target: "reconcile", "IstioFederation {}: caching its private metadata would exceed the object budget; held at the last good metadata", st.fed.name);
+            st.hold_services(
+                too_large("Caching the private metadata in this IstioFederation's status"),
+                rules,
+            );
+        }
+        if status_estimate(st, report) > MAX_OBJECT_BYTES {
+            log::error!(target: "reconcile", "IstioFederation {}: caching its public metadata would exceed the object budget; held at the last good metadata", st.fed.name);
+            st.hold_trust(too_large(
+                "Caching the public metadata in this IstioFederation's status",
+            ));
+        }
+    }
+}
+
+/// The trust bundle's operation within the budget: while it would exceed it, the federation
+/// contributing the most certificate bytes (ties: first by name) is held at the entries
+/// installed for it. `None` when even holding every federation does not fit (the object is
+/// already over the budget without us): nothing is written then.
+pub fn plan_trust_bundle(
+    settings: &Settings,
+    trust_object: Option<&Value>,
+    states: &mut [FedState],
+) -> Result<Option<Operation>, TrustBundleError> {
+    let what = match settings.trust_bundle_mode {
+        crate::hook::settings::TrustBundleMode::MeshConfig => format!(
+            "Trusting its roots in ConfigMap {}/{}",
+            settings.istio_namespace, settings.mesh_config_name
+        ),
+        crate::hook::settings::TrustBundleMode::Cacerts => format!(
+            "Trusting its roots in Secret {}/{}",
+            settings.istio_namespace,
+            crate::hook::settings::CACERTS_SECRET
+        ),
+    };
+    loop {
+        let desired = trust_bundle::desired_entries(states);
+        let target = trust_bundle::target_entries(settings, trust_object, states, desired);
+        let Some(op) = trust_bundle::plan(settings, trust_object, &target)? else {
+            return Ok(None);
+        };
+        if fits(&op, trust_object) {
+            return Ok(Some(op));
+        }
+        let candidate = largest(states.iter().enumerate().filter_map(|(i, st)| {
+            let bytes: usize = st
+                .public
+                .iter()
+                .flat_map(|p| &p.roots)
+                .map(|r| r.pem.len())
+                .sum();
+            (st.trust_hold.is_none() && bytes > 0).then_some((bytes, st.fed.name.as_str(), i))
+        }));
+        let Some(i) = candidate else {
+            log::error!(target: "reconcile", "the trust bundle exceeds the object budget even with every federation held; not written");
+            return Ok(None);
+        };
+        log::error!(target: "reconcile", "IstioFederation {}: its roots would take the trust bundle over the object budget; held at the installed entries", states[i].fed.name);
+        states[i].hold_trust(too_large(&what));
+    }
+}
+
+/// An upper bound of a record's ServiceEntry size, cheap enough for every record: the exact
+/// size is computed only when this bound exceeds the budget.
+fn size_bound(r: &Record) -> usize {
+    let ports: usize = r.ports.iter().map(|p| p.name.len() + 64).sum();
+    let per_endpoint: usize = r.ports.iter().map(|p| p.name.len() + 16).sum::<usize>() + 96;
+    let endpoints: usize = r
+        .endpoints
+        .iter()
+        .map(|e| e.address.len() + per_endpoint)
+        .sum();
+    let federations: usize = r.federations.iter().map(|f| f.len() + 1).sum();
+    1024 + 4 * (r.hostname.len() + r.name.len()) + ports + endpoints + 2 * federations
+}
+
+/// Whether a record's ServiceEntry or DestinationRule would exceed the budget.
+pub fn record_too_large(r: &Record, namespace: &str, api_version: &str) -> bool {
+    size_bound(r) > MAX_OBJECT_BYTES
+        && (json_len(&service_entries::service_entry(r, namespace, api_version)) > MAX_OBJECT_BYTES
+            || json_len(&service_entries::destination_rule(
+                r,
+                namespace,
+                api_version,
+            )) > MAX_OBJECT_BYTES)
+}
+
+/// The records of this run within the budget, every host with the federation(s) it belongs to
+/// ([`service_entries::drop_hosts_of_other_federations`]): while one would exceed it, the federation
+/// contributing the most to it (its ports of that host times its gateways; ties: first by
+/// name) is held at its last-known-good, and the merge is redone.
+pub fn merge_within_budget(
+    settings: &Settings,
+    states: &mut [FedState],
+    rules: &Rules,
+) -> (Vec<Record>, Vec<service_entries::Warning>) {
+    let ns = settings.federation_namespace.as_str();
+    let api = settings.networking_api_version.as_str();
+    loop {
+        // Also after a hold: the last-known-good metadata it falls back to is judged alike.
+        service_entries::drop_hosts_of_other_federations(states);
+        let (records, warnings) = service_entries::merge(&service_entries::sources(states));
+        let Some(big) = records.iter().find(|r| record_too_large(r, ns, api)) else {
+            return (records, warnings);
+        };
+        let candidate = largest(states.iter().enumerate().filter_map(|(i, st)| {
+            if !big.federations.contains(&st.fed.name) {
+                return None;
+            }
+            let p = st.private.as_ref()?;
+            let ports: usize = p
+                .public_services
+                .iter()
+                .filter(|s| s.hostname == big.hostname)
+                .map(|s| s.ports.len())
+                .sum();
+            Some((ports * p.ingress_gateways.len(), st.fed.name.as_str(), i))
+        }));
+        let Some(i) = candidate else {
+            // Unreachable: a record always has a contributing federation with private metadata.
+            return (Vec::new(), warnings);
+        };
+        let what = format!("ServiceEntry {} for host {}", big.name, big.hostname);
+        log::error!(target: "reconcile", "IstioFederation {}: {what} would exceed the object budget; held at the last good metadata", states[i].fed.name);
+        states[i].hold_services(too_large(&what), rules);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_patches_are_measured_on_the_object_they_make() {
+        let base = json!({"metadata": {"name": "istio", "annotations": {"a/b": "x"}}, "data": {"mesh": "old"}});
+        let op = Operation::JsonPatch {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: "d8-istio".into(),
+            name: "istio".into(),
+            patch: vec![
+                json!({"op": "test", "path": "/data/mesh", "value": "old"}),
+                json!({"op": "replace", "path": "/data/mesh", "value": "x".repeat(1000)}),
+                json!({"op": "remove", "path": "/metadata/annotations/a~1b"}),
+            ],
+        };
+        let expected = json!({"metadata": {"name": "istio", "annotations": {}}, "data": {"mesh": "x".repeat(1000)}});
+        assert_eq!(stored_size(&op, Some(&base)), json_len(&expected));
+        assert!(fits(&op, Some(&base)));
+        let huge = Operation::StatusMergePatch {
+            api_version: "v1".into(),
+            kind: "IstioFederation".into(),
+            name: "b".into(),
+            patch: json!({"status": {"x": "y".repeat(MAX_OBJECT_BYTES)}}),
+        };
+        assert!(!fits(&huge, None));
+        // A patch the hook never writes is never taken to fit.
+        let odd = Operation::JsonPatch {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: "d8-istio".into(),
+            name: "istio".into(),
+            patch: vec![json!({"op": "move", "from": "/a", "path": "/b"})],
+        };
+        assert!(!fits(&odd, Some(&base)));
+    }
+
+    #[test]
+    fn the_largest_is_chosen_and_ties_go_to_the_first_name() {
+        let c = [(5, "b", 0), (7, "c", 1), (7, "a", 2)];
+        assert_eq!(largest(c.into_iter()), Some(2));
+        assert_eq!(largest([(1, "z", 0), (1, "y", 1)].into_iter()), Some(1));
+        assert_eq!(largest(std::iter::empty()), None);
+    }
+}

@@ -137,6 +137,14 @@ pub fn trust_condition(
 }
 
 pub fn services_condition(st: &FedState) -> Condition {
+    if let Err(e) = &st.fed.import {
+        return Condition::new(
+            SERVICES,
+            False,
+            Reason::InvalidImportPolicy,
+            format!("{e}. ServiceEntries created earlier are kept unchanged until it is fixed."),
+        );
+    }
     if let (None, Some(f)) = (&st.public, &st.public_problem) {
         return Condition::new(
             SERVICES,
@@ -181,7 +189,13 @@ pub fn services_condition(st: &FedState) -> Condition {
         );
     }
     let n = private.service_count();
-    let imported = format!("Imported {n} service{}", if n == 1 { "" } else { "s" });
+    let mut imported = format!("Imported {n} service{}", if n == 1 { "" } else { "s" });
+    if st.left_out_by_policy > 0 {
+        imported.push_str(&format!(
+            "; {} excluded by spec.import",
+            st.left_out_by_policy
+        ));
+    }
     if private.dropped.is_empty() {
         return Condition::new(SERVICES, True, Reason::Succeeded, format!("{imported}."));
     }

@@ -182,6 +182,7 @@ mod tests {
                     },
                     outlier_detection: None,
                 },
+                export_to: None,
             }),
         }
     }

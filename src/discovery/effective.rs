@@ -2,6 +2,7 @@
 //! succeeded, else the last-known-good copy in `status.metadataCache` — validated by the same
 //! rules as a fresh response, since an older run or product wrote it.
 
+use super::import_policy;
 use super::report::{Attempt, FetchReport};
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
@@ -21,6 +22,8 @@ pub struct FedState<'f> {
     /// `status.metadataCache.private` to write: the fresh document as validated, with what it
     /// carried over from the last good one; `None` without a successful fetch.
     pub private_cache: Option<Value>,
+    /// Distinct hosts of `private` that `spec.import` left out (they are no longer in it).
+    pub left_out_by_policy: usize,
 }
 
 impl FedState<'_> {
@@ -32,6 +35,7 @@ impl FedState<'_> {
         self.public_problem.is_some()
             || self.private_problem.is_some()
             || self.private.as_ref().is_some_and(|p| !p.dropped.is_empty())
+            || self.fed.import.is_err()
     }
 
     /// Whether the trust entries installed for this federation stay as they are: its cached
@@ -43,7 +47,8 @@ impl FedState<'_> {
 
 /// The state of every federation this run works on, in the order of `feds` (name order). A
 /// federation whose trust domain is our own is skipped: importing our own services or trusting
-/// our own root through a peer would loop traffic back to us.
+/// our own root through a peer would loop traffic back to us. The private metadata keeps only
+/// the hosts `spec.import` admits (the cache written back keeps the peer's whole document).
 pub fn states<'f>(
     feds: &'f [Federation],
     fetched: &BTreeMap<String, FetchReport>,
@@ -58,7 +63,16 @@ pub fn states<'f>(
         }
         let report = fetched.get(&fed.name);
         let (public, public_problem) = effective_public(fed, report, own);
-        let (private, private_problem, private_cache) = effective_private(fed, report, own_domain);
+        let (mut private, private_problem, private_cache) =
+            effective_private(fed, report, own_domain);
+        let left_out_by_policy = match (&fed.import, private.as_mut()) {
+            (Ok(spec), Some(p)) => import_policy::apply(spec, p),
+            (Err(e), _) => {
+                log::error!(target: "reconcile", "IstioFederation {}: {e}; its ServiceEntries are kept unchanged until it is fixed", fed.name);
+                0
+            }
+            (Ok(_), None) => 0,
+        };
         states.push(FedState {
             fed,
             public,
@@ -66,6 +80,7 @@ pub fn states<'f>(
             private,
             private_problem,
             private_cache,
+            left_out_by_policy,
         });
     }
     states

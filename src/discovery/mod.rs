@@ -4,7 +4,7 @@
 //!
 //! Data flows one way: [`observed`] reads the snapshots, [`fetch`] is the network phase and
 //! hands one [`report::FetchReport`] per federation to [`reconcile`], the pure core, which
-//! calls the decisions in [`effective`], [`trust_bundle`], [`service_entries`], [`diff`] and
+//! calls the decisions in [`effective`], [`import_policy`], [`trust_bundle`], [`service_entries`], [`diff`] and
 //! [`conditions`]. [`run`] is the imperative shell around them.
 
 pub mod conditions;
@@ -12,6 +12,7 @@ pub mod config;
 pub mod diff;
 pub mod effective;
 pub mod fetch;
+pub mod import_policy;
 pub mod istio_objects;
 pub mod metrics;
 pub mod observed;

@@ -6,6 +6,7 @@
 use super::conditions;
 use super::diff::{self, DeletePolicy, Operation};
 use super::effective::{self, FedState};
+use super::import_policy;
 use super::istio_objects;
 use super::metrics::{self, federation_metrics};
 use super::observed::{own_root_fingerprints, Observed};
@@ -76,7 +77,8 @@ pub fn reconcile_into(
     // 2. The trust bundle: desired entries plus the ones kept, unless frozen.
     let trust_problem = write_trust_bundle(settings, observed, &states, sink)?;
     // 3. ServiceEntries and DestinationRules: written as decided, deletes only where allowed.
-    let (records, warnings) = service_entries::merge(&service_entries::sources(&states));
+    let (mut records, warnings) = service_entries::merge(&service_entries::sources(&states));
+    import_policy::set_export_to(&mut records, &states, &settings.federation_namespace);
     for w in warnings {
         log::warn!(target: "service_entries", "{w}");
     }

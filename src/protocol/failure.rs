@@ -45,6 +45,8 @@ pub enum Reason {
     NoIngressGateways,
     /// The trust-bundle object cannot be edited safely.
     TrustBundleUnavailable,
+    /// `spec.import` of the IstioFederation cannot be read.
+    InvalidImportPolicy,
 }
 
 impl Reason {
@@ -67,6 +69,7 @@ impl Reason {
             Reason::HostnameOutOfScope => "HostnameOutOfScope",
             Reason::NoIngressGateways => "NoIngressGateways",
             Reason::TrustBundleUnavailable => "TrustBundleUnavailable",
+            Reason::InvalidImportPolicy => "InvalidImportPolicy",
         }
     }
 }
@@ -123,6 +126,7 @@ mod tests {
             (Reason::HostnameOutOfScope, "HostnameOutOfScope"),
             (Reason::NoIngressGateways, "NoIngressGateways"),
             (Reason::TrustBundleUnavailable, "TrustBundleUnavailable"),
+            (Reason::InvalidImportPolicy, "InvalidImportPolicy"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

@@ -53,9 +53,9 @@ pub struct ImportSpec {
 /// match and is refused rather than silently importing nothing.
 pub fn is_host_glob(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'*'))
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'*')
+        })
 }
 
 /// A list of host globs at `spec.import.<field>`; `Ok(None)` when absent or null.
@@ -113,7 +113,10 @@ fn export_to(v: Option<&Value>) -> Result<Option<Vec<String>>, String> {
         out.push(s.clone());
     }
     if out.len() > 1 && out.iter().any(|e| e == "*") {
-        return Err("spec.import.exportTo: '*' (every namespace) cannot be combined with other entries".into());
+        return Err(
+            "spec.import.exportTo: '*' (every namespace) cannot be combined with other entries"
+                .into(),
+        );
     }
     Ok(Some(out))
 }
@@ -493,38 +496,91 @@ mod tests {
         assert_eq!(import(json!({})), Ok(ImportSpec::default()));
         let f = fed(json!({"trustDomain": "b.local", "metadataEndpoint": "https://h/"})).unwrap();
         assert_eq!(f.import, Ok(ImportSpec::default()));
-        let p = import(json!({"hosts": ["db.*", "*.prod.svc.b.local"], "excludeHosts": ["db.admin.b.local"],
-            "exportTo": ["prod", ".", "istio-system"]}))
+        let p = import(
+            json!({"hosts": ["db.*", "*.prod.svc.b.local"], "excludeHosts": ["db.admin.b.local"],
+            "exportTo": ["prod", ".", "istio-system"]}),
+        )
         .unwrap();
         assert_eq!(p.hosts.unwrap(), ["db.*", "*.prod.svc.b.local"]);
         assert_eq!(p.exclude_hosts, ["db.admin.b.local"]);
         assert_eq!(p.export_to.unwrap(), ["prod", ".", "istio-system"]);
         // An empty hosts list is kept as such: it imports nothing.
         assert_eq!(import(json!({"hosts": []})).unwrap().hosts, Some(vec![]));
-        assert_eq!(import(json!({"exportTo": ["*"]})).unwrap().export_to.unwrap(), ["*"]);
+        assert_eq!(
+            import(json!({"exportTo": ["*"]}))
+                .unwrap()
+                .export_to
+                .unwrap(),
+            ["*"]
+        );
     }
 
     #[test]
     fn import_policy_errors_name_the_field() {
         let cases = [
             (json!("all"), "spec.import must be an object"),
-            (json!({"hosts": "db.*"}), "spec.import.hosts must be a list of host globs"),
-            (json!({"hosts": ["db.*", 5]}), "spec.import.hosts[1] must be a string"),
-            (json!({"hosts": ["DB.*"]}), "spec.import.hosts[0] \"DB.*\" is not a host glob"),
-            (json!({"excludeHosts": ["db.*", "a b"]}), "spec.import.excludeHosts[1] \"a b\" is not a host glob"),
-            (json!({"excludeHosts": [""]}), "spec.import.excludeHosts[0] \"\" is not a host glob"),
+            (
+                json!({"hosts": "db.*"}),
+                "spec.import.hosts must be a list of host globs",
+            ),
+            (
+                json!({"hosts": ["db.*", 5]}),
+                "spec.import.hosts[1] must be a string",
+            ),
+            (
+                json!({"hosts": ["DB.*"]}),
+                "spec.import.hosts[0] \"DB.*\" is not a host glob",
+            ),
+            (
+                json!({"excludeHosts": ["db.*", "a b"]}),
+                "spec.import.excludeHosts[1] \"a b\" is not a host glob",
+            ),
+            (
+                json!({"excludeHosts": [""]}),
+                "spec.import.excludeHosts[0] \"\" is not a host glob",
+            ),
             (json!({"hosts": ["db?.b.local"]}), "spec.import.hosts[0]"),
-            (json!({"exportTo": "prod"}), "spec.import.exportTo must be a list of namespaces"),
+            (
+                json!({"exportTo": "prod"}),
+                "spec.import.exportTo must be a list of namespaces",
+            ),
             (json!({"exportTo": []}), "spec.import.exportTo is empty"),
-            (json!({"exportTo": [7]}), "spec.import.exportTo[0] must be a string"),
-            (json!({"exportTo": ["~"]}), "spec.import.exportTo[0] \"~\" is not allowed"),
-            (json!({"exportTo": ["Prod"]}), "spec.import.exportTo[0] \"Prod\" must be '.', '*' or a namespace name"),
-            (json!({"exportTo": ["prod.x"]}), "spec.import.exportTo[0] \"prod.x\" must be"),
-            (json!({"exportTo": ["-prod"]}), "spec.import.exportTo[0] \"-prod\" must be"),
-            (json!({"exportTo": [&"a".repeat(64)]}), "spec.import.exportTo[0]"),
-            (json!({"exportTo": ["prod", "dev", "prod"]}), "spec.import.exportTo[2] \"prod\" is listed twice"),
-            (json!({"exportTo": [".", "."]}), "spec.import.exportTo[1] \".\" is listed twice"),
-            (json!({"exportTo": ["*", "prod"]}), "spec.import.exportTo: '*' (every namespace) cannot be combined"),
+            (
+                json!({"exportTo": [7]}),
+                "spec.import.exportTo[0] must be a string",
+            ),
+            (
+                json!({"exportTo": ["~"]}),
+                "spec.import.exportTo[0] \"~\" is not allowed",
+            ),
+            (
+                json!({"exportTo": ["Prod"]}),
+                "spec.import.exportTo[0] \"Prod\" must be '.', '*' or a namespace name",
+            ),
+            (
+                json!({"exportTo": ["prod.x"]}),
+                "spec.import.exportTo[0] \"prod.x\" must be",
+            ),
+            (
+                json!({"exportTo": ["-prod"]}),
+                "spec.import.exportTo[0] \"-prod\" must be",
+            ),
+            (
+                json!({"exportTo": [&"a".repeat(64)]}),
+                "spec.import.exportTo[0]",
+            ),
+            (
+                json!({"exportTo": ["prod", "dev", "prod"]}),
+                "spec.import.exportTo[2] \"prod\" is listed twice",
+            ),
+            (
+                json!({"exportTo": [".", "."]}),
+                "spec.import.exportTo[1] \".\" is listed twice",
+            ),
+            (
+                json!({"exportTo": ["*", "prod"]}),
+                "spec.import.exportTo: '*' (every namespace) cannot be combined",
+            ),
             (json!({"exportTo": [".", "*"]}), "spec.import.exportTo: '*'"),
         ];
         for (policy, expected) in cases {
@@ -533,7 +589,8 @@ mod tests {
         }
         // A 63-character namespace is a label; the first error wins in a list.
         assert!(import(json!({"exportTo": [&"a".repeat(63)]})).is_ok());
-        let e = import(json!({"hosts": ["ok.*"], "excludeHosts": ["BAD"], "exportTo": ["~"]})).unwrap_err();
+        let e = import(json!({"hosts": ["ok.*"], "excludeHosts": ["BAD"], "exportTo": ["~"]}))
+            .unwrap_err();
         assert!(e.starts_with("spec.import.excludeHosts[0]"), "{e}");
     }
 }

@@ -533,6 +533,27 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
     let mut missing = Vec::new();
     undeclared(&fed, &schema, "", &mut missing);
     assert!(missing.is_empty(), "{missing:?}");
+    // spec.import is declared (kept by the API server) and its shape checked up front.
+    let import = json!({"hosts": ["*.prod.svc.b.local", "db.*"], "excludeHosts": ["db.admin.b.local"], "exportTo": [".", "prod"]});
+    let fed = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "b"},
+        "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/metadata/", "import": import}});
+    assert!(errors(&validator, &fed).is_empty());
+    let mut missing = Vec::new();
+    undeclared(&fed, &schema, "", &mut missing);
+    assert!(missing.is_empty(), "{missing:?}");
+    for bad in [
+        json!({"hosts": "db.*"}),
+        json!({"hosts": ["DB.*"]}),
+        json!({"excludeHosts": ["a b"]}),
+        json!({"exportTo": []}),
+        json!({"exportTo": ["Prod"]}),
+        json!({"exportTo": ["~"]}),
+        json!({"exportTo": [&"a".repeat(64)]}),
+    ] {
+        let obj = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "x"},
+            "spec": {"trustDomain": "b", "metadataEndpoint": "https://h/", "import": bad}});
+        assert!(!errors(&validator, &obj).is_empty(), "accepted {obj}");
+    }
     // The CRD's own validation still refuses what Deckhouse's refuses (reference §7 A1–A3).
     for bad in [
         json!({"trustDomain": "cluster b", "metadataEndpoint": "https://h/"}),

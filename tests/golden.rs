@@ -223,3 +223,26 @@ fn golden_export_cases() {
 fn golden_cases() {
     run_all("discovery", 25);
 }
+
+/// The test-side copy of Istio's `exportTo` rules refuses what istiod refuses, so a golden
+/// case writing an invalid `exportTo` fails.
+#[test]
+fn istio_export_to_rules_refuse_what_istiod_refuses() {
+    use serde_json::json;
+    let ok = |v, se| common::istio::check_export_to(&v, "d8-istio", se).is_empty();
+    assert!(ok(json!(["."]), false));
+    assert!(ok(json!([".", "dev", "prod"]), false));
+    assert!(ok(json!(["*"]), false));
+    assert!(ok(json!(["~"]), true));
+    assert!(!ok(json!(["~"]), false), "~ only on ServiceEntries");
+    assert!(
+        !ok(json!([".", "d8-istio"]), true),
+        ". is the own namespace"
+    );
+    assert!(!ok(json!(["prod", "prod"]), true));
+    assert!(!ok(json!(["*", "prod"]), true));
+    assert!(!ok(json!(["~", "prod"]), true));
+    assert!(!ok(json!(["Prod"]), true));
+    assert!(!ok(json!(["prod.ns"]), true));
+    assert!(!ok(json!("prod"), true));
+}

@@ -286,6 +286,46 @@ fn reasons_say_why_in_words() {
     );
 }
 
+/// Deletes caused by `spec.import` name the field and the federation; exportTo changes say so.
+#[test]
+fn import_policy_reasons_name_the_field() {
+    let excluded = reasons(&plan_json("import-exclude-hosts-deletes-only-excluded"));
+    let deletes: Vec<&String> = excluded
+        .iter()
+        .filter(|r| r.starts_with("delete"))
+        .collect();
+    assert_eq!(deletes.len(), 4, "{excluded:#?}");
+    for r in &deletes {
+        assert!(
+            r.ends_with("is excluded by spec.import.excludeHosts of federation b"),
+            "{r}"
+        );
+    }
+    let listed = reasons(&plan_json("import-hosts-only-listed-are-imported"));
+    assert!(
+        listed.iter().any(|r| r
+            == "delete ServiceEntry cache-data-svc-b-local-766f584864: cache.data.svc.b.local is not listed in spec.import.hosts of federation b"),
+        "{listed:#?}"
+    );
+    let merged = reasons(&plan_json(
+        "import-exclude-merged-host-keeps-the-other-federation",
+    ));
+    assert!(
+        merged.iter().any(|r| r
+            == "delete ServiceEntry shared-svc-b-local-9c8cbb5bc: shared.svc.b.local is excluded by spec.import.excludeHosts of federation a; the other federations serve it through ServiceEntry shared-svc-b-local-6d9f68f9b"),
+        "{merged:#?}"
+    );
+    let visible = reasons(&plan_json("import-export-to-on-both-objects"));
+    assert!(
+        visible
+            .iter()
+            .filter(|r| r.starts_with("update"))
+            .all(|r| r.ends_with(r#"exportTo unset → [".", "prod"] (spec.import.exportTo)"#)),
+        "{visible:#?}"
+    );
+    assert_eq!(visible.len(), 8, "{visible:#?}");
+}
+
 #[test]
 fn usage_errors_exit_2() {
     for args in [

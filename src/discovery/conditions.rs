@@ -204,6 +204,14 @@ pub fn trust_condition(
 }
 
 pub fn services_condition(st: &FedState) -> Condition {
+    if let Err(e) = &st.fed.import {
+        return Condition::new(
+            SERVICES,
+            False,
+            Reason::InvalidImportPolicy,
+            format!("{e}. ServiceEntries created earlier are kept unchanged until it is fixed."),
+        );
+    }
     if let Some(f) = &st.services_hold {
         let kept = match &st.private {
             Some(p) if !p.ingress_gateways.is_empty() => {
@@ -279,7 +287,13 @@ pub fn services_condition(st: &FedState) -> Condition {
         );
     }
     let n = private.service_count();
-    let imported = format!("Imported {n} service{}", if n == 1 { "" } else { "s" });
+    let mut imported = format!("Imported {n} service{}", if n == 1 { "" } else { "s" });
+    if st.left_out_by_policy > 0 {
+        imported.push_str(&format!(
+            "; {} excluded by spec.import",
+            st.left_out_by_policy
+        ));
+    }
     if private.dropped.is_empty() {
         return Condition::new(SERVICES, True, Reason::Succeeded, format!("{imported}."));
     }

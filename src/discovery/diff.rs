@@ -245,6 +245,7 @@ mod tests {
                     },
                     outlier_detection: None,
                 },
+                export_to: None,
             }),
         }
     }

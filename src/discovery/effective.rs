@@ -3,6 +3,7 @@
 //! rules as a fresh response, since an older run or product wrote it.
 
 use super::admission::{self, UuidOwners};
+use super::import_policy;
 use super::report::{Attempt, FetchReport};
 use crate::hook::settings::PeerLimits;
 use crate::protocol::certs;
@@ -23,6 +24,8 @@ pub struct FedState<'f> {
     /// `status.metadataCache.private` to write: the fresh document as validated, with what it
     /// carried over from the last good one; `None` without a successful fetch.
     pub private_cache: Option<Value>,
+    /// Distinct hosts of `private` that `spec.import` left out (they are no longer in it).
+    pub left_out_by_policy: usize,
     /// Set when the trust bundle would exceed the object budget with this federation's roots,
     /// or its public cache would make its status patch exceed it: its roots stay as installed
     /// and its public cache is not rewritten (README, "Conditions", `ObjectTooLarge`).
@@ -52,6 +55,7 @@ impl FedState<'_> {
             || self.private_problem.is_some()
             || self.services_hold.is_some()
             || self.private.as_ref().is_some_and(|p| !p.dropped.is_empty())
+            || self.fed.import.is_err()
     }
 
     /// Whether the trust entries installed for this federation stay as they are: its cached
@@ -89,7 +93,8 @@ impl FedState<'_> {
 
 /// The state of every federation this run works on, in the order of `feds` (name order). A
 /// federation whose trust domain is our own is skipped: importing our own services or trusting
-/// our own root through a peer would loop traffic back to us.
+/// our own root through a peer would loop traffic back to us. The private metadata keeps only
+/// the hosts `spec.import` admits (the cache written back keeps the peer's whole document).
 pub fn states<'f>(
     feds: &'f [Federation],
     fetched: &BTreeMap<String, FetchReport>,
@@ -111,6 +116,7 @@ pub fn states<'f>(
                 private: None,
                 private_problem: None,
                 private_cache: None,
+                left_out_by_policy: 0,
                 trust_hold: None,
                 services_hold: None,
             });
@@ -118,7 +124,15 @@ pub fn states<'f>(
         }
         let report = fetched.get(&fed.name);
         let (public, public_problem) = effective_public(fed, report, rules);
-        let (private, private_problem, private_cache) = effective_private(fed, report, rules);
+        let (mut private, private_problem, private_cache) = effective_private(fed, report, rules);
+        let left_out_by_policy = match (&fed.import, private.as_mut()) {
+            (Ok(spec), Some(p)) => import_policy::apply(spec, p),
+            (Err(e), _) => {
+                log::error!(target: "reconcile", "IstioFederation {}: {e}; its ServiceEntries are kept unchanged until it is fixed", fed.name);
+                0
+            }
+            (Ok(_), None) => 0,
+        };
         states.push(FedState {
             fed,
             public,
@@ -128,6 +142,7 @@ pub fn states<'f>(
             private_cache,
             trust_hold: None,
             services_hold: None,
+            left_out_by_policy,
         });
     }
     states

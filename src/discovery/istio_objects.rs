@@ -116,6 +116,9 @@ pub struct SeSpec {
     pub ports: Vec<SePort>,
     pub resolution: String,
     pub endpoints: Vec<SeEndpoint>,
+    /// From the federations' `spec.import.exportTo`; unset unless one sets it.
+    #[serde(default, rename = "exportTo", skip_serializing_if = "Option::is_none")]
+    pub export_to: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +153,9 @@ pub struct DrPolicy {
 pub struct DrSpec {
     pub host: String,
     pub traffic_policy: DrPolicy,
+    /// As on the ServiceEntry of the same record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_to: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -365,8 +371,14 @@ mod tests {
         let o = Observed::parse(raw).unwrap();
         assert!(o.is_managed());
         assert!(matches!(o.spec, Some(Spec::DestinationRule(_))));
-        let foreign = raw.replace(r#""host": "a.b""#, r#""host": "a.b", "exportTo": ["."]"#);
+        let foreign = raw.replace(r#""host": "a.b""#, r#""host": "a.b", "subsets": []"#);
         assert!(Observed::parse(&foreign).unwrap().spec.is_none());
+        // exportTo is ours (spec.import.exportTo): read, and compared like any other field.
+        let visible = raw.replace(r#""host": "a.b""#, r#""host": "a.b", "exportTo": ["."]"#);
+        match Observed::parse(&visible).unwrap().spec {
+            Some(Spec::DestinationRule(dr)) => assert_eq!(dr.export_to.unwrap(), ["."]),
+            other => panic!("{other:?}"),
+        }
         assert!(Observed::parse(r#"{"kind": "ServiceEntry"}"#).is_none());
         assert!(Observed::parse(r#"{"metadata": {"name": 5}}"#).is_none());
     }

@@ -51,8 +51,11 @@ pub fn federation_metrics(st: &FedState, report: Option<&FetchReport>, out: &mut
             ));
         }
     }
+    // Hosts `spec.import` leaves out are not counted; nothing is while it cannot be read.
     let imported = match (&st.public, &st.private) {
-        (Some(_), Some(p)) if !p.ingress_gateways.is_empty() => p.service_count(),
+        (Some(_), Some(p)) if !p.ingress_gateways.is_empty() && st.fed.import.is_ok() => {
+            p.service_count()
+        }
         _ => 0,
     };
     out.push(set(

@@ -4,9 +4,9 @@
 //!
 //! Data flows one way: [`observed`] reads the snapshots, [`fetch`] is the network phase and
 //! hands one [`report::FetchReport`] per federation to [`reconcile`], the pure core, which
-//! calls the decisions in [`effective`], [`trust_bundle`] (which edits the mesh config text
-//! through [`mesh_yaml`]), [`service_entries`], [`diff`] and [`conditions`]. [`run`] is the
-//! imperative shell around them.
+//! calls the decisions in [`effective`], [`import_policy`], [`trust_bundle`] (which edits the
+//! mesh config text through [`mesh_yaml`]), [`service_entries`], [`diff`] and [`conditions`].
+//! [`run`] is the imperative shell around them.
 
 pub mod admission;
 pub mod budget;
@@ -15,6 +15,7 @@ pub mod config;
 pub mod diff;
 pub mod effective;
 pub mod fetch;
+pub mod import_policy;
 pub mod istio_objects;
 pub mod mesh_yaml;
 pub mod metrics;

@@ -9,6 +9,7 @@
 //! `METRICS_PATH`, and no peer is contacted.
 
 use super::diff::{Manifest, Operation};
+use super::import_policy;
 use super::istio_objects::{self, Desired, OrderedMap, Spec};
 use super::observed::{self, Observed};
 use super::reconcile;
@@ -201,7 +202,9 @@ impl<'a> Context<'a> {
                 .into_iter()
                 .flat_map(|s| s.objects_except(&none))
             {
-                if deleted.contains(&(kind, o.name.as_str())) {
+                // Objects without our label are not ours to name as a replacement (the real
+                // binding never carries them; a hand-made snapshot may).
+                if deleted.contains(&(kind, o.name.as_str())) || !o.is_managed() {
                     continue;
                 }
                 if let Some(host) = o.spec.as_ref().and_then(spec_host) {
@@ -322,11 +325,19 @@ impl<'a> Context<'a> {
             .filter(|f| !f.is_empty())
             .map(|f| format!(" (it came from {})", federations_phrase(f)))
             .unwrap_or_default();
+        let remaining =
+            host.and_then(|h| self.remaining_hosts.get(&(kind.to_string(), h.to_string())));
+        if let Some(policy) = host.and_then(|h| self.left_out_by_policy(h, current.as_ref())) {
+            let h = host.unwrap_or_default();
+            return match remaining {
+                Some(other) => format!(
+                    "{h} is {policy}; the other federations serve it through {kind} {other}"
+                ),
+                None => format!("{h} is {policy}"),
+            };
+        }
         match host {
-            Some(h) => match self
-                .remaining_hosts
-                .get(&(kind.to_string(), h.to_string()))
-            {
+            Some(h) => match remaining {
                 Some(other) => format!(
                     "{h} is now served by {kind} {other}: its set of gateways changed, and the name follows the gateways"
                 ),
@@ -336,6 +347,27 @@ impl<'a> Context<'a> {
                 "no federation exports what {kind} {name} describes any more{from}"
             ),
         }
+    }
+
+    /// "excluded by spec.import.excludeHosts of federation b" when the import policy of a
+    /// federation the object came from leaves `host` out (README, "Choosing what to share").
+    fn left_out_by_policy(
+        &self,
+        host: &str,
+        o: Option<&istio_objects::Observed>,
+    ) -> Option<String> {
+        let from = o?.annotations.get(FEDERATIONS_ANNOTATION)?;
+        let feds = self.observed.federations.as_deref()?;
+        from.split(',').find_map(|name| {
+            let spec = feds.iter().find(|f| f.name == name)?.import.as_ref().ok()?;
+            let field = import_policy::verdict(spec, host).field()?;
+            let how = if field.ends_with("excludeHosts") {
+                "excluded by"
+            } else {
+                "not listed in"
+            };
+            Some(format!("{how} {field} of federation {name}"))
+        })
     }
 
     fn status_reason(&self, name: &str, patch: &Value) -> String {
@@ -633,6 +665,21 @@ fn map_diff(what: &str, ours: &OrderedMap<String>, theirs: &OrderedMap<String>) 
         .collect()
 }
 
+/// `exportTo unset → [".", "prod"] (spec.import.exportTo)`, when it changes.
+fn export_to_change(have: &Option<Vec<String>>, want: &Option<Vec<String>>) -> Option<String> {
+    let show = |e: &Option<Vec<String>>| match e {
+        None => "unset".to_string(),
+        Some(list) => format!("{list:?}"),
+    };
+    (have != want).then(|| {
+        format!(
+            "exportTo {} → {} (spec.import.exportTo)",
+            show(have),
+            show(want)
+        )
+    })
+}
+
 fn update_reason(d: &Desired, o: &istio_objects::Observed) -> String {
     let mut parts = Vec::new();
     match (&d.spec, &o.spec) {
@@ -667,6 +714,7 @@ fn update_reason(d: &Desired, o: &istio_objects::Observed) -> String {
                     have.resolution, want.resolution
                 ));
             }
+            parts.extend(export_to_change(&have.export_to, &want.export_to));
         }
         (Spec::DestinationRule(want), Some(Spec::DestinationRule(have))) => {
             if want.host != have.host {
@@ -691,6 +739,7 @@ fn update_reason(d: &Desired, o: &istio_objects::Observed) -> String {
                 (a, b) if a != b => parts.push("outlier detection values changed".into()),
                 _ => {}
             }
+            parts.extend(export_to_change(&have.export_to, &want.export_to));
         }
         _ => parts.push("its spec is of another kind".to_string()),
     }

@@ -8,6 +8,7 @@ use super::budget;
 use super::conditions;
 use super::diff::{self, DeletePolicy, Operation, Scope};
 use super::effective::{self, FedState, Rules};
+use super::import_policy;
 use super::istio_objects;
 use super::metrics::{self, federation_metrics};
 use super::observed::{own_root_fingerprints, Observed};
@@ -90,7 +91,8 @@ pub fn reconcile_into(
     let trust_problem = write_trust_bundle(settings, observed, &mut states, sink)?;
     // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
     //    budget, written as decided, deletes only where allowed.
-    let (records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
+    let (mut records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
+    import_policy::set_export_to(&mut records, &states, &settings.federation_namespace);
     for w in warnings {
         log::warn!(target: "service_entries", "{w}");
     }

@@ -30,11 +30,12 @@ pub struct Source<'a> {
 /// The federations whose services are imported this run, in name order (the order [`merge`]
 /// lets the first definition of a port win by): those with public metadata (so their root is
 /// trusted and mTLS towards them can work), private metadata and at least one gateway to send
-/// the traffic to.
+/// the traffic to. A federation whose `spec.import` cannot be read contributes nothing new
+/// (what it imported earlier is kept: [`FedState::holds_back_deletes`]).
 pub fn sources<'a>(states: &'a [FedState]) -> Vec<Source<'a>> {
     states
         .iter()
-        .filter(|st| st.public.is_some())
+        .filter(|st| st.public.is_some() && st.fed.import.is_ok())
         .filter_map(|st| {
             let p = st.private.as_ref()?;
             (!p.ingress_gateways.is_empty()).then_some(Source {
@@ -113,6 +114,9 @@ pub struct Record {
     pub endpoints: Vec<Gateway>,
     /// Contributing federations, sorted by name; the first names the object in its label.
     pub federations: Vec<String>,
+    /// `exportTo` of the ServiceEntry and DestinationRule (set after the merge from the
+    /// federations' `spec.import.exportTo`: [`crate::discovery::import_policy::set_export_to`]).
+    pub export_to: Option<Vec<String>>,
 }
 
 /// Kubernetes object names are at most 253 characters. Deckhouse does not truncate; names
@@ -373,6 +377,7 @@ fn record(
         ports,
         endpoints,
         federations: federations.into_iter().map(str::to_string).collect(),
+        export_to: None,
     }
 }
 
@@ -463,6 +468,7 @@ pub fn service_entry(record: &Record, namespace: &str, api_version: &str) -> Des
             ports,
             resolution: record.resolution.to_string(),
             endpoints,
+            export_to: record.export_to.clone(),
         }),
     }
 }
@@ -500,6 +506,7 @@ pub fn destination_rule(record: &Record, namespace: &str, api_version: &str) -> 
                 },
                 outlier_detection: gateway_failover(record),
             },
+            export_to: record.export_to.clone(),
         }),
     }
 }
@@ -537,6 +544,7 @@ mod tests {
             ports: vec![],
             endpoints,
             federations: vec!["b".into()],
+            export_to: None,
         }
     }
 
@@ -783,6 +791,7 @@ mod tests {
                 ports: vec![],
                 endpoints: g.to_vec(),
                 federations: vec!["f".into()],
+                export_to: None,
             })
             .collect();
         records.sort_by(|a, b| a.hostname.cmp(&b.hostname));

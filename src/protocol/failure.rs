@@ -56,6 +56,8 @@ pub enum Reason {
     ObjectTooLarge,
     /// The peer publishes a `clusterUUID` another IstioFederation already holds.
     DuplicateClusterUuid,
+    /// `spec.import` of the IstioFederation cannot be read.
+    InvalidImportPolicy,
 }
 
 impl Reason {
@@ -82,6 +84,7 @@ impl Reason {
             Reason::LimitExceeded => "LimitExceeded",
             Reason::ObjectTooLarge => "ObjectTooLarge",
             Reason::DuplicateClusterUuid => "DuplicateClusterUUID",
+            Reason::InvalidImportPolicy => "InvalidImportPolicy",
         }
     }
 }
@@ -142,6 +145,7 @@ mod tests {
             (Reason::LimitExceeded, "LimitExceeded"),
             (Reason::ObjectTooLarge, "ObjectTooLarge"),
             (Reason::DuplicateClusterUuid, "DuplicateClusterUUID"),
+            (Reason::InvalidImportPolicy, "InvalidImportPolicy"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

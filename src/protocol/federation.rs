@@ -54,6 +54,111 @@ pub struct Federation {
     pub private_fetched_at: Option<String>,
     /// `status.conditions` as stored (objects only).
     pub conditions: Vec<Value>,
+    /// `spec.import`, or what is wrong with it (naming the field). A wrong import policy is
+    /// not a wrong federation: the rest of the spec still works, and discovery keeps what
+    /// this federation imported earlier until it is fixed (README, "Choosing what to share").
+    pub import: Result<ImportSpec, String>,
+}
+
+/// `spec.import`: which remote hosts are imported and for which namespaces (README, "Choosing
+/// what to share"). Each list is validated as a whole; matching is discovery's decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSpec {
+    /// `spec.import.hosts`: host globs, at least one of which a host must match; `None` (the
+    /// field absent) imports every host.
+    pub hosts: Option<Vec<String>>,
+    /// `spec.import.excludeHosts`: host globs no imported host may match.
+    pub exclude_hosts: Vec<String>,
+    /// `spec.import.exportTo`: Istio `exportTo` entries for this federation's ServiceEntries
+    /// and DestinationRules; `None` leaves the field unset (visible in every namespace).
+    pub export_to: Option<Vec<String>>,
+}
+
+/// Whether `s` can be a host glob: what a remote host may contain (lower-case letters,
+/// digits, `-`, `.`) and `*`. Remote hosts are lower case, so an upper-case letter could never
+/// match and is refused rather than silently importing nothing.
+pub fn is_host_glob(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'*')
+        })
+}
+
+/// A list of host globs at `spec.import.<field>`; `Ok(None)` when absent or null.
+fn host_globs(v: Option<&Value>, field: &str) -> Result<Option<Vec<String>>, String> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(format!("spec.import.{field} must be a list of host globs")),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Value::String(s) if is_host_glob(s) => out.push(s.clone()),
+            Value::String(s) => {
+                return Err(format!(
+                    "spec.import.{field}[{i}] {s:?} is not a host glob: only lower-case letters, digits, '-', '.' and '*' (remote hosts are lower case)"
+                ))
+            }
+            _ => return Err(format!("spec.import.{field}[{i}] must be a string")),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `spec.import.exportTo` checked as Istio's webhook checks `exportTo` of a DestinationRule
+/// (which is stricter than a ServiceEntry's: no `~`), since both objects carry it: each entry
+/// `.`, `*` or a namespace name (a DNS-1123 label), none twice, and `*` only on its own.
+fn export_to(v: Option<&Value>) -> Result<Option<Vec<String>>, String> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) if a.is_empty() => {
+            return Err("spec.import.exportTo is empty: leave it out to make imported services visible in every namespace, or name namespaces".into())
+        }
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err("spec.import.exportTo must be a list of namespaces".into()),
+    };
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(s) = item else {
+            return Err(format!("spec.import.exportTo[{i}] must be a string"));
+        };
+        if s == "~" {
+            return Err(format!(
+                "spec.import.exportTo[{i}] \"~\" is not allowed: Istio accepts it on ServiceEntries only, and the DestinationRules carry exportTo too (to import nothing, set spec.import.hosts: [])"
+            ));
+        }
+        if s != "." && s != "*" && !k8s::is_dns1123_label(s) {
+            return Err(format!(
+                "spec.import.exportTo[{i}] {s:?} must be '.', '*' or a namespace name (a DNS-1123 label)"
+            ));
+        }
+        if out.contains(s) {
+            return Err(format!("spec.import.exportTo[{i}] {s:?} is listed twice"));
+        }
+        out.push(s.clone());
+    }
+    if out.len() > 1 && out.iter().any(|e| e == "*") {
+        return Err(
+            "spec.import.exportTo: '*' (every namespace) cannot be combined with other entries"
+                .into(),
+        );
+    }
+    Ok(Some(out))
+}
+
+/// `spec.import` as a whole; the default when absent or null.
+fn import_spec(v: Option<&Value>) -> Result<ImportSpec, String> {
+    let m = match v {
+        None | Some(Value::Null) => return Ok(ImportSpec::default()),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err("spec.import must be an object".into()),
+    };
+    Ok(ImportSpec {
+        hosts: host_globs(m.get("hosts"), "hosts")?,
+        exclude_hosts: host_globs(m.get("excludeHosts"), "excludeHosts")?.unwrap_or_default(),
+        export_to: export_to(m.get("exportTo"))?,
+    })
 }
 
 /// The parts of an IstioFederation object the hook reads, however it was given.
@@ -250,6 +355,7 @@ impl Federation {
                 return Err(format!("IstioFederation {name}: spec.metadata.enableInsecureConnection must be a boolean"));
             }
         };
+        let import = import_spec(field("/import"));
         // Anything present in the cache is kept, even if it is not an object: validation then
         // reports it as unusable (and the federation's objects are kept), instead of it
         // reading as "absent".
@@ -286,6 +392,7 @@ impl Federation {
             cached_private: p.cache_private,
             private_fetched_at: timestamp(p.private_ts),
             conditions,
+            import,
         })
     }
 
@@ -338,6 +445,10 @@ mod tests {
             "publicAt": f.public_fetched_at,
             "private": f.cached_private.as_ref().map(|r| serde_json::from_str::<Value>(r.get()).unwrap()),
             "privateAt": f.private_fetched_at, "conditions": f.conditions,
+            "import": match &f.import {
+                Ok(i) => json!({"hosts": i.hosts, "excludeHosts": i.exclude_hosts, "exportTo": i.export_to}),
+                Err(e) => json!({"error": e}),
+            },
         })
     }
 
@@ -365,6 +476,13 @@ mod tests {
                 r#"{{"metadata": {{"name": "b"}}, {spec}, "status": [{{"metadataCache": {{"public": 1}}}}, [5]]}}"#
             ),
             format!(r#"{{"metadata": {{"name": "b", "name": "c"}}, {spec}}}"#),
+            // Import policies, valid and not: both readers see the same policy or error.
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": ["db.*", "*.prod.svc.b.local"], "excludeHosts": ["db.admin.*"], "exportTo": [".", "prod"]}}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": [], "excludeHosts": null, "exportTo": null, "other": 1}}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": ["DB.*"]}}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"exportTo": ["~"]}}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": "all"}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": null}, "status": "weird"}"#.to_string(),
         ];
         for text in &texts {
             let tree = Federation::parse(&serde_json::from_str(text).unwrap()).unwrap();
@@ -450,5 +568,115 @@ mod tests {
         assert!(e.contains("enableInsecureConnection"));
         let f = fed(json!({"trustDomain": "b", "metadataEndpoint": "https://h/", "metadata": {"ca": "PEM"}})).unwrap();
         assert_eq!(f.cluster_ca.as_deref(), Some("PEM"));
+    }
+
+    fn import(policy: Value) -> Result<ImportSpec, String> {
+        fed(json!({"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": policy}))
+            .expect("a wrong import policy leaves the federation readable")
+            .import
+    }
+
+    #[test]
+    fn import_policy_is_read_with_its_defaults() {
+        assert_eq!(import(Value::Null), Ok(ImportSpec::default()));
+        assert_eq!(import(json!({})), Ok(ImportSpec::default()));
+        let f = fed(json!({"trustDomain": "b.local", "metadataEndpoint": "https://h/"})).unwrap();
+        assert_eq!(f.import, Ok(ImportSpec::default()));
+        let p = import(
+            json!({"hosts": ["db.*", "*.prod.svc.b.local"], "excludeHosts": ["db.admin.b.local"],
+            "exportTo": ["prod", ".", "istio-system"]}),
+        )
+        .unwrap();
+        assert_eq!(p.hosts.unwrap(), ["db.*", "*.prod.svc.b.local"]);
+        assert_eq!(p.exclude_hosts, ["db.admin.b.local"]);
+        assert_eq!(p.export_to.unwrap(), ["prod", ".", "istio-system"]);
+        // An empty hosts list is kept as such: it imports nothing.
+        assert_eq!(import(json!({"hosts": []})).unwrap().hosts, Some(vec![]));
+        assert_eq!(
+            import(json!({"exportTo": ["*"]}))
+                .unwrap()
+                .export_to
+                .unwrap(),
+            ["*"]
+        );
+    }
+
+    #[test]
+    fn import_policy_errors_name_the_field() {
+        let cases = [
+            (json!("all"), "spec.import must be an object"),
+            (
+                json!({"hosts": "db.*"}),
+                "spec.import.hosts must be a list of host globs",
+            ),
+            (
+                json!({"hosts": ["db.*", 5]}),
+                "spec.import.hosts[1] must be a string",
+            ),
+            (
+                json!({"hosts": ["DB.*"]}),
+                "spec.import.hosts[0] \"DB.*\" is not a host glob",
+            ),
+            (
+                json!({"excludeHosts": ["db.*", "a b"]}),
+                "spec.import.excludeHosts[1] \"a b\" is not a host glob",
+            ),
+            (
+                json!({"excludeHosts": [""]}),
+                "spec.import.excludeHosts[0] \"\" is not a host glob",
+            ),
+            (json!({"hosts": ["db?.b.local"]}), "spec.import.hosts[0]"),
+            (
+                json!({"exportTo": "prod"}),
+                "spec.import.exportTo must be a list of namespaces",
+            ),
+            (json!({"exportTo": []}), "spec.import.exportTo is empty"),
+            (
+                json!({"exportTo": [7]}),
+                "spec.import.exportTo[0] must be a string",
+            ),
+            (
+                json!({"exportTo": ["~"]}),
+                "spec.import.exportTo[0] \"~\" is not allowed",
+            ),
+            (
+                json!({"exportTo": ["Prod"]}),
+                "spec.import.exportTo[0] \"Prod\" must be '.', '*' or a namespace name",
+            ),
+            (
+                json!({"exportTo": ["prod.x"]}),
+                "spec.import.exportTo[0] \"prod.x\" must be",
+            ),
+            (
+                json!({"exportTo": ["-prod"]}),
+                "spec.import.exportTo[0] \"-prod\" must be",
+            ),
+            (
+                json!({"exportTo": [&"a".repeat(64)]}),
+                "spec.import.exportTo[0]",
+            ),
+            (
+                json!({"exportTo": ["prod", "dev", "prod"]}),
+                "spec.import.exportTo[2] \"prod\" is listed twice",
+            ),
+            (
+                json!({"exportTo": [".", "."]}),
+                "spec.import.exportTo[1] \".\" is listed twice",
+            ),
+            (
+                json!({"exportTo": ["*", "prod"]}),
+                "spec.import.exportTo: '*' (every namespace) cannot be combined",
+            ),
+            (json!({"exportTo": [".", "*"]}), "spec.import.exportTo: '*'"),
+        ];
+        for (policy, expected) in cases {
+            let e = import(policy.clone()).unwrap_err();
+            assert!(e.starts_with(expected), "{policy}: {e}");
+        }
+        // A 63-character namespace is a label; the first error wins in a list.
+        assert!(import(json!({"exportTo": [&"a".repeat(63)]})).is_ok());
+        let e = import(json!({"hosts": ["ok.*"], "excludeHosts": ["BAD"], "exportTo": ["~"]}))
+            .unwrap_err();
+        assert!(e.starts_with("spec.import.excludeHosts[0]"), "{e}");
     }
 }

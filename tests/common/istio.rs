@@ -237,8 +237,11 @@ pub fn check_service_entries(ses: &[Value]) -> Vec<String> {
         if spec.get("addresses").is_some() {
             p("addresses set".into());
         }
-        if spec.get("exportTo").is_some() {
-            p("exportTo set".into());
+        if let Some(e) = spec.get("exportTo") {
+            let ns = se["metadata"]["namespace"].as_str().unwrap_or("");
+            for m in check_export_to(e, ns, true) {
+                p(m);
+            }
         }
         if se.get("status").is_some() {
             p("status set".into());
@@ -258,6 +261,14 @@ pub fn check_destination_rule(dr: &Value) -> Vec<String> {
     }
     if dr["spec"]["trafficPolicy"]["tls"]["mode"] != "ISTIO_MUTUAL" {
         out.push(format!("DestinationRule {name}: tls mode"));
+    }
+    if let Some(e) = dr["spec"].get("exportTo") {
+        let ns = dr["metadata"]["namespace"].as_str().unwrap_or("");
+        out.extend(
+            check_export_to(e, ns, false)
+                .into_iter()
+                .map(|p| format!("DestinationRule {name}: {p}")),
+        );
     }
     if let Some(od) = dr["spec"]["trafficPolicy"].get("outlierDetection") {
         out.extend(
@@ -311,4 +322,40 @@ fn check_outlier_detection(od: &Value) -> Vec<String> {
 fn duration_ms(v: &Value) -> Option<u64> {
     let secs: f64 = v.as_str()?.strip_suffix('s')?.parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64)
+}
+
+/// Istio's webhook rules for `exportTo` (pilot's `validateExportTo` and
+/// `visibility.Instance.Validate`): each entry is `.`, `*` or a DNS-1123 label (`~` on
+/// ServiceEntries only); no entry twice, where `.` and the object's own namespace count as one;
+/// `*` and `~` only on their own.
+pub fn check_export_to(v: &Value, namespace: &str, service_entry: bool) -> Vec<String> {
+    let Some(entries) = v.as_array() else {
+        return vec!["exportTo is not a list".into()];
+    };
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for e in entries {
+        let Some(e) = e.as_str() else {
+            out.push(format!("exportTo entry {e} is not a string"));
+            continue;
+        };
+        let key = if e == "." { namespace } else { e };
+        if !seen.insert(key.to_string()) {
+            out.push(format!("duplicate entries in exportTo for entry {e}"));
+            continue;
+        }
+        let valid = e == "." || e == "*" || (service_entry && e == "~") || dns_label(e, false);
+        if !valid {
+            out.push(format!(
+                "exportTo entry {e:?} is not ., *, or a DNS-1123 label"
+            ));
+        }
+    }
+    if entries.len() > 1 && seen.contains("*") {
+        out.push("cannot have both public (*) and non-public exportTo values".into());
+    }
+    if entries.len() > 1 && seen.contains("~") {
+        out.push("cannot export service entry to no one (~) and someone".into());
+    }
+    out
 }

@@ -3,6 +3,7 @@
 //! rules as a fresh response, since an older run or product wrote it.
 
 use super::report::{Attempt, FetchReport};
+use super::retention::Retention;
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::Federation;
@@ -21,6 +22,9 @@ pub struct FedState<'f> {
     /// `status.metadataCache.private` to write: the fresh document as validated, with what it
     /// carried over from the last good one; `None` without a successful fetch.
     pub private_cache: Option<Value>,
+    /// Root rotation: retired roots still trusted, distrusted ones (filled by
+    /// [`super::retention::apply`]).
+    pub retention: Retention,
 }
 
 impl FedState<'_> {
@@ -66,6 +70,7 @@ pub fn states<'f>(
             private,
             private_problem,
             private_cache,
+            retention: Retention::default(),
         });
     }
     states

@@ -4,8 +4,8 @@
 //!
 //! Data flows one way: [`observed`] reads the snapshots, [`fetch`] is the network phase and
 //! hands one [`report::FetchReport`] per federation to [`reconcile`], the pure core, which
-//! calls the decisions in [`effective`], [`trust_bundle`], [`service_entries`], [`diff`] and
-//! [`conditions`]. [`run`] is the imperative shell around them.
+//! calls the decisions in [`effective`], [`retention`], [`trust_bundle`], [`service_entries`],
+//! [`diff`] and [`conditions`]. [`run`] is the imperative shell around them.
 
 pub mod conditions;
 pub mod config;
@@ -19,6 +19,7 @@ pub mod plan;
 pub mod probe;
 pub mod reconcile;
 pub mod report;
+pub mod retention;
 pub mod run;
 pub mod service_entries;
 pub mod status;

@@ -10,6 +10,7 @@ use super::istio_objects;
 use super::metrics::{self, federation_metrics};
 use super::observed::{own_root_fingerprints, Observed};
 use super::report::FetchReport;
+use super::retention;
 use super::service_entries::{self, Record};
 use super::status::status_patch;
 use super::trust_bundle::{self, TrustBundleError};
@@ -72,7 +73,9 @@ pub fn reconcile_into(
         now,
     };
     // 1. Which metadata each federation works from: fresh, else last known good.
-    let states = effective::states(feds, fetched, &own, &settings.cluster_domain);
+    let mut states = effective::states(feds, fetched, &own, &settings.cluster_domain);
+    // 1b. Rotation: retired roots still retained, distrusted ones taken out.
+    retention::apply(&mut states, fetched, &own, settings.root_retention);
     // 2. The trust bundle: desired entries plus the ones kept, unless frozen.
     let trust_problem = write_trust_bundle(settings, observed, &states, sink)?;
     // 3. ServiceEntries and DestinationRules: written as decided, deletes only where allowed.
@@ -148,7 +151,9 @@ fn write_trust_bundle(
         return Ok(None);
     }
     let desired = trust_bundle::desired_entries(states);
-    let target = trust_bundle::target_entries(settings, trust_object, states, desired);
+    let mut target = trust_bundle::target_entries(settings, trust_object, states, desired);
+    let distrusted = retention::distrusted_anywhere(states);
+    target.retain(|e| !distrusted.contains(&e.fingerprint));
     match trust_bundle::plan(settings, trust_object, &target) {
         Ok(Some(op)) => sink(op)?,
         Ok(None) => {}

@@ -231,13 +231,15 @@ pub fn owned_entries(
 }
 
 /// The trust entries this run wants: every accepted root of every federation with public
-/// metadata, once per (trust domain, fingerprint) — federations may share a trust domain and
+/// metadata, then the retired roots it retains (README, "Rotating roots and keys"), once per
+/// (trust domain, fingerprint) — federations may share a trust domain and
 /// a root, and istiod must not see the same entry twice.
 pub fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
     let mut desired = Vec::new();
     let mut seen = BTreeSet::new();
     for st in states {
-        for root in st.public.iter().flat_map(|p| &p.roots) {
+        let retained = st.retention.retained.iter().map(|r| &r.root);
+        for root in st.public.iter().flat_map(|p| &p.roots).chain(retained) {
             if seen.insert((st.fed.trust_domain.as_str(), root.fingerprint.as_str())) {
                 desired.push(TrustEntry {
                     trust_domain: st.fed.trust_domain.clone(),

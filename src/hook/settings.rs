@@ -39,7 +39,14 @@ pub struct Settings {
     pub fetch_deadline: Duration,
     pub fetch_concurrency: usize,
     pub fetch_max_bytes: u64,
+    /// How long a root a peer stopped publishing stays trusted (`ROOT_RETENTION`, default 48h;
+    /// zero drops it at once). README, "Rotating roots and keys".
+    pub root_retention: Duration,
 }
+
+/// `ROOT_RETENTION` when unset: two days, longer than an Istio workload certificate lives
+/// (24 h by default), so every workload of a rotating peer is re-issued before its old root goes.
+pub const DEFAULT_ROOT_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 /// Name of the plug-in CA Secret istiod reads.
 pub const CACERTS_SECRET: &str = "cacerts";
@@ -218,6 +225,18 @@ impl Sources<'_> {
         }
     }
 
+    /// `ROOT_RETENTION`: any duration, zero included (`0s` = a retired root leaves at once).
+    fn root_retention(&self) -> Result<Duration, SettingsError> {
+        match self.env("ROOT_RETENTION") {
+            None => Ok(DEFAULT_ROOT_RETENTION),
+            Some(s) => parse_duration(&s).ok_or_else(|| SettingsError::Malformed {
+                setting: "ROOT_RETENTION",
+                expected: "a duration like 48h, 30m or 0s",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
     fn fetch_concurrency(&self) -> Result<usize, SettingsError> {
         let Some(s) = self.env("FETCH_CONCURRENCY") else {
             return Ok(64);
@@ -276,6 +295,7 @@ impl Settings {
             fetch_deadline: src.duration("FETCH_DEADLINE", Duration::from_secs(30))?,
             fetch_concurrency: src.fetch_concurrency()?,
             fetch_max_bytes: src.fetch_max_bytes()?,
+            root_retention: src.root_retention()?,
         })
     }
 
@@ -385,6 +405,22 @@ mod tests {
         assert_eq!(s.fetch_deadline, Duration::from_secs(30));
         assert_eq!(s.fetch_concurrency, 64);
         assert_eq!(s.fetch_max_bytes, 4 * 1024 * 1024);
+        assert_eq!(s.root_retention, Duration::from_secs(48 * 3600));
+    }
+
+    #[test]
+    fn root_retention_takes_zero_and_names_itself() {
+        let s = load(None, &[("ROOT_RETENTION", "0s")]).unwrap();
+        assert_eq!(s.root_retention, Duration::ZERO);
+        let s = load(None, &[("ROOT_RETENTION", "90m")]).unwrap();
+        assert_eq!(s.root_retention, Duration::from_secs(5400));
+        assert_eq!(
+            load(None, &[("ROOT_RETENTION", "two days")])
+                .unwrap_err()
+                .to_string(),
+            "ROOT_RETENTION: expected a duration like 48h, 30m or 0s, got \"two days\""
+        );
+        assert!(load(None, &[("ROOT_RETENTION", "-1h")]).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! hook reads it: spec fields, and the status it (or Deckhouse) cached earlier.
 
 use crate::hook::k8s;
+use crate::protocol::labels::DISTRUST_ROOTS_ANNOTATION;
 use crate::protocol::names;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,6 +29,10 @@ pub struct Federation {
     pub private_fetched_at: Option<String>,
     /// `status.conditions` as stored (objects only).
     pub conditions: Vec<Value>,
+    /// `status.retiredRoots` as stored, unvalidated (see `discovery::retention`).
+    pub retired_roots: Option<Value>,
+    /// The `federation.istio.deckhouse.io/distrust-roots` annotation, unparsed.
+    pub distrust_roots: Option<String>,
 }
 
 /// The parts of an IstioFederation object the hook reads, however it was given.
@@ -39,6 +44,8 @@ struct Parts<'v> {
     public_ts: Option<&'v Value>,
     private_ts: Option<&'v Value>,
     conditions: Option<&'v Value>,
+    retired_roots: Option<&'v Value>,
+    distrust_roots: Option<&'v str>,
 }
 
 /// The typed shape of a well-formed object: only what the hook reads is parsed, and the
@@ -59,6 +66,8 @@ struct Doc<'a> {
 struct MetaDoc {
     #[serde(default)]
     name: Option<Value>,
+    #[serde(default)]
+    annotations: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +76,8 @@ struct StatusDoc<'a> {
     cache: Option<&'a RawValue>,
     #[serde(default)]
     conditions: Option<Value>,
+    #[serde(default, rename = "retiredRoots")]
+    retired_roots: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +146,8 @@ impl Federation {
             public_ts: at("publicLastFetchTimestamp"),
             private_ts: at("privateLastFetchTimestamp"),
             conditions: obj.pointer("/status/conditions"),
+            retired_roots: obj.pointer("/status/retiredRoots"),
+            distrust_roots: k8s::annotation(obj, DISTRUST_ROOTS_ANNOTATION),
         })
     }
 
@@ -165,6 +178,13 @@ impl Federation {
             public_ts: cache.and_then(|c| c.public_ts.as_ref()),
             private_ts: cache.and_then(|c| c.private_ts.as_ref()),
             conditions: t.status.as_ref().and_then(|s| s.conditions.as_ref()),
+            retired_roots: t.status.as_ref().and_then(|s| s.retired_roots.as_ref()),
+            distrust_roots: t
+                .meta
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(DISTRUST_ROOTS_ANNOTATION))
+                .and_then(Value::as_str),
         })
         .map_err(|e| (name.unwrap_or("").to_string(), e))
     }
@@ -249,6 +269,8 @@ impl Federation {
             cached_private: p.cache_private,
             private_fetched_at: timestamp(p.private_ts),
             conditions,
+            retired_roots: p.retired_roots.filter(|v| !v.is_null()).cloned(),
+            distrust_roots: p.distrust_roots.map(str::to_string),
         })
     }
 
@@ -284,6 +306,7 @@ mod tests {
             "publicAt": f.public_fetched_at,
             "private": f.cached_private.as_ref().map(|r| serde_json::from_str::<Value>(r.get()).unwrap()),
             "privateAt": f.private_fetched_at, "conditions": f.conditions,
+            "retired": f.retired_roots, "distrust": f.distrust_roots,
         })
     }
 
@@ -311,6 +334,16 @@ mod tests {
                 r#"{{"metadata": {{"name": "b"}}, {spec}, "status": [{{"metadataCache": {{"public": 1}}}}, [5]]}}"#
             ),
             format!(r#"{{"metadata": {{"name": "b", "name": "c"}}, {spec}}}"#),
+            // Rotation state and the distrust annotation, well-formed and odd.
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": {{"federation.istio.deckhouse.io/distrust-roots": "AB, cd"}}}}, {spec}, "status": {{"retiredRoots": [{{"fingerprint": "ab"}}]}}}}"#
+            ),
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": {{"federation.istio.deckhouse.io/distrust-roots": 5}}}}, {spec}, "status": {{"retiredRoots": "junk"}}}}"#
+            ),
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": []}}, {spec}, "status": {{"retiredRoots": null}}}}"#
+            ),
         ];
         for text in &texts {
             let tree = Federation::parse(&serde_json::from_str(text).unwrap()).unwrap();

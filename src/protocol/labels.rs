@@ -15,3 +15,7 @@ pub const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-ser
 /// On an exported Service: the trust domains (comma-separated) of the only peers it is
 /// published to (README, "Choosing what to share"). Absent: every peer.
 pub const EXPORT_TO_ANNOTATION: &str = "federation.istio.deckhouse.io/export-to";
+/// Annotation on an IstioFederation: comma-separated SHA-256 fingerprints (hex, as in
+/// [`TRUST_ENTRIES_ANNOTATION`]) of roots never to trust, published or retained (README,
+/// "Rotating roots and keys").
+pub const DISTRUST_ROOTS_ANNOTATION: &str = "federation.istio.deckhouse.io/distrust-roots";

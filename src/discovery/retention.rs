@@ -286,9 +286,6 @@ pub fn apply(
             _ => None,
         };
         let gone = newly_gone(fed, fresh, own);
-        for r in &gone {
-            log::info!(target: "retention", "IstioFederation {}: the peer no longer publishes root {} ({}); retained for ROOT_RETENTION", fed.name, r.fingerprint, r.subject);
-        }
         let published: BTreeSet<String> = st
             .public
             .as_ref()
@@ -296,12 +293,18 @@ pub fn apply(
             .unwrap_or_default();
         let retained = decide(
             read_stored(fed, own),
-            gone,
+            gone.clone(),
             &published,
             &distrust,
             retention,
             own.now,
         );
+        for r in &gone {
+            match retained.iter().find(|k| k.root.fingerprint == r.fingerprint) {
+                Some(k) => log::info!(target: "retention", "IstioFederation {}: the peer no longer publishes root {} ({}); it stays trusted until {} (ROOT_RETENTION)", fed.name, r.fingerprint, r.subject, timefmt::rfc3339(k.until)),
+                None => log::info!(target: "retention", "IstioFederation {}: the peer no longer publishes root {} ({}); no longer trusted (ROOT_RETENTION is 0, or the root is distrusted)", fed.name, r.fingerprint, r.subject),
+            }
+        }
         let written = to_status(&retained);
         let stored = fed
             .retired_roots

@@ -117,7 +117,10 @@ fn start_peer(dir: &Path) -> Option<CasePeer> {
     let ca = Ca::new("golden peer CA");
     let server = TlsServer::start(&ca.server_identity());
     let route = match std::fs::read_to_string(peer_dir.join("public.status")) {
-        Ok(code) => Route::status(code.trim().parse().expect("peer/public.status"), "unavailable"),
+        Ok(code) => Route::status(
+            code.trim().parse().expect("peer/public.status"),
+            "unavailable",
+        ),
         Err(_) => Route::ok(expand(
             &std::fs::read_to_string(peer_dir.join("public.json")).expect("peer/public.json"),
             &peer_dir,

@@ -84,7 +84,8 @@ pub fn trust_condition(
     now: i64,
 ) -> Condition {
     let mut c = trust_condition_of_published(st, trust_problem, now);
-    c.message.push_str(&retention::condition_text(&st.retention));
+    c.message
+        .push_str(&retention::condition_text(&st.retention));
     c
 }
 

@@ -20,7 +20,8 @@ pub const FETCH_DURATION: &str = "d8_istio_federation_fetch_duration_seconds";
 pub const PUBLISHED_ROOT_EXPIRY: &str =
     "d8_istio_federation_published_root_ca_expiry_timestamp_seconds";
 /// When each retained root (published no more) leaves the trust bundle.
-pub const RETAINED_ROOT_UNTIL: &str = "d8_istio_federation_retained_root_ca_until_timestamp_seconds";
+pub const RETAINED_ROOT_UNTIL: &str =
+    "d8_istio_federation_retained_root_ca_until_timestamp_seconds";
 
 /// The group's `expire`, first of every run's metric operations.
 pub fn expire() -> Value {
@@ -78,7 +79,10 @@ fn root_metrics(st: &FedState, out: &mut Vec<Value>) {
     let name = st.fed.name.as_str();
     let td = st.fed.trust_domain.as_str();
     if let Some(p) = &st.public {
-        let trusted = p.roots.iter().map(|r| (r.fingerprint.clone(), r.not_after, "trusted"));
+        let trusted = p
+            .roots
+            .iter()
+            .map(|r| (r.fingerprint.clone(), r.not_after, "trusted"));
         let distrusted = st
             .retention
             .distrusted

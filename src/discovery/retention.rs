@@ -131,7 +131,11 @@ fn read_one(item: &Value, own: &Own) -> Result<Stored, Unusable> {
     };
     let retired_at = timefmt::parse_rfc3339(at)
         .filter(|t| *t <= own.now)
-        .ok_or_else(|| Junk(format!("retiredAt {at:?} is not an RFC 3339 time in the past")))?;
+        .ok_or_else(|| {
+            Junk(format!(
+                "retiredAt {at:?} is not an RFC 3339 time in the past"
+            ))
+        })?;
     let check = certs::check_roots(pem, own.now, own.root_fingerprints)
         .map_err(|e| Junk(format!("pem: {e}")))?;
     if let [(_, why)] = check.rejected.as_slice() {
@@ -147,10 +151,7 @@ fn read_one(item: &Value, own: &Own) -> Result<Stored, Unusable> {
             root: root.clone(),
             retired_at,
         }),
-        ([_], true) => Err(Junk(format!(
-            "pem does not have fingerprint {}",
-            short(fp)
-        ))),
+        ([_], true) => Err(Junk(format!("pem does not have fingerprint {}", short(fp)))),
         _ => Err(Junk("pem is not exactly one certificate".to_string())),
     }
 }
@@ -199,7 +200,9 @@ pub fn decide(
         (b.retired_at, &a.root.fingerprint).cmp(&(a.retired_at, &b.root.fingerprint))
     });
     out.truncate(MAX_RETAINED);
-    out.sort_by(|a, b| (a.retired_at, &a.root.fingerprint).cmp(&(b.retired_at, &b.root.fingerprint)));
+    out.sort_by(|a, b| {
+        (a.retired_at, &a.root.fingerprint).cmp(&(b.retired_at, &b.root.fingerprint))
+    });
     out
 }
 
@@ -289,7 +292,11 @@ pub fn apply(
         let published: BTreeSet<String> = st
             .public
             .as_ref()
-            .map(|p| certs::certificate_fingerprints(&p.root_ca).into_iter().collect())
+            .map(|p| {
+                certs::certificate_fingerprints(&p.root_ca)
+                    .into_iter()
+                    .collect()
+            })
             .unwrap_or_default();
         let retained = decide(
             read_stored(fed, own),
@@ -300,9 +307,16 @@ pub fn apply(
             own.now,
         );
         for r in &gone {
-            match retained.iter().find(|k| k.root.fingerprint == r.fingerprint) {
-                Some(k) => log::info!(target: "retention", "IstioFederation {}: the peer no longer publishes root {} ({}); it stays trusted until {} (ROOT_RETENTION)", fed.name, r.fingerprint, r.subject, timefmt::rfc3339(k.until)),
-                None => log::info!(target: "retention", "IstioFederation {}: the peer no longer publishes root {} ({}); no longer trusted (ROOT_RETENTION is 0, or the root is distrusted)", fed.name, r.fingerprint, r.subject),
+            match retained
+                .iter()
+                .find(|k| k.root.fingerprint == r.fingerprint)
+            {
+                Some(k) => {
+                    log::info!(target: "retention", "IstioFederation {}: the peer no longer publishes root {} ({}); it stays trusted until {} (ROOT_RETENTION)", fed.name, r.fingerprint, r.subject, timefmt::rfc3339(k.until))
+                }
+                None => {
+                    log::info!(target: "retention", "IstioFederation {}: the peer no longer publishes root {} ({}); no longer trusted (ROOT_RETENTION is 0, or the root is distrusted)", fed.name, r.fingerprint, r.subject)
+                }
             }
         }
         let written = to_status(&retained);
@@ -336,7 +350,11 @@ pub fn condition_text(r: &Retention) -> String {
     let mut out = String::new();
     if !r.retained.is_empty() {
         let n = r.retained.len();
-        let mut untils: Vec<String> = r.retained.iter().map(|x| timefmt::rfc3339(x.until)).collect();
+        let mut untils: Vec<String> = r
+            .retained
+            .iter()
+            .map(|x| timefmt::rfc3339(x.until))
+            .collect();
         untils.sort();
         untils.dedup();
         out.push_str(&format!(
@@ -398,11 +416,25 @@ mod tests {
 
     #[test]
     fn a_root_gone_from_a_fresh_document_is_retained_for_the_retention() {
-        let out = decide(vec![], vec![root("a", NOW + 365 * DAY)], &set(&[]), &set(&[]), H48, NOW);
+        let out = decide(
+            vec![],
+            vec![root("a", NOW + 365 * DAY)],
+            &set(&[]),
+            &set(&[]),
+            H48,
+            NOW,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].retired_at, out[0].until), (NOW, NOW + 2 * DAY));
         // The next run, a day later: the same entry, the same end.
-        let again = decide(vec![stored("a", NOW)], vec![], &set(&[]), &set(&[]), H48, NOW + DAY);
+        let again = decide(
+            vec![stored("a", NOW)],
+            vec![],
+            &set(&[]),
+            &set(&[]),
+            H48,
+            NOW + DAY,
+        );
         assert_eq!((again[0].retired_at, again[0].until), (NOW, NOW + 2 * DAY));
         // Seen gone again by a fresh document: it keeps its first retiredAt.
         let again = decide(
@@ -418,12 +450,23 @@ mod tests {
 
     #[test]
     fn retention_ends_at_its_end_or_the_roots_not_after_whichever_is_first() {
-        assert!(decide(vec![stored("a", NOW)], vec![], &set(&[]), &set(&[]), H48, NOW + 2 * DAY).is_empty());
+        assert!(decide(
+            vec![stored("a", NOW)],
+            vec![],
+            &set(&[]),
+            &set(&[]),
+            H48,
+            NOW + 2 * DAY
+        )
+        .is_empty());
         let short_lived = root("b", NOW + 3600);
         let out = decide(vec![], vec![short_lived], &set(&[]), &set(&[]), H48, NOW);
         assert_eq!(out[0].until, NOW + 3600);
         assert!(decide(
-            vec![Stored { root: root("b", NOW + 3600), retired_at: NOW }],
+            vec![Stored {
+                root: root("b", NOW + 3600),
+                retired_at: NOW
+            }],
             vec![],
             &set(&[]),
             &set(&[]),
@@ -475,7 +518,12 @@ mod tests {
         let a = "ab".repeat(32);
         let b = "0f".repeat(32);
         let colons: Vec<String> = (0..32).map(|_| "0F".to_string()).collect();
-        let (set, bad) = parse_distrust(&format!(" {} ,\n{}, nope,,{}", a.to_uppercase(), colons.join(":"), "ab".repeat(31)));
+        let (set, bad) = parse_distrust(&format!(
+            " {} ,\n{}, nope,,{}",
+            a.to_uppercase(),
+            colons.join(":"),
+            "ab".repeat(31)
+        ));
         assert_eq!(set.into_iter().collect::<Vec<_>>(), [b, a]);
         assert_eq!(bad, 2);
         assert_eq!(parse_distrust(""), (BTreeSet::new(), 0));

@@ -1,4 +1,4 @@
-//! Every alert in `deploy/alerts.yaml` fires and resolves, proven with `promtool test rules`
+//! Every alert in `deploy/base/alerts.yaml` fires and resolves, proven with `promtool test rules`
 //! (Debian package `prometheus`, installed by `scripts/test-deps.sh`) on series the hook
 //! really emits: the test files in `testdata/alerts/` name their input series by a golden
 //! case's `metrics.ndjson`, so a renamed metric or label breaks this test, not production.
@@ -23,7 +23,8 @@ const HOOK_LABEL: &str = "istio-federation-discovery";
 const PEER_ENDPOINT: &str = "https://istio-metadata.b.example/metadata/";
 
 fn rules_spec() -> Value {
-    let text = std::fs::read_to_string(root().join("deploy/alerts.yaml")).expect("alerts.yaml");
+    let text =
+        std::fs::read_to_string(root().join("deploy/base/alerts.yaml")).expect("alerts.yaml");
     let doc: Value = serde_saphyr::from_str(&text).expect("alerts.yaml is YAML");
     assert_eq!(doc["kind"], "PrometheusRule");
     doc["spec"].clone()
@@ -163,7 +164,7 @@ fn every_alert_fires_and_resolves_on_the_hooks_series() {
         .expect("run promtool");
     assert!(
         out.status.success(),
-        "promtool check rules deploy/alerts.yaml:\n{}{}",
+        "promtool check rules deploy/base/alerts.yaml:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

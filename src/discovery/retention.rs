@@ -289,17 +289,17 @@ pub fn apply(
             _ => None,
         };
         let gone = newly_gone(fed, fresh, own);
-        let published: BTreeSet<String> = st
-            .public
-            .as_ref()
-            .map(|p| {
-                certs::certificate_fingerprints(&p.root_ca)
-                    .into_iter()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let stored = read_stored(fed, own);
+        // Only a stored root can be published again (a newly gone one is, by definition, not
+        // in the document this run works from): most runs skip reading the bundle again.
+        let published: BTreeSet<String> = match (&st.public, stored.is_empty()) {
+            (Some(p), false) => certs::certificate_fingerprints(&p.root_ca)
+                .into_iter()
+                .collect(),
+            _ => BTreeSet::new(),
+        };
         let retained = decide(
-            read_stored(fed, own),
+            stored,
             gone.clone(),
             &published,
             &distrust,

@@ -9,11 +9,20 @@
 //! object-patch schema, the ServiceEntry CRD schema and Istio's webhook rules, and every
 //! successful case is re-run after applying its patches to an in-memory store: the second
 //! run must emit nothing (zero churn).
+//!
+//! A case with a `peer/` folder fetches instead of reading only the cache: a loopback HTTPS
+//! peer answers `public.json` with `peer/public.json` (placeholders expanded), or with the
+//! HTTP status in `peer/public.status`; the case's binding context names it as
+//! `{{peer:endpoint}}` and its CA as `{{peer:ca}}`. Outputs show the endpoint as
+//! `{{peer:endpoint}}` and fetch durations, which are measured, as 0.
 
 mod common;
+mod support;
 
 use common::*;
 use std::path::Path;
+use support::pki::Ca;
+use support::server::{Route, TlsServer};
 
 const DISCOVERY: [&str; 6] = [
     "federations",
@@ -94,18 +103,78 @@ fn compare_secret_files(dir: &Path, ops: &[serde_json::Value], failures: &mut Ve
     }
 }
 
+/// The loopback peer of a case with a `peer/` folder.
+struct CasePeer {
+    server: TlsServer,
+    ca_pem: String,
+}
+
+fn start_peer(dir: &Path) -> Option<CasePeer> {
+    let peer_dir = dir.join("peer");
+    if !peer_dir.is_dir() {
+        return None;
+    }
+    let ca = Ca::new("golden peer CA");
+    let server = TlsServer::start(&ca.server_identity());
+    let route = match std::fs::read_to_string(peer_dir.join("public.status")) {
+        Ok(code) => Route::status(
+            code.trim().parse().expect("peer/public.status"),
+            "unavailable",
+        ),
+        Err(_) => Route::ok(expand(
+            &std::fs::read_to_string(peer_dir.join("public.json")).expect("peer/public.json"),
+            &peer_dir,
+            true,
+        )),
+    };
+    server.route(support::PUBLIC_PATH, route);
+    Some(CasePeer {
+        server,
+        ca_pem: ca.cert_pem,
+    })
+}
+
+/// Outputs of a network case made comparable: the endpoint by its placeholder, measured
+/// durations as 0.
+fn normalize_peer(text: &str, peer: Option<&CasePeer>, metrics: bool) -> String {
+    let Some(p) = peer else {
+        return text.to_string();
+    };
+    let base = p.server.endpoint();
+    let text = text.replace(&base, "{{peer:endpoint}}");
+    if !metrics {
+        return text;
+    }
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("metric line");
+            if v["name"] == "d8_istio_federation_fetch_duration_seconds" {
+                v["value"] = serde_json::json!(0.0);
+            }
+            format!("{v}\n")
+        })
+        .collect()
+}
+
 fn run_case(dir: &Path, failures: &mut Vec<String>) {
     let name = dir
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
         .to_string();
-    let bc = expand(
-        &std::fs::read_to_string(dir.join("binding-context.json")).expect("binding-context.json"),
-        dir,
-        true,
-    );
+    let peer = start_peer(dir);
+    let mut bc_text =
+        std::fs::read_to_string(dir.join("binding-context.json")).expect("binding-context.json");
+    if let Some(p) = &peer {
+        bc_text = bc_text
+            .replace("{{peer:endpoint}}", &p.server.endpoint())
+            .replace("{{peer:ca}}", &json_escape(&p.ca_pem));
+    }
+    let bc = expand(&bc_text, dir, true);
     let mut env = parse_env(&std::fs::read_to_string(dir.join("env")).unwrap_or_default());
+    if peer.is_some() {
+        env.push(("ISTIO_FEDERATION_HOOK_OFFLINE".into(), "false".into()));
+    }
     // Golden cases reconcile from cached metadata unless a case opts into the network.
     if !env
         .iter()
@@ -123,9 +192,13 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
     };
     let run = run_hook_with(&args, &bc, &env, values.as_deref());
 
-    compare_or_update(dir, "patches.ndjson", &contract(&run.patches), failures);
-    compare_or_update(dir, "metrics.ndjson", &run.metrics, failures);
-    compare_or_update(dir, "stderr.log", &contract(&run.stderr), failures);
+    let peer = peer.as_ref();
+    let patches = normalize_peer(&contract(&run.patches), peer, false);
+    compare_or_update(dir, "patches.ndjson", &patches, failures);
+    let metrics = normalize_peer(&run.metrics, peer, true);
+    compare_or_update(dir, "metrics.ndjson", &metrics, failures);
+    let stderr = normalize_peer(&contract(&run.stderr), peer, false);
+    compare_or_update(dir, "stderr.log", &stderr, failures);
     compare_or_update(dir, "exit-code", &format!("{}\n", run.code), failures);
     if !run.stdout.is_empty() {
         failures.push(format!(

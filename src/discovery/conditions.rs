@@ -4,6 +4,7 @@
 
 use super::effective::FedState;
 use super::report::FetchReport;
+use super::retention;
 use super::status::{Condition, ConditionStatus, ConditionType};
 use super::trust_bundle::TrustBundleError;
 use crate::hook::timefmt;
@@ -131,7 +132,20 @@ pub fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
     out
 }
 
+/// `TrustBundleReady`: what is trusted for the peer's trust domain, then what rotation retains
+/// or distrusts (README, "Rotating roots and keys").
 pub fn trust_condition(
+    st: &FedState,
+    trust_problem: Option<&TrustBundleError>,
+    now: i64,
+) -> Condition {
+    let mut c = trust_condition_of_published(st, trust_problem, now);
+    c.message
+        .push_str(&retention::condition_text(&st.retention));
+    c
+}
+
+fn trust_condition_of_published(
     st: &FedState,
     trust_problem: Option<&TrustBundleError>,
     now: i64,
@@ -165,14 +179,15 @@ pub fn trust_condition(
         };
     };
     if public.roots.is_empty() {
+        let why = match public.rejected_summary() {
+            s if s.is_empty() => "every one it publishes is distrusted".to_string(),
+            s => s,
+        };
         return Condition::new(
             TRUST,
             False,
             Reason::CertificateRejected,
-            format!(
-                "No root certificate of the peer is trusted: {}.",
-                public.rejected_summary()
-            ),
+            format!("No root certificate of the peer is trusted: {why}."),
         );
     }
     if let Some(problem) = trust_problem {

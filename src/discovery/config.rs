@@ -6,7 +6,7 @@
 //! the hook: a Modified event is only delivered when the filtered view changes.
 
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET, LOCAL_ROOT_CONFIGMAP};
-use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::protocol::labels::{DISTRUST_ROOTS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::protocol::secret::KEYPAIR_SECRET;
 use serde_json::{json, Value};
 
@@ -78,7 +78,9 @@ pub fn discovery_config(s: &Settings) -> Value {
                 "name": FEDERATIONS,
                 "apiVersion": "deckhouse.io/v1alpha1",
                 "kind": "IstioFederation",
-                "jqFilter": ".spec",
+                // The distrust annotation is an emergency brake: changing it must trigger a
+                // run at once, not wait for the schedule (README, "Rotating roots and keys").
+                "jqFilter": format!("{{spec: .spec, distrustRoots: .metadata.annotations[\"{DISTRUST_ROOTS_ANNOTATION}\"]}}"),
                 "group": GROUP,
                 "queue": QUEUE,
             },

@@ -5,6 +5,7 @@
 use super::admission::{self, UuidOwners};
 use super::import_policy;
 use super::report::{Attempt, FetchReport};
+use super::retention::Retention;
 use crate::hook::settings::PeerLimits;
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
@@ -34,6 +35,9 @@ pub struct FedState<'f> {
     /// it works from its last-known-good private metadata, if that fits, and nothing of it is
     /// deleted.
     pub services_hold: Option<Failure>,
+    /// Root rotation: retired roots still trusted, distrusted ones (filled by
+    /// [`super::retention::apply`]).
+    pub retention: Retention,
 }
 
 /// What every federation's metadata is judged by this run.
@@ -119,6 +123,7 @@ pub fn states<'f>(
                 left_out_by_policy: 0,
                 trust_hold: None,
                 services_hold: None,
+                retention: Retention::default(),
             });
             continue;
         }
@@ -143,6 +148,7 @@ pub fn states<'f>(
             trust_hold: None,
             services_hold: None,
             left_out_by_policy,
+            retention: Retention::default(),
         });
     }
     states

@@ -5,6 +5,8 @@
 use super::effective::FedState;
 use super::report::FetchReport;
 use crate::hook::metrics;
+use crate::protocol::certs::{self, CertRejection};
+use crate::protocol::metadata::PublicMetadata;
 use serde_json::Value;
 
 pub const GROUP: &str = "federation_discovery";
@@ -12,6 +14,14 @@ pub const FETCH_ERRORS: &str = "d8_istio_federation_metadata_endpoints_fetch_err
 pub const ROOT_CA_EXPIRY: &str = "d8_istio_federation_remote_root_ca_expiry_timestamp_seconds";
 pub const IMPORTED_SERVICES: &str = "d8_istio_federation_imported_services";
 pub const FETCH_DURATION: &str = "d8_istio_federation_fetch_duration_seconds";
+/// notAfter of every root the peer publishes that is a CA certificate, trusted or not, with
+/// `state` `trusted`, `expired` or `distrusted`: an expired root still has a series, so
+/// `IstioFederationRemoteRootCAExpired` can fire.
+pub const PUBLISHED_ROOT_EXPIRY: &str =
+    "d8_istio_federation_published_root_ca_expiry_timestamp_seconds";
+/// When each retained root (published no more) leaves the trust bundle.
+pub const RETAINED_ROOT_UNTIL: &str =
+    "d8_istio_federation_retained_root_ca_until_timestamp_seconds";
 
 /// The group's `expire`, first of every run's metric operations.
 pub fn expire() -> Value {
@@ -51,6 +61,7 @@ pub fn federation_metrics(st: &FedState, report: Option<&FetchReport>, out: &mut
             ));
         }
     }
+    root_metrics(st, out);
     // Hosts `spec.import` leaves out are not counted; nothing is while it cannot be read.
     let imported = match (&st.public, &st.private) {
         (Some(_), Some(p)) if !p.ingress_gateways.is_empty() && st.fed.import.is_ok() => {
@@ -63,4 +74,75 @@ pub fn federation_metrics(st: &FedState, report: Option<&FetchReport>, out: &mut
         imported as f64,
         &[("federation_name", name)],
     ));
+}
+
+/// The per-root gauges: every published CA root with its state, every retained root with its
+/// end (README, "Metrics").
+fn root_metrics(st: &FedState, out: &mut Vec<Value>) {
+    let name = st.fed.name.as_str();
+    let td = st.fed.trust_domain.as_str();
+    if let Some(p) = &st.public {
+        let trusted = p
+            .roots
+            .iter()
+            .map(|r| (r.fingerprint.clone(), r.not_after, "trusted"));
+        let distrusted = st
+            .retention
+            .distrusted
+            .iter()
+            .map(|r| (r.fingerprint.clone(), r.not_after, "distrusted"));
+        let all: Vec<_> = trusted.chain(expired(p)).chain(distrusted).collect();
+        for (fp, not_after, state) in all {
+            out.push(set(
+                PUBLISHED_ROOT_EXPIRY,
+                not_after as f64,
+                &[
+                    ("federation_name", name),
+                    ("trust_domain", td),
+                    ("fingerprint", &fp),
+                    ("state", state),
+                ],
+            ));
+        }
+    }
+    for r in &st.retention.retained {
+        out.push(set(
+            RETAINED_ROOT_UNTIL,
+            r.until as f64,
+            &[
+                ("federation_name", name),
+                ("trust_domain", td),
+                ("fingerprint", &r.root.fingerprint),
+            ],
+        ));
+    }
+}
+
+/// The published roots refused because they expired, with their fingerprints (read from the
+/// bundle only when there is one).
+fn expired(p: &PublicMetadata) -> Vec<(String, i64, &'static str)> {
+    let wanted: Vec<(usize, i64)> = p
+        .rejected
+        .iter()
+        .filter_map(|(i, why)| match why {
+            CertRejection::Expired { not_after } => Some((*i, *not_after)),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let Ok(blocks) = certs::pem_blocks(&p.root_ca) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    for (i, not_after) in wanted {
+        if let Some(b) = i.checked_sub(1).and_then(|i| blocks.get(i)) {
+            let fp = certs::fingerprint(&b.der);
+            if !out.iter().any(|(f, _, _)| *f == fp) {
+                out.push((fp, not_after, "expired"));
+            }
+        }
+    }
+    out
 }

@@ -4,9 +4,9 @@
 //!
 //! Data flows one way: [`observed`] reads the snapshots, [`fetch`] is the network phase and
 //! hands one [`report::FetchReport`] per federation to [`reconcile`], the pure core, which
-//! calls the decisions in [`effective`], [`import_policy`], [`trust_bundle`] (which edits the
-//! mesh config text through [`mesh_yaml`]), [`service_entries`], [`diff`] and [`conditions`].
-//! [`run`] is the imperative shell around them.
+//! calls the decisions in [`effective`], [`retention`], [`import_policy`], [`trust_bundle`] (which
+//! edits the mesh config text through [`mesh_yaml`]), [`service_entries`], [`diff`] and
+//! [`conditions`]. [`run`] is the imperative shell around them.
 
 pub mod admission;
 pub mod budget;
@@ -24,6 +24,7 @@ pub mod plan;
 pub mod probe;
 pub mod reconcile;
 pub mod report;
+pub mod retention;
 pub mod run;
 pub mod service_entries;
 pub mod status;

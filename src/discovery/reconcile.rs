@@ -13,6 +13,7 @@ use super::istio_objects;
 use super::metrics::{self, federation_metrics};
 use super::observed::{own_root_fingerprints, Observed};
 use super::report::FetchReport;
+use super::retention;
 use super::service_entries::{self, Record};
 use super::status::status_patch;
 use super::trust_bundle::{self, TrustBundleError};
@@ -86,6 +87,8 @@ pub fn reconcile_into(
         uuid_owners: &uuid_owners,
     };
     let mut states = effective::states(feds, fetched, &rules);
+    // 1b. Rotation: retired roots still retained, distrusted ones taken out.
+    retention::apply(&mut states, fetched, &own, settings.root_retention);
     budget::hold_large_status(&mut states, fetched, &rules);
     // 2. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
     let trust_problem = write_trust_bundle(settings, observed, &mut states, sink)?;

@@ -186,6 +186,9 @@ pub fn status_patch(
     if !cache.is_empty() {
         status.insert("metadataCache".into(), Value::Object(cache));
     }
+    if let Some(v) = &st.retention.status {
+        status.insert("retiredRoots".into(), v.clone());
+    }
     let merged = merge(&fed.conditions, conditions, now);
     if merged != fed.conditions {
         status.insert("conditions".into(), Value::Array(merged));

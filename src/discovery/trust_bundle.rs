@@ -221,14 +221,16 @@ pub fn owned_entries(
 }
 
 /// The trust entries this run wants: every accepted root of every federation with public
-/// metadata, once per (trust domain, fingerprint) — federations may share a trust domain and
-/// a root, and istiod must not see the same entry twice. A federation held at its installed
-/// entries ([`FedState::trust_hold`]) wants nothing new.
+/// metadata, then the retired roots it retains (README, "Rotating roots and keys"), once per
+/// (trust domain, fingerprint) — federations may share a trust domain and a root, and istiod
+/// must not see the same entry twice. A federation held at its installed entries
+/// ([`FedState::trust_hold`]) wants nothing new.
 pub fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
     let mut desired = Vec::new();
     let mut seen = BTreeSet::new();
     for st in states.iter().filter(|st| st.trust_hold.is_none()) {
-        for root in st.public.iter().flat_map(|p| &p.roots) {
+        let retained = st.retention.retained.iter().map(|r| &r.root);
+        for root in st.public.iter().flat_map(|p| &p.roots).chain(retained) {
             if seen.insert((st.fed.trust_domain.as_str(), root.fingerprint.as_str())) {
                 desired.push(TrustEntry {
                     trust_domain: st.fed.trust_domain.clone(),
@@ -282,6 +284,10 @@ pub fn target_entries(
             all.push(e);
         }
     }
+    // A distrusted root leaves every entry we own at once, whichever federation brought it
+    // and whether published, retained or kept (README, "Rotating roots and keys").
+    let distrusted = super::retention::distrusted_anywhere(states);
+    all.retain(|e| !distrusted.contains(&e.fingerprint));
     all
 }
 

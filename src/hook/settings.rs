@@ -41,6 +41,9 @@ pub struct Settings {
     pub fetch_max_bytes: u64,
     /// `MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER` (README, "Settings").
     pub limits: PeerLimits,
+    /// How long a root a peer stopped publishing stays trusted (`ROOT_RETENTION`, default 48h;
+    /// zero drops it at once). README, "Rotating roots and keys".
+    pub root_retention: Duration,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
@@ -62,6 +65,10 @@ impl Default for PeerLimits {
         }
     }
 }
+
+/// `ROOT_RETENTION` when unset: two days, longer than an Istio workload certificate lives
+/// (24 h by default), so every workload of a rotating peer is re-issued before its old root goes.
+pub const DEFAULT_ROOT_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 /// Name of the plug-in CA Secret istiod reads.
 pub const CACERTS_SECRET: &str = "cacerts";
@@ -240,6 +247,18 @@ impl Sources<'_> {
         }
     }
 
+    /// `ROOT_RETENTION`: any duration, zero included (`0s` = a retired root leaves at once).
+    fn root_retention(&self) -> Result<Duration, SettingsError> {
+        match self.env("ROOT_RETENTION") {
+            None => Ok(DEFAULT_ROOT_RETENTION),
+            Some(s) => parse_duration(&s).ok_or_else(|| SettingsError::Malformed {
+                setting: "ROOT_RETENTION",
+                expected: "a duration like 48h, 30m or 0s",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
     fn fetch_concurrency(&self) -> Result<usize, SettingsError> {
         let Some(s) = self.env("FETCH_CONCURRENCY") else {
             return Ok(64);
@@ -323,6 +342,7 @@ impl Settings {
             fetch_concurrency: src.fetch_concurrency()?,
             fetch_max_bytes: src.fetch_max_bytes()?,
             limits: src.limits()?,
+            root_retention: src.root_retention()?,
         })
     }
 
@@ -465,6 +485,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn root_retention_defaults_to_48h() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s.root_retention, Duration::from_secs(48 * 3600));
+    }
+
+    #[test]
+    fn root_retention_takes_zero_and_names_itself() {
+        let s = load(None, &[("ROOT_RETENTION", "0s")]).unwrap();
+        assert_eq!(s.root_retention, Duration::ZERO);
+        let s = load(None, &[("ROOT_RETENTION", "90m")]).unwrap();
+        assert_eq!(s.root_retention, Duration::from_secs(5400));
+        assert_eq!(
+            load(None, &[("ROOT_RETENTION", "two days")])
+                .unwrap_err()
+                .to_string(),
+            "ROOT_RETENTION: expected a duration like 48h, 30m or 0s, got \"two days\""
+        );
+        assert!(load(None, &[("ROOT_RETENTION", "-1h")]).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! hook reads it: spec fields, and the status it (or Deckhouse) cached earlier.
 
 use crate::hook::k8s;
+use crate::protocol::labels::DISTRUST_ROOTS_ANNOTATION;
 use crate::protocol::names;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -58,6 +59,10 @@ pub struct Federation {
     /// not a wrong federation: the rest of the spec still works, and discovery keeps what
     /// this federation imported earlier until it is fixed (README, "Choosing what to share").
     pub import: Result<ImportSpec, String>,
+    /// `status.retiredRoots` as stored, unvalidated (see `discovery::retention`).
+    pub retired_roots: Option<Value>,
+    /// The `federation.istio.deckhouse.io/distrust-roots` annotation, unparsed.
+    pub distrust_roots: Option<String>,
 }
 
 /// `spec.import`: which remote hosts are imported and for which namespaces (README, "Choosing
@@ -170,6 +175,8 @@ struct Parts<'v> {
     public_ts: Option<&'v Value>,
     private_ts: Option<&'v Value>,
     conditions: Option<&'v Value>,
+    retired_roots: Option<&'v Value>,
+    distrust_roots: Option<&'v str>,
 }
 
 /// The typed shape of a well-formed object: only what the hook reads is parsed, and the
@@ -190,6 +197,8 @@ struct Doc<'a> {
 struct MetaDoc {
     #[serde(default)]
     name: Option<Value>,
+    #[serde(default)]
+    annotations: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +207,8 @@ struct StatusDoc<'a> {
     cache: Option<&'a RawValue>,
     #[serde(default)]
     conditions: Option<Value>,
+    #[serde(default, rename = "retiredRoots")]
+    retired_roots: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +277,8 @@ impl Federation {
             public_ts: at("publicLastFetchTimestamp"),
             private_ts: at("privateLastFetchTimestamp"),
             conditions: obj.pointer("/status/conditions"),
+            retired_roots: obj.pointer("/status/retiredRoots"),
+            distrust_roots: k8s::annotation(obj, DISTRUST_ROOTS_ANNOTATION),
         })
     }
 
@@ -296,6 +309,13 @@ impl Federation {
             public_ts: cache.and_then(|c| c.public_ts.as_ref()),
             private_ts: cache.and_then(|c| c.private_ts.as_ref()),
             conditions: t.status.as_ref().and_then(|s| s.conditions.as_ref()),
+            retired_roots: t.status.as_ref().and_then(|s| s.retired_roots.as_ref()),
+            distrust_roots: t
+                .meta
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(DISTRUST_ROOTS_ANNOTATION))
+                .and_then(Value::as_str),
         })
         .map_err(|e| (name.unwrap_or("").to_string(), e))
     }
@@ -393,6 +413,8 @@ impl Federation {
             private_fetched_at: timestamp(p.private_ts),
             conditions,
             import,
+            retired_roots: p.retired_roots.filter(|v| !v.is_null()).cloned(),
+            distrust_roots: p.distrust_roots.map(str::to_string),
         })
     }
 
@@ -449,6 +471,7 @@ mod tests {
                 Ok(i) => json!({"hosts": i.hosts, "excludeHosts": i.exclude_hosts, "exportTo": i.export_to}),
                 Err(e) => json!({"error": e}),
             },
+            "retired": f.retired_roots, "distrust": f.distrust_roots,
         })
     }
 
@@ -483,6 +506,16 @@ mod tests {
             r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"exportTo": ["~"]}}}"#.to_string(),
             r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": "all"}}"#.to_string(),
             r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": null}, "status": "weird"}"#.to_string(),
+            // Rotation state and the distrust annotation, well-formed and odd.
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": {{"federation.istio.deckhouse.io/distrust-roots": "AB, cd"}}}}, {spec}, "status": {{"retiredRoots": [{{"fingerprint": "ab"}}]}}}}"#
+            ),
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": {{"federation.istio.deckhouse.io/distrust-roots": 5}}}}, {spec}, "status": {{"retiredRoots": "junk"}}}}"#
+            ),
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": []}}, {spec}, "status": {{"retiredRoots": null}}}}"#
+            ),
         ];
         for text in &texts {
             let tree = Federation::parse(&serde_json::from_str(text).unwrap()).unwrap();

@@ -16,6 +16,11 @@ pub const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-ser
 /// published to (README, "Choosing what to share"). Absent: every peer.
 pub const EXPORT_TO_ANNOTATION: &str = "federation.istio.deckhouse.io/export-to";
 
+/// Annotation on an IstioFederation: comma-separated SHA-256 fingerprints (hex, as in
+/// [`TRUST_ENTRIES_ANNOTATION`]) of roots never to trust, published or retained (README,
+/// "Rotating roots and keys").
+pub const DISTRUST_ROOTS_ANNOTATION: &str = "federation.istio.deckhouse.io/distrust-roots";
+
 /// A Kubernetes label value is at most 63 characters of `[-_.A-Za-z0-9]`, beginning and ending
 /// with a letter or digit (or empty).
 pub fn is_label_value(s: &str) -> bool {

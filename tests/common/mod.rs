@@ -57,7 +57,7 @@ pub fn fingerprint_of(name: &str) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn json_escape(s: &str) -> String {
+pub fn json_escape(s: &str) -> String {
     let q = serde_json::to_string(s).expect("string");
     q[1..q.len() - 1].to_string()
 }

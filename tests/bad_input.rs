@@ -26,6 +26,51 @@ fn cert(name: &str) -> String {
     .unwrap()
 }
 
+/// A root of the Go-oracle corpus (testdata/go-oracle/roots, see tests/go_oracle.rs).
+fn oracle_root(name: &str) -> String {
+    std::fs::read_to_string(
+        common::root()
+            .join("testdata/go-oracle/roots")
+            .join(format!("{name}.pem")),
+    )
+    .unwrap()
+}
+
+/// The nine roots issue 10 found in trust bundles (Go's parser refuses each, and istiod then
+/// drops every federation's trust), with the text that names each in `TrustBundleReady`.
+const ODD_ROOTS: [(&str, &str); 9] = [
+    ("odd-negative-serial", "serial number is negative"),
+    (
+        "odd-serial-not-minimal",
+        "serial number is not minimally encoded",
+    ),
+    (
+        "odd-duplicate-extension",
+        "extension 2.5.29.14 appears more than once",
+    ),
+    (
+        "odd-ec-point-off-curve",
+        "public key: point is not on curve P-256",
+    ),
+    (
+        "odd-secp256k1",
+        "public key: unsupported elliptic curve secp256k1",
+    ),
+    (
+        "odd-rsa-negative-modulus",
+        "public key: RSA modulus is not a positive number",
+    ),
+    (
+        "odd-rsa-exponent-2-64-plus-1",
+        "public key: RSA public exponent is not a minimal DER INTEGER of at most 64 bits",
+    ),
+    (
+        "odd-san-ip-5-bytes",
+        "subjectAltName: IP address of 5 bytes (4 or 16 expected)",
+    ),
+    ("odd-version-4", "X.509 version 4: a root must be version 3"),
+];
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -150,6 +195,29 @@ enum Expect {
     /// Exit 0; the mesh text is edited surgically: the new text is the old one, byte for byte,
     /// with the trust entry appended, and no federation reports TrustBundleUnavailable.
     MeshAppended,
+    /// Exit 0; `TrustBundleReady` is True/Succeeded with exactly this message, and once the
+    /// patches are applied b.local's trust entries hold exactly these PEMs, in this order.
+    Trusted(String, Vec<String>),
+}
+
+/// The PEMs of the trust entries for `trust_domain` in the store's mesh config.
+fn trusted_pems(s: &Store, trust_domain: &str) -> Vec<String> {
+    let mesh = s
+        .get("ConfigMap", "d8-istio", "istio")
+        .and_then(|cm| cm["data"]["mesh"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let options = serde_saphyr::options! {
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+    };
+    let mesh: Value = serde_saphyr::from_str_with_options(&mesh, options).unwrap_or(Value::Null);
+    mesh["caCertificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["trustDomains"][0] == trust_domain)
+        .filter_map(|e| e["pem"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn check(
@@ -212,6 +280,31 @@ fn check(
                     "expected {kind}={status}/{reason} ~ {text:?}, got {other:?} (exit {})",
                     r.code
                 )),
+            }
+        }
+        Expect::Trusted(message, pems) => {
+            let cond = ops
+                .iter()
+                .filter(|o| o["operation"] == "MergePatch")
+                .filter_map(|o| o["mergePatch"]["status"]["conditions"].as_array())
+                .flatten()
+                .find(|c| c["type"] == "TrustBundleReady")
+                .cloned();
+            let want = json!({"status": "True", "reason": "Succeeded", "message": message});
+            let got = cond.as_ref().map(
+                |c| json!({"status": c["status"], "reason": c["reason"], "message": c["message"]}),
+            );
+            if r.code != 0 || got.as_ref() != Some(&want) {
+                fail(format!(
+                    "expected TrustBundleReady {want}, got {got:?} (exit {})",
+                    r.code
+                ));
+            }
+            let mut after = store.clone();
+            after.apply(&ops);
+            let trusted = trusted_pems(&after, "b.local");
+            if &trusted != pems {
+                fail(format!("b.local trusts {trusted:?}, expected {pems:?}"));
             }
         }
     }
@@ -1183,7 +1276,7 @@ fn hostile_and_broken_peers() {
     };
     let expired = pki::root_cert_pem("expired root", true, (2019, 1, 1), (2020, 1, 1));
     let leaf = pki::root_cert_pem("not a CA", false, (2020, 1, 1), (2045, 1, 1));
-    let cases: Vec<(&str, Route, Option<Route>, Expect)> = vec![
+    let mut cases: Vec<(&str, Route, Option<Route>, Expect)> = vec![
         (
             "public 500",
             Route::status(500, "boom"),
@@ -1373,6 +1466,42 @@ fn hostile_and_broken_peers() {
             Expect::Condition("PrivateMetadataExchangeReady", "False", "InvalidJSON", ""),
         ),
     ];
+    // A peer publishing each odd root next to its valid one: the valid root stays trusted, the
+    // odd one is named and never reaches the bundle; and all nine at once.
+    let valid_root = peer.root_pem.clone();
+    let with_roots = |odd: &[&str]| {
+        let bundle: String = std::iter::once(valid_root.clone())
+            .chain(odd.iter().map(|n| oracle_root(n)))
+            .collect();
+        public_doc(&|v| v["rootCA"] = json!(bundle))
+    };
+    let trusting = |ignored: &[(usize, &str)]| {
+        let ignored: Vec<String> = ignored
+            .iter()
+            .map(|(i, text)| format!("certificate {i}: {text}"))
+            .collect();
+        Expect::Trusted(
+            format!(
+                "Trusting 1 root certificate for trust domain b.local. Ignored: {}.",
+                ignored.join("; ")
+            ),
+            vec![valid_root.clone()],
+        )
+    };
+    for (name, text) in ODD_ROOTS {
+        cases.push((
+            Box::leak(format!("public root {name} next to a valid one").into_boxed_str()),
+            with_roots(&[name]),
+            None,
+            trusting(&[(2, text)]),
+        ));
+    }
+    let all: Vec<&str> = ODD_ROOTS.iter().map(|(n, _)| *n).collect();
+    let texts: Vec<(usize, &str)> = ODD_ROOTS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| (i + 2, *t))
+        .collect();
     let mut failures = Vec::new();
     for (name, public, private, expect) in cases {
         peer.serve_public(public);
@@ -1382,6 +1511,28 @@ fn hostile_and_broken_peers() {
         );
         check(name, &base, &bc, &env, None, &expect, &mut failures);
     }
+    // All nine at once: ten roots, so with the per-peer root limit (which has its own cases
+    // above) raised to fit them. The condition lists five refusals, then how many more.
+    let Expect::Trusted(listed, trusted) = trusting(&texts[..5]) else {
+        unreachable!()
+    };
+    let all_nine = Expect::Trusted(
+        listed.trim_end_matches('.').to_string() + "; and 4 more.",
+        trusted,
+    );
+    let mut roomy = env.clone();
+    roomy.push(("MAX_ROOTS_PER_PEER".into(), "10".into()));
+    peer.serve_public(with_roots(&all));
+    peer.serve_private(Route::ok(peer.private_body.clone()), &own);
+    check(
+        "public roots: all nine odd ones next to a valid one (MAX_ROOTS_PER_PEER=10)",
+        &base,
+        &bc,
+        &roomy,
+        None,
+        &all_nine,
+        &mut failures,
+    );
     assert!(
         failures.is_empty(),
         "{} case(s) failed:\n\n{}",

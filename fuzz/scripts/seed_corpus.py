@@ -22,6 +22,7 @@ from expand_golden import expand  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FUZZ = os.path.join(ROOT, "fuzz")
 CERTS = os.path.join(ROOT, "testdata", "certs")
+ORACLE_ROOTS = os.path.join(ROOT, "testdata", "go-oracle", "roots")
 
 NOW = 1_798_761_600  # the targets' clock, 2027-01-01T00:00:00Z
 FAR = 4_102_444_800  # 2100-01-01: tokens that stay valid for serve's wall clock too
@@ -93,6 +94,13 @@ def binding_reconcile():
                         write(seeds, "0" + compact(obj), "structured-" + case)
 
 
+ODD_NINE = [
+    "odd-negative-serial", "odd-serial-not-minimal", "odd-duplicate-extension", "odd-ec-point-off-curve",
+    "odd-secp256k1", "odd-rsa-negative-modulus", "odd-rsa-exponent-2-64-plus-1", "odd-san-ip-5-bytes",
+    "odd-version-4",
+]
+
+
 def metadata():
     corpus = os.path.join(FUZZ, "corpus", "metadata")
     seeds = os.path.join(FUZZ, "seeds", "metadata")
@@ -100,6 +108,17 @@ def metadata():
         write(corpus, open(path, encoding="utf-8").read())
     for name in ["peer-b-root", "peer-b-authn-pub", "deckhouse-fixture-priv", "leaf"]:
         write(seeds, cert(name), "pem-" + name)
+    # The Go-oracle corpus (scripts/gen-odd-roots.py): each root alone, and as seeds the
+    # controls next to the nine odd roots of issue 10, as PEM text and as public metadata.
+    oracle = sorted(glob.glob(os.path.join(ORACLE_ROOTS, "*.pem")))
+    for path in oracle:
+        write(corpus, open(path, encoding="utf-8").read())
+    picked = [p for p in oracle if os.path.basename(p).startswith(("ok-rsa2048", "ok-p256", "ok-ed25519"))]
+    picked += [os.path.join(ORACLE_ROOTS, n + ".pem") for n in ODD_NINE]
+    bundle = "".join(open(p, encoding="utf-8").read() for p in picked)
+    write(seeds, bundle, "pem-go-oracle-bundle")
+    public = {"clusterUUID": "uuid-p", "authnKeyPub": cert("peer-b-authn-pub"), "rootCA": bundle}
+    write(seeds, json.dumps(public, indent=2), "public-go-oracle-bundle")
     done_public = done_private = False
     for case, _, text in expanded_cases():
         try:

@@ -4,7 +4,7 @@
 //! `tests/fuzz_regressions.rs` of the main crate, which includes this file as a module
 //! (`#[path = "../fuzz/src/lib.rs"]`) and replays `fuzz/seeds/` and `fuzz/regressions/`
 //! through the very same functions. So this file uses nothing but the main crate and its
-//! dependencies (serde_json, base64, ring), and only stable Rust.
+//! dependencies (serde_json, base64, ring, x509-parser), and only stable Rust.
 //!
 //! Every function panics (the fuzzer's "crash") when the product panics or when an
 //! invariant stated in README.md does not hold; it returns normally otherwise.
@@ -957,6 +957,7 @@ fn check_public(v: &Value, p: &metadata::PublicMetadata, own_fps: &[String]) {
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].label, "CERTIFICATE");
         assert_eq!(certs::fingerprint(&blocks[0].der), r.fingerprint);
+        assert_root_rules(&r.pem);
     }
     for (_, why) in &p.rejected {
         assert!(
@@ -1074,6 +1075,7 @@ fn check_pem(text: &str, own_fps: &[String]) {
                     for r in &check.accepted {
                         assert!(!own_fps.contains(&r.fingerprint));
                         assert!(r.not_after >= NOW);
+                        assert_root_rules(&r.pem);
                     }
                 }
                 Err(_) => assert!(blocks.is_empty(), "check_roots failed on parsable PEM"),
@@ -1082,6 +1084,136 @@ fn check_pem(text: &str, own_fps: &[String]) {
         Err(e) => {
             assert!(certs::check_roots(text, NOW, own_fps).is_err());
             assert!(e.chars().count() <= 512, "unbounded message: {e}");
+        }
+    }
+}
+
+/// The critical extensions Go's X.509 parser handles: keyUsage, subjectAltName (with a name it
+/// reads), nameConstraints, cRLDistributionPoints, extKeyUsage, certificatePolicies,
+/// basicConstraints. (authorityKeyIdentifier, subjectKeyIdentifier and authorityInfoAccess must
+/// not be critical at all.)
+const GO_CRITICAL_OK: [&str; 7] = [
+    "2.5.29.15",
+    "2.5.29.17",
+    "2.5.29.30",
+    "2.5.29.31",
+    "2.5.29.37",
+    "2.5.29.32",
+    "2.5.29.19",
+];
+
+/// What an accepted root must satisfy so that istiod's Go parser reads it and calls it a CA
+/// (README "Security"), checked through x509-parser's view of the certificate and ring — not
+/// through the checks in certs.rs: version 3; a positive, minimally encoded serial of at most
+/// 20 bytes; each extension once; basicConstraints CA:TRUE without a negative path length; an
+/// RSA key of 2048–8192 bits with an odd exponent 3..2^31-1, an EC point ring accepts on P-256
+/// or P-384, or a 32-byte Ed25519 key; SAN IP addresses of 4 or 16 bytes; no critical
+/// extension Go leaves unhandled.
+fn assert_root_rules(pem: &str) {
+    use x509_parser::prelude::*;
+    use x509_parser::public_key::PublicKey;
+    let der = &certs::pem_blocks(pem).expect("canonical PEM")[0].der;
+    let (rest, cert) = X509Certificate::from_der(der).expect("an accepted root parses");
+    assert!(rest.is_empty(), "accepted root with trailing data");
+    assert_eq!(
+        cert.version(),
+        X509Version::V3,
+        "accepted root of another version"
+    );
+    let serial = cert.raw_serial();
+    assert!(
+        (1..=20).contains(&serial.len()),
+        "accepted serial of {} bytes",
+        serial.len()
+    );
+    assert!(serial[0] & 0x80 == 0, "accepted negative serial");
+    assert!(
+        !(serial.len() > 1 && serial[0] == 0 && serial[1] & 0x80 == 0),
+        "accepted non-minimal serial"
+    );
+    assert!(serial.iter().any(|&b| b != 0), "accepted zero serial");
+    let mut oids = BTreeSet::new();
+    for ext in cert.extensions() {
+        let oid = ext.oid.to_id_string();
+        assert!(
+            oids.insert(oid.clone()),
+            "accepted duplicate extension {oid}"
+        );
+        if ext.critical {
+            assert!(
+                GO_CRITICAL_OK.contains(&oid.as_str()),
+                "accepted critical extension {oid}"
+            );
+        }
+    }
+    match cert.basic_constraints() {
+        Ok(Some(bc)) => assert!(bc.value.ca, "accepted root without CA:TRUE"),
+        other => panic!("accepted root without basicConstraints: {other:?}"),
+    }
+    let spki = cert.public_key();
+    match spki.algorithm.algorithm.to_id_string().as_str() {
+        "1.2.840.113549.1.1.1" => {
+            let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
+                panic!("accepted unreadable RSA key")
+            };
+            assert!(rsa.modulus[0] & 0x80 == 0, "accepted negative modulus");
+            let modulus: Vec<u8> = rsa
+                .modulus
+                .iter()
+                .copied()
+                .skip_while(|&b| b == 0)
+                .collect();
+            let bits = modulus.len() * 8 - modulus[0].leading_zeros() as usize;
+            assert!((2048..=8192).contains(&bits), "accepted RSA {bits}");
+            let e = rsa
+                .try_exponent()
+                .expect("accepted exponent beyond 64 bits");
+            assert!(
+                e % 2 == 1 && (3..1 << 31).contains(&e),
+                "accepted exponent {e}"
+            );
+        }
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            let alg = match curve.as_deref() {
+                Some("1.2.840.10045.3.1.7") => &ring::agreement::ECDH_P256,
+                Some("1.3.132.0.34") => &ring::agreement::ECDH_P384,
+                other => panic!("accepted EC key on {other:?}"),
+            };
+            let ours = ring::agreement::EphemeralPrivateKey::generate(
+                alg,
+                &ring::rand::SystemRandom::new(),
+            )
+            .expect("random source");
+            let point = ring::agreement::UnparsedPublicKey::new(alg, &spki.subject_public_key.data);
+            assert!(
+                ring::agreement::agree_ephemeral(ours, &point, |_| ()).is_ok(),
+                "accepted EC point ring refuses"
+            );
+        }
+        "1.3.101.112" => {
+            assert!(
+                spki.algorithm.parameters.is_none(),
+                "accepted Ed25519 parameters"
+            );
+            assert_eq!(spki.subject_public_key.data.len(), 32);
+        }
+        other => panic!("accepted key algorithm {other}"),
+    }
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::IPAddress(ip) = name {
+                assert!(
+                    ip.len() == 4 || ip.len() == 16,
+                    "accepted SAN IP of {} bytes",
+                    ip.len()
+                );
+            }
         }
     }
 }

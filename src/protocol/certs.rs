@@ -8,10 +8,13 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
+use ring::agreement;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use std::collections::BTreeSet;
 use x509_parser::oid_registry::OID_SIG_ED25519;
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::PublicKey;
 use x509_parser::time::ASN1Time;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -239,6 +242,37 @@ pub enum CertRejection {
     },
     /// The certificate is one of our own roots.
     OwnRoot,
+    /// Not X.509 version 3. Go refuses versions above 3 and reads no extensions (so no CA)
+    /// below it. `version` is the number as written in texts (the field plus one).
+    Version {
+        /// The version, 1-based.
+        version: i64,
+    },
+    /// The serial number: Go refuses a negative or non-minimal one; zero and more than 20
+    /// bytes are ours (RFC 5280). The text completes "serial number …".
+    Serial(&'static str),
+    /// The same extension twice; Go refuses the certificate.
+    DuplicateExtension {
+        /// Dotted OID.
+        oid: String,
+    },
+    /// A public key Go cannot parse, or one outside what roots may use: RSA 2048–8192 bits with
+    /// an odd exponent 3..2^31-1, ECDSA on P-256/P-384 with the point on the curve, Ed25519.
+    PublicKey(String),
+    /// A critical extension Go's parser does not handle: every chain through it fails to verify.
+    CriticalExtension {
+        /// Dotted OID.
+        oid: String,
+    },
+    /// Something else Go's X.509 parser refuses (an encoding it does not read, a malformed
+    /// extension), or that the root checks refuse as unusable (an empty name, a negative path
+    /// length). `field` names the certificate field or extension.
+    Malformed {
+        /// Field or extension name, e.g. `subjectAltName`.
+        field: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for CertRejection {
@@ -256,6 +290,19 @@ impl std::fmt::Display for CertRejection {
                 write!(f, "not valid before {}", ymd(*not_before))
             }
             CertRejection::OwnRoot => f.write_str("is our own root certificate"),
+            CertRejection::Version { version } => {
+                write!(f, "X.509 version {version}: a root must be version 3")
+            }
+            CertRejection::Serial(detail) => write!(f, "serial number {detail}"),
+            CertRejection::DuplicateExtension { oid } => {
+                write!(f, "extension {oid} appears more than once")
+            }
+            CertRejection::PublicKey(detail) => write!(f, "public key: {detail}"),
+            CertRejection::CriticalExtension { oid } => write!(
+                f,
+                "critical extension {oid} is not one Go's X.509 verifier handles"
+            ),
+            CertRejection::Malformed { field, detail } => write!(f, "{field}: {detail}"),
         }
     }
 }
@@ -298,15 +345,18 @@ pub struct RootCheck {
     pub rejected: Vec<(usize, CertRejection)>,
 }
 
-/// Checks every block of `pem_bundle`: each must be a CERTIFICATE that x509-parser parses, that
-/// is a CA (BasicConstraints present with CA:TRUE — exactly what istiod's verifyTrustAnchor
-/// requires), valid at `now` (not_before <= now <= not_after), and whose fingerprint is not in
-/// `own_fingerprints` (our own root must never be imported as a peer's). Duplicate certificates
-/// within the bundle are accepted once (later copies are dropped silently, not rejected).
+/// Checks every block of `pem_bundle`: each must be a CERTIFICATE that x509-parser parses, whose
+/// fingerprint is not in `own_fingerprints` (our own root must never be imported as a peer's),
+/// that Go's `crypto/x509.ParseCertificate` would parse — istiod parses every trust anchor with
+/// it and drops the whole trust source over one it refuses (README "Security") — that passes the
+/// root rules (version 3, serial, names, key, critical extensions; see `root_rules`), that is a CA
+/// as Go sees it (basicConstraints CA:TRUE — what istiod's verifyTrustAnchor requires), and
+/// valid at `now` (not_before <= now <= not_after). Duplicate certificates within the bundle
+/// are accepted once (later copies are dropped silently, not rejected).
 ///
-/// Checks run in the order label, parse, own root, CA, not-yet-valid, expired; a block gets the
-/// first reason that applies. Err(message) only when the text holds no PEM block at all or
-/// [`pem_blocks`] fails.
+/// Checks run in the order label, parse, own root, Go's parser, root rules, CA, not-yet-valid,
+/// expired; a block gets the first reason that applies. Err(message) only when the text holds
+/// no PEM block at all or [`pem_blocks`] fails.
 pub fn check_roots(
     pem_bundle: &str,
     now: i64,
@@ -352,11 +402,10 @@ fn check_root(
     {
         return Err(CertRejection::OwnRoot);
     }
-    match cert.basic_constraints() {
-        Ok(Some(bc)) if bc.value.ca => {}
-        Ok(_) => return Err(CertRejection::NotCa),
-        // A duplicated BasicConstraints extension; Go's x509 refuses to parse such a cert.
-        Err(e) => return Err(CertRejection::Unparsable(e.to_string())),
+    let go = go_view(&block.der)?;
+    root_rules(&go, &cert)?;
+    if !matches!(go.basic_constraints, Some((true, _))) {
+        return Err(CertRejection::NotCa);
     }
     let not_before = cert.validity().not_before.timestamp();
     let not_after = cert.validity().not_after.timestamp();
@@ -381,6 +430,1122 @@ fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, String> {
         Ok(_) => Err("trailing data after certificate".to_string()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+// ---------- Roots as istiod's Go parser reads them ----------
+//
+// istiod parses every trust anchor with Go's crypto/x509.ParseCertificate and refuses the whole
+// trust source when one of them does not parse — every federation, not only the peer that sent
+// it (README "Security"). `go_view` reads a certificate as Go 1.23 does: the same DER rules
+// (low tag numbers, minimal definite lengths, minimal INTEGERs, OID arcs below 2^31, DER
+// BOOLEANs, BIT STRINGs with zero padding), the same fields in the same order and the same
+// extension parsers, and refuses what Go refuses. Where Go's rule is a large piece of its
+// standard library (URL syntax, RFC 2821 mailboxes, UTCTime with offsets or without seconds)
+// it refuses more: only the plain forms named below pass. `tests/go_oracle.rs` compares it
+// with Go itself over the corpus in testdata/go-oracle/ (README "Security").
+
+const TAG_BOOLEAN: u8 = 0x01;
+const TAG_INTEGER: u8 = 0x02;
+const TAG_BIT_STRING: u8 = 0x03;
+const TAG_OCTET_STRING: u8 = 0x04;
+const TAG_OID: u8 = 0x06;
+const TAG_UTF8_STRING: u8 = 0x0c;
+const TAG_NUMERIC_STRING: u8 = 0x12;
+const TAG_PRINTABLE_STRING: u8 = 0x13;
+const TAG_T61_STRING: u8 = 0x14;
+const TAG_IA5_STRING: u8 = 0x16;
+const TAG_UTC_TIME: u8 = 0x17;
+const TAG_GENERALIZED_TIME: u8 = 0x18;
+const TAG_BMP_STRING: u8 = 0x1e;
+const TAG_SEQUENCE: u8 = 0x30;
+const TAG_SET: u8 = 0x31;
+/// Context-specific tags: `[n]` primitive is `0x80 | n`, constructed `0xa0 | n`.
+const fn ctx(n: u8) -> u8 {
+    0x80 | n
+}
+const fn ctx_constructed(n: u8) -> u8 {
+    0xa0 | n
+}
+
+const OID_RSA: &[u32] = &[1, 2, 840, 113549, 1, 1, 1];
+const OID_EC: &[u32] = &[1, 2, 840, 10045, 2, 1];
+const OID_ED25519: &[u32] = &[1, 3, 101, 112];
+const OID_P224: &[u32] = &[1, 3, 132, 0, 33];
+const OID_P256: &[u32] = &[1, 2, 840, 10045, 3, 1, 7];
+const OID_P384: &[u32] = &[1, 3, 132, 0, 34];
+const OID_P521: &[u32] = &[1, 3, 132, 0, 35];
+const OID_SECP256K1: &[u32] = &[1, 3, 132, 0, 10];
+const OID_AUTHORITY_INFO_ACCESS: &[u32] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+
+/// At most this many content octets in a serial number (RFC 5280, 4.1.2.2).
+const MAX_SERIAL_BYTES: usize = 20;
+/// RSA modulus sizes a root may have: 2048 is today's floor; 8192 is ring's ceiling.
+const MIN_RSA_BITS: usize = 2048;
+const MAX_RSA_BITS: usize = 8192;
+/// The largest public exponent Go's crypto/rsa verifies with.
+const MAX_RSA_EXPONENT: u64 = (1 << 31) - 1;
+
+/// The elliptic curves Go's parser knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Curve {
+    P224,
+    P256,
+    P384,
+    P521,
+}
+
+impl Curve {
+    fn name(self) -> &'static str {
+        match self {
+            Curve::P224 => "P-224",
+            Curve::P256 => "P-256",
+            Curve::P384 => "P-384",
+            Curve::P521 => "P-521",
+        }
+    }
+
+    /// Bytes of one coordinate.
+    fn coordinate_len(self) -> usize {
+        match self {
+            Curve::P224 => 28,
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+}
+
+/// A public key as Go's parser left it.
+#[derive(Debug)]
+enum GoKey<'a> {
+    /// Go's RSA checks passed (NULL parameters, positive modulus, exponent that fits 64 bits).
+    Rsa,
+    /// A named curve Go knows and an uncompressed point of the right length; whether the point
+    /// is on the curve is left to [`root_rules`] (ring).
+    Ec {
+        curve: Curve,
+        point: &'a [u8],
+    },
+    Ed25519,
+    /// An algorithm the root rules refuse whatever Go makes of it (DSA, X25519, unknown).
+    Other(Vec<u32>),
+}
+
+/// What Go's `x509.ParseCertificate` reads from a certificate, as far as the root checks need it.
+#[derive(Debug)]
+struct GoView<'a> {
+    /// 1 to 3, as Go numbers versions.
+    version: i64,
+    /// Content octets of the serial INTEGER (minimal, not negative).
+    serial: &'a [u8],
+    issuer_attributes: usize,
+    subject_attributes: usize,
+    key: GoKey<'a>,
+    /// Go's `IsCA` and `MaxPathLen` (`None` when absent); `None` without basicConstraints.
+    basic_constraints: Option<(bool, Option<i64>)>,
+    /// Critical extensions Go records as unhandled (verification through them fails).
+    unhandled_critical: Vec<Vec<u32>>,
+}
+
+fn malformed(field: &'static str, detail: impl Into<String>) -> CertRejection {
+    CertRejection::Malformed {
+        field,
+        detail: detail.into(),
+    }
+}
+
+/// One DER element: tag, content octets, and the whole encoding.
+struct Element<'a> {
+    tag: u8,
+    body: &'a [u8],
+    whole: &'a [u8],
+}
+
+/// A reader over DER with the rules of Go's `cryptobyte`: low-tag-number identifiers only,
+/// definite lengths in the fewest octets (at most four). Every read returns `None` on input
+/// that does not follow them, and then leaves the reader where it was.
+#[derive(Clone, Copy)]
+struct Der<'a>(&'a [u8]);
+
+impl<'a> Der<'a> {
+    fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn peek(self) -> Option<u8> {
+        self.0.first().copied()
+    }
+
+    fn any(&mut self) -> Option<Element<'a>> {
+        let input = self.0;
+        let (&tag, rest) = input.split_first()?;
+        let (&len_byte, rest) = rest.split_first()?;
+        if tag & 0x1f == 0x1f {
+            return None;
+        }
+        let (len, header) = if len_byte & 0x80 == 0 {
+            (usize::from(len_byte), 2)
+        } else {
+            let n = usize::from(len_byte & 0x7f);
+            let octets = rest.get(..n).filter(|o| (1..=4).contains(&o.len()))?;
+            if octets[0] == 0 {
+                return None;
+            }
+            let len = octets
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            if len < 0x80 {
+                return None;
+            }
+            (len, 2 + n)
+        };
+        let total = header.checked_add(len)?;
+        let whole = input.get(..total)?;
+        self.0 = &input[total..];
+        Some(Element {
+            tag,
+            body: &whole[header..],
+            whole,
+        })
+    }
+
+    fn element(&mut self, tag: u8) -> Option<Element<'a>> {
+        let mut next = *self;
+        let e = next.any()?;
+        if e.tag != tag {
+            return None;
+        }
+        *self = next;
+        Some(e)
+    }
+
+    fn read(&mut self, tag: u8) -> Option<&'a [u8]> {
+        self.element(tag).map(|e| e.body)
+    }
+
+    /// `Some(None)` when the next element does not carry `tag`; `None` when it does but is
+    /// malformed.
+    fn optional(&mut self, tag: u8) -> Option<Option<&'a [u8]>> {
+        if self.peek() == Some(tag) {
+            self.read(tag).map(Some)
+        } else {
+            Some(None)
+        }
+    }
+
+    /// An INTEGER that fits 64 bits (Go reads versions, exponents and path lengths into `int`).
+    fn small_int(&mut self) -> Option<i64> {
+        let mut next = *self;
+        let body = next.read(TAG_INTEGER)?;
+        if !minimal_integer(body) || body.len() > 8 {
+            return None;
+        }
+        let first = if body[0] & 0x80 != 0 { -1i64 } else { 0 };
+        let value = body.iter().fold(first, |acc, &b| (acc << 8) | i64::from(b));
+        *self = next;
+        Some(value)
+    }
+
+    /// An OBJECT IDENTIFIER as Go's `ReadASN1ObjectIdentifier` reads it.
+    fn oid(&mut self) -> Option<Vec<u32>> {
+        let mut next = *self;
+        let oid = go_oid(next.read(TAG_OID)?)?;
+        *self = next;
+        Some(oid)
+    }
+}
+
+/// Go's `checkASN1Integer`: at least one octet, no redundant leading 0x00 or 0xff.
+fn minimal_integer(body: &[u8]) -> bool {
+    match body {
+        [] => false,
+        [0, second, ..] => second & 0x80 != 0,
+        [0xff, second, ..] => second & 0x80 == 0,
+        _ => true,
+    }
+}
+
+/// Go's OID reading: base-128 arcs in the fewest octets, each below 2^31; the first octet group
+/// holds the first two arcs.
+fn go_oid(body: &[u8]) -> Option<Vec<u32>> {
+    fn arc(bytes: &mut &[u8]) -> Option<u32> {
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let (&b, rest) = bytes.split_first()?;
+            if value >= 1 << (31 - 7) || (i == 0 && b == 0x80) {
+                return None;
+            }
+            *bytes = rest;
+            value = (value << 7) | u32::from(b & 0x7f);
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut bytes = body;
+    let first = arc(&mut bytes)?;
+    let mut oid = if first < 80 {
+        vec![first / 40, first % 40]
+    } else {
+        vec![2, first - 80]
+    };
+    while !bytes.is_empty() {
+        oid.push(arc(&mut bytes)?);
+    }
+    Some(oid)
+}
+
+/// Go's `newOIDFromDER` (certificate policies): base-128 arcs in the fewest octets, any size.
+fn go_policy_oid(body: &[u8]) -> bool {
+    let Some(last) = body.last() else {
+        return false;
+    };
+    if last & 0x80 != 0 {
+        return false;
+    }
+    let mut start = true;
+    for &b in body {
+        if start && b == 0x80 {
+            return false;
+        }
+        start = b & 0x80 == 0;
+    }
+    true
+}
+
+/// A dotted OID for a message, capped like other input-controlled text.
+fn oid_text(oid: &[u32]) -> String {
+    let text = oid.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+    shorten(&text)
+}
+
+/// Go's `ReadASN1Boolean`: one octet, 0x00 or 0xff.
+fn go_bool(body: &[u8]) -> Option<bool> {
+    match body {
+        [0x00] => Some(false),
+        [0xff] => Some(true),
+        _ => None,
+    }
+}
+
+/// Go's `ReadASN1BitString`: a padding count of at most 7, whose bits are zero. Returns the
+/// padding and the bytes.
+fn go_bit_string(body: &[u8]) -> Option<(u8, &[u8])> {
+    let (&padding, bytes) = body.split_first()?;
+    let ok = match bytes.last() {
+        _ if padding > 7 => false,
+        None => padding == 0,
+        Some(last) => last & ((1u8 << padding) - 1) == 0,
+    };
+    ok.then_some((padding, bytes))
+}
+
+fn is_ascii(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| b.is_ascii())
+}
+
+/// Go's PrintableString set, with the `*` and `&` it tolerates.
+fn go_printable(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b" '()+,-./:=?*&".contains(&b)
+}
+
+/// An attribute value of a Name: the string types Go reads, each with Go's content rule.
+fn go_string(tag: u8, body: &[u8]) -> Result<(), String> {
+    let ok = match tag {
+        TAG_T61_STRING => true,
+        TAG_PRINTABLE_STRING => body.iter().all(|&b| go_printable(b)),
+        TAG_UTF8_STRING => std::str::from_utf8(body).is_ok(),
+        TAG_BMP_STRING => body.len().is_multiple_of(2),
+        TAG_IA5_STRING => is_ascii(body),
+        TAG_NUMERIC_STRING => body.iter().all(|&b| b.is_ascii_digit() || b == b' '),
+        other => return Err(format!("string type with tag {other} is not one Go reads")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        let kind = match tag {
+            TAG_PRINTABLE_STRING => "PrintableString with characters outside its set",
+            TAG_UTF8_STRING => "UTF8String that is not UTF-8",
+            TAG_BMP_STRING => "BMPString of odd length",
+            TAG_IA5_STRING => "IA5String that is not ASCII",
+            _ => "NumericString with characters other than digits and spaces",
+        };
+        Err(kind.to_string())
+    }
+}
+
+/// Counts the attributes of a Name (`whole` is its complete SEQUENCE), checking each as Go does.
+fn go_name(whole: &[u8], field: &'static str) -> Result<usize, CertRejection> {
+    let body = Der(whole)
+        .read(TAG_SEQUENCE)
+        .ok_or_else(|| malformed(field, "not a DER SEQUENCE"))?;
+    let mut rdns = Der(body);
+    let mut count = 0;
+    while !rdns.is_empty() {
+        let set = rdns
+            .read(TAG_SET)
+            .ok_or_else(|| malformed(field, "malformed relative distinguished name"))?;
+        let mut set = Der(set);
+        while !set.is_empty() {
+            let mut attribute = set
+                .read(TAG_SEQUENCE)
+                .map(Der)
+                .ok_or_else(|| malformed(field, "malformed attribute"))?;
+            let oid = attribute
+                .oid()
+                .ok_or_else(|| malformed(field, "malformed attribute type"))?;
+            let value = attribute
+                .any()
+                .ok_or_else(|| malformed(field, "malformed attribute value"))?;
+            go_string(value.tag, value.body)
+                .map_err(|why| malformed(field, format!("attribute {}: {why}", oid_text(&oid))))?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// A validity time in the forms RFC 5280 prescribes — UTCTime `YYMMDDHHMMSSZ`, GeneralizedTime
+/// `YYYYMMDDHHMMSSZ` — with a real date and time. Go also reads a UTCTime without seconds and
+/// with an offset; those are refused here.
+fn go_time(validity: &mut Der<'_>, field: &'static str) -> Result<(), CertRejection> {
+    let (body, year_digits) = match validity.peek() {
+        Some(TAG_UTC_TIME) => (validity.read(TAG_UTC_TIME), 2),
+        Some(TAG_GENERALIZED_TIME) => (validity.read(TAG_GENERALIZED_TIME), 4),
+        _ => return Err(malformed(field, "neither UTCTime nor GeneralizedTime")),
+    };
+    let form = if year_digits == 2 {
+        "UTCTime YYMMDDHHMMSSZ"
+    } else {
+        "GeneralizedTime YYYYMMDDHHMMSSZ"
+    };
+    let bad = || malformed(field, format!("not a {form} with a valid date and time"));
+    let body = body.ok_or_else(bad)?;
+    let digits = body
+        .strip_suffix(b"Z")
+        .filter(|d| d.len() == year_digits + 10 && d.iter().all(u8::is_ascii_digit))
+        .ok_or_else(bad)?;
+    let number = |range: std::ops::Range<usize>| {
+        digits[range]
+            .iter()
+            .fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'))
+    };
+    let year = match year_digits {
+        2 if number(0..2) >= 50 => 1900 + number(0..2),
+        2 => 2000 + number(0..2),
+        _ => number(0..4),
+    };
+    let rest = |i: usize| number(year_digits + 2 * i..year_digits + 2 * i + 2);
+    let month = u8::try_from(rest(0))
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .ok_or_else(bad)?;
+    let day = u8::try_from(rest(1)).map_err(|_| bad())?;
+    time::Date::from_calendar_date(year, month, day).map_err(|_| bad())?;
+    if rest(2) > 23 || rest(3) > 59 || rest(4) > 59 {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// An AlgorithmIdentifier as Go's `parseAI` reads it: an OID, then optionally one element.
+/// Returns the OID and the parameters element.
+fn go_algorithm(body: &[u8]) -> Option<(Vec<u32>, Option<Element<'_>>)> {
+    let mut d = Der(body);
+    let oid = d.oid()?;
+    if d.is_empty() {
+        return Some((oid, None));
+    }
+    Some((oid, Some(d.any()?)))
+}
+
+/// The SubjectPublicKeyInfo (content octets), with Go's checks per algorithm. Go right-aligns
+/// a key BIT STRING with padding; a key here must be whole bytes.
+fn go_public_key(spki: &[u8]) -> Result<GoKey<'_>, CertRejection> {
+    let key_error = |detail: &str| CertRejection::PublicKey(detail.to_string());
+    let mut d = Der(spki);
+    let (oid, params) = d
+        .read(TAG_SEQUENCE)
+        .and_then(go_algorithm)
+        .ok_or_else(|| malformed("subjectPublicKeyInfo", "malformed algorithm identifier"))?;
+    let (padding, key) = d
+        .read(TAG_BIT_STRING)
+        .and_then(go_bit_string)
+        .ok_or_else(|| malformed("subjectPublicKeyInfo", "malformed subjectPublicKey"))?;
+    let whole_bytes = padding == 0;
+    match oid.as_slice() {
+        OID_RSA => {
+            if params.map(|p| p.whole) != Some(&[0x05, 0x00][..]) {
+                return Err(key_error("RSA key without NULL parameters"));
+            }
+            if !whole_bytes {
+                return Err(key_error("RSA key is not whole bytes"));
+            }
+            let mut rsa = Der(key)
+                .read(TAG_SEQUENCE)
+                .map(Der)
+                .ok_or_else(|| key_error("RSA key is not a DER SEQUENCE"))?;
+            let modulus = rsa
+                .read(TAG_INTEGER)
+                .filter(|n| minimal_integer(n))
+                .ok_or_else(|| key_error("RSA modulus is not a minimal DER INTEGER"))?;
+            let exponent = rsa.small_int().ok_or_else(|| {
+                key_error("RSA public exponent is not a minimal DER INTEGER of at most 64 bits")
+            })?;
+            if modulus[0] & 0x80 != 0 || modulus.iter().all(|&b| b == 0) {
+                return Err(key_error("RSA modulus is not a positive number"));
+            }
+            if exponent <= 0 {
+                return Err(key_error("RSA public exponent is not a positive number"));
+            }
+            Ok(GoKey::Rsa)
+        }
+        OID_EC => {
+            let named = params
+                .filter(|p| p.tag == TAG_OID)
+                .and_then(|p| go_oid(p.body))
+                .ok_or_else(|| key_error("EC parameters are not a named curve"))?;
+            let curve = match named.as_slice() {
+                OID_P224 => Curve::P224,
+                OID_P256 => Curve::P256,
+                OID_P384 => Curve::P384,
+                OID_P521 => Curve::P521,
+                OID_SECP256K1 => return Err(key_error("unsupported elliptic curve secp256k1")),
+                other => {
+                    return Err(CertRejection::PublicKey(format!(
+                        "unsupported elliptic curve {}",
+                        oid_text(other)
+                    )))
+                }
+            };
+            if !whole_bytes
+                || key.len() != 1 + 2 * curve.coordinate_len()
+                || key.first() != Some(&0x04)
+            {
+                return Err(CertRejection::PublicKey(format!(
+                    "not an uncompressed point on {}",
+                    curve.name()
+                )));
+            }
+            Ok(GoKey::Ec { curve, point: key })
+        }
+        OID_ED25519 => {
+            if params.is_some() {
+                return Err(key_error("Ed25519 key with algorithm parameters"));
+            }
+            if !whole_bytes || key.len() != 32 {
+                return Err(CertRejection::PublicKey(format!(
+                    "Ed25519 key of {} bytes, not 32",
+                    key.len()
+                )));
+            }
+            Ok(GoKey::Ed25519)
+        }
+        _ => Ok(GoKey::Other(oid)),
+    }
+}
+
+/// subjectAltName as Go's `parseSANExtension`; returns how many names Go keeps (zero makes a
+/// critical SAN unhandled). URIs must be `scheme://host[/path]` in a plain form Go's URL parser
+/// surely reads (see [`plain_uri`]).
+fn go_subject_alt_name(value: &[u8]) -> Result<usize, CertRejection> {
+    const FIELD: &str = "subjectAltName";
+    let mut names = Der(value)
+        .read(TAG_SEQUENCE)
+        .map(Der)
+        .ok_or_else(|| malformed(FIELD, "not a DER SEQUENCE"))?;
+    let mut count = 0;
+    while !names.is_empty() {
+        let name = names
+            .any()
+            .ok_or_else(|| malformed(FIELD, "malformed GeneralName"))?;
+        // Go compares `tag ^ 0x80` with the GeneralName numbers: primitive [1], [2], [6], [7].
+        let kind = match name.tag ^ 0x80 {
+            1 => "rfc822Name",
+            2 => "dNSName",
+            6 => "uniformResourceIdentifier",
+            7 => {
+                if name.body.len() != 4 && name.body.len() != 16 {
+                    return Err(malformed(
+                        FIELD,
+                        format!("IP address of {} bytes (4 or 16 expected)", name.body.len()),
+                    ));
+                }
+                count += 1;
+                continue;
+            }
+            _ => continue,
+        };
+        if !is_ascii(name.body) {
+            return Err(malformed(FIELD, format!("{kind} is not ASCII")));
+        }
+        if kind == "uniformResourceIdentifier" && !plain_uri(name.body) {
+            return Err(malformed(
+                FIELD,
+                format!(
+                    "URI {:?} is not of the form scheme://host/path",
+                    shorten(&String::from_utf8_lossy(name.body))
+                ),
+            ));
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// `scheme://host[/path]` with an RFC 3986 scheme, a host of dot-separated letter-digit-hyphen
+/// labels and a path of unreserved characters and slashes: what Go's `url.Parse` and its host
+/// check read without question. (SPIFFE IDs have this form.)
+fn plain_uri(uri: &[u8]) -> bool {
+    let Ok(uri) = std::str::from_utf8(uri) else {
+        return false;
+    };
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return false;
+    };
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let scheme_ok = scheme.bytes().enumerate().all(|(i, b)| {
+        b.is_ascii_alphabetic() || (i > 0 && (b.is_ascii_digit() || b"+-.".contains(&b)))
+    }) && !scheme.is_empty();
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+    scheme_ok && host_ok && path_ok
+}
+
+/// Go's `domainToReverseLabels` succeeds: no empty label (so no trailing dot), printable ASCII.
+fn go_domain(domain: &[u8]) -> bool {
+    domain.is_empty()
+        || domain
+            .split(|&b| b == b'.')
+            .all(|label| !label.is_empty() && label.iter().all(|b| (33..=126).contains(b)))
+}
+
+/// Go's `isValidIPMask`: ones, then zeros.
+fn go_ip_mask(mask: &[u8]) -> bool {
+    let mut seen_zero = false;
+    mask.iter().all(|&b| {
+        if seen_zero {
+            return b == 0;
+        }
+        match b {
+            0xff => true,
+            0x00 | 0x80 | 0xc0 | 0xe0 | 0xf0 | 0xf8 | 0xfc | 0xfe => {
+                seen_zero = true;
+                true
+            }
+            _ => false,
+        }
+    })
+}
+
+/// nameConstraints as Go's `parseNameConstraintsExtension`; returns whether Go leaves it
+/// unhandled. A mailbox constraint (`user@host`) is refused here (Go's RFC 2821 parser is not
+/// reproduced); a URI constraint must be a domain that cannot read as an IP address.
+fn go_name_constraints(value: &[u8]) -> Result<bool, CertRejection> {
+    const FIELD: &str = "nameConstraints";
+    let bad = || malformed(FIELD, "malformed");
+    let mut outer = Der(value);
+    let mut top = outer.read(TAG_SEQUENCE).map(Der).ok_or_else(bad)?;
+    if !outer.is_empty() {
+        return Err(bad());
+    }
+    let permitted = top.optional(ctx_constructed(0)).ok_or_else(bad)?;
+    let excluded = top.optional(ctx_constructed(1)).ok_or_else(bad)?;
+    if !top.is_empty() {
+        return Err(bad());
+    }
+    if permitted.unwrap_or_default().is_empty() && excluded.unwrap_or_default().is_empty() {
+        return Err(malformed(FIELD, "neither permitted nor excluded subtrees"));
+    }
+    let mut unhandled = false;
+    for subtrees in [permitted, excluded].into_iter().flatten() {
+        let mut subtrees = Der(subtrees);
+        while !subtrees.is_empty() {
+            let base = subtrees
+                .read(TAG_SEQUENCE)
+                .and_then(|s| Der(s).any())
+                .ok_or_else(bad)?;
+            let text = base.body;
+            let domain_part = |t: &'_ [u8]| t.strip_prefix(b".").map_or(t, |d| d).to_vec();
+            match base.tag {
+                t if t == ctx(2) || t == ctx(1) || t == ctx(6) => {
+                    let kind = match t {
+                        0x82 => "dNSName",
+                        0x81 => "rfc822Name",
+                        _ => "URI",
+                    };
+                    if !is_ascii(text) {
+                        return Err(malformed(FIELD, format!("{kind} constraint is not ASCII")));
+                    }
+                    if t == ctx(1) && text.contains(&b'@') {
+                        return Err(malformed(
+                            FIELD,
+                            "rfc822Name constraint naming a mailbox is not accepted",
+                        ));
+                    }
+                    if t == ctx(6)
+                        && !(text
+                            .iter()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(b))
+                            && text.iter().any(u8::is_ascii_alphabetic))
+                    {
+                        return Err(malformed(
+                            FIELD,
+                            "URI constraint is not a domain of letters, digits and hyphens",
+                        ));
+                    }
+                    if !go_domain(&domain_part(text)) {
+                        return Err(malformed(
+                            FIELD,
+                            format!(
+                                "{kind} constraint {:?} is not a domain",
+                                shorten(&String::from_utf8_lossy(text))
+                            ),
+                        ));
+                    }
+                }
+                t if t == ctx(7) => {
+                    let mask = match text.len() {
+                        8 => &text[4..],
+                        32 => &text[16..],
+                        n => {
+                            return Err(malformed(
+                                FIELD,
+                                format!("IP constraint of {n} bytes (8 or 32 expected)"),
+                            ))
+                        }
+                    };
+                    if !go_ip_mask(mask) {
+                        return Err(malformed(FIELD, "IP constraint mask is not a prefix"));
+                    }
+                }
+                _ => unhandled = true,
+            }
+        }
+    }
+    Ok(unhandled)
+}
+
+/// The extensions Go's `processExtensions` parses, each with its checks. Returns whether Go
+/// leaves the extension unhandled.
+fn go_extension(
+    oid: &[u32],
+    critical: bool,
+    value: &[u8],
+    view: &mut GoView<'_>,
+) -> Result<bool, CertRejection> {
+    let not_critical = |field: &'static str| {
+        if critical {
+            Err(malformed(field, "marked critical"))
+        } else {
+            Ok(())
+        }
+    };
+    let seq = |field: &'static str| {
+        Der(value)
+            .read(TAG_SEQUENCE)
+            .map(Der)
+            .ok_or_else(|| malformed(field, "not a DER SEQUENCE"))
+    };
+    match oid {
+        [2, 5, 29, 15] => {
+            Der(value)
+                .read(TAG_BIT_STRING)
+                .and_then(go_bit_string)
+                .ok_or_else(|| malformed("keyUsage", "malformed BIT STRING"))?;
+        }
+        [2, 5, 29, 19] => {
+            const FIELD: &str = "basicConstraints";
+            let mut bc = seq(FIELD)?;
+            let ca = match bc.peek() {
+                Some(TAG_BOOLEAN) => bc
+                    .read(TAG_BOOLEAN)
+                    .and_then(go_bool)
+                    .ok_or_else(|| malformed(FIELD, "cA is not a DER BOOLEAN"))?,
+                _ => false,
+            };
+            let path_len = match bc.peek() {
+                Some(TAG_INTEGER) => Some(bc.small_int().ok_or_else(|| {
+                    malformed(FIELD, "pathLenConstraint is not a minimal 64-bit INTEGER")
+                })?),
+                _ => None,
+            };
+            view.basic_constraints = Some((ca, path_len));
+        }
+        [2, 5, 29, 17] => return Ok(go_subject_alt_name(value)? == 0),
+        [2, 5, 29, 30] => return go_name_constraints(value),
+        [2, 5, 29, 31] => {
+            const FIELD: &str = "cRLDistributionPoints";
+            let bad = || malformed(FIELD, "malformed distribution point");
+            let mut points = seq(FIELD)?;
+            while !points.is_empty() {
+                let mut point = points.read(TAG_SEQUENCE).map(Der).ok_or_else(bad)?;
+                let Some(name) = point.optional(ctx_constructed(0)).ok_or_else(bad)? else {
+                    continue;
+                };
+                let mut full = Der(name)
+                    .read(ctx_constructed(0))
+                    .map(Der)
+                    .ok_or_else(bad)?;
+                while full.peek() == Some(ctx(6)) {
+                    full.read(ctx(6)).ok_or_else(bad)?;
+                }
+            }
+        }
+        [2, 5, 29, 35] => {
+            const FIELD: &str = "authorityKeyIdentifier";
+            not_critical(FIELD)?;
+            let mut akid = seq(FIELD)?;
+            if akid.peek() == Some(ctx(0)) {
+                akid.read(ctx(0))
+                    .ok_or_else(|| malformed(FIELD, "malformed keyIdentifier"))?;
+            }
+        }
+        [2, 5, 29, 37] => {
+            const FIELD: &str = "extKeyUsage";
+            let mut usages = seq(FIELD)?;
+            while !usages.is_empty() {
+                usages
+                    .oid()
+                    .ok_or_else(|| malformed(FIELD, "malformed key purpose OID"))?;
+            }
+        }
+        [2, 5, 29, 14] => {
+            const FIELD: &str = "subjectKeyIdentifier";
+            not_critical(FIELD)?;
+            Der(value)
+                .read(TAG_OCTET_STRING)
+                .ok_or_else(|| malformed(FIELD, "not a DER OCTET STRING"))?;
+        }
+        [2, 5, 29, 32] => {
+            const FIELD: &str = "certificatePolicies";
+            let mut policies = seq(FIELD)?;
+            while !policies.is_empty() {
+                let ok = policies
+                    .read(TAG_SEQUENCE)
+                    .and_then(|p| Der(p).read(TAG_OID))
+                    .is_some_and(go_policy_oid);
+                if !ok {
+                    return Err(malformed(FIELD, "malformed policy"));
+                }
+            }
+        }
+        [2, 5, 29, _] => return Ok(true),
+        OID_AUTHORITY_INFO_ACCESS => {
+            const FIELD: &str = "authorityInfoAccess";
+            not_critical(FIELD)?;
+            let bad = || malformed(FIELD, "malformed access description");
+            let mut descriptions = seq(FIELD)?;
+            while !descriptions.is_empty() {
+                let mut d = descriptions.read(TAG_SEQUENCE).map(Der).ok_or_else(bad)?;
+                d.oid().ok_or_else(bad)?;
+                if d.peek() == Some(ctx(6)) {
+                    d.read(ctx(6)).ok_or_else(bad)?;
+                }
+            }
+        }
+        _ => return Ok(true),
+    }
+    Ok(false)
+}
+
+/// The extensions block (content octets of `[3]`), as Go reads it: each extension once, then
+/// each through [`go_extension`].
+fn go_extensions<'a>(body: &'a [u8], view: &mut GoView<'a>) -> Result<(), CertRejection> {
+    const FIELD: &str = "extensions";
+    let mut list = Der(body)
+        .read(TAG_SEQUENCE)
+        .map(Der)
+        .ok_or_else(|| malformed(FIELD, "not a DER SEQUENCE"))?;
+    let mut seen = BTreeSet::new();
+    let mut extensions = Vec::new();
+    while !list.is_empty() {
+        let mut e = list
+            .read(TAG_SEQUENCE)
+            .map(Der)
+            .ok_or_else(|| malformed(FIELD, "malformed extension"))?;
+        let oid = e
+            .oid()
+            .ok_or_else(|| malformed(FIELD, "malformed extension OID"))?;
+        let critical = match e.peek() {
+            Some(TAG_BOOLEAN) => e.read(TAG_BOOLEAN).and_then(go_bool).ok_or_else(|| {
+                malformed(
+                    FIELD,
+                    format!(
+                        "extension {}: critical is not a DER BOOLEAN",
+                        oid_text(&oid)
+                    ),
+                )
+            })?,
+            _ => false,
+        };
+        let value = e.read(TAG_OCTET_STRING).ok_or_else(|| {
+            malformed(
+                FIELD,
+                format!("extension {}: malformed value", oid_text(&oid)),
+            )
+        })?;
+        if !seen.insert(oid.clone()) {
+            return Err(CertRejection::DuplicateExtension {
+                oid: oid_text(&oid),
+            });
+        }
+        extensions.push((oid, critical, value));
+    }
+    for (oid, critical, value) in extensions {
+        if go_extension(&oid, critical, value, view)? && critical {
+            view.unhandled_critical.push(oid);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a certificate as Go's `x509.ParseCertificate` does (see the section comment), field by
+/// field in Go's order, so the first problem named is the one Go stops at.
+fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
+    let mut input = Der(der);
+    let mut outer = input
+        .read(TAG_SEQUENCE)
+        .map(Der)
+        .ok_or_else(|| malformed("certificate", "not a DER SEQUENCE"))?;
+    if !input.is_empty() {
+        return Err(malformed("certificate", "trailing data"));
+    }
+    let mut tbs = outer
+        .read(TAG_SEQUENCE)
+        .map(Der)
+        .ok_or_else(|| malformed("tbsCertificate", "not a DER SEQUENCE"))?;
+
+    let version = match tbs
+        .optional(ctx_constructed(0))
+        .ok_or_else(|| malformed("version", "malformed"))?
+    {
+        None => 0,
+        Some(body) => {
+            let mut v = Der(body);
+            match v.small_int() {
+                Some(n) if v.is_empty() && n >= 0 => n,
+                _ => return Err(malformed("version", "not a non-negative DER INTEGER")),
+            }
+        }
+    };
+    if version > 2 {
+        return Err(CertRejection::Version {
+            version: version.saturating_add(1),
+        });
+    }
+
+    let serial = tbs
+        .read(TAG_INTEGER)
+        .ok_or(CertRejection::Serial("is not a DER INTEGER"))?;
+    if !minimal_integer(serial) {
+        return Err(CertRejection::Serial("is not minimally encoded"));
+    }
+    if serial[0] & 0x80 != 0 {
+        return Err(CertRejection::Serial("is negative"));
+    }
+
+    let inner_algorithm = tbs
+        .read(TAG_SEQUENCE)
+        .ok_or_else(|| malformed("signature", "malformed algorithm identifier"))?;
+    let outer_algorithm = outer
+        .read(TAG_SEQUENCE)
+        .ok_or_else(|| malformed("signatureAlgorithm", "malformed algorithm identifier"))?;
+    if inner_algorithm != outer_algorithm {
+        return Err(malformed(
+            "signatureAlgorithm",
+            "differs from the signature algorithm in tbsCertificate",
+        ));
+    }
+    go_algorithm(inner_algorithm)
+        .ok_or_else(|| malformed("signatureAlgorithm", "malformed algorithm identifier"))?;
+
+    let issuer = tbs
+        .element(TAG_SEQUENCE)
+        .ok_or_else(|| malformed("issuer", "not a DER SEQUENCE"))?;
+    let issuer_attributes = go_name(issuer.whole, "issuer")?;
+
+    let mut validity = tbs
+        .read(TAG_SEQUENCE)
+        .map(Der)
+        .ok_or_else(|| malformed("validity", "not a DER SEQUENCE"))?;
+    go_time(&mut validity, "notBefore")?;
+    go_time(&mut validity, "notAfter")?;
+
+    let subject = tbs
+        .element(TAG_SEQUENCE)
+        .ok_or_else(|| malformed("subject", "not a DER SEQUENCE"))?;
+    let subject_attributes = go_name(subject.whole, "subject")?;
+
+    let spki = tbs
+        .read(TAG_SEQUENCE)
+        .ok_or_else(|| malformed("subjectPublicKeyInfo", "not a DER SEQUENCE"))?;
+    let key = go_public_key(spki)?;
+
+    let mut view = GoView {
+        version: version + 1,
+        serial,
+        issuer_attributes,
+        subject_attributes,
+        key,
+        basic_constraints: None,
+        unhandled_critical: Vec::new(),
+    };
+    if view.version > 1 {
+        for (tag, field) in [(ctx(1), "issuerUniqueID"), (ctx(2), "subjectUniqueID")] {
+            tbs.optional(tag)
+                .ok_or_else(|| malformed(field, "malformed"))?;
+        }
+        if view.version == 3 {
+            if let Some(body) = tbs
+                .optional(ctx_constructed(3))
+                .ok_or_else(|| malformed("extensions", "malformed"))?
+            {
+                go_extensions(body, &mut view)?;
+            }
+            // Go skips what follows; stricter DER readers (BoringSSL in Envoy) refuse it.
+            if !tbs.is_empty() {
+                return Err(malformed("tbsCertificate", "data after the extensions"));
+            }
+        }
+    }
+
+    outer
+        .read(TAG_BIT_STRING)
+        .and_then(go_bit_string)
+        .ok_or_else(|| malformed("signature", "malformed BIT STRING"))?;
+    // Likewise.
+    if !outer.is_empty() {
+        return Err(malformed("certificate", "data after the signature"));
+    }
+    Ok(view)
+}
+
+/// Points checked so far in this process, and whether each is on its curve. Discovery checks
+/// every federation's cached roots on every run, often the same ones; an ECDH computation costs
+/// tens of microseconds on P-256 and several times that on P-384.
+type PointCache = std::sync::Mutex<std::collections::HashMap<(Curve, Vec<u8>), bool>>;
+/// At most this many points are remembered (a few hundred kilobytes).
+const MAX_CACHED_POINTS: usize = 4096;
+
+/// Whether ring accepts `point` as a peer's public key on `curve` — its ECDH validation decodes
+/// the uncompressed point and checks that it lies on the curve.
+fn ec_point_on_curve(curve: Curve, point: &[u8]) -> Result<bool, CertRejection> {
+    static CHECKED: std::sync::OnceLock<PointCache> = std::sync::OnceLock::new();
+    let cache = CHECKED.get_or_init(Default::default);
+    let key = (curve, point.to_vec());
+    if let Some(&known) = cache.lock().ok().as_ref().and_then(|c| c.get(&key)) {
+        return Ok(known);
+    }
+    let algorithm = match curve {
+        Curve::P256 => &agreement::ECDH_P256,
+        Curve::P384 => &agreement::ECDH_P384,
+        Curve::P224 | Curve::P521 => {
+            return Err(CertRejection::PublicKey(format!(
+                "curve {} (P-256 and P-384 are accepted)",
+                curve.name()
+            )))
+        }
+    };
+    let ours = agreement::EphemeralPrivateKey::generate(algorithm, &SystemRandom::new()).map_err(
+        |_| CertRejection::PublicKey("cannot be checked: the system random source failed".into()),
+    )?;
+    let peer = agreement::UnparsedPublicKey::new(algorithm, point);
+    let on_curve = agreement::agree_ephemeral(ours, &peer, |_| ()).is_ok();
+    if let Ok(mut c) = cache.lock() {
+        if c.len() < MAX_CACHED_POINTS {
+            c.insert(key, on_curve);
+        }
+    }
+    Ok(on_curve)
+}
+
+/// The rules for a root beyond "Go parses it": version 3; a serial number of 1 to 20 octets that
+/// is not zero; non-empty issuer and subject; an RSA key of 2048 to 8192 bits with an odd
+/// modulus and an odd exponent from 3 to 2^31-1 (x509-parser's key parsing), an ECDSA key on
+/// P-256 or P-384 whose point ring accepts, or Ed25519; no critical extension Go leaves
+/// unhandled; no negative path length. (Whether it is a CA is checked by the caller.)
+fn root_rules(go: &GoView<'_>, cert: &X509Certificate<'_>) -> Result<(), CertRejection> {
+    if go.version != 3 {
+        return Err(CertRejection::Version {
+            version: go.version,
+        });
+    }
+    if go.serial.iter().all(|&b| b == 0) {
+        return Err(CertRejection::Serial("is zero"));
+    }
+    if go.serial.len() > MAX_SERIAL_BYTES {
+        return Err(CertRejection::Serial("is longer than 20 bytes"));
+    }
+    if go.issuer_attributes == 0 {
+        return Err(malformed("issuer", "empty name"));
+    }
+    if go.subject_attributes == 0 {
+        return Err(malformed("subject", "empty name"));
+    }
+    match &go.key {
+        GoKey::Rsa => {
+            let rsa = match cert.public_key().parsed() {
+                Ok(PublicKey::RSA(rsa)) => rsa,
+                _ => return Err(CertRejection::PublicKey("unreadable RSA key".into())),
+            };
+            let modulus = rsa
+                .modulus
+                .iter()
+                .position(|&b| b != 0)
+                .map_or(&[][..], |i| &rsa.modulus[i..]);
+            let bits = modulus.first().map_or(0, |&top| {
+                8 * modulus.len() - usize::try_from(top.leading_zeros()).unwrap_or(0)
+            });
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+                return Err(CertRejection::PublicKey(format!(
+                    "RSA modulus of {bits} bits ({MIN_RSA_BITS} to {MAX_RSA_BITS} accepted)"
+                )));
+            }
+            if modulus.last().is_some_and(|b| b & 1 == 0) {
+                return Err(CertRejection::PublicKey("RSA modulus is even".into()));
+            }
+            let exponent = rsa.try_exponent().unwrap_or(0);
+            if exponent.is_multiple_of(2) || !(3..=MAX_RSA_EXPONENT).contains(&exponent) {
+                return Err(CertRejection::PublicKey(
+                    "RSA public exponent is not an odd number from 3 to 2^31-1".into(),
+                ));
+            }
+        }
+        GoKey::Ec { curve, point } => {
+            if !ec_point_on_curve(*curve, point)? {
+                return Err(CertRejection::PublicKey(format!(
+                    "point is not on curve {}",
+                    curve.name()
+                )));
+            }
+        }
+        GoKey::Ed25519 => {}
+        GoKey::Other(oid) => {
+            return Err(CertRejection::PublicKey(format!(
+                "algorithm {} (RSA, ECDSA and Ed25519 are accepted)",
+                oid_text(oid)
+            )))
+        }
+    }
+    if let Some(oid) = go.unhandled_critical.first() {
+        return Err(CertRejection::CriticalExtension { oid: oid_text(oid) });
+    }
+    if let Some((_, Some(path_len))) = go.basic_constraints {
+        if path_len < 0 {
+            return Err(malformed("basicConstraints", "negative pathLenConstraint"));
+        }
+    }
+    Ok(())
 }
 
 /// Fingerprints of every CERTIFICATE block in a PEM text, skipping what does not parse (used for
@@ -933,6 +2098,34 @@ mod tests {
                 "not valid before 2030-01-01",
             ),
             (CertRejection::OwnRoot, "is our own root certificate"),
+            (
+                CertRejection::Version { version: 4 },
+                "X.509 version 4: a root must be version 3",
+            ),
+            (
+                CertRejection::Serial("is negative"),
+                "serial number is negative",
+            ),
+            (
+                CertRejection::DuplicateExtension {
+                    oid: "2.5.29.14".into(),
+                },
+                "extension 2.5.29.14 appears more than once",
+            ),
+            (
+                CertRejection::PublicKey("point is not on curve P-256".into()),
+                "public key: point is not on curve P-256",
+            ),
+            (
+                CertRejection::CriticalExtension {
+                    oid: "1.2.3".into(),
+                },
+                "critical extension 1.2.3 is not one Go's X.509 verifier handles",
+            ),
+            (
+                malformed("subjectAltName", "IP address of 5 bytes (4 or 16 expected)"),
+                "subjectAltName: IP address of 5 bytes (4 or 16 expected)",
+            ),
         ];
         for (rejection, text) in cases {
             assert_eq!(rejection.to_string(), text);
@@ -957,6 +2150,182 @@ mod tests {
         let long = "A".repeat(1000);
         let text = CertRejection::NotCertificate { label: long }.to_string();
         assert!(text.len() < 120, "{text}");
+    }
+
+    // ---------- Go's parser rules ----------
+
+    #[test]
+    fn der_reader_follows_go_cryptobyte() {
+        let read = |bytes: &[u8]| {
+            let mut d = Der(bytes);
+            d.any().map(|e| (e.tag, e.body.to_vec(), d.0.len()))
+        };
+        assert_eq!(read(&[0x04, 0x01, 0xaa, 0xff]), Some((0x04, vec![0xaa], 1)));
+        let long: Vec<u8> = [&[0x04, 0x81, 0x80][..], &[7u8; 128]].concat();
+        assert_eq!(read(&long).map(|(_, b, _)| b.len()), Some(128));
+        // Long form for a short length, a leading zero length octet, five length octets,
+        // indefinite length, a high tag number, truncation.
+        assert_eq!(read(&[0x04, 0x81, 0x01, 0xaa]), None);
+        let padded: Vec<u8> = [&[0x04, 0x82, 0x00, 0x80][..], &[7u8; 128]].concat();
+        assert_eq!(read(&padded), None);
+        assert_eq!(read(&[0x04, 0x85, 0, 0, 0, 0, 1, 0xaa]), None);
+        assert_eq!(read(&[0x30, 0x80, 0x00, 0x00]), None);
+        assert_eq!(read(&[0x1f, 0x20, 0x01, 0x00]), None);
+        assert_eq!(read(&[0x04, 0x02, 0xaa]), None);
+        assert_eq!(read(&[0x04]), None);
+        // A failed read leaves the reader where it was.
+        let mut d = Der(&[0x02, 0x02, 0x00, 0x01]);
+        assert_eq!(d.small_int(), None);
+        assert_eq!(d.0.len(), 4);
+        assert_eq!(d.read(TAG_BOOLEAN), None);
+        assert_eq!(d.0.len(), 4);
+        assert_eq!(Der(&[0x02, 0x01, 0xff]).small_int(), Some(-1));
+        assert_eq!(Der(&[0x02, 0x02, 0x00, 0x80]).small_int(), Some(128));
+        assert_eq!(
+            Der(&[0x02, 0x09, 1, 0, 0, 0, 0, 0, 0, 0, 1]).small_int(),
+            None
+        );
+    }
+
+    #[test]
+    fn integers_must_be_minimal() {
+        assert!(!minimal_integer(&[]));
+        assert!(minimal_integer(&[0x00]));
+        assert!(minimal_integer(&[0xff]));
+        assert!(minimal_integer(&[0x00, 0x80]));
+        assert!(!minimal_integer(&[0x00, 0x7f]));
+        assert!(minimal_integer(&[0xff, 0x7f]));
+        assert!(!minimal_integer(&[0xff, 0x80]));
+    }
+
+    #[test]
+    fn oids_as_go_reads_them() {
+        assert_eq!(go_oid(&[0x55, 0x1d, 0x0e]), Some(vec![2, 5, 29, 14]));
+        assert_eq!(go_oid(&[0x88, 0x37]), Some(vec![2, 999]));
+        assert_eq!(go_oid(&[0x27]), Some(vec![0, 39]));
+        // 2^31 - 1 is the largest arc; 2^31 and five-octet arcs above it are refused.
+        assert_eq!(
+            go_oid(&[0x2a, 0x87, 0xff, 0xff, 0xff, 0x7f]),
+            Some(vec![1, 2, (1 << 31) - 1])
+        );
+        assert_eq!(go_oid(&[0x2a, 0x88, 0x80, 0x80, 0x80, 0x00]), None);
+        assert_eq!(go_oid(&[0x2a, 0x80, 0x01]), None);
+        assert_eq!(go_oid(&[0x2a, 0x81]), None);
+        assert_eq!(go_oid(&[]), None);
+        assert!(go_policy_oid(&[0x55, 0x1d, 0x20, 0x00]));
+        assert!(go_policy_oid(&[
+            0x2a, 0x90, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00
+        ]));
+        assert!(!go_policy_oid(&[0x2a, 0x80, 0x01]));
+        assert!(!go_policy_oid(&[0x2a, 0x81]));
+        assert_eq!(oid_text(&[2, 5, 29, 14]), "2.5.29.14");
+        assert!(oid_text(&[1; 100]).chars().count() <= MAX_LABEL_IN_MESSAGE + 1);
+    }
+
+    #[test]
+    fn bit_strings_booleans_and_strings() {
+        assert_eq!(go_bit_string(&[0x00]), Some((0, &[][..])));
+        assert_eq!(go_bit_string(&[0x01, 0x06]), Some((1, &[0x06][..])));
+        assert_eq!(go_bit_string(&[0x01, 0x07]), None);
+        assert_eq!(go_bit_string(&[0x08, 0x00]), None);
+        assert_eq!(go_bit_string(&[0x01]), None);
+        assert_eq!(go_bit_string(&[]), None);
+        assert_eq!(go_bool(&[0xff]), Some(true));
+        assert_eq!(go_bool(&[0x00]), Some(false));
+        assert_eq!(go_bool(&[0x01]), None);
+        assert_eq!(go_bool(&[0xff, 0xff]), None);
+        assert!(go_string(TAG_PRINTABLE_STRING, b"Root CA *.b & c").is_ok());
+        assert!(go_string(TAG_PRINTABLE_STRING, b"a@b").is_err());
+        assert!(go_string(TAG_UTF8_STRING, "\u{e4}".as_bytes()).is_ok());
+        assert!(go_string(TAG_UTF8_STRING, b"\xff").is_err());
+        assert!(go_string(TAG_IA5_STRING, b"\x80").is_err());
+        assert!(go_string(TAG_BMP_STRING, b"\x00a").is_ok());
+        assert!(go_string(TAG_BMP_STRING, b"\x00a\x00").is_err());
+        assert!(go_string(TAG_NUMERIC_STRING, b"12 3").is_ok());
+        assert!(go_string(TAG_NUMERIC_STRING, b"12a").is_err());
+        assert!(go_string(TAG_T61_STRING, b"\xff").is_ok());
+        assert!(go_string(0x1a, b"visible").is_err());
+    }
+
+    #[test]
+    fn times_in_rfc_5280_form_only() {
+        let time = |tag: u8, text: &str| {
+            let der = [&[tag, text.len() as u8][..], text.as_bytes()].concat();
+            go_time(&mut Der(&der), "notBefore").is_ok()
+        };
+        assert!(time(TAG_UTC_TIME, "200101000000Z"));
+        assert!(time(TAG_UTC_TIME, "491231235959Z"));
+        assert!(time(TAG_UTC_TIME, "240229000000Z"));
+        assert!(!time(TAG_UTC_TIME, "230229000000Z"));
+        assert!(!time(TAG_UTC_TIME, "200230000000Z"));
+        assert!(!time(TAG_UTC_TIME, "201301000000Z"));
+        assert!(!time(TAG_UTC_TIME, "200101240000Z"));
+        assert!(!time(TAG_UTC_TIME, "200101006000Z"));
+        assert!(!time(TAG_UTC_TIME, "200101000060Z"));
+        assert!(!time(TAG_UTC_TIME, "200101000000"));
+        assert!(!time(TAG_UTC_TIME, "2001010000Z"));
+        assert!(!time(TAG_UTC_TIME, "200101000000+0100"));
+        assert!(time(TAG_GENERALIZED_TIME, "20550101000000Z"));
+        assert!(!time(TAG_GENERALIZED_TIME, "20550101000000.5Z"));
+        assert!(!time(TAG_GENERALIZED_TIME, "20550101000000"));
+        assert!(!time(TAG_PRINTABLE_STRING, "200101000000Z"));
+    }
+
+    #[test]
+    fn names_in_sans_and_constraints() {
+        assert!(plain_uri(
+            b"spiffe://cluster.local/ns/istio-system/sa/istiod"
+        ));
+        assert!(plain_uri(b"https://b.test"));
+        assert!(!plain_uri(b"spiffe://b test/x"));
+        assert!(!plain_uri(b"https://b.test:443/"));
+        assert!(!plain_uri(b"https://b.test/?q=1"));
+        assert!(!plain_uri(b"https:///path"));
+        assert!(!plain_uri(b"urn:uuid:1234"));
+        assert!(!plain_uri(b"1http://b.test"));
+        assert!(!plain_uri(b"https://b..test"));
+        assert!(go_domain(b""));
+        assert!(go_domain(b"b.test"));
+        assert!(!go_domain(b"b.test."));
+        assert!(!go_domain(b"b..test"));
+        assert!(!go_domain(b"b test"));
+        assert!(go_ip_mask(&[255, 255, 0, 0]));
+        assert!(go_ip_mask(&[255, 254, 0, 0]));
+        assert!(!go_ip_mask(&[255, 0, 255, 0]));
+        assert!(!go_ip_mask(&[255, 0x7f, 0, 0]));
+    }
+
+    #[test]
+    fn an_odd_root_is_dropped_on_its_own() {
+        // rcgen's roots follow every rule (version 3, positive 20-byte serial, P-256 key).
+        let good = ca("Good");
+        let mut negative = good.der.clone();
+        // The serial INTEGER follows the version field `[0] { INTEGER 2 }`; make it negative.
+        let version = negative
+            .windows(5)
+            .position(|w| w == [0xa0, 0x03, 0x02, 0x01, 0x02])
+            .unwrap();
+        let serial = version + 5;
+        assert_eq!(negative[serial], 0x02, "serial INTEGER expected");
+        negative[serial + 2] = 0x81;
+        let other = ca("Other");
+        let bundle = format!(
+            "{}{}{}",
+            good.pem,
+            independent_pem("CERTIFICATE", &negative),
+            other.pem
+        );
+        let check = check_roots(&bundle, NOW, &[]).unwrap();
+        let fps: Vec<&str> = check
+            .accepted
+            .iter()
+            .map(|r| r.fingerprint.as_str())
+            .collect();
+        assert_eq!(fps, vec![sha256_hex(&good.der), sha256_hex(&other.der)]);
+        assert_eq!(
+            check.rejected,
+            vec![(2, CertRejection::Serial("is negative"))]
+        );
     }
 
     // ---------- certificate_fingerprints ----------

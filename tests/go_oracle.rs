@@ -8,6 +8,8 @@
 //! - Go's verdict and the hook's are exactly those of testdata/go-oracle/expected.tsv, which is
 //!   reviewed by hand (`UPDATE_GOLDEN=1` rewrites it).
 
+#[path = "support/odd_roots.rs"]
+mod odd_roots;
 use istio_federation_hook::protocol::certs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -202,38 +204,7 @@ fn our_roots_are_a_subset_of_what_go_accepts() {
 /// Go that istiod runs), and the hook must refuse each with its own reason.
 #[test]
 fn the_nine_are_refused_by_go_and_by_us() {
-    let nine = [
-        ("odd-negative-serial", "serial number is negative"),
-        (
-            "odd-serial-not-minimal",
-            "serial number is not minimally encoded",
-        ),
-        (
-            "odd-duplicate-extension",
-            "extension 2.5.29.14 appears more than once",
-        ),
-        (
-            "odd-ec-point-off-curve",
-            "public key: point is not on curve P-256",
-        ),
-        (
-            "odd-secp256k1",
-            "public key: unsupported elliptic curve secp256k1",
-        ),
-        (
-            "odd-rsa-negative-modulus",
-            "public key: RSA modulus is not a positive number",
-        ),
-        (
-            "odd-rsa-exponent-2-64-plus-1",
-            "public key: RSA public exponent is not a minimal DER INTEGER of at most 64 bits",
-        ),
-        (
-            "odd-san-ip-5-bytes",
-            "subjectAltName: IP address of 5 bytes (4 or 16 expected)",
-        ),
-        ("odd-version-4", "X.509 version 4: a root must be version 3"),
-    ];
+    let nine = odd_roots::ODD_ROOTS;
     let files: Vec<(String, PathBuf)> = corpus()
         .into_iter()
         .filter(|(n, _)| nine.iter().any(|(m, _)| m == n))

@@ -8,7 +8,7 @@ use super::retention;
 use super::status::{Condition, ConditionStatus, ConditionType};
 use super::trust_bundle::TrustBundleError;
 use crate::hook::timefmt;
-use crate::protocol::failure::Reason;
+use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::SpecProblem;
 use crate::protocol::metadata::PrivateMetadata;
 use crate::protocol::names;
@@ -218,6 +218,9 @@ fn trust_condition_of_published(
     Condition::new(TRUST, True, Reason::Succeeded, msg)
 }
 
+/// `ServicesImported`: the first thing that stands in the way of importing — the policy, a
+/// held object, missing metadata, no usable gateway — or what was imported and dropped
+/// (README, "Conditions").
 pub fn services_condition(st: &FedState) -> Condition {
     if let Err(e) = &st.fed.import {
         return Condition::new(
@@ -228,86 +231,112 @@ pub fn services_condition(st: &FedState) -> Condition {
         );
     }
     if let Some(f) = &st.services_hold {
-        let kept = match &st.private {
-            Some(p) if !p.ingress_gateways.is_empty() => {
-                let n = p.service_count();
-                format!(
-                    "the last good metadata's {n} service{} stay imported",
-                    if n == 1 { "" } else { "s" }
-                )
-            }
-            _ => "ServiceEntries created earlier are kept".to_string(),
-        };
-        return Condition::new(
-            SERVICES,
-            False,
-            f.reason,
-            format!("{}; {kept}.", f.message.trim_end_matches('.')),
-        );
+        return services_held(f, st.private.as_ref());
     }
+    let private = match usable_private(st) {
+        Ok(p) => p,
+        Err(waiting) => return waiting,
+    };
+    log_dropped(st);
+    if private.ingress_gateways.is_empty() {
+        return no_gateways(private);
+    }
+    imported(private, st.left_out_by_policy)
+}
+
+/// A ServiceEntry or the status patch would exceed the object budget: the hold's own message,
+/// then what stays imported — the last good metadata's services when it has gateways to reach
+/// them, otherwise whatever was created earlier.
+fn services_held(hold: &Failure, private: Option<&PrivateMetadata>) -> Condition {
+    let kept = match private {
+        Some(p) if !p.ingress_gateways.is_empty() => {
+            let n = p.service_count();
+            format!(
+                "the last good metadata's {n} service{} stay imported",
+                if n == 1 { "" } else { "s" }
+            )
+        }
+        _ => "ServiceEntries created earlier are kept".to_string(),
+    };
+    Condition::new(
+        SERVICES,
+        False,
+        hold.reason,
+        format!("{}; {kept}.", hold.message.trim_end_matches('.')),
+    )
+}
+
+/// The private metadata to import from, or the condition that says why there is none yet:
+/// public metadata comes first (unusable, or not fetched), then private (unusable, or not
+/// fetched). Nothing created earlier is removed while waiting.
+fn usable_private<'s>(st: &'s FedState) -> Result<&'s PrivateMetadata, Condition> {
     if let (None, Some(f)) = (&st.public, &st.public_problem) {
-        return Condition::new(
+        return Err(Condition::new(
             SERVICES,
             False,
             f.reason,
             "Cached public metadata is unusable; ServiceEntries created earlier are kept.",
-        );
+        ));
     }
     if st.public.is_none() {
-        return Condition::new(
+        return Err(Condition::new(
             SERVICES,
             False,
             Reason::AwaitingPublic,
             "Services are imported once public metadata is available.",
-        );
+        ));
     }
-    let Some(private) = &st.private else {
-        return match &st.private_problem {
-            Some(f) => Condition::new(
-                SERVICES,
-                False,
-                f.reason,
-                format!(
-                    "{}. ServiceEntries created earlier are kept.",
-                    f.message.trim_end_matches('.')
-                ),
+    match (&st.private, &st.private_problem) {
+        (Some(private), _) => Ok(private),
+        (None, Some(f)) => Err(Condition::new(
+            SERVICES,
+            False,
+            f.reason,
+            format!(
+                "{}. ServiceEntries created earlier are kept.",
+                f.message.trim_end_matches('.')
             ),
-            None => Condition::new(
-                SERVICES,
-                False,
-                Reason::AwaitingPrivate,
-                "Private metadata has not been fetched yet; no services are imported.",
-            ),
-        };
-    };
-    if private.ingress_gateways.is_empty() {
-        if private.dropped.is_empty() {
-            return Condition::new(
-                SERVICES,
-                False,
-                Reason::NoIngressGateways,
-                "The peer publishes no ingress gateways, so its services cannot be reached; none are imported.",
-            );
-        }
-        // Every gateway was refused: say which and why, item by item.
-        log_dropped(st);
+        )),
+        (None, None) => Err(Condition::new(
+            SERVICES,
+            False,
+            Reason::AwaitingPrivate,
+            "Private metadata has not been fetched yet; no services are imported.",
+        )),
+    }
+}
+
+/// No gateway to reach the services by, so none is imported. When the peer did publish
+/// gateways and every one was refused, the message says which and why, item by item.
+fn no_gateways(private: &PrivateMetadata) -> Condition {
+    if private.dropped.is_empty() {
         return Condition::new(
             SERVICES,
             False,
             Reason::NoIngressGateways,
-            format!(
-                "The peer publishes no usable ingress gateways, so its services cannot be reached; none are imported. {}.",
-                capitalize(&dropped_list(private))
-            ),
+            "The peer publishes no ingress gateways, so its services cannot be reached; none are imported.",
         );
     }
+    Condition::new(
+        SERVICES,
+        False,
+        Reason::NoIngressGateways,
+        format!(
+            "The peer publishes no usable ingress gateways, so its services cannot be reached; none are imported. {}.",
+            capitalize(&dropped_list(private))
+        ),
+    )
+}
+
+/// What was imported (and left out by `spec.import`), then what was dropped and kept from the
+/// last good metadata. A drop turns the reason to the worst kind dropped — a host outside the
+/// peer's scope before merely invalid items — and the status to `False` only when nothing at
+/// all is imported.
+fn imported(private: &PrivateMetadata, left_out_by_policy: usize) -> Condition {
     let n = private.service_count();
     let mut imported = format!("Imported {n} service{}", if n == 1 { "" } else { "s" });
-    if st.left_out_by_policy > 0 {
-        imported.push_str(&format!(
-            "; {} excluded by spec.import",
-            st.left_out_by_policy
-        ));
+    if left_out_by_policy > 0 {
+        imported.push_str(&format!("; {left_out_by_policy} excluded by spec.import"));
     }
     if private.dropped.is_empty() {
         return Condition::new(SERVICES, True, Reason::Succeeded, format!("{imported}."));
@@ -328,7 +357,6 @@ pub fn services_condition(st: &FedState) -> Condition {
             private.carried_over
         ));
     }
-    log_dropped(st);
     Condition::new(SERVICES, if n > 0 { True } else { False }, reason, msg)
 }
 
@@ -366,5 +394,122 @@ fn capitalize(s: &str) -> String {
 fn log_dropped(st: &FedState) {
     for d in st.private.iter().flat_map(|p| &p.dropped) {
         log::warn!(target: "reconcile", "IstioFederation {}: dropped from private metadata: {}", st.fed.name, d.message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::metadata::{Dropped, Gateway, PublicService};
+
+    fn private(services: &[&str], dropped: &[(Reason, &str)]) -> PrivateMetadata {
+        PrivateMetadata {
+            ingress_gateways: vec![Gateway {
+                address: "192.0.2.1".into(),
+                port: 15443,
+            }],
+            public_services: services
+                .iter()
+                .map(|h| PublicService {
+                    hostname: h.to_string(),
+                    ports: Vec::new(),
+                })
+                .collect(),
+            dropped: dropped
+                .iter()
+                .map(|(reason, message)| Dropped {
+                    reason: *reason,
+                    message: message.to_string(),
+                })
+                .collect(),
+            carried_over: 0,
+        }
+    }
+
+    #[test]
+    fn imported_lists_at_most_five_drops_and_names_the_worst_reason() {
+        let bad = (Reason::InvalidPrivateMetadata, "bad");
+        let out_of_scope = (
+            Reason::HostnameOutOfScope,
+            "a.other.example is out of scope",
+        );
+        let mut p = private(
+            &["a.peer", "b.peer", "a.peer"],
+            &[bad, bad, bad, bad, bad, out_of_scope, bad],
+        );
+        p.carried_over = 2;
+        let c = imported(&p, 1);
+        assert_eq!(c.status, True);
+        assert_eq!(c.reason, Reason::HostnameOutOfScope);
+        assert_eq!(
+            c.message,
+            "Imported 2 services; 1 excluded by spec.import; dropped 7 items: bad; bad; bad; bad; bad; and 2 more. \
+             Kept 2 gateway(s)/service(s) of the last good metadata that this response does not validly provide."
+        );
+    }
+
+    #[test]
+    fn imported_with_drops_and_no_service_is_false() {
+        let c = imported(
+            &private(
+                &[],
+                &[(Reason::InvalidPrivateMetadata, "service x: no ports")],
+            ),
+            0,
+        );
+        assert_eq!(c.status, False);
+        assert_eq!(c.reason, Reason::InvalidPrivateMetadata);
+        assert_eq!(
+            c.message,
+            "Imported 0 services; dropped 1 item: service x: no ports."
+        );
+    }
+
+    #[test]
+    fn imported_without_drops_succeeds() {
+        let c = imported(&private(&["a.peer"], &[]), 0);
+        assert_eq!((c.status, c.reason), (True, Reason::Succeeded));
+        assert_eq!(c.message, "Imported 1 service.");
+    }
+
+    #[test]
+    fn no_gateways_names_every_refused_gateway() {
+        let mut p = private(
+            &["a.peer"],
+            &[(Reason::InvalidPrivateMetadata, "gateway 0: port 0")],
+        );
+        p.ingress_gateways.clear();
+        let c = no_gateways(&p);
+        assert_eq!((c.status, c.reason), (False, Reason::NoIngressGateways));
+        assert_eq!(
+            c.message,
+            "The peer publishes no usable ingress gateways, so its services cannot be reached; \
+             none are imported. Dropped 1 item: gateway 0: port 0."
+        );
+        p.dropped.clear();
+        assert!(no_gateways(&p)
+            .message
+            .starts_with("The peer publishes no ingress gateways,"));
+    }
+
+    #[test]
+    fn a_hold_keeps_the_last_good_services_only_when_they_have_a_gateway() {
+        let hold = Failure::new(Reason::ObjectTooLarge, "ServiceEntry x is too large.");
+        let mut p = private(&["a.peer"], &[]);
+        let c = services_held(&hold, Some(&p));
+        assert_eq!((c.status, c.reason), (False, Reason::ObjectTooLarge));
+        assert_eq!(
+            c.message,
+            "ServiceEntry x is too large; the last good metadata's 1 service stay imported."
+        );
+        p.ingress_gateways.clear();
+        assert_eq!(
+            services_held(&hold, Some(&p)).message,
+            "ServiceEntry x is too large; ServiceEntries created earlier are kept."
+        );
+        assert_eq!(
+            services_held(&hold, None).message,
+            services_held(&hold, Some(&p)).message
+        );
     }
 }

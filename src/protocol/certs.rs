@@ -1143,119 +1143,158 @@ fn go_extension(
     value: &[u8],
     view: &mut GoView<'_>,
 ) -> Result<bool, CertRejection> {
-    let not_critical = |field: &'static str| {
-        if critical {
-            Err(malformed(field, "marked critical"))
-        } else {
-            Ok(())
-        }
-    };
-    let seq = |field: &'static str| {
-        Der(value)
-            .read(TAG_SEQUENCE)
-            .map(Der)
-            .ok_or_else(|| malformed(field, "not a DER SEQUENCE"))
-    };
     match oid {
-        [2, 5, 29, 15] => {
-            Der(value)
-                .read(TAG_BIT_STRING)
-                .and_then(go_bit_string)
-                .ok_or_else(|| malformed("keyUsage", "malformed BIT STRING"))?;
-        }
-        [2, 5, 29, 19] => {
-            const FIELD: &str = "basicConstraints";
-            let mut bc = seq(FIELD)?;
-            let ca = match bc.peek() {
-                Some(TAG_BOOLEAN) => bc
-                    .read(TAG_BOOLEAN)
-                    .and_then(go_bool)
-                    .ok_or_else(|| malformed(FIELD, "cA is not a DER BOOLEAN"))?,
-                _ => false,
-            };
-            let path_len = match bc.peek() {
-                Some(TAG_INTEGER) => Some(bc.small_int().ok_or_else(|| {
-                    malformed(FIELD, "pathLenConstraint is not a minimal 64-bit INTEGER")
-                })?),
-                _ => None,
-            };
-            view.basic_constraints = Some((ca, path_len));
-        }
+        [2, 5, 29, 15] => go_key_usage(value)?,
+        [2, 5, 29, 19] => view.basic_constraints = Some(go_basic_constraints(value)?),
         [2, 5, 29, 17] => return Ok(go_subject_alt_name(value)? == 0),
         [2, 5, 29, 30] => return go_name_constraints(value),
-        [2, 5, 29, 31] => {
-            const FIELD: &str = "cRLDistributionPoints";
-            let bad = || malformed(FIELD, "malformed distribution point");
-            let mut points = seq(FIELD)?;
-            while !points.is_empty() {
-                let mut point = points.read(TAG_SEQUENCE).map(Der).ok_or_else(bad)?;
-                let Some(name) = point.optional(ctx_constructed(0)).ok_or_else(bad)? else {
-                    continue;
-                };
-                let mut full = Der(name)
-                    .read(ctx_constructed(0))
-                    .map(Der)
-                    .ok_or_else(bad)?;
-                while full.peek() == Some(ctx(6)) {
-                    full.read(ctx(6)).ok_or_else(bad)?;
-                }
-            }
-        }
-        [2, 5, 29, 35] => {
-            const FIELD: &str = "authorityKeyIdentifier";
-            not_critical(FIELD)?;
-            let mut akid = seq(FIELD)?;
-            if akid.peek() == Some(ctx(0)) {
-                akid.read(ctx(0))
-                    .ok_or_else(|| malformed(FIELD, "malformed keyIdentifier"))?;
-            }
-        }
-        [2, 5, 29, 37] => {
-            const FIELD: &str = "extKeyUsage";
-            let mut usages = seq(FIELD)?;
-            while !usages.is_empty() {
-                usages
-                    .oid()
-                    .ok_or_else(|| malformed(FIELD, "malformed key purpose OID"))?;
-            }
-        }
-        [2, 5, 29, 14] => {
-            const FIELD: &str = "subjectKeyIdentifier";
-            not_critical(FIELD)?;
-            Der(value)
-                .read(TAG_OCTET_STRING)
-                .ok_or_else(|| malformed(FIELD, "not a DER OCTET STRING"))?;
-        }
-        [2, 5, 29, 32] => {
-            const FIELD: &str = "certificatePolicies";
-            let mut policies = seq(FIELD)?;
-            while !policies.is_empty() {
-                let ok = policies
-                    .read(TAG_SEQUENCE)
-                    .and_then(|p| Der(p).read(TAG_OID))
-                    .is_some_and(go_policy_oid);
-                if !ok {
-                    return Err(malformed(FIELD, "malformed policy"));
-                }
-            }
-        }
+        [2, 5, 29, 31] => go_crl_distribution_points(value)?,
+        [2, 5, 29, 35] => go_authority_key_identifier(critical, value)?,
+        [2, 5, 29, 37] => go_ext_key_usage(value)?,
+        [2, 5, 29, 14] => go_subject_key_identifier(critical, value)?,
+        [2, 5, 29, 32] => go_certificate_policies(value)?,
         [2, 5, 29, _] => return Ok(true),
-        OID_AUTHORITY_INFO_ACCESS => {
-            const FIELD: &str = "authorityInfoAccess";
-            not_critical(FIELD)?;
-            let bad = || malformed(FIELD, "malformed access description");
-            let mut descriptions = seq(FIELD)?;
-            while !descriptions.is_empty() {
-                let mut d = descriptions.read(TAG_SEQUENCE).map(Der).ok_or_else(bad)?;
-                d.oid().ok_or_else(bad)?;
-                if d.peek() == Some(ctx(6)) {
-                    d.read(ctx(6)).ok_or_else(bad)?;
-                }
-            }
-        }
+        OID_AUTHORITY_INFO_ACCESS => go_authority_info_access(critical, value)?,
         _ => return Ok(true),
     }
     Ok(false)
+}
+
+/// Go refuses some extensions outright when they are marked critical (RFC 5280 says they
+/// must not be), before it reads their value.
+fn go_not_critical(field: &'static str, critical: bool) -> Result<(), CertRejection> {
+    if critical {
+        Err(malformed(field, "marked critical"))
+    } else {
+        Ok(())
+    }
+}
+
+/// An extension value that must be one DER SEQUENCE, opened for reading its elements.
+fn go_sequence<'a>(field: &'static str, value: &'a [u8]) -> Result<Der<'a>, CertRejection> {
+    Der(value)
+        .read(TAG_SEQUENCE)
+        .map(Der)
+        .ok_or_else(|| malformed(field, "not a DER SEQUENCE"))
+}
+
+/// keyUsage: only that it is a BIT STRING Go accepts; the bits themselves are not checked here.
+fn go_key_usage(value: &[u8]) -> Result<(), CertRejection> {
+    Der(value)
+        .read(TAG_BIT_STRING)
+        .and_then(go_bit_string)
+        .ok_or_else(|| malformed("keyUsage", "malformed BIT STRING"))?;
+    Ok(())
+}
+
+/// basicConstraints as Go's `IsCA` and `MaxPathLen`: both optional, cA a DER BOOLEAN and
+/// pathLenConstraint a minimal INTEGER that fits 64 bits, or Go refuses the certificate.
+fn go_basic_constraints(value: &[u8]) -> Result<(bool, Option<i64>), CertRejection> {
+    const FIELD: &str = "basicConstraints";
+    let mut bc = go_sequence(FIELD, value)?;
+    let ca = match bc.peek() {
+        Some(TAG_BOOLEAN) => bc
+            .read(TAG_BOOLEAN)
+            .and_then(go_bool)
+            .ok_or_else(|| malformed(FIELD, "cA is not a DER BOOLEAN"))?,
+        _ => false,
+    };
+    let path_len = match bc.peek() {
+        Some(TAG_INTEGER) => Some(bc.small_int().ok_or_else(|| {
+            malformed(FIELD, "pathLenConstraint is not a minimal 64-bit INTEGER")
+        })?),
+        _ => None,
+    };
+    Ok((ca, path_len))
+}
+
+/// cRLDistributionPoints: Go reads each point's fullName and, within it, the leading URIs;
+/// a point without a distributionPoint name is skipped, as Go skips it.
+fn go_crl_distribution_points(value: &[u8]) -> Result<(), CertRejection> {
+    const FIELD: &str = "cRLDistributionPoints";
+    let bad = || malformed(FIELD, "malformed distribution point");
+    let mut points = go_sequence(FIELD, value)?;
+    while !points.is_empty() {
+        let mut point = points.read(TAG_SEQUENCE).map(Der).ok_or_else(bad)?;
+        let Some(name) = point.optional(ctx_constructed(0)).ok_or_else(bad)? else {
+            continue;
+        };
+        let mut full = Der(name)
+            .read(ctx_constructed(0))
+            .map(Der)
+            .ok_or_else(bad)?;
+        while full.peek() == Some(ctx(6)) {
+            full.read(ctx(6)).ok_or_else(bad)?;
+        }
+    }
+    Ok(())
+}
+
+/// authorityKeyIdentifier: never critical; Go reads only the optional keyIdentifier.
+fn go_authority_key_identifier(critical: bool, value: &[u8]) -> Result<(), CertRejection> {
+    const FIELD: &str = "authorityKeyIdentifier";
+    go_not_critical(FIELD, critical)?;
+    let mut akid = go_sequence(FIELD, value)?;
+    if akid.peek() == Some(ctx(0)) {
+        akid.read(ctx(0))
+            .ok_or_else(|| malformed(FIELD, "malformed keyIdentifier"))?;
+    }
+    Ok(())
+}
+
+/// extKeyUsage: a SEQUENCE of OIDs, each of which must parse.
+fn go_ext_key_usage(value: &[u8]) -> Result<(), CertRejection> {
+    const FIELD: &str = "extKeyUsage";
+    let mut usages = go_sequence(FIELD, value)?;
+    while !usages.is_empty() {
+        usages
+            .oid()
+            .ok_or_else(|| malformed(FIELD, "malformed key purpose OID"))?;
+    }
+    Ok(())
+}
+
+/// subjectKeyIdentifier: never critical, and an OCTET STRING.
+fn go_subject_key_identifier(critical: bool, value: &[u8]) -> Result<(), CertRejection> {
+    const FIELD: &str = "subjectKeyIdentifier";
+    go_not_critical(FIELD, critical)?;
+    Der(value)
+        .read(TAG_OCTET_STRING)
+        .ok_or_else(|| malformed(FIELD, "not a DER OCTET STRING"))?;
+    Ok(())
+}
+
+/// certificatePolicies: every policy's identifier must be an OID Go's `asn1` accepts.
+fn go_certificate_policies(value: &[u8]) -> Result<(), CertRejection> {
+    const FIELD: &str = "certificatePolicies";
+    let mut policies = go_sequence(FIELD, value)?;
+    while !policies.is_empty() {
+        let ok = policies
+            .read(TAG_SEQUENCE)
+            .and_then(|p| Der(p).read(TAG_OID))
+            .is_some_and(go_policy_oid);
+        if !ok {
+            return Err(malformed(FIELD, "malformed policy"));
+        }
+    }
+    Ok(())
+}
+
+/// authorityInfoAccess: never critical; each access description an OID and, when it is a
+/// URI, the URI.
+fn go_authority_info_access(critical: bool, value: &[u8]) -> Result<(), CertRejection> {
+    const FIELD: &str = "authorityInfoAccess";
+    go_not_critical(FIELD, critical)?;
+    let bad = || malformed(FIELD, "malformed access description");
+    let mut descriptions = go_sequence(FIELD, value)?;
+    while !descriptions.is_empty() {
+        let mut d = descriptions.read(TAG_SEQUENCE).map(Der).ok_or_else(bad)?;
+        d.oid().ok_or_else(bad)?;
+        if d.peek() == Some(ctx(6)) {
+            d.read(ctx(6)).ok_or_else(bad)?;
+        }
+    }
+    Ok(())
 }
 
 /// The extensions block (content octets of `[3]`), as Go reads it: each extension once, then
@@ -1312,6 +1351,40 @@ fn go_extensions<'a>(body: &'a [u8], view: &mut GoView<'a>) -> Result<(), CertRe
 /// Reads a certificate as Go's `x509.ParseCertificate` does (see the section comment), field by
 /// field in Go's order, so the first problem named is the one Go stops at.
 fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
+    let (mut outer, mut tbs) = go_envelope(der)?;
+    let version = go_version(&mut tbs)?;
+    let serial = go_serial(&mut tbs)?;
+    go_signature_algorithm(&mut tbs, &mut outer)?;
+    let issuer_attributes = go_name_field(&mut tbs, "issuer")?;
+    let mut validity = tbs
+        .read(TAG_SEQUENCE)
+        .map(Der)
+        .ok_or_else(|| malformed("validity", "not a DER SEQUENCE"))?;
+    go_time(&mut validity, "notBefore")?;
+    go_time(&mut validity, "notAfter")?;
+    let subject_attributes = go_name_field(&mut tbs, "subject")?;
+    let spki = tbs
+        .read(TAG_SEQUENCE)
+        .ok_or_else(|| malformed("subjectPublicKeyInfo", "not a DER SEQUENCE"))?;
+    let key = go_public_key(spki)?;
+
+    let mut view = GoView {
+        version,
+        serial,
+        issuer_attributes,
+        subject_attributes,
+        key,
+        basic_constraints: None,
+        unhandled_critical: Vec::new(),
+    };
+    go_versioned_fields(&mut tbs, &mut view)?;
+    go_signature(outer)?;
+    Ok(view)
+}
+
+/// The certificate SEQUENCE with nothing after it, opened; then its tbsCertificate, opened.
+/// Returns the rest of the certificate (signature algorithm and value) and the tbsCertificate.
+fn go_envelope(der: &[u8]) -> Result<(Der<'_>, Der<'_>), CertRejection> {
     let mut input = Der(der);
     let mut outer = input
         .read(TAG_SEQUENCE)
@@ -1320,11 +1393,16 @@ fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
     if !input.is_empty() {
         return Err(malformed("certificate", "trailing data"));
     }
-    let mut tbs = outer
+    let tbs = outer
         .read(TAG_SEQUENCE)
         .map(Der)
         .ok_or_else(|| malformed("tbsCertificate", "not a DER SEQUENCE"))?;
+    Ok((outer, tbs))
+}
 
+/// The version, numbered as Go numbers it (1 to 3): absent means v1; the encoded value must be
+/// a non-negative INTEGER, and Go refuses anything after v3.
+fn go_version(tbs: &mut Der<'_>) -> Result<i64, CertRejection> {
     let version = match tbs
         .optional(ctx_constructed(0))
         .ok_or_else(|| malformed("version", "malformed"))?
@@ -1343,7 +1421,11 @@ fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
             version: version.saturating_add(1),
         });
     }
+    Ok(version + 1)
+}
 
+/// The serial number's content octets: Go requires a minimally encoded, non-negative INTEGER.
+fn go_serial<'a>(tbs: &mut Der<'a>) -> Result<&'a [u8], CertRejection> {
     let serial = tbs
         .read(TAG_INTEGER)
         .ok_or(CertRejection::Serial("is not a DER INTEGER"))?;
@@ -1353,7 +1435,12 @@ fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
     if serial[0] & 0x80 != 0 {
         return Err(CertRejection::Serial("is negative"));
     }
+    Ok(serial)
+}
 
+/// The signature algorithm, named twice — inside tbsCertificate and after it: Go requires the
+/// two encodings to be identical, and the identifier to parse.
+fn go_signature_algorithm(tbs: &mut Der<'_>, outer: &mut Der<'_>) -> Result<(), CertRejection> {
     let inner_algorithm = tbs
         .read(TAG_SEQUENCE)
         .ok_or_else(|| malformed("signature", "malformed algorithm identifier"))?;
@@ -1368,38 +1455,21 @@ fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
     }
     go_algorithm(inner_algorithm)
         .ok_or_else(|| malformed("signatureAlgorithm", "malformed algorithm identifier"))?;
+    Ok(())
+}
 
-    let issuer = tbs
+/// The issuer or subject Name, read whole so [`go_name`] sees its encoding: its count of
+/// attributes.
+fn go_name_field(tbs: &mut Der<'_>, field: &'static str) -> Result<usize, CertRejection> {
+    let name = tbs
         .element(TAG_SEQUENCE)
-        .ok_or_else(|| malformed("issuer", "not a DER SEQUENCE"))?;
-    let issuer_attributes = go_name(issuer.whole, "issuer")?;
+        .ok_or_else(|| malformed(field, "not a DER SEQUENCE"))?;
+    go_name(name.whole, field)
+}
 
-    let mut validity = tbs
-        .read(TAG_SEQUENCE)
-        .map(Der)
-        .ok_or_else(|| malformed("validity", "not a DER SEQUENCE"))?;
-    go_time(&mut validity, "notBefore")?;
-    go_time(&mut validity, "notAfter")?;
-
-    let subject = tbs
-        .element(TAG_SEQUENCE)
-        .ok_or_else(|| malformed("subject", "not a DER SEQUENCE"))?;
-    let subject_attributes = go_name(subject.whole, "subject")?;
-
-    let spki = tbs
-        .read(TAG_SEQUENCE)
-        .ok_or_else(|| malformed("subjectPublicKeyInfo", "not a DER SEQUENCE"))?;
-    let key = go_public_key(spki)?;
-
-    let mut view = GoView {
-        version: version + 1,
-        serial,
-        issuer_attributes,
-        subject_attributes,
-        key,
-        basic_constraints: None,
-        unhandled_critical: Vec::new(),
-    };
+/// What only later versions carry: the unique IDs from v2, the extensions from v3. Go reads
+/// no further in tbsCertificate; anything after the extensions is refused here.
+fn go_versioned_fields<'a>(tbs: &mut Der<'a>, view: &mut GoView<'a>) -> Result<(), CertRejection> {
     if view.version > 1 {
         for (tag, field) in [(ctx(1), "issuerUniqueID"), (ctx(2), "subjectUniqueID")] {
             tbs.optional(tag)
@@ -1410,7 +1480,7 @@ fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
                 .optional(ctx_constructed(3))
                 .ok_or_else(|| malformed("extensions", "malformed"))?
             {
-                go_extensions(body, &mut view)?;
+                go_extensions(body, view)?;
             }
             // Go skips what follows; stricter DER readers (BoringSSL in Envoy) refuse it.
             if !tbs.is_empty() {
@@ -1418,16 +1488,20 @@ fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
             }
         }
     }
+    Ok(())
+}
 
+/// The signature value, a BIT STRING Go accepts, and nothing after it.
+fn go_signature(mut outer: Der<'_>) -> Result<(), CertRejection> {
     outer
         .read(TAG_BIT_STRING)
         .and_then(go_bit_string)
         .ok_or_else(|| malformed("signature", "malformed BIT STRING"))?;
-    // Likewise.
+    // Go skips what follows; stricter DER readers (BoringSSL in Envoy) refuse it.
     if !outer.is_empty() {
         return Err(malformed("certificate", "data after the signature"));
     }
-    Ok(view)
+    Ok(())
 }
 
 /// Points checked so far in this process, and whether each is on its curve. Discovery checks
@@ -1647,6 +1721,64 @@ mod tests {
 
     /// 2025-06-01T00:00:00Z.
     const NOW: i64 = 1_748_736_000;
+    #[test]
+    fn go_version_numbers_from_one_and_refuses_above_three() {
+        assert_eq!(go_version(&mut Der(&[0x02, 0x01, 0x01])), Ok(1));
+        assert_eq!(go_version(&mut Der(&[0xa0, 0x03, 0x02, 0x01, 0x02])), Ok(3));
+        assert_eq!(
+            go_version(&mut Der(&[0xa0, 0x03, 0x02, 0x01, 0x03])),
+            Err(CertRejection::Version { version: 4 })
+        );
+        assert_eq!(
+            go_version(&mut Der(&[0xa0, 0x03, 0x02, 0x01, 0xff])),
+            Err(malformed("version", "not a non-negative DER INTEGER"))
+        );
+    }
+
+    #[test]
+    fn go_serial_refuses_negative_and_padded() {
+        assert_eq!(go_serial(&mut Der(&[0x02, 0x01, 0x7f])), Ok(&[0x7f][..]));
+        assert_eq!(
+            go_serial(&mut Der(&[0x02, 0x01, 0x80])),
+            Err(CertRejection::Serial("is negative"))
+        );
+        assert_eq!(
+            go_serial(&mut Der(&[0x02, 0x02, 0x00, 0x01])),
+            Err(CertRejection::Serial("is not minimally encoded"))
+        );
+    }
+
+    #[test]
+    fn go_basic_constraints_reads_ca_and_path_length() {
+        assert_eq!(go_basic_constraints(&[0x30, 0x00]), Ok((false, None)));
+        assert_eq!(
+            go_basic_constraints(&[0x30, 0x06, 0x01, 0x01, 0xff, 0x02, 0x01, 0x00]),
+            Ok((true, Some(0)))
+        );
+        assert_eq!(
+            go_basic_constraints(&[0x30, 0x03, 0x01, 0x01, 0x01]),
+            Err(malformed("basicConstraints", "cA is not a DER BOOLEAN"))
+        );
+    }
+
+    #[test]
+    fn go_refuses_critical_key_identifiers_before_reading_them() {
+        let garbage = [0x04];
+        assert_eq!(
+            go_subject_key_identifier(true, &garbage),
+            Err(malformed("subjectKeyIdentifier", "marked critical"))
+        );
+        assert_eq!(
+            go_subject_key_identifier(false, &garbage),
+            Err(malformed("subjectKeyIdentifier", "not a DER OCTET STRING"))
+        );
+        assert_eq!(
+            go_authority_info_access(true, &garbage),
+            Err(malformed("authorityInfoAccess", "marked critical"))
+        );
+        assert_eq!(go_authority_key_identifier(false, &[0x30, 0x00]), Ok(()));
+    }
+
     /// 2024-01-02T00:00:00Z.
     const JAN_2_2024: i64 = 1_704_153_600;
     /// 2030-01-01T00:00:00Z.

@@ -338,71 +338,121 @@ fn fetch_settings(timeout: Duration) -> Result<Settings, String> {
 pub fn diagnose(opts: &Options) -> Result<Report, String> {
     let settings = fetch_settings(opts.timeout)?;
     let mut checks = Vec::with_capacity(7);
-    let finish = |checks: Vec<Check>| Report {
+    match walk(opts, &settings, &mut checks) {
+        Ok(()) => {}
+        Err(Stop::Failed { check, why }) => {
+            checks.push(check);
+            skip_rest(&mut checks, why);
+        }
+        Err(Stop::Invocation(e)) => return Err(e),
+    }
+    Ok(Report {
         endpoint: opts.endpoint.clone(),
         ok: checks.iter().all(|c| c.status != Status::Fail),
         checks,
-    };
-    let skip_rest = |checks: &mut Vec<Check>, why: &str| {
-        for name in ["url", "dns", "tcp", "tls", "public", "private", "gateways"] {
-            if !checks.iter().any(|c| c.name == name) {
-                checks.push(Check::skip(name, why));
-            }
-        }
-    };
+    })
+}
 
-    // url
-    let fed = match federation(opts) {
-        Ok(f) => f,
-        Err(e) => {
-            checks.push(Check::fail(
-                "url",
-                e,
-                "--endpoint is the peer's spec.metadataEndpoint: an https:// URL such as https://istio-metadata.peer.example/metadata/",
-            ));
-            skip_rest(&mut checks, "the endpoint is not usable");
-            return Ok(finish(checks));
+/// Why the walk ended early: a step failed (every later step is then skipped, since each
+/// needs the one before it), or the invocation itself is unusable.
+enum Stop {
+    Failed { check: Check, why: &'static str },
+    Invocation(String),
+}
+
+impl Stop {
+    fn failed(check: Check, why: &'static str) -> Stop {
+        Stop::Failed { check, why }
+    }
+}
+
+/// The steps in the order each depends on the last — url, dns, tcp, tls, then the hook's own
+/// requests (public, private) and the gateways they name — each pushing its check.
+fn walk(opts: &Options, settings: &Settings, checks: &mut Vec<Check>) -> Result<(), Stop> {
+    let (fed, host, port) = url_step(opts, checks)?;
+    let addrs = dns_step(&host, port, opts.timeout, checks)?;
+    let addr = tcp_step(&addrs, port, opts.timeout, checks)?;
+    // tls: look at what is presented first; the verdict is the hook client's, below.
+    let presented = handshake_step(addr, &host, opts.timeout)?;
+
+    let now = io::wall_clock().map_err(Stop::Invocation)?;
+    let report = hook_fetch(opts, settings, &fed, now);
+    let public_tls_failure = report
+        .public
+        .as_ref()
+        .and_then(|a| a.result.as_ref().err())
+        .filter(|f| f.reason == Reason::TlsError);
+    let tls = tls_check(opts, &host, &presented, public_tls_failure, now);
+    if public_tls_failure.is_some() {
+        return Err(Stop::failed(tls, "tls failed"));
+    }
+    checks.push(tls);
+    checks.push(public_check(opts, &report, now));
+    checks.push(private_check(opts, settings, &report));
+    checks.push(gateways_step(opts, &report));
+    Ok(())
+}
+
+/// Every check not yet made, skipped for `why`: the report always names all seven.
+fn skip_rest(checks: &mut Vec<Check>, why: &str) {
+    for name in ["url", "dns", "tcp", "tls", "public", "private", "gateways"] {
+        if !checks.iter().any(|c| c.name == name) {
+            checks.push(Check::skip(name, why));
         }
+    }
+}
+
+const ENDPOINT_HINT: &str = "--endpoint is the peer's spec.metadataEndpoint: an https:// URL such as https://istio-metadata.peer.example/metadata/";
+
+/// url: the endpoint as the IstioFederation parser reads it, and the host and port of its
+/// public URL, which the next steps connect to.
+fn url_step(opts: &Options, checks: &mut Vec<Check>) -> Result<(Federation, String, u16), Stop> {
+    let unusable = |detail: String| {
+        Stop::failed(
+            Check::fail("url", detail, ENDPOINT_HINT),
+            "the endpoint is not usable",
+        )
     };
+    let fed = federation(opts).map_err(unusable)?;
     let public_url = fed.public_url();
     let parsed = Url::parse(&public_url);
-    let (host, port) = match parsed
+    let Some((host, port)) = parsed
         .as_ref()
         .ok()
         .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)))
-    {
-        Some(hp) => hp,
-        None => {
-            let why = parsed
-                .err()
-                .map_or("it names no host".to_string(), |e| e.to_string());
-            checks.push(Check::fail(
-                "url",
-                format!("--endpoint {:?} is not a URL: {why}", opts.endpoint),
-                "--endpoint is the peer's spec.metadataEndpoint: an https:// URL such as https://istio-metadata.peer.example/metadata/",
-            ));
-            skip_rest(&mut checks, "the endpoint is not usable");
-            return Ok(finish(checks));
-        }
+    else {
+        let why = parsed
+            .err()
+            .map_or("it names no host".to_string(), |e| e.to_string());
+        return Err(unusable(format!(
+            "--endpoint {:?} is not a URL: {why}",
+            opts.endpoint
+        )));
     };
     checks.push(Check::ok(
         "url",
         format!("public {public_url}, private {}", fed.private_url()),
     ));
+    Ok((fed, host, port))
+}
 
-    // dns
-    let addrs = match resolve(&host, port, opts.timeout) {
-        Ok(a) => a,
-        Err(e) => {
-            checks.push(Check::fail(
+/// dns: the host's addresses (an IP address stands for itself).
+fn dns_step(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    checks: &mut Vec<Check>,
+) -> Result<Vec<SocketAddr>, Stop> {
+    let addrs = resolve(host, port, timeout).map_err(|e| {
+        Stop::failed(
+            Check::fail(
                 "dns",
                 format!("{host}: {e}"),
                 "the host name does not resolve from here: check its spelling in --endpoint and the peer's DNS record (in a pod, also its DNS config)",
-            ));
-            skip_rest(&mut checks, "dns failed");
-            return Ok(finish(checks));
-        }
-    };
+            ),
+            "dns failed",
+        )
+    })?;
     let listed: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
     checks.push(Check::ok(
         "dns",
@@ -412,95 +462,92 @@ pub fn diagnose(opts: &Options) -> Result<Report, String> {
             format!("{host} resolves to {}", listed.join(", "))
         },
     ));
+    Ok(addrs)
+}
 
-    // tcp
-    let addr = match connect_any(&addrs, opts.timeout) {
+/// tcp: the first address that accepts a connection. The hint tells a silent drop (timed out:
+/// a firewall) from a refusal (nothing listens on the port).
+fn tcp_step(
+    addrs: &[SocketAddr],
+    port: u16,
+    timeout: Duration,
+    checks: &mut Vec<Check>,
+) -> Result<SocketAddr, Stop> {
+    match connect_any(addrs, timeout) {
         Ok((a, took)) => {
             checks.push(Check::ok(
                 "tcp",
                 format!("connected to {a} in {} ms", took.as_millis()),
             ));
-            a
+            Ok(a)
         }
-        Err((detail, timed_out)) => {
-            checks.push(Check::fail(
+        Err((detail, timed_out)) => Err(Stop::failed(
+            Check::fail(
                 "tcp",
                 detail,
                 if timed_out {
-                    format!("nothing answered within {}: a firewall or security group drops the traffic, or the address is not reachable from this network", human(opts.timeout))
+                    format!("nothing answered within {}: a firewall or security group drops the traffic, or the address is not reachable from this network", human(timeout))
                 } else {
                     format!("nothing accepts connections on port {port}: check the peer's metadata Service / Ingress / LoadBalancer and the port in --endpoint")
                 },
-            ));
-            skip_rest(&mut checks, "tcp failed");
-            return Ok(finish(checks));
-        }
-    };
+            ),
+            "tcp failed",
+        )),
+    }
+}
 
-    // tls: look at what is presented first; the verdict is the hook client's, below.
+/// The first half of tls: a handshake of our own to see what the port presents. Its check is
+/// pushed only when no handshake completes; otherwise [`tls_check`] gives the verdict once
+/// the hook's client has tried.
+fn handshake_step(addr: SocketAddr, host: &str, timeout: Duration) -> Result<tls::Presented, Stop> {
     let sni = host.trim_matches(['[', ']']).to_string();
-    let presented = match tls::inspect(addr, &sni, opts.timeout) {
-        Ok(p) => p,
-        Err(e) => {
-            let (detail, hint) = match e {
-                tls::HandshakeError::TimedOut => (
-                    format!("no TLS handshake with {addr} within {}", human(opts.timeout)),
-                    "the port accepts connections but does not complete a TLS handshake: is it an HTTPS port, or is a proxy or load balancer holding the connection?".to_string(),
-                ),
-                tls::HandshakeError::Failed(m) => (
-                    format!("TLS handshake with {addr} failed: {m}"),
-                    "the port does not speak TLS as expected: check that --endpoint names the HTTPS port of the peer's metadata endpoint".to_string(),
-                ),
-            };
-            checks.push(Check::fail("tls", detail, hint));
-            skip_rest(&mut checks, "tls failed");
-            return Ok(finish(checks));
-        }
-    };
+    tls::inspect(addr, &sni, timeout).map_err(|e| {
+        let (detail, hint) = match e {
+            tls::HandshakeError::TimedOut => (
+                format!("no TLS handshake with {addr} within {}", human(timeout)),
+                "the port accepts connections but does not complete a TLS handshake: is it an HTTPS port, or is a proxy or load balancer holding the connection?".to_string(),
+            ),
+            tls::HandshakeError::Failed(m) => (
+                format!("TLS handshake with {addr} failed: {m}"),
+                "the port does not speak TLS as expected: check that --endpoint names the HTTPS port of the peer's metadata endpoint".to_string(),
+            ),
+        };
+        Stop::failed(Check::fail("tls", detail, hint), "tls failed")
+    })
+}
 
-    // public and private: the hook's own requests.
-    let now = io::wall_clock()?;
+/// public and private: the discovery hook's own requests for this one federation, signed
+/// with `--key` as `--uuid` when given.
+fn hook_fetch(opts: &Options, settings: &Settings, fed: &Federation, now: i64) -> FetchReport {
     let own_uuid = opts.uuid.clone().unwrap_or_default();
     let own = Own {
         cluster_uuid: &own_uuid,
         root_fingerprints: &[],
         now,
     };
-    let report = fetch::fetch_all_with(
-        &settings,
-        std::slice::from_ref(&fed),
+    fetch::fetch_all_with(
+        settings,
+        std::slice::from_ref(fed),
         opts.key.as_deref(),
         &own,
         now,
         true,
     )
     .remove(&fed.name)
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
 
-    let public_tls_failure = report
-        .public
-        .as_ref()
-        .and_then(|a| a.result.as_ref().err())
-        .filter(|f| f.reason == Reason::TlsError);
-    checks.push(tls_check(opts, &host, &presented, public_tls_failure, now));
-    if public_tls_failure.is_some() {
-        skip_rest(&mut checks, "tls failed");
-        return Ok(finish(checks));
-    }
-    checks.push(public_check(opts, &report, now));
-    checks.push(private_check(opts, &settings, &report));
-
-    // gateways
+/// gateways: probed only on request, and only those of private metadata that validated.
+fn gateways_step(opts: &Options, report: &FetchReport) -> Check {
     let private_ok = report.private.as_ref().and_then(|a| a.result.as_ref().ok());
-    checks.push(match (opts.probe_gateways, private_ok) {
+    match (opts.probe_gateways, private_ok) {
         (false, _) => Check::skip(
             "gateways",
             "not probed: pass --probe-gateways to connect to each advertised gateway",
         ),
         (true, None) => Check::skip("gateways", "no private metadata, so no gateways to probe"),
         (true, Some(p)) => gateways_check(&p.ingress_gateways, opts.timeout),
-    });
-    Ok(finish(checks))
+    }
 }
 
 fn human(d: Duration) -> String {
@@ -1024,6 +1071,57 @@ mod tests {
             assert_eq!(r.checks.len(), 7);
             assert!(r.checks[1..].iter().all(|c| c.status == Status::Skip));
         }
+    }
+
+    #[test]
+    fn a_stop_skips_every_later_step_in_order() {
+        let mut checks = vec![Check::ok("url", "u"), Check::ok("dns", "d")];
+        skip_rest(&mut checks, "tcp failed");
+        let names: Vec<&str> = checks.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            ["url", "dns", "tcp", "tls", "public", "private", "gateways"]
+        );
+        assert_eq!(checks[1].status, Status::Ok);
+        assert!(checks[2..]
+            .iter()
+            .all(|c| c.status == Status::Skip && c.detail == "tcp failed"));
+    }
+
+    #[test]
+    fn url_and_dns_steps_take_an_ip_host_as_it_is() {
+        let o = args(&["--endpoint", "https://127.0.0.1:8443/metadata/"])
+            .unwrap()
+            .unwrap();
+        let mut checks = Vec::new();
+        let Ok((_, host, port)) = url_step(&o, &mut checks) else {
+            panic!("url step failed: {checks:?}");
+        };
+        assert_eq!((host.as_str(), port), ("127.0.0.1", 8443));
+        let Ok(addrs) = dns_step(&host, port, o.timeout, &mut checks) else {
+            panic!("dns step failed");
+        };
+        assert_eq!(addrs, ["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(checks.len(), 2);
+        assert_eq!(
+            checks[1].detail,
+            "127.0.0.1 is an IP address: nothing to resolve"
+        );
+    }
+
+    #[test]
+    fn gateways_are_probed_only_on_request_and_with_private_metadata() {
+        let mut o = args(&["--endpoint", "https://h/"]).unwrap().unwrap();
+        let none = FetchReport::default();
+        let c = gateways_step(&o, &none);
+        assert_eq!(c.status, Status::Skip);
+        assert!(c.detail.contains("--probe-gateways"));
+        o.probe_gateways = true;
+        let c = gateways_step(&o, &none);
+        assert_eq!(
+            (c.status, c.detail.as_str()),
+            (Status::Skip, "no private metadata, so no gateways to probe")
+        );
     }
 
     #[test]

@@ -254,7 +254,7 @@ pub fn binding_reconcile(data: &[u8]) {
     check_discovery(settings, &snapshots, &ops, &metric_ops);
     check_zero_churn(settings, &snapshots, &ops);
 
-    let exported = export::reconcile(settings, &input, None);
+    let exported = export::reconcile(settings, &input, None, NOW);
     let export_ops = ndjson(&exported.operations);
     check_export(settings, &snapshots, &export_ops);
 }
@@ -860,7 +860,7 @@ fn check_export(settings: &Settings, snapshots: &BTreeMap<String, Vec<Value>>, o
     );
     let context = context_of(&next);
     let input = binding::parse(&context).expect("a context we wrote parses");
-    let second = ndjson(&export::reconcile(settings, &input, None).operations);
+    let second = ndjson(&export::reconcile(settings, &input, None, NOW).operations);
     assert!(second.is_empty(), "export churns: {}", Value::Array(second));
 }
 

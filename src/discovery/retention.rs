@@ -90,11 +90,23 @@ pub struct Stored {
 /// root checks now (CA, valid, not our own) with the fingerprint it claims, and its
 /// `retiredAt` is a time no later than now; anything else is dropped with a log.
 pub fn read_stored(fed: &Federation, own: &Own) -> Vec<Stored> {
-    let Some(v) = &fed.retired_roots else {
+    read_list(
+        fed.retired_roots.as_ref(),
+        own,
+        &format!("IstioFederation {}", fed.name),
+        "status.retiredRoots",
+    )
+}
+
+/// Reads a stored list of retired roots (`[{fingerprint, pem, retiredAt, until}]`), wherever
+/// it is kept: `owner` and `field` name it in the log lines. The rules of [`read_stored`];
+/// the export hook keeps our own retired roots the same way (README, "Rotating roots and keys").
+pub fn read_list(v: Option<&Value>, own: &Own, owner: &str, field: &str) -> Vec<Stored> {
+    let Some(v) = v else {
         return Vec::new();
     };
     let Some(items) = v.as_array() else {
-        log::warn!(target: "retention", "IstioFederation {}: status.retiredRoots is not a list; ignored, nothing of it is trusted", fed.name);
+        log::warn!(target: "retention", "{owner}: {field} is not a list; ignored, nothing of it is trusted");
         return Vec::new();
     };
     let mut out: Vec<Stored> = Vec::with_capacity(items.len());
@@ -103,10 +115,10 @@ pub fn read_stored(fed: &Federation, own: &Own) -> Vec<Stored> {
             Ok(s) if out.iter().any(|o| o.root.fingerprint == s.root.fingerprint) => {}
             Ok(s) => out.push(s),
             Err(Ended(why)) => {
-                log::info!(target: "retention", "IstioFederation {}: retired root status.retiredRoots[{i}] is no longer trusted: {why}", fed.name);
+                log::info!(target: "retention", "{owner}: retired root {field}[{i}] is no longer trusted: {why}");
             }
             Err(Junk(why)) => {
-                log::warn!(target: "retention", "IstioFederation {}: status.retiredRoots[{i}] {why}; dropped, not trusted", fed.name);
+                log::warn!(target: "retention", "{owner}: {field}[{i}] {why}; dropped, not trusted");
             }
         }
     }

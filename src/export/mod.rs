@@ -6,6 +6,7 @@
 //! Like discovery, a pure function of the snapshots: `main` generates a key pair when none
 //! exists (randomness is I/O) and passes it in.
 
+pub mod rotation;
 pub mod run;
 pub mod visibility;
 
@@ -21,7 +22,7 @@ use crate::protocol::metadata::Gateway;
 use crate::protocol::names;
 use crate::protocol::secret::{
     FEDERATION_JSON, KEYPAIR_SECRET, METADATA_SECRET, PUBLIC_JSON, REMOTE_PUBLIC_JSON,
-    VISIBILITY_JSON,
+    RETIRED_LOCAL_ROOTS_JSON, VISIBILITY_JSON,
 };
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -40,6 +41,9 @@ pub mod bindings {
     pub const KEYPAIR: &str = "authn_keypair";
     pub const FEDERATIONS: &str = "federations";
     pub const METADATA: &str = "metadata_secret";
+    /// Runs export every minute too: a retired root leaves `rootCA` when its retention ends
+    /// even if nothing else changes (README, "Rotating roots and keys").
+    pub const SCHEDULE: &str = "export_schedule";
     pub const GROUP: &str = "istio_federation_export";
     pub const QUEUE: &str = "istio-federation-export";
 }
@@ -67,6 +71,9 @@ pub fn config(s: &Settings) -> Value {
             {"name": FEDERATIONS, "apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
              "jqFilter": "{trustDomain: .spec.trustDomain, public: .status.metadataCache.public}", "group": GROUP, "queue": QUEUE},
             named(METADATA, "Secret", &s.federation_namespace, METADATA_SECRET, ".data"),
+        ],
+        "schedule": [
+            {"name": SCHEDULE, "crontab": "* * * * *", "group": GROUP, "queue": QUEUE}
         ],
         "settings": {"executionMinInterval": "3s", "executionBurst": 3},
     })
@@ -314,11 +321,13 @@ fn pretty(v: &Value) -> String {
     s
 }
 
-/// One export run: what peers should see, written only when it differs from the Secret.
+/// One export run at `now` (unix seconds, `hook::io::now`, the clock discovery runs by): what
+/// peers should see, written only when it differs from the Secret.
 pub fn reconcile(
     settings: &Settings,
     input: &BindingInput,
     new_key: Option<&NewKeyPair>,
+    now: i64,
 ) -> Outcome {
     let mut out = Outcome::default();
     let ns = &settings.federation_namespace;
@@ -337,9 +346,14 @@ pub fn reconcile(
     }
     let old = published_files(observed);
     let mut files: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(public) = public_json(settings, input, new_key, &old) {
+    if let Some((public, retired)) = public_json(settings, input, new_key, &old, now) {
         files.insert(PUBLIC_JSON.into(), public);
+        if let Some(retired) = retired {
+            files.insert(RETIRED_LOCAL_ROOTS_JSON.into(), retired);
+        }
     }
+    // The SPIFFE bundle's sequence and refresh hint (README, "Rotating roots and keys").
+    rotation::spiffe_files(&old, &mut files, settings.root_retention, ns);
     let federation = federation_json(settings, input, &old);
     let remote = remote_public_metadata(input, settings);
     // Per-peer visibility (README, "Choosing what to share"): only when a Service is restricted.
@@ -400,14 +414,16 @@ fn key_pair_secret(ns: &str, k: &NewKeyPair) -> Operation {
     }))
 }
 
-/// public.json: needs a usable public key and the local root. Without either the last
-/// published one is kept (peers keep trusting what they trusted), and the gap is logged.
+/// public.json and the retired roots it publishes (`retired-local-roots.json`, when there are
+/// any): needs a usable public key and the local root. Without either the last published ones
+/// are kept (peers keep trusting what they trusted), and the gap is logged.
 fn public_json(
     settings: &Settings,
     input: &BindingInput,
     new_key: Option<&NewKeyPair>,
     old: &BTreeMap<String, String>,
-) -> Option<String> {
+    now: i64,
+) -> Option<(String, Option<String>)> {
     let ns = &settings.federation_namespace;
     let root = input
         .snapshot(bindings::LOCAL_ROOT)
@@ -417,9 +433,18 @@ fn public_json(
         .filter(|s| !s.trim().is_empty());
     let key = public_key(input, new_key).filter(|k| certs::parse_ed25519_public_pem(k).is_ok());
     if let (Some(key), Some(root)) = (&key, root) {
-        let public =
-            json!({"clusterUUID": settings.cluster_uuid, "authnKeyPub": key, "rootCA": root});
-        return Some(pretty(&public));
+        // Plus our roots that left the ConfigMap within ROOT_RETENTION (README, "Rotating
+        // roots and keys").
+        let published = rotation::publish(
+            root,
+            rotation::root_ca_of(old.get(PUBLIC_JSON)).as_deref(),
+            old.get(RETIRED_LOCAL_ROOTS_JSON).map(String::as_str),
+            settings.root_retention,
+            now,
+            ns,
+        );
+        let public = json!({"clusterUUID": settings.cluster_uuid, "authnKeyPub": key, "rootCA": published.root_ca});
+        return Some((pretty(&public), published.retired_file()));
     }
     let missing = if key.is_none() {
         format!("the public key (Secret {ns}/{KEYPAIR_SECRET} pub.pem)")
@@ -435,7 +460,8 @@ fn public_json(
         Some(_) => missing,
     };
     log::warn!(target: "export", "public metadata not rendered: {missing} is missing; keeping the last published public.json");
-    old.get(PUBLIC_JSON).cloned()
+    let public = old.get(PUBLIC_JSON).cloned()?;
+    Some((public, old.get(RETIRED_LOCAL_ROOTS_JSON).cloned()))
 }
 
 /// federation.json: our gateways and exported services.
@@ -566,15 +592,15 @@ mod tests {
         let old = BTreeMap::from([(PUBLIC_JSON.to_string(), "last\n".to_string())]);
         let no_root = input(&[(bindings::KEYPAIR, vec![])]);
         assert_eq!(
-            public_json(&settings, &no_root, Some(&key), &old).as_deref(),
-            Some("last\n")
+            public_json(&settings, &no_root, Some(&key), &old, 0),
+            Some(("last\n".to_string(), None))
         );
         let root = json!({"data": {"root-cert.pem": "ROOT"}});
         let with_root = input(&[
             (bindings::KEYPAIR, vec![]),
             (bindings::LOCAL_ROOT, vec![root]),
         ]);
-        let fresh = public_json(&settings, &with_root, Some(&key), &old).unwrap();
+        let (fresh, _) = public_json(&settings, &with_root, Some(&key), &old, 0).unwrap();
         assert!(fresh.contains("\"rootCA\": \"ROOT\""), "{fresh}");
     }
 

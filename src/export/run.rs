@@ -27,7 +27,10 @@ pub fn run() -> Result<(), String> {
     } else {
         None
     };
-    let outcome = super::reconcile(&settings, &input, new_key.as_ref());
+    // The reconcile clock, pinned by ISTIO_FEDERATION_HOOK_NOW as discovery's is: retention
+    // ends by it (README, "Rotating roots and keys").
+    let now = io::now()?;
+    let outcome = super::reconcile(&settings, &input, new_key.as_ref(), now);
     if let Some((what, out)) = io::open_output(&PATCH_OUTPUT, true)? {
         operations::write_ndjson(out, &outcome.operations).map_err(|e| format!("{what}: {e}"))?;
     }

@@ -43,7 +43,7 @@ mod spiffe;
 mod store;
 mod tls;
 
-pub use spiffe::bundle_from_pem;
+pub use spiffe::{bundle_from_pem, BundleInfo};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -1,12 +1,16 @@
-//! The SPIFFE trust bundle (a JWK set, SPIFFE Trust Domain and Bundle §4) of our root CA.
+//! The SPIFFE trust bundle (a JWK set, SPIFFE Trust Domain and Bundle §4) of our root CAs.
 //!
-//! Deckhouse's exporter builds it from the first certificate of `rootCA`, supports only RSA
+//! Deckhouse's exporter builds it from the first certificate of `rootCA` with a constant
+//! sequence and a 28-day refresh hint; we serve every root of `rootCA` (so a consumer trusts
+//! both roots while we rotate), with the sequence and hint export keeps in the metadata Secret
+//! (README, "Rotating roots and keys"). Deckhouse supports only RSA
 //! keys, and hard-codes the exponent to `AQAB`. We build the same document for RSA roots but
 //! with the certificate's real exponent, and also for EC roots (P-256/P-384/P-521, RFC 7518
 //! §6.2) which Deckhouse answers with 500 — Istio's own CA defaults to RSA, but plugged-in CAs
 //! are often EC. Layout and indentation follow Deckhouse (2-space `MarshalIndent`).
 
 use crate::protocol::certs;
+use crate::protocol::secret::DEFAULT_SPIFFE_REFRESH_HINT;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::json;
@@ -14,37 +18,78 @@ use x509_parser::oid_registry::{OID_EC_P256, OID_NIST_EC_P384, OID_NIST_EC_P521}
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
-/// `spiffe_refresh_hint` Deckhouse sends: 28 days, in seconds.
-const REFRESH_HINT: u64 = 2_419_200;
+/// What the SPIFFE bundle says besides its keys, from the metadata Secret's
+/// `spiffe-sequence` and `spiffe-refresh-hint` (written by export, README "Rotating roots and
+/// keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleInfo {
+    pub sequence: u64,
+    pub refresh_hint: u64,
+}
 
-/// The SPIFFE bundle JSON for the first certificate of the PEM text `root_ca`.
-/// Errors name what is wrong (no certificate, unparsable, unsupported key type).
-pub fn bundle_from_pem(root_ca: &str) -> Result<Vec<u8>, String> {
+impl Default for BundleInfo {
+    /// What the absence of both keys means: nothing rotated yet, the default retention.
+    fn default() -> Self {
+        BundleInfo {
+            sequence: 1,
+            refresh_hint: DEFAULT_SPIFFE_REFRESH_HINT,
+        }
+    }
+}
+
+/// The SPIFFE bundle JSON for every certificate of the PEM text `root_ca` — the current roots
+/// and those retained while we rotate, each a JWK, in `rootCA` order. A certificate whose key
+/// cannot be a JWK is left out with a log line; errors name what is wrong (no certificate, or
+/// none usable: then the first certificate's problem).
+pub fn bundle_from_pem(root_ca: &str, info: BundleInfo) -> Result<Vec<u8>, String> {
     let blocks = certs::pem_blocks(root_ca)?;
-    let block = blocks
-        .iter()
-        .find(|b| b.label == "CERTIFICATE")
-        .ok_or("no CERTIFICATE PEM block")?;
-    let cert = match X509Certificate::from_der(&block.der) {
+    let mut keys = Vec::new();
+    let mut first_error = None;
+    for (i, block) in blocks.iter().filter(|b| b.label == "CERTIFICATE").enumerate() {
+        match jwk(&block.der, i == 0) {
+            Ok(key) => keys.push(key),
+            Err(e) => {
+                if i > 0 {
+                    log::warn!(target: "serve", "SPIFFE bundle: rootCA certificate {} left out: {e}", i + 1);
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(first_error.unwrap_or_else(|| "no CERTIFICATE PEM block".to_string()));
+    }
+    let bundle = json!({
+        "spiffe_sequence": info.sequence,
+        "spiffe_refresh_hint": info.refresh_hint,
+        "keys": keys,
+    });
+    serde_json::to_vec_pretty(&bundle).map_err(|e| e.to_string())
+}
+
+/// One certificate as a JWK (`use: x509-svid`, the certificate in `x5c`).
+fn jwk(der: &[u8], first: bool) -> Result<serde_json::Value, String> {
+    let cert = match X509Certificate::from_der(der) {
         Ok((_, cert)) => cert,
-        Err(e) => return Err(format!("first certificate does not parse: {e}")),
+        Err(e) if first => return Err(format!("first certificate does not parse: {e}")),
+        Err(e) => return Err(format!("certificate does not parse: {e}")),
     };
     let spki = cert.public_key();
-    let x5c = [STANDARD.encode(&block.der)];
-    let key = match spki.parsed() {
+    let x5c = [STANDARD.encode(der)];
+    match spki.parsed() {
         Ok(PublicKey::RSA(rsa)) => {
             let n = strip_leading_zeros(rsa.modulus);
             let e = strip_leading_zeros(rsa.exponent);
             if n.is_empty() || e.is_empty() {
                 return Err("RSA key with a zero modulus or exponent".to_string());
             }
-            json!({
+            Ok(json!({
                 "kty": "RSA",
                 "use": "x509-svid",
                 "n": URL_SAFE_NO_PAD.encode(n),
                 "e": URL_SAFE_NO_PAD.encode(e),
                 "x5c": x5c,
-            })
+            }))
         }
         Ok(PublicKey::EC(point)) => {
             let curve = spki
@@ -64,29 +109,21 @@ pub fn bundle_from_pem(root_ca: &str) -> Result<Vec<u8>, String> {
                 [4, xy @ ..] if xy.len() == 2 * size => xy.split_at(size),
                 _ => return Err(format!("{crv} key is not an uncompressed point")),
             };
-            json!({
+            Ok(json!({
                 "kty": "EC",
                 "use": "x509-svid",
                 "crv": crv,
                 "x": URL_SAFE_NO_PAD.encode(x),
                 "y": URL_SAFE_NO_PAD.encode(y),
                 "x5c": x5c,
-            })
+            }))
         }
-        Ok(_) => {
-            return Err(format!(
-                "unsupported key algorithm {} (RSA or EC needed)",
-                spki.algorithm.algorithm.to_id_string()
-            ))
-        }
-        Err(e) => return Err(format!("public key does not parse: {e}")),
-    };
-    let bundle = json!({
-        "spiffe_sequence": 1,
-        "spiffe_refresh_hint": REFRESH_HINT,
-        "keys": [key],
-    });
-    serde_json::to_vec_pretty(&bundle).map_err(|e| e.to_string())
+        Ok(_) => Err(format!(
+            "unsupported key algorithm {} (RSA or EC needed)",
+            spki.algorithm.algorithm.to_id_string()
+        )),
+        Err(e) => Err(format!("public key does not parse: {e}")),
+    }
 }
 
 /// DER INTEGERs carry a leading zero when the top bit is set; JWK wants the bare magnitude.
@@ -120,22 +157,36 @@ mod tests {
             (&PKCS_ECDSA_P384_SHA384, "P-384", 48),
         ] {
             let (pem, raw, der) = ec_root(alg);
-            // A second certificate after the first is ignored.
-            let (other, _, _) = ec_root(alg);
+            let (other, other_raw, other_der) = ec_root(alg);
+            let info = BundleInfo {
+                sequence: 7,
+                refresh_hint: 900,
+            };
             let json: serde_json::Value =
-                serde_json::from_slice(&bundle_from_pem(&format!("{pem}{other}")).unwrap())
+                serde_json::from_slice(&bundle_from_pem(&format!("{pem}{other}"), info).unwrap())
                     .unwrap();
-            assert_eq!(json["spiffe_sequence"], 1);
-            assert_eq!(json["spiffe_refresh_hint"], 2_419_200);
-            let key = &json["keys"][0];
-            assert_eq!(json["keys"].as_array().unwrap().len(), 1);
-            assert_eq!(key["kty"], "EC");
-            assert_eq!(key["use"], "x509-svid");
-            assert_eq!(key["crv"], crv);
-            assert_eq!(key["x"], URL_SAFE_NO_PAD.encode(&raw[1..1 + size]));
-            assert_eq!(key["y"], URL_SAFE_NO_PAD.encode(&raw[1 + size..]));
-            assert_eq!(key["x5c"], json!([STANDARD.encode(der)]));
+            assert_eq!(json["spiffe_sequence"], 7);
+            assert_eq!(json["spiffe_refresh_hint"], 900);
+            // Every root, in rootCA order.
+            assert_eq!(json["keys"].as_array().unwrap().len(), 2);
+            for (key, raw, der) in [(&json["keys"][0], raw, der), (&json["keys"][1], other_raw, other_der)] {
+                assert_eq!(key["kty"], "EC");
+                assert_eq!(key["use"], "x509-svid");
+                assert_eq!(key["crv"], crv);
+                assert_eq!(key["x"], URL_SAFE_NO_PAD.encode(&raw[1..1 + size]));
+                assert_eq!(key["y"], URL_SAFE_NO_PAD.encode(&raw[1 + size..]));
+                assert_eq!(key["x5c"], json!([STANDARD.encode(der)]));
+            }
         }
+    }
+
+    #[test]
+    fn absent_keys_mean_sequence_one_and_the_default_hint() {
+        let (pem, _, _) = ec_root(&PKCS_ECDSA_P256_SHA256);
+        let json: serde_json::Value =
+            serde_json::from_slice(&bundle_from_pem(&pem, BundleInfo::default()).unwrap()).unwrap();
+        assert_eq!(json["spiffe_sequence"], 1);
+        assert_eq!(json["spiffe_refresh_hint"], 43_200);
     }
 
     #[test]
@@ -145,18 +196,27 @@ mod tests {
             .unwrap()
             .self_signed(&key)
             .unwrap();
-        let err = bundle_from_pem(&cert.pem()).unwrap_err();
+        let d = BundleInfo::default();
+        let err = bundle_from_pem(&cert.pem(), d).unwrap_err();
         assert!(
             err.contains("unsupported key algorithm 1.3.101.112"),
             "{err}"
         );
-        assert!(bundle_from_pem("").unwrap_err().contains("no CERTIFICATE"));
-        assert!(
-            bundle_from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-                .unwrap_err()
-                .contains("does not parse")
-        );
-        assert!(bundle_from_pem("-----BEGIN CERTIFICATE-----\n!!\n").is_err());
+        // An unusable root next to a usable one is left out; the usable one is served.
+        let (ec, _, _) = ec_root(&PKCS_ECDSA_P256_SHA256);
+        let json: serde_json::Value =
+            serde_json::from_slice(&bundle_from_pem(&format!("{}{ec}", cert.pem()), d).unwrap())
+                .unwrap();
+        assert_eq!(json["keys"].as_array().unwrap().len(), 1);
+        assert_eq!(json["keys"][0]["kty"], "EC");
+        assert!(bundle_from_pem("", d).unwrap_err().contains("no CERTIFICATE"));
+        assert!(bundle_from_pem(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            d
+        )
+        .unwrap_err()
+        .contains("does not parse"));
+        assert!(bundle_from_pem("-----BEGIN CERTIFICATE-----\n!!\n", d).is_err());
     }
 
     #[test]

@@ -26,9 +26,16 @@ use std::sync::{Arc, Mutex};
 /// The Secret's keys.
 pub(super) use crate::protocol::secret::{
     FEDERATION_JSON as FEDERATION, PUBLIC_JSON as PUBLIC, REMOTE_PUBLIC_JSON as REMOTES,
-    VISIBILITY_JSON as VISIBILITY,
+    SPIFFE_REFRESH_HINT, SPIFFE_SEQUENCE, VISIBILITY_JSON as VISIBILITY,
 };
-const FILES: [&str; 4] = [PUBLIC, FEDERATION, REMOTES, VISIBILITY];
+const FILES: [&str; 6] = [
+    PUBLIC,
+    FEDERATION,
+    REMOTES,
+    VISIBILITY,
+    SPIFFE_SEQUENCE,
+    SPIFFE_REFRESH_HINT,
+];
 
 /// A Secret holds at most 1 MiB; anything much larger is not what we expect to serve.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -42,7 +49,7 @@ enum Version {
     /// kubelet layout: the target of `..data`.
     Data(OsString),
     /// Plain directory: the identity of each file (`None` when absent or unreadable).
-    Files([Option<Stamp>; 4]),
+    Files([Option<Stamp>; 6]),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +226,7 @@ fn load(dir: &Path) -> Snapshot {
                         .ok_or_else(|| format!("{PUBLIC} has no clusterUUID")),
                     match doc.root_ca.filter(|r| !r.trim().is_empty()) {
                         None => Spiffe::Invalid(format!("{PUBLIC} has no rootCA")),
-                        Some(pem) => match spiffe::bundle_from_pem(&pem) {
+                        Some(pem) => match spiffe::bundle_from_pem(&pem, bundle_info(dir)) {
                             Ok(json) => Spiffe::Ready(Bytes::from(json)),
                             Err(e) => Spiffe::Invalid(format!("rootCA: {e}")),
                         },
@@ -255,6 +262,35 @@ fn load(dir: &Path) -> Snapshot {
             FileState::Present(bytes) => parse_remotes(&bytes),
         },
     }
+}
+
+/// The SPIFFE bundle's sequence and refresh hint, from `spiffe-sequence` and
+/// `spiffe-refresh-hint` (README, "Rotating roots and keys"); an absent key means its default,
+/// an unusable one too (with a log line).
+fn bundle_info(dir: &Path) -> spiffe::BundleInfo {
+    let mut info = spiffe::BundleInfo::default();
+    for (name, slot) in [
+        (SPIFFE_SEQUENCE, &mut info.sequence),
+        (SPIFFE_REFRESH_HINT, &mut info.refresh_hint),
+    ] {
+        match read_file(dir, name) {
+            FileState::Absent => {}
+            FileState::Unreadable(why) => {
+                log::warn!(target: "serve", "{}; SPIFFE bundle uses {slot}", shorten(&why))
+            }
+            FileState::Present(bytes) => match std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .filter(|n| *n >= 1)
+            {
+                Some(n) => *slot = n,
+                None => {
+                    log::warn!(target: "serve", "{name} is not a positive integer; SPIFFE bundle uses {slot}")
+                }
+            },
+        }
+    }
+    info
 }
 
 /// Parses remote-public-metadata.json (`{"<uuid>": {"authnKeyPub": PEM, …}, …}`). A peer whose

@@ -569,14 +569,20 @@ fn public_json_missing_or_invalid_is_503() {
     assert!(r.text().contains("clusterUUID"), "{}", r.text());
 }
 
-fn spiffe_key(server: &Server) -> Value {
+/// The keys of the SPIFFE bundle, which has the sequence and hint of a Secret without
+/// `spiffe-sequence` / `spiffe-refresh-hint`: 1, and a quarter of the default ROOT_RETENTION.
+fn spiffe_keys(server: &Server) -> Vec<Value> {
     let r = server.get(SPIFFE_PATH);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/json"));
     let bundle = r.json();
     assert_eq!(bundle["spiffe_sequence"], 1);
-    assert_eq!(bundle["spiffe_refresh_hint"], 2_419_200);
-    let keys = bundle["keys"].as_array().unwrap();
+    assert_eq!(bundle["spiffe_refresh_hint"], 43_200);
+    bundle["keys"].as_array().unwrap().clone()
+}
+
+fn spiffe_key(server: &Server) -> Value {
+    let keys = spiffe_keys(server);
     assert_eq!(keys.len(), 1);
     keys[0].clone()
 }
@@ -599,11 +605,14 @@ fn spiffe_bundle_for_rsa_roots_matches_openssl() {
         let modulus = &modulus[modulus.iter().position(|b| *b != 0).unwrap()..];
         let der = openssl(&["x509", "-in", cert_path, "-outform", "DER"]);
 
-        // A second certificate after the first must be ignored.
+        // A second certificate (a root retained while we rotate) is a second key.
         let bundle = format!("{root}{}", ec_root_pem());
         let dir = SecretDir::new(&[("public.json", &public_json(&bundle))]);
         let server = Server::start(dir.path());
-        let key = spiffe_key(&server);
+        let keys = spiffe_keys(&server);
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[1]["kty"], "EC");
+        let key = &keys[0];
         assert_eq!(key["kty"], "RSA");
         assert_eq!(key["use"], "x509-svid");
         assert_eq!(key["n"], URL_SAFE_NO_PAD.encode(modulus));
@@ -632,6 +641,59 @@ fn spiffe_bundle_for_ec_roots() {
         assert_eq!(jwk["y"], URL_SAFE_NO_PAD.encode(&point[1 + size..]));
         assert_eq!(jwk["x5c"], json!([STANDARD.encode(pem_der(&cert.pem()))]));
     }
+}
+
+#[test]
+fn spiffe_bundle_takes_sequence_and_hint_from_the_secret_and_sees_them_change() {
+    // export writes spiffe-sequence / spiffe-refresh-hint (README, "Rotating roots and keys");
+    // serve re-reads them with the rest of the file set.
+    let (a, _) = rcgen_root(&rcgen::PKCS_ECDSA_P256_SHA256, "Root A");
+    let (b, _) = rcgen_root(&rcgen::PKCS_ECDSA_P256_SHA256, "Root B");
+    let mut dir = SecretDir::new(&[("public.json", &public_json(&a.pem()))]);
+    let server = Server::start(dir.path());
+    let bundle = server.get(SPIFFE_PATH).json();
+    assert_eq!(bundle["spiffe_sequence"], 1);
+    assert_eq!(bundle["keys"].as_array().unwrap().len(), 1);
+    let both = public_json(&format!("{}{}", a.pem(), b.pem()));
+    dir.update(&[
+        ("public.json", &both),
+        ("spiffe-sequence", "2\n"),
+        ("spiffe-refresh-hint", "900\n"),
+    ]);
+    let bundle = server.get(SPIFFE_PATH).json();
+    assert_eq!(bundle["spiffe_sequence"], 2);
+    assert_eq!(bundle["spiffe_refresh_hint"], 900);
+    let x5c: Vec<Value> = bundle["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["x5c"][0].clone())
+        .collect();
+    assert_eq!(
+        x5c,
+        [
+            json!(STANDARD.encode(pem_der(&a.pem()))),
+            json!(STANDARD.encode(pem_der(&b.pem())))
+        ]
+    );
+    // Only the sequence changes: seen too (the file set is the version).
+    dir.update(&[
+        ("public.json", &both),
+        ("spiffe-sequence", "3\n"),
+        ("spiffe-refresh-hint", "900\n"),
+    ]);
+    assert_eq!(server.get(SPIFFE_PATH).json()["spiffe_sequence"], 3);
+    // Junk: the default, and the bundle is still served.
+    dir.update(&[
+        ("public.json", &both),
+        ("spiffe-sequence", "zero"),
+        ("spiffe-refresh-hint", "0"),
+    ]);
+    let bundle = server.get(SPIFFE_PATH).json();
+    assert_eq!(
+        (&bundle["spiffe_sequence"], &bundle["spiffe_refresh_hint"]),
+        (&json!(1), &json!(43_200))
+    );
 }
 
 #[test]

@@ -115,8 +115,12 @@ pub fn publish(
             .iter()
             .find(|k| k.root.fingerprint == r.fingerprint)
         {
-            Some(k) => log::info!(target: "retention", "our root {} ({}) left ConfigMap istio-ca-root-cert; peers are still sent it until {} (ROOT_RETENTION)", r.fingerprint, r.subject, timefmt::rfc3339(k.until)),
-            None => log::info!(target: "retention", "our root {} ({}) left ConfigMap istio-ca-root-cert; no longer published (ROOT_RETENTION is 0, or it expires)", r.fingerprint, r.subject),
+            Some(k) => {
+                log::info!(target: "retention", "our root {} ({}) left ConfigMap istio-ca-root-cert; peers are still sent it until {} (ROOT_RETENTION)", r.fingerprint, r.subject, timefmt::rfc3339(k.until))
+            }
+            None => {
+                log::info!(target: "retention", "our root {} ({}) left ConfigMap istio-ca-root-cert; no longer published (ROOT_RETENTION is 0, or it expires)", r.fingerprint, r.subject)
+            }
         }
     }
     let mut root_ca = current.to_string();
@@ -136,8 +140,9 @@ pub fn root_ca_of(public_json: Option<&String>) -> Option<String> {
 }
 
 /// Writes `spiffe-sequence` and `spiffe-refresh-hint` into `files` (the Secret as it will be),
-/// from the Secret as it was (`old`): the sequence goes up by one when the certificates of
-/// `rootCA`, in order, differ from the last published ones.
+/// from the Secret as it was (`old`): the sequence goes up by one when the set of
+/// certificates in `rootCA` differs from the last published one (a new order alone is the
+/// same set of keys).
 pub fn spiffe_files(
     old: &BTreeMap<String, String>,
     files: &mut BTreeMap<String, String>,
@@ -153,7 +158,11 @@ pub fn spiffe_files(
         }
     };
     let fps = |public: Option<&String>| {
-        root_ca_of(public).map(|pem| certs::certificate_fingerprints(&pem))
+        root_ca_of(public).map(|pem| {
+            certs::certificate_fingerprints(&pem)
+                .into_iter()
+                .collect::<BTreeSet<String>>()
+        })
     };
     let before = fps(old.get(super::PUBLIC_JSON));
     let after = fps(files.get(super::PUBLIC_JSON));
@@ -204,16 +213,50 @@ mod tests {
         assert_eq!(p.retained[0].until, now() + 48 * 3600);
         let file = p.retired_file().unwrap();
         // The next run, a day later, from what it wrote: the same, until the same end.
-        let later = publish(&new, Some(&p.root_ca), Some(&file), H48, now() + 86400, "ns");
+        let later = publish(
+            &new,
+            Some(&p.root_ca),
+            Some(&file),
+            H48,
+            now() + 86400,
+            "ns",
+        );
         assert_eq!(later, p);
         // Past the end: gone, and the key with it.
-        let end = publish(&new, Some(&p.root_ca), Some(&file), H48, now() + 2 * 86400, "ns");
-        assert_eq!((end.root_ca.as_str(), end.retired_file()), (new.as_str(), None));
+        let end = publish(
+            &new,
+            Some(&p.root_ca),
+            Some(&file),
+            H48,
+            now() + 2 * 86400,
+            "ns",
+        );
+        assert_eq!(
+            (end.root_ca.as_str(), end.retired_file()),
+            (new.as_str(), None)
+        );
         // Back in the ConfigMap: current again, not retired.
-        let back = publish(&both, Some(&p.root_ca), Some(&file), H48, now() + 3600, "ns");
-        assert_eq!((back.root_ca.as_str(), back.retained.len()), (both.as_str(), 0));
+        let back = publish(
+            &both,
+            Some(&p.root_ca),
+            Some(&file),
+            H48,
+            now() + 3600,
+            "ns",
+        );
+        assert_eq!(
+            (back.root_ca.as_str(), back.retained.len()),
+            (both.as_str(), 0)
+        );
         // ROOT_RETENTION=0s: at once, also what was retained.
-        let zero = publish(&new, Some(&p.root_ca), Some(&file), Duration::ZERO, now(), "ns");
+        let zero = publish(
+            &new,
+            Some(&p.root_ca),
+            Some(&file),
+            Duration::ZERO,
+            now(),
+            "ns",
+        );
         assert_eq!(zero.root_ca, new);
         let zero = publish(&new, Some(&both), None, Duration::ZERO, now(), "ns");
         assert_eq!(zero.root_ca, new);
@@ -225,15 +268,28 @@ mod tests {
         let p = publish(&new, Some(&format!("{old}{new}")), None, H48, now(), "ns");
         let fp = &p.retained[0].root.fingerprint;
         // The stored PEM tampered with: not published, and not re-retired from the old rootCA.
-        let junk = format!(r#"[{{"fingerprint": "{fp}", "pem": "{}", "retiredAt": "2027-01-01T00:00:00Z"}}]"#, "x");
+        let junk = format!(
+            r#"[{{"fingerprint": "{fp}", "pem": "{}", "retiredAt": "2027-01-01T00:00:00Z"}}]"#,
+            "x"
+        );
         let q = publish(&new, Some(&p.root_ca), Some(&junk), H48, now() + 60, "ns");
         assert_eq!((q.root_ca.as_str(), q.retained.len()), (new.as_str(), 0));
         // Not JSON at all: ignored the same way (the old rootCA's extra root has no entry, so
         // it counts as gone now and is retained from this run on).
-        let q = publish(&new, Some(&format!("{old}{new}")), Some("{"), H48, now(), "ns");
+        let q = publish(
+            &new,
+            Some(&format!("{old}{new}")),
+            Some("{"),
+            H48,
+            now(),
+            "ns",
+        );
         assert_eq!(q.retained.len(), 1);
         // A retiredAt in the future is junk.
-        let future = p.retired_file().unwrap().replace("2027-01-01T00:00:00Z", "2030-01-01T00:00:00Z");
+        let future = p
+            .retired_file()
+            .unwrap()
+            .replace("2027-01-01T00:00:00Z", "2030-01-01T00:00:00Z");
         let q = publish(&new, Some(&p.root_ca), Some(&future), H48, now(), "ns");
         assert_eq!(q.root_ca, new);
     }
@@ -262,10 +318,21 @@ mod tests {
         // A root added: 2; kept at 2 while nothing changes; 3 when one leaves.
         let two = run(&secret(&a, None), &format!("{a}{b}"), H48);
         assert_eq!(two[SPIFFE_SEQUENCE], "2\n");
-        let same = run(&secret(&format!("{a}{b}"), Some("2\n")), &format!("{a}{b}"), H48);
+        let same = run(
+            &secret(&format!("{a}{b}"), Some("2\n")),
+            &format!("{a}{b}"),
+            H48,
+        );
         assert_eq!(same[SPIFFE_SEQUENCE], "2\n");
         let three = run(&secret(&format!("{a}{b}"), Some("2\n")), &b, H48);
         assert_eq!(three[SPIFFE_SEQUENCE], "3\n");
+        // Another order of the same roots (the old root moving behind the new): the same set.
+        let reordered = run(
+            &secret(&format!("{a}{b}"), Some("2\n")),
+            &format!("{b}{a}"),
+            H48,
+        );
+        assert_eq!(reordered[SPIFFE_SEQUENCE], "2\n");
         // Junk counts again from 1.
         assert_eq!(run(&secret(&a, Some("x")), &b, H48)[SPIFFE_SEQUENCE], "2\n");
         // The hint is written only when it is not the default retention's.

@@ -45,7 +45,11 @@ pub fn bundle_from_pem(root_ca: &str, info: BundleInfo) -> Result<Vec<u8>, Strin
     let blocks = certs::pem_blocks(root_ca)?;
     let mut keys = Vec::new();
     let mut first_error = None;
-    for (i, block) in blocks.iter().filter(|b| b.label == "CERTIFICATE").enumerate() {
+    for (i, block) in blocks
+        .iter()
+        .filter(|b| b.label == "CERTIFICATE")
+        .enumerate()
+    {
         match jwk(&block.der, i == 0) {
             Ok(key) => keys.push(key),
             Err(e) => {
@@ -169,7 +173,10 @@ mod tests {
             assert_eq!(json["spiffe_refresh_hint"], 900);
             // Every root, in rootCA order.
             assert_eq!(json["keys"].as_array().unwrap().len(), 2);
-            for (key, raw, der) in [(&json["keys"][0], raw, der), (&json["keys"][1], other_raw, other_der)] {
+            for (key, raw, der) in [
+                (&json["keys"][0], raw, der),
+                (&json["keys"][1], other_raw, other_der),
+            ] {
                 assert_eq!(key["kty"], "EC");
                 assert_eq!(key["use"], "x509-svid");
                 assert_eq!(key["crv"], crv);
@@ -209,7 +216,9 @@ mod tests {
                 .unwrap();
         assert_eq!(json["keys"].as_array().unwrap().len(), 1);
         assert_eq!(json["keys"][0]["kty"], "EC");
-        assert!(bundle_from_pem("", d).unwrap_err().contains("no CERTIFICATE"));
+        assert!(bundle_from_pem("", d)
+            .unwrap_err()
+            .contains("no CERTIFICATE"));
         assert!(bundle_from_pem(
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
             d

@@ -25,6 +25,9 @@ pub struct Cluster {
     pub port: u16,
     pub endpoint_ca: Ca,
     pub generation: u32,
+    /// Set after the defaults of [`Cluster::env`] (later wins): e.g. a pinned
+    /// `ISTIO_FEDERATION_HOOK_NOW` or `ROOT_RETENTION` for the rotation test.
+    pub env_overrides: Vec<(String, String)>,
 }
 
 impl Drop for Cluster {
@@ -116,6 +119,7 @@ impl Cluster {
             port: free_port(),
             endpoint_ca,
             generation: 0,
+            env_overrides: Vec::new(),
         }
     }
 
@@ -130,7 +134,21 @@ impl Cluster {
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(self.env_overrides.iter().cloned())
         .collect()
+    }
+
+    /// Replaces `root-cert.pem` of ConfigMap istio-ca-root-cert, as istiod does when its CA
+    /// root changes.
+    pub fn set_local_root(&mut self, pem: &str) {
+        let cm = self
+            .store
+            .objects
+            .values_mut()
+            .flatten()
+            .find(|o| is(o, "ConfigMap", "d8-istio", "istio-ca-root-cert"))
+            .expect("istio-ca-root-cert");
+        cm["data"]["root-cert.pem"] = Value::String(pem.to_string());
     }
 
     pub fn federate_with(&mut self, other: &Cluster) {

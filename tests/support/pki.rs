@@ -72,6 +72,29 @@ impl Ca {
         }
     }
 
+    /// An Istio workload certificate issued by this CA (as istiod issues them): no subject,
+    /// one URI SAN `spiffe_id`, client and server auth, valid 2020–2045. PEM of the leaf alone.
+    pub fn workload_cert_pem(&self, spiffe_id: &str) -> String {
+        let key = KeyPair::generate().expect("generate workload key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![rcgen::SanType::URI(spiffe_id.try_into().expect("a URI"))];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(2045, 1, 1);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign workload cert");
+        pem("CERTIFICATE", cert.der())
+    }
+
     /// A server certificate for 127.0.0.1 and localhost, chain = [leaf, CA].
     pub fn server_identity(&self) -> ServerIdentity {
         self.server_identity_with(&["127.0.0.1", "localhost"], (2020, 1, 1), (2045, 1, 1))

@@ -243,7 +243,7 @@ fn a_rotating_root_stays_trusted_by_the_peer_until_retention_ends() {
         last_sequence = sequence;
         assert_eq!(
             secret_key(&a, "retired-local-roots.json").is_some(),
-            hours < 50 && hours >= 2,
+            (2..50).contains(&hours),
             "+{hours}h"
         );
         // B's ServiceEntries never churn.

@@ -49,7 +49,7 @@ enum Version {
     /// kubelet layout: the target of `..data`.
     Data(OsString),
     /// Plain directory: the identity of each file (`None` when absent or unreadable).
-    Files([Option<Stamp>; 6]),
+    Files(Box<[Option<Stamp>; 6]>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl MetadataStore {
     fn version(&self) -> Version {
         match std::fs::read_link(self.dir.join("..data")) {
             Ok(target) => Version::Data(target.into_os_string()),
-            Err(_) => Version::Files(FILES.map(|name| {
+            Err(_) => Version::Files(Box::new(FILES.map(|name| {
                 std::fs::metadata(self.dir.join(name)).ok().map(|m| Stamp {
                     dev: m.dev(),
                     ino: m.ino(),
@@ -160,7 +160,7 @@ impl MetadataStore {
                     mtime: m.mtime(),
                     mtime_nsec: m.mtime_nsec(),
                 })
-            })),
+            }))),
         }
     }
 

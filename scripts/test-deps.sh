@@ -5,6 +5,7 @@
 #   jq                       the hook wrappers' and examples' JSON plumbing in tests
 #   nginx-light              tests/nginx.rs: a real web server publishing peer metadata
 #   binutils (readelf)       scripts/check-static.sh
+#   openssl, curl            a real X.509 verifier and HTTP client for the rotation and serve tests
 #   golang-1.23-go           the Go oracles under tests/go/: istiod parses roots with Go's
 #                            crypto/x509, and Go >= 1.23 in module mode is what refuses
 #                            negative serials (from the distribution's backports suite)
@@ -24,6 +25,8 @@ backports=()
 command -v jq >/dev/null 2>&1 || need+=(jq)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v readelf >/dev/null 2>&1 || need+=(binutils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x "$GO_BIN" ] || backports+=(golang-1.23-go)
 [ -d /usr/share/gocode/src/sigs.k8s.io/yaml ] || need+=(golang-k8s-sigs-yaml-dev)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)

@@ -118,9 +118,8 @@ pub fn reconcile_into(
             .dataplane_probe
             .then(|| conditions::dataplane_condition(st, report))
             .flatten();
-        if let Some(c) = dataplane {
-            metrics::dataplane_metric(st, &c, &mut out_metrics);
-            conditions.push(c);
+        if let Some(c) = &dataplane {
+            conditions.push(c.clone());
         }
         if let Some(op) = status_patch(st, report, &conditions, managed, now) {
             if budget::fits(&op, None) {
@@ -132,6 +131,9 @@ pub fn reconcile_into(
             }
         }
         federation_metrics(st, report, &mut out_metrics);
+        if let Some(c) = &dataplane {
+            metrics::dataplane_metric(st, c, &mut out_metrics);
+        }
     }
     Ok(out_metrics)
 }

@@ -14,7 +14,9 @@
 //! peer answers `public.json` with `peer/public.json` (placeholders expanded), or with the
 //! HTTP status in `peer/public.status`; the case's binding context names it as
 //! `{{peer:endpoint}}` and its CA as `{{peer:ca}}`. Outputs show the endpoint as
-//! `{{peer:endpoint}}` and fetch durations, which are measured, as 0.
+//! `{{peer:endpoint}}` and fetch durations, which are measured, as 0. With a
+//! `peer/healthz.status` too, a loopback proxy standing in for the sidecar (`HTTP_PROXY`)
+//! answers the data-plane probe with that HTTP status (README, "Data-plane probe").
 
 mod common;
 mod support;
@@ -107,6 +109,7 @@ fn compare_secret_files(dir: &Path, ops: &[serde_json::Value], failures: &mut Ve
 struct CasePeer {
     server: TlsServer,
     ca_pem: String,
+    sidecar: Option<support::proxy::Proxy>,
 }
 
 fn start_peer(dir: &Path) -> Option<CasePeer> {
@@ -128,9 +131,16 @@ fn start_peer(dir: &Path) -> Option<CasePeer> {
         )),
     };
     server.route(support::PUBLIC_PATH, route);
+    let sidecar = std::fs::read_to_string(peer_dir.join("healthz.status"))
+        .ok()
+        .map(|code| {
+            let code = code.trim().parse().expect("peer/healthz.status");
+            support::proxy::Proxy::start(support::proxy::Answer::Status(code))
+        });
     Some(CasePeer {
         server,
         ca_pem: ca.cert_pem,
+        sidecar,
     })
 }
 
@@ -172,8 +182,11 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
     }
     let bc = expand(&bc_text, dir, true);
     let mut env = parse_env(&std::fs::read_to_string(dir.join("env")).unwrap_or_default());
-    if peer.is_some() {
+    if let Some(p) = &peer {
         env.push(("ISTIO_FEDERATION_HOOK_OFFLINE".into(), "false".into()));
+        if let Some(proxy) = &p.sidecar {
+            env.push(("HTTP_PROXY".into(), proxy.url()));
+        }
     }
     // Golden cases reconcile from cached metadata unless a case opts into the network.
     if !env

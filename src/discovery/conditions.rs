@@ -3,7 +3,8 @@
 //! failure rewrites nothing (README, "Conditions").
 
 use super::effective::FedState;
-use super::report::FetchReport;
+use super::probe;
+use super::report::{FetchReport, ProbeResult};
 use super::retention;
 use super::status::{Condition, ConditionStatus, ConditionType};
 use super::trust_bundle::TrustBundleError;
@@ -14,8 +15,8 @@ use crate::protocol::metadata::PrivateMetadata;
 use crate::protocol::names;
 use ConditionStatus::{False, True, Unknown};
 use ConditionType::{
-    PrivateMetadataExchangeReady as PRIVATE, PublicMetadataExchangeReady as PUBLIC,
-    ServicesImported as SERVICES, TrustBundleReady as TRUST,
+    DataplaneConnectionReady as DATAPLANE, PrivateMetadataExchangeReady as PRIVATE,
+    PublicMetadataExchangeReady as PUBLIC, ServicesImported as SERVICES, TrustBundleReady as TRUST,
 };
 
 /// A root that expires within this many seconds is called out in the condition message.
@@ -130,6 +131,68 @@ pub fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
         (None, None) => {}
     }
     out
+}
+
+/// The host the data-plane probe targets for this federation, or the condition saying why
+/// there is none — Deckhouse's checks in Deckhouse's order and words: public metadata with a
+/// cluster UUID, then private metadata, then a health-check service in it (README,
+/// "Data-plane probe"). The private metadata is the effective one (fresh, else the validated
+/// cache) after `spec.import`: a host that is not imported has no ServiceEntry to travel by.
+pub fn probe_target<'s>(st: &'s FedState) -> Result<&'s str, Condition> {
+    let configuration =
+        |msg: String| Condition::new(DATAPLANE, False, Reason::ConfigurationError, msg);
+    if st.public.as_ref().is_none_or(|p| p.cluster_uuid.is_empty()) {
+        return Err(Condition::new(
+            DATAPLANE,
+            False,
+            Reason::MetadataUnavailable,
+            "public metadata not available yet",
+        ));
+    }
+    let Some(private) = &st.private else {
+        return Err(configuration("private metadata not available yet".into()));
+    };
+    if private.public_services.is_empty() && st.left_out_by_policy == 0 {
+        return Err(configuration(
+            "no public services in private metadata".into(),
+        ));
+    }
+    match probe::target(private) {
+        Some(host) => Ok(host),
+        None if st.left_out_by_policy > 0 => Err(configuration(format!(
+            "alliance-healthcheck service not found in remote public services ({} host(s) excluded by spec.import)",
+            st.left_out_by_policy
+        ))),
+        None => Err(configuration(
+            "alliance-healthcheck service not found in remote public services".into(),
+        )),
+    }
+}
+
+/// `DataplaneConnectionReady` with the probe on, for a federation the network phase worked on
+/// this run; `None` leaves the condition as it is (offline runs, `plan`, a spec that is not
+/// acted on). The message names the URL and never a timing.
+pub fn dataplane_condition(st: &FedState, report: Option<&FetchReport>) -> Option<Condition> {
+    let report = report?;
+    let host = match probe_target(st) {
+        Ok(host) => host,
+        Err(c) => return Some(c),
+    };
+    let url = probe::url(host);
+    Some(match report.probe.as_ref()? {
+        ProbeResult::Healthy => Condition::new(
+            DATAPLANE,
+            True,
+            Reason::Succeeded,
+            format!("GET {url} through the mesh answered 200"),
+        ),
+        ProbeResult::Failed(why) => Condition::new(
+            DATAPLANE,
+            False,
+            Reason::ProbeFailed,
+            format!("GET {url}: {why}"),
+        ),
+    })
 }
 
 /// `TrustBundleReady`: what is trusted for the peer's trust domain, then what rotation retains

@@ -313,6 +313,7 @@ fn settle(ctx: &Context, fed: &Federation, p: Progress) -> FetchReport {
         public: Some(public),
         private_skipped: if private.is_some() { None } else { skipped },
         private,
+        probe: None,
     }
 }
 

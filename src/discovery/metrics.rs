@@ -4,6 +4,7 @@
 
 use super::effective::FedState;
 use super::report::FetchReport;
+use super::status::{Condition, ConditionStatus};
 use crate::hook::metrics;
 use crate::protocol::certs::{self, CertRejection};
 use crate::protocol::metadata::PublicMetadata;
@@ -22,6 +23,10 @@ pub const PUBLISHED_ROOT_EXPIRY: &str =
 /// When each retained root (published no more) leaves the trust bundle.
 pub const RETAINED_ROOT_UNTIL: &str =
     "d8_istio_federation_retained_root_ca_until_timestamp_seconds";
+
+/// Deckhouse's data-plane gauge: 1 when the probe of the peer's health-check service
+/// succeeded this run, else 0 (README, "Data-plane probe").
+pub const DATAPLANE_HEALTH: &str = "d8_istio_alliance_dataplane_health_check";
 
 /// The group's `expire`, first of every run's metric operations.
 pub fn expire() -> Value {
@@ -73,6 +78,27 @@ pub fn federation_metrics(st: &FedState, report: Option<&FetchReport>, out: &mut
         IMPORTED_SERVICES,
         imported as f64,
         &[("federation_name", name)],
+    ));
+}
+
+/// The data-plane gauge of one federation, from its `DataplaneConnectionReady` of this run,
+/// with Deckhouse's labels.
+pub fn dataplane_metric(st: &FedState, condition: &Condition, out: &mut Vec<Value>) {
+    let uuid = st
+        .public
+        .as_ref()
+        .map(|p| p.cluster_uuid.as_str())
+        .filter(|u| !u.is_empty())
+        .unwrap_or("unknown");
+    let healthy = condition.status == ConditionStatus::True;
+    out.push(set(
+        DATAPLANE_HEALTH,
+        if healthy { 1.0 } else { 0.0 },
+        &[
+            ("alliance_kind", "IstioFederation"),
+            ("name", st.fed.name.as_str()),
+            ("remote_cluster_uuid", uuid),
+        ],
     ));
 }
 

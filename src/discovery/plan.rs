@@ -428,7 +428,8 @@ impl<'a> Context<'a> {
             }
             for c in prior {
                 let t = text(c, "type");
-                if conditions_managed(&t) && find(new, &t).is_none() {
+                if conditions_managed(&t, self.settings.dataplane_probe) && find(new, &t).is_none()
+                {
                     changes.push(format!("{t} removed"));
                 }
             }
@@ -498,8 +499,9 @@ impl<'a> Context<'a> {
     }
 }
 
-fn conditions_managed(t: &str) -> bool {
-    super::status::ConditionType::from_wire(t).is_some()
+fn conditions_managed(t: &str, dataplane_probe: bool) -> bool {
+    use super::status::ConditionType;
+    ConditionType::from_wire(t, ConditionType::managed(dataplane_probe)).is_some()
 }
 
 /// `federation b` / `federations a, b`.

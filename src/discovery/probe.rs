@@ -46,15 +46,7 @@ pub fn url(target: &str) -> String {
     format!("http://{target}:80/healthz")
 }
 
-/// What one probe found. Messages carry no timings, so a peer that stays unreachable yields
-/// the same condition every run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeResult {
-    /// 200 from the peer's health-check workload.
-    Healthy,
-    /// The request failed or answered other than 200.
-    Failed(String),
-}
+pub use super::report::ProbeResult;
 
 /// Probes every `(federation, url)` concurrently and returns each federation's result. Returns
 /// within `min(REQUEST_TIMEOUT, deadline)` plus thread start-up; a probe still running then is
@@ -73,6 +65,9 @@ pub fn probe_all(
         }
         return out;
     }
+    // reqwest is built with `rustls-no-provider`: a client needs the process-wide provider even
+    // for plain HTTP. Installing twice is harmless (the fetch phase may have done it).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::blocking::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(timeout)
@@ -125,7 +120,20 @@ pub fn probe_all(
 }
 
 fn timed_out() -> ProbeResult {
-    ProbeResult::Failed(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))
+    ProbeResult::Failed(format!(
+        "request failed: no answer within {} s (or FETCH_DEADLINE)",
+        REQUEST_TIMEOUT.as_secs()
+    ))
+}
+
+/// The innermost cause of a failed request: hyper's and the OS's texts ("connection closed
+/// before message completed", "Connection reset by peer"), which name no address or timing.
+fn cause(e: &reqwest::Error) -> String {
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
 }
 
 fn probe_one(client: &reqwest::blocking::Client, url: &str, own_uuid: &str) -> ProbeResult {
@@ -136,7 +144,7 @@ fn probe_one(client: &reqwest::blocking::Client, url: &str, own_uuid: &str) -> P
         Err(e) if e.is_connect() => {
             return ProbeResult::Failed("request failed: cannot connect".to_string())
         }
-        Err(_) => return ProbeResult::Failed("request failed".to_string()),
+        Err(e) => return ProbeResult::Failed(format!("request failed: {}", cause(&e))),
     };
     let status = resp.status();
     // Drain (a bounded part of) the body so the connection ends cleanly.

@@ -15,7 +15,7 @@ use super::observed::{own_root_fingerprints, Observed};
 use super::report::FetchReport;
 use super::retention;
 use super::service_entries::{self, Record};
-use super::status::status_patch;
+use super::status::{status_patch, ConditionType};
 use super::trust_bundle::{self, TrustBundleError};
 use crate::hook::settings::Settings;
 use crate::protocol::metadata::Own;
@@ -107,12 +107,21 @@ pub fn reconcile_into(
             .map(|st| st.fed.name.as_str()),
     );
     write_records(settings, observed, &records, &policy, sink)?;
-    // 4. Status and metrics, per federation in name order.
+    // 4. Status and metrics, per federation in name order. The data-plane probe's result only
+    //    ever sets its condition and gauge (README, "Data-plane probe").
+    let managed = ConditionType::managed(settings.dataplane_probe);
     let mut out_metrics = vec![metrics::expire()];
     for st in &states {
         let report = fetched.get(&st.fed.name);
-        let conditions = conditions::for_federation(st, report, trust_problem.as_ref(), now);
-        if let Some(op) = status_patch(st, report, &conditions, now) {
+        let mut conditions = conditions::for_federation(st, report, trust_problem.as_ref(), now);
+        let dataplane = settings
+            .dataplane_probe
+            .then(|| conditions::dataplane_condition(st, report))
+            .flatten();
+        if let Some(c) = &dataplane {
+            conditions.push(c.clone());
+        }
+        if let Some(op) = status_patch(st, report, &conditions, managed, now) {
             if budget::fits(&op, None) {
                 sink(op)?;
             } else {
@@ -122,8 +131,54 @@ pub fn reconcile_into(
             }
         }
         federation_metrics(st, report, &mut out_metrics);
+        if let Some(c) = &dataplane {
+            metrics::dataplane_metric(st, c, &mut out_metrics);
+        }
     }
     Ok(out_metrics)
+}
+
+/// The data-plane probes of this run, as `(federation, url)`: every federation the network
+/// phase worked on whose effective metadata names a health-check service. The states are
+/// decided exactly as [`reconcile_into`] decides them, so the target probed is the one its
+/// condition names. Pure: the run shell does the requests (README, "Data-plane probe").
+pub fn probe_jobs(
+    settings: &Settings,
+    observed: &Observed,
+    fetched: &BTreeMap<String, FetchReport>,
+    now: i64,
+) -> Vec<(String, String)> {
+    let Some(feds) = observed.federations.as_deref() else {
+        return Vec::new();
+    };
+    if !settings.enabled || !settings.dataplane_probe || fetched.is_empty() {
+        return Vec::new();
+    }
+    let own_fps = own_root_fingerprints(settings, observed);
+    let own = Own {
+        cluster_uuid: &settings.cluster_uuid,
+        root_fingerprints: &own_fps,
+        now,
+    };
+    let (fetched, uuid_owners) = admission::admit(feds, fetched, &settings.limits);
+    let fetched = fetched.as_ref();
+    let rules = Rules {
+        own: &own,
+        own_domain: &settings.cluster_domain,
+        limits: settings.limits,
+        uuid_owners: &uuid_owners,
+    };
+    let mut states = effective::states(feds, fetched, &rules);
+    retention::apply(&mut states, fetched, &own, settings.root_retention);
+    budget::hold_large_status(&mut states, fetched, &rules);
+    states
+        .iter()
+        .filter(|st| fetched.contains_key(&st.fed.name))
+        .filter_map(|st| {
+            let host = conditions::probe_target(st).ok()?;
+            Some((st.fed.name.clone(), super::probe::url(host)))
+        })
+        .collect()
 }
 
 /// Federation disabled: remove every trust entry, ServiceEntry and DestinationRule we own, and
@@ -237,6 +292,7 @@ fn write_records(
 mod tests {
     use super::*;
     use crate::discovery::istio_objects::Snapshot;
+    use crate::discovery::report::ProbeResult;
     use crate::protocol::certs;
     use crate::protocol::federation::Federation;
     use crate::protocol::labels::{
@@ -398,5 +454,175 @@ mod tests {
         assert_eq!(deleted(&outcome), ["ours"]);
         assert_eq!(trust_writes(&outcome), 1);
         assert_eq!(outcome.metrics, [metrics::expire()]);
+    }
+
+    /// A federation with public metadata from this run's fetch and a cached private document
+    /// publishing `hosts` behind one gateway.
+    fn probed(hosts: &[&str]) -> (Observed<'static>, BTreeMap<String, FetchReport>) {
+        use crate::discovery::report::Attempt;
+        use crate::protocol::metadata::PublicMetadata;
+        let services: Vec<Value> = hosts
+            .iter()
+            .map(|h| json!({"hostname": h, "ports": [{"name": "http", "port": 80}]}))
+            .collect();
+        let cache = json!({"private": {"ingressGateways": [{"address": "1.1.1.1", "port": 15443}],
+            "publicServices": services}});
+        let observed = Observed {
+            federations: Some(vec![federation("b", "b.local", cache)]),
+            ..Default::default()
+        };
+        let public = PublicMetadata {
+            cluster_uuid: "uuid-b".into(),
+            authn_key_pub: String::new(),
+            root_ca: String::new(),
+            roots: vec![],
+            rejected: vec![],
+        };
+        let report = FetchReport {
+            public: Some(Attempt {
+                url: "https://b.local/metadata/public/public.json".into(),
+                result: Ok(public),
+                seconds: 0.0,
+            }),
+            ..Default::default()
+        };
+        (observed, BTreeMap::from([("b".to_string(), report)]))
+    }
+
+    fn with_probe() -> Settings {
+        let mut s = settings();
+        s.dataplane_probe = true;
+        s
+    }
+
+    fn dataplane(outcome: &Outcome) -> Option<Value> {
+        outcome.operations.iter().find_map(|op| match op {
+            Operation::StatusMergePatch { patch, .. } => patch["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "DataplaneConnectionReady")
+                .cloned(),
+            _ => None,
+        })
+    }
+
+    fn gauge(outcome: &Outcome) -> Vec<Value> {
+        outcome
+            .metrics
+            .iter()
+            .filter(|m| m["name"] == metrics::DATAPLANE_HEALTH)
+            .cloned()
+            .collect()
+    }
+
+    /// Everything but the status patch.
+    fn objects(outcome: &Outcome) -> String {
+        let ops: Vec<&Operation> = outcome
+            .operations
+            .iter()
+            .filter(|op| !matches!(op, Operation::StatusMergePatch { .. }))
+            .collect();
+        format!("{ops:?}")
+    }
+
+    #[test]
+    fn the_probe_sets_only_its_condition_and_gauge() {
+        let hc = "alliance-healthcheck-uuid-b.d8-istio.svc.b.local";
+        let (observed, mut fetched) = probed(&["web.prod.svc.b.local", hc]);
+        let now = 1_800_000_000;
+        assert_eq!(
+            probe_jobs(&with_probe(), &observed, &fetched, now),
+            [("b".to_string(), format!("http://{hc}:80/healthz"))]
+        );
+        // Probe off: no job, no condition, no gauge.
+        assert!(probe_jobs(&settings(), &observed, &fetched, now).is_empty());
+        let off = reconcile(&settings(), &observed, &fetched, now);
+        assert_eq!((dataplane(&off), gauge(&off).len()), (None, 0));
+
+        fetched.get_mut("b").unwrap().probe = Some(ProbeResult::Healthy);
+        let healthy = reconcile(&with_probe(), &observed, &fetched, now);
+        let c = dataplane(&healthy).unwrap();
+        assert_eq!(
+            (&c["status"], &c["reason"]),
+            (&json!("True"), &json!("Succeeded"))
+        );
+        assert_eq!(
+            c["message"],
+            format!("GET http://{hc}:80/healthz through the mesh answered 200")
+        );
+        let g = gauge(&healthy);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0]["value"], 1.0);
+        assert_eq!(
+            g[0]["labels"],
+            json!({"alliance_kind": "IstioFederation", "name": "b", "remote_cluster_uuid": "uuid-b"})
+        );
+
+        let failure = "unexpected status code: 503";
+        fetched.get_mut("b").unwrap().probe = Some(ProbeResult::Failed(failure.into()));
+        let failed = reconcile(&with_probe(), &observed, &fetched, now);
+        let c = dataplane(&failed).unwrap();
+        assert_eq!(
+            (&c["status"], &c["reason"]),
+            (&json!("False"), &json!("ProbeFailed"))
+        );
+        assert_eq!(
+            c["message"],
+            format!("GET http://{hc}:80/healthz: {failure}")
+        );
+        assert_eq!(gauge(&failed)[0]["value"], 0.0);
+        // Visibility only: whatever the probe found, the objects written are the same (and
+        // nothing is deleted).
+        assert_eq!(objects(&failed), objects(&healthy));
+        assert_eq!(objects(&failed), objects(&off));
+        assert!(deleted(&failed).is_empty());
+
+        // Offline (no report): the condition is left as it is.
+        let offline = reconcile(&with_probe(), &observed, &BTreeMap::new(), now);
+        assert_eq!((dataplane(&offline), gauge(&offline).len()), (None, 0));
+    }
+
+    #[test]
+    fn without_a_target_the_condition_says_why_in_deckhouses_words() {
+        let now = 1_800_000_000;
+        let case = |hosts: &[&str]| {
+            let (observed, fetched) = probed(hosts);
+            assert!(probe_jobs(&with_probe(), &observed, &fetched, now).is_empty());
+            let out = reconcile(&with_probe(), &observed, &fetched, now);
+            assert_eq!(gauge(&out)[0]["value"], 0.0);
+            let c = dataplane(&out).unwrap();
+            assert_eq!(c["status"], "False");
+            (
+                c["reason"].as_str().unwrap().to_string(),
+                c["message"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(
+            case(&["web.prod.svc.b.local"]),
+            (
+                "ConfigurationError".into(),
+                "alliance-healthcheck service not found in remote public services".into()
+            )
+        );
+        assert_eq!(
+            case(&[]),
+            (
+                "ConfigurationError".into(),
+                "no public services in private metadata".into()
+            )
+        );
+        // No public metadata at all: Deckhouse's MetadataUnavailable, UUID unknown.
+        let (observed, mut fetched) = probed(&["alliance-healthcheck-u.d8-istio.svc.b.local"]);
+        fetched.get_mut("b").unwrap().public = None;
+        let out = reconcile(&with_probe(), &observed, &fetched, now);
+        let c = dataplane(&out).unwrap();
+        assert_eq!(
+            (&c["reason"], &c["message"]),
+            (
+                &json!("MetadataUnavailable"),
+                &json!("public metadata not available yet")
+            )
+        );
+        assert_eq!(gauge(&out)[0]["labels"]["remote_cluster_uuid"], "unknown");
     }
 }

@@ -1,4 +1,5 @@
-//! What the network phase hands the core: one [`FetchReport`] per federation. The types live
+//! What the network phase hands the core: one [`FetchReport`] per federation, with the
+//! data-plane probe's [`ProbeResult`] when the probe ran (README, "Data-plane probe"). The types live
 //! here, between [`super::fetch`] and [`super::reconcile`], so the core never depends on the
 //! client and the client never on the core.
 
@@ -20,4 +21,18 @@ pub struct FetchReport {
     pub private: Option<Attempt<PrivateMetadata>>,
     /// Set when the private request was not made (no key pair, public failed, …).
     pub private_skipped: Option<Failure>,
+    /// What the data-plane probe found this run; `None` when it did not probe this peer
+    /// (`DATAPLANE_PROBE` off, or no health-check service to probe).
+    pub probe: Option<ProbeResult>,
+}
+
+/// What one data-plane probe found. Messages carry no timings, so a peer that stays
+/// unreachable yields the same condition every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// 200 from the peer's health-check workload.
+    Healthy,
+    /// The request failed or answered other than 200, in Deckhouse's words
+    /// (`request failed: …`, `unexpected status code: N`).
+    Failed(String),
 }

@@ -1,13 +1,14 @@
 //! One discovery run, the imperative shell: read the settings and the binding context, fetch
-//! (unless offline), hand everything to the pure [`super::reconcile`], stream its operations
-//! into the patch file and write its metrics.
+//! (unless offline), probe the data plane (with `DATAPLANE_PROBE`), hand everything to the
+//! pure [`super::reconcile`], stream its operations into the patch file and write its metrics.
 
-use super::{config, fetch, observed, reconcile};
+use super::{config, fetch, observed, probe, reconcile};
 use crate::hook::io::{self, METRICS_OUTPUT, PATCH_OUTPUT};
 use crate::hook::{binding, metrics, operations};
 use crate::protocol::metadata;
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::time::Instant;
 
 /// `--config`: the discovery hook's bindings.
 pub fn print_config() -> Result<(), String> {
@@ -16,6 +17,8 @@ pub fn print_config() -> Result<(), String> {
 
 /// One run of the discovery hook.
 pub fn run() -> Result<(), String> {
+    // FETCH_DEADLINE bounds the whole network phase, fetches and probes, from here.
+    let started = Instant::now();
     let settings = io::load_settings()?;
     if settings.enabled {
         settings.check_required().map_err(|e| e.to_string())?;
@@ -24,7 +27,7 @@ pub fn run() -> Result<(), String> {
     let input = binding::parse_with(&bytes, &observed::RAW_BINDINGS).map_err(|e| e.to_string())?;
     let now = io::now()?;
     let observed = observed::Observed::from_binding(&input);
-    let fetched = if settings.enabled && observed.federations.is_some() && !io::offline()? {
+    let mut fetched = if settings.enabled && observed.federations.is_some() && !io::offline()? {
         let feds = observed.federations.as_deref().unwrap_or(&[]);
         let own_fps = observed::own_root_fingerprints(&settings, &observed);
         let clock = io::wall_clock()?;
@@ -43,6 +46,25 @@ pub fn run() -> Result<(), String> {
     } else {
         BTreeMap::new()
     };
+    // The data-plane probe, in what is left of the deadline: only federations the network
+    // phase worked on (so never offline, never in `plan`), targets as the core decides them.
+    let jobs = reconcile::probe_jobs(&settings, &observed, &fetched, now);
+    if !jobs.is_empty() {
+        let deadline = started
+            .checked_add(settings.fetch_deadline)
+            .unwrap_or(started);
+        let results = probe::probe_all(&jobs, &settings.cluster_uuid, deadline);
+        for (name, url) in &jobs {
+            if let Some(probe::ProbeResult::Failed(why)) = results.get(name) {
+                log::warn!(target: "probe", "IstioFederation {name}: data-plane probe GET {url}: {why}");
+            }
+        }
+        for (name, result) in results {
+            if let Some(report) = fetched.get_mut(&name) {
+                report.probe = Some(result);
+            }
+        }
+    }
     // Operations are streamed into the patch file as the reconcile decides them: the output
     // of a large first run is tens of MB and is never held in memory.
     let (what, mut out) = io::open_output(&PATCH_OUTPUT, true)?.unwrap_or_else(|| {

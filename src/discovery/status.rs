@@ -2,8 +2,9 @@
 //!
 //! `lastTransitionTime` is kept while status, reason and message stay the same, and messages
 //! never carry run-to-run detail, so a peer that stays down does not rewrite status every
-//! minute. Condition types this hook does not manage (e.g. Deckhouse's
-//! `DataplaneConnectionReady`) are kept, after ours.
+//! minute. Condition types this hook does not manage are kept, after ours; Deckhouse's
+//! `DataplaneConnectionReady` is ours only while `DATAPLANE_PROBE` is on (README,
+//! "Data-plane probe").
 
 use super::diff::Operation;
 use super::effective::FedState;
@@ -16,18 +17,20 @@ use serde_json::{json, Map, Value};
 /// A successful fetch rewrites unchanged metadata only when the stored timestamp is older.
 const TIMESTAMP_REFRESH: i64 = 10 * 60;
 
-/// The condition types this hook manages, in the order they are written. Other types on the
-/// object (e.g. Deckhouse's `DataplaneConnectionReady`) are read and kept as JSON.
+/// The condition types this hook writes, in the order they are written. Other types on the
+/// object are read and kept as JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConditionType {
     PublicMetadataExchangeReady,
     PrivateMetadataExchangeReady,
     TrustBundleReady,
     ServicesImported,
+    /// The data-plane probe's verdict (Deckhouse's type); managed only with `DATAPLANE_PROBE`.
+    DataplaneConnectionReady,
 }
 
 impl ConditionType {
-    /// Managed types, in the order they are written.
+    /// Types managed whatever the settings, in the order they are written.
     pub const MANAGED: [ConditionType; 4] = [
         ConditionType::PublicMetadataExchangeReady,
         ConditionType::PrivateMetadataExchangeReady,
@@ -35,18 +38,38 @@ impl ConditionType {
         ConditionType::ServicesImported,
     ];
 
+    /// [`Self::MANAGED`] and, last, `DataplaneConnectionReady`.
+    const WITH_PROBE: [ConditionType; 5] = [
+        ConditionType::PublicMetadataExchangeReady,
+        ConditionType::PrivateMetadataExchangeReady,
+        ConditionType::TrustBundleReady,
+        ConditionType::ServicesImported,
+        ConditionType::DataplaneConnectionReady,
+    ];
+
+    /// The managed types of a run: with the data-plane probe off, `DataplaneConnectionReady`
+    /// is someone else's (a Deckhouse controller's, say) and is kept as it is.
+    pub fn managed(dataplane_probe: bool) -> &'static [ConditionType] {
+        if dataplane_probe {
+            &ConditionType::WITH_PROBE
+        } else {
+            &ConditionType::MANAGED
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConditionType::PublicMetadataExchangeReady => "PublicMetadataExchangeReady",
             ConditionType::PrivateMetadataExchangeReady => "PrivateMetadataExchangeReady",
             ConditionType::TrustBundleReady => "TrustBundleReady",
             ConditionType::ServicesImported => "ServicesImported",
+            ConditionType::DataplaneConnectionReady => "DataplaneConnectionReady",
         }
     }
 
-    /// The managed type a prior condition's `type` names, `None` for a foreign one.
-    pub fn from_wire(s: &str) -> Option<ConditionType> {
-        ConditionType::MANAGED.into_iter().find(|t| t.as_str() == s)
+    /// The type a prior condition's `type` names among `managed`, `None` for a foreign one.
+    pub fn from_wire(s: &str, managed: &[ConditionType]) -> Option<ConditionType> {
+        managed.iter().copied().find(|t| t.as_str() == s)
     }
 }
 
@@ -98,11 +121,16 @@ fn find<'a>(prior: &'a [Value], kind: &str) -> Option<&'a Value> {
         .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
 }
 
-/// The new condition list: managed types in fixed order (computed now, or kept verbatim from
+/// The new condition list: `managed` types in fixed order (computed now, or kept verbatim from
 /// `prior` when this run did not compute them), then every other prior condition in order.
-pub fn merge(prior: &[Value], computed: &[Condition], now: i64) -> Vec<Value> {
+pub fn merge(
+    prior: &[Value],
+    computed: &[Condition],
+    managed: &[ConditionType],
+    now: i64,
+) -> Vec<Value> {
     let mut out = Vec::with_capacity(prior.len() + computed.len());
-    for kind in ConditionType::MANAGED {
+    for &kind in managed {
         let old = find(prior, kind.as_str());
         match computed.iter().find(|c| c.kind == kind) {
             Some(c) => {
@@ -135,18 +163,19 @@ pub fn merge(prior: &[Value], computed: &[Condition], now: i64) -> Vec<Value> {
     }
     for c in prior {
         let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
-        if ConditionType::from_wire(kind).is_none() {
+        if ConditionType::from_wire(kind, managed).is_none() {
             out.push(c.clone());
         }
     }
     out
 }
 
-/// The status merge patch, or `None` when nothing would change.
+/// The status merge patch, or `None` when nothing would change. `managed` as for [`merge`].
 pub fn status_patch(
     st: &FedState,
     report: Option<&FetchReport>,
     conditions: &[Condition],
+    managed: &[ConditionType],
     now: i64,
 ) -> Option<Operation> {
     let fed = st.fed;
@@ -189,7 +218,7 @@ pub fn status_patch(
     if let Some(v) = &st.retention.status {
         status.insert("retiredRoots".into(), v.clone());
     }
-    let merged = merge(&fed.conditions, conditions, now);
+    let merged = merge(&fed.conditions, conditions, managed, now);
     if merged != fed.conditions {
         status.insert("conditions".into(), Value::Array(merged));
     }
@@ -225,7 +254,7 @@ mod tests {
             Condition::new(TRUST, True, Reason::Succeeded, "a"),
             Condition::new(SERVICES, False, Reason::AwaitingPrivate, "c"),
         ];
-        let out = merge(&prior, &computed, 1_780_272_000);
+        let out = merge(&prior, &computed, &ConditionType::MANAGED, 1_780_272_000);
         let types: Vec<&str> = out.iter().map(|c| c["type"].as_str().unwrap()).collect();
         assert_eq!(
             types,
@@ -239,5 +268,42 @@ mod tests {
         assert_eq!(out[0], prior[3]);
         assert_eq!(out[1]["lastTransitionTime"], "2026-01-01T00:00:00Z");
         assert_eq!(out[2]["lastTransitionTime"], "2026-06-01T00:00:00Z");
+    }
+
+    #[test]
+    fn dataplane_condition_is_ours_only_with_the_probe_on() {
+        let prior = vec![
+            json!({"type": "Ready", "status": "True"}),
+            json!({"type": "DataplaneConnectionReady", "status": "True", "reason": "Succeeded", "message": "d", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+            json!({"type": TRUST.as_str(), "status": "True", "reason": "Succeeded", "message": "a", "lastTransitionTime": "2026-01-01T00:00:00Z"}),
+        ];
+        let types = |out: &[Value]| -> Vec<String> {
+            out.iter()
+                .map(|c| c["type"].as_str().unwrap().to_string())
+                .collect()
+        };
+        // Off: kept where it was, among the foreign ones.
+        let off = merge(&prior, &[], ConditionType::managed(false), 0);
+        assert_eq!(
+            types(&off),
+            ["TrustBundleReady", "Ready", "DataplaneConnectionReady"]
+        );
+        // On but not probed this run: kept verbatim, in its managed place.
+        let on = merge(&prior, &[], ConditionType::managed(true), 0);
+        assert_eq!(
+            types(&on),
+            ["TrustBundleReady", "DataplaneConnectionReady", "Ready"]
+        );
+        assert_eq!(on[1], prior[1]);
+        // On and probed: replaced.
+        let c = Condition::new(
+            ConditionType::DataplaneConnectionReady,
+            False,
+            Reason::ProbeFailed,
+            "m",
+        );
+        let on = merge(&prior, &[c], ConditionType::managed(true), 1_780_272_000);
+        assert_eq!(on[1]["reason"], "ProbeFailed");
+        assert_eq!(on[1]["lastTransitionTime"], "2026-06-01T00:00:00Z");
     }
 }

@@ -44,6 +44,9 @@ pub struct Settings {
     /// How long a root a peer stopped publishing stays trusted (`ROOT_RETENTION`, default 48h;
     /// zero drops it at once). README, "Rotating roots and keys".
     pub root_retention: Duration,
+    /// `DATAPLANE_PROBE` (default off): probe every peer's health-check service through the
+    /// mesh each run (README, "Data-plane probe"). Needs the hook's pod in the mesh.
+    pub dataplane_probe: bool,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
@@ -259,6 +262,18 @@ impl Sources<'_> {
         }
     }
 
+    /// A boolean from the environment, `default` when unset.
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, SettingsError> {
+        match self.env(name) {
+            None => Ok(default),
+            Some(s) => parse_bool(&s).ok_or_else(|| SettingsError::Malformed {
+                setting: name,
+                expected: "true or false",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
     fn fetch_concurrency(&self) -> Result<usize, SettingsError> {
         let Some(s) = self.env("FETCH_CONCURRENCY") else {
             return Ok(64);
@@ -343,6 +358,7 @@ impl Settings {
             fetch_max_bytes: src.fetch_max_bytes()?,
             limits: src.limits()?,
             root_retention: src.root_retention()?,
+            dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
         })
     }
 
@@ -485,6 +501,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn dataplane_probe_is_off_unless_asked_for() {
+        assert!(!load(None, &[]).unwrap().dataplane_probe);
+        assert!(
+            load(None, &[("DATAPLANE_PROBE", "true")])
+                .unwrap()
+                .dataplane_probe
+        );
+        assert!(
+            !load(None, &[("DATAPLANE_PROBE", "off")])
+                .unwrap()
+                .dataplane_probe
+        );
+        assert_eq!(
+            load(None, &[("DATAPLANE_PROBE", "sometimes")])
+                .unwrap_err()
+                .to_string(),
+            "DATAPLANE_PROBE: expected true or false, got \"sometimes\""
+        );
     }
 
     #[test]

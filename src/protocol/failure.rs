@@ -58,6 +58,13 @@ pub enum Reason {
     DuplicateClusterUuid,
     /// `spec.import` of the IstioFederation cannot be read.
     InvalidImportPolicy,
+    /// The data-plane probe's request failed or answered other than 200 (Deckhouse's reason,
+    /// condition `DataplaneConnectionReady`).
+    ProbeFailed,
+    /// The peer's private metadata names no health-check service to probe (Deckhouse's reason).
+    ConfigurationError,
+    /// No public metadata of the peer yet, so there is nothing to probe (Deckhouse's reason).
+    MetadataUnavailable,
 }
 
 impl Reason {
@@ -85,6 +92,9 @@ impl Reason {
             Reason::ObjectTooLarge => "ObjectTooLarge",
             Reason::DuplicateClusterUuid => "DuplicateClusterUUID",
             Reason::InvalidImportPolicy => "InvalidImportPolicy",
+            Reason::ProbeFailed => "ProbeFailed",
+            Reason::ConfigurationError => "ConfigurationError",
+            Reason::MetadataUnavailable => "MetadataUnavailable",
         }
     }
 }
@@ -146,6 +156,9 @@ mod tests {
             (Reason::ObjectTooLarge, "ObjectTooLarge"),
             (Reason::DuplicateClusterUuid, "DuplicateClusterUUID"),
             (Reason::InvalidImportPolicy, "InvalidImportPolicy"),
+            (Reason::ProbeFailed, "ProbeFailed"),
+            (Reason::ConfigurationError, "ConfigurationError"),
+            (Reason::MetadataUnavailable, "MetadataUnavailable"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

@@ -7,6 +7,7 @@
 
 pub mod odd_roots;
 pub mod pki;
+pub mod proxy;
 pub mod server;
 
 use istio_federation_hook::hook::settings::Settings;

@@ -3,7 +3,7 @@
 //!
 //! No I/O and no clock: `now` is passed in. The same input gives byte-identical output.
 
-use super::admission;
+use super::admission::{self, UuidOwners};
 use super::budget;
 use super::conditions;
 use super::diff::{self, DeletePolicy, Operation, Scope};
@@ -18,8 +18,10 @@ use super::service_entries::{self, Record};
 use super::status::{status_patch, ConditionType};
 use super::trust_bundle::{self, TrustBundleError};
 use crate::hook::settings::Settings;
+use crate::protocol::federation::Federation;
 use crate::protocol::metadata::Own;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything a run emits.
@@ -75,21 +77,14 @@ pub fn reconcile_into(
         root_fingerprints: &own_fps,
         now,
     };
-    // 1. Which documents are admitted (limits, UUIDs), and which metadata each federation
-    //    works from: fresh, else last known good; a federation whose status would exceed the
-    //    budget is held.
-    let (fetched, uuid_owners) = admission::admit(feds, fetched, &settings.limits);
-    let fetched = fetched.as_ref();
-    let rules = Rules {
-        own: &own,
-        own_domain: &settings.cluster_domain,
-        limits: settings.limits,
-        uuid_owners: &uuid_owners,
-    };
-    let mut states = effective::states(feds, fetched, &rules);
-    // 1b. Rotation: retired roots still retained, distrusted ones taken out.
-    retention::apply(&mut states, fetched, &own, settings.root_retention);
-    budget::hold_large_status(&mut states, fetched, &rules);
+    // 1. Which documents are admitted, and which metadata each federation works from.
+    let Decided {
+        admitted,
+        uuid_owners,
+        mut states,
+    } = decide_states(settings, feds, fetched, &own);
+    let fetched = admitted.as_ref();
+    let rules = rules(settings, &own, &uuid_owners);
     // 2. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
     let trust_problem = write_trust_bundle(settings, observed, &mut states, sink)?;
     // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
@@ -138,6 +133,47 @@ pub fn reconcile_into(
     Ok(out_metrics)
 }
 
+/// What step 1 decides, for the reconcile and for the probe planning alike.
+struct Decided<'f, 'r> {
+    /// The fetch reports with refused documents turned into failures.
+    admitted: Cow<'r, BTreeMap<String, FetchReport>>,
+    uuid_owners: UuidOwners,
+    states: Vec<FedState<'f>>,
+}
+
+/// Step 1 of a run: which fresh documents are admitted (per-peer limits, one owner per cluster
+/// UUID), which metadata each federation works from (fresh, else last known good), which
+/// retired roots it still retains, and which federations are held because their status would
+/// exceed the object budget. One function, so the probe targets the metadata the condition
+/// later names.
+fn decide_states<'f, 'r>(
+    settings: &Settings,
+    feds: &'f [Federation],
+    fetched: &'r BTreeMap<String, FetchReport>,
+    own: &Own,
+) -> Decided<'f, 'r> {
+    let (admitted, uuid_owners) = admission::admit(feds, fetched, &settings.limits);
+    let rules = rules(settings, own, &uuid_owners);
+    let mut states = effective::states(feds, admitted.as_ref(), &rules);
+    retention::apply(&mut states, admitted.as_ref(), own, settings.root_retention);
+    budget::hold_large_status(&mut states, admitted.as_ref(), &rules);
+    Decided {
+        admitted,
+        uuid_owners,
+        states,
+    }
+}
+
+/// What every federation's metadata is judged by this run.
+fn rules<'a>(settings: &'a Settings, own: &'a Own<'a>, uuid_owners: &'a UuidOwners) -> Rules<'a> {
+    Rules {
+        own,
+        own_domain: &settings.cluster_domain,
+        limits: settings.limits,
+        uuid_owners,
+    }
+}
+
 /// The data-plane probes of this run, as `(federation, url)`: every federation the network
 /// phase worked on whose effective metadata names a health-check service. The states are
 /// decided exactly as [`reconcile_into`] decides them, so the target probed is the one its
@@ -160,18 +196,8 @@ pub fn probe_jobs(
         root_fingerprints: &own_fps,
         now,
     };
-    let (fetched, uuid_owners) = admission::admit(feds, fetched, &settings.limits);
-    let fetched = fetched.as_ref();
-    let rules = Rules {
-        own: &own,
-        own_domain: &settings.cluster_domain,
-        limits: settings.limits,
-        uuid_owners: &uuid_owners,
-    };
-    let mut states = effective::states(feds, fetched, &rules);
-    retention::apply(&mut states, fetched, &own, settings.root_retention);
-    budget::hold_large_status(&mut states, fetched, &rules);
-    states
+    decide_states(settings, feds, fetched, &own)
+        .states
         .iter()
         .filter(|st| fetched.contains_key(&st.fed.name))
         .filter_map(|st| {

@@ -227,10 +227,6 @@ pub fn binding_reconcile(data: &[u8]) {
     } else {
         payload
     };
-    assert!(
-        binding::readings_agree(context),
-        "the one-pass and the checked binding-context readings differ"
-    );
     let main_run = discover_main(settings, context);
     let Ok(input) = binding::parse(context) else {
         return;

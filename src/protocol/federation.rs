@@ -1,8 +1,7 @@
-//! The IstioFederation object (`deckhouse.io/v1alpha1`, cluster-scoped; reference §1) as the
-//! hook reads it: spec fields, and the status it (or Deckhouse) cached earlier.
+//! The IstioFederation object (`deckhouse.io/v1alpha1`, cluster-scoped; README, "Remote
+//! discovery") as the hook reads it: spec fields, and the status it (or Deckhouse) cached earlier.
 
 use crate::hook::k8s;
-use crate::protocol::labels::DISTRUST_ROOTS_ANNOTATION;
 use crate::protocol::names;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -166,167 +165,60 @@ fn import_spec(v: Option<&Value>) -> Result<ImportSpec, String> {
     })
 }
 
-/// The parts of an IstioFederation object the hook reads, however it was given.
-struct Parts<'v> {
-    name: Option<&'v str>,
-    spec: Option<&'v Value>,
-    cache_public: Option<&'v Value>,
-    cache_private: Option<Box<RawValue>>,
-    public_ts: Option<&'v Value>,
-    private_ts: Option<&'v Value>,
-    conditions: Option<&'v Value>,
-    retired_roots: Option<&'v Value>,
-    distrust_roots: Option<&'v str>,
-}
-
-/// The typed shape of a well-formed object: only what the hook reads is parsed, and the
-/// private metadata cache stays text. Anything that does not fit this shape is read through
-/// [`Federation::parse`] instead, so both paths agree on odd input. Every level is checked to
-/// be a JSON object first (serde would also read a struct from an array).
-#[derive(Deserialize)]
-struct Doc<'a> {
-    #[serde(default, borrow)]
-    metadata: Option<&'a RawValue>,
-    #[serde(default)]
-    spec: Option<Value>,
-    #[serde(default, borrow)]
-    status: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct MetaDoc {
-    #[serde(default)]
+/// The parts of an IstioFederation object the hook reads, as one typed reading takes them
+/// from the object's JSON text or from its JSON tree alike: each member the last of its key,
+/// the private metadata cache kept as text (it is read once, by validation), everything else
+/// skipped unread. A part that is not a JSON object where one is expected reads as empty, as a
+/// lookup in a JSON tree finds nothing in it (serde's derived structs would also read a struct
+/// from an array, and refuse a repeated key).
+struct Parts {
     name: Option<Value>,
-    #[serde(default)]
-    annotations: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct StatusDoc<'a> {
-    #[serde(default, rename = "metadataCache", borrow)]
-    cache: Option<&'a RawValue>,
-    #[serde(default)]
-    conditions: Option<Value>,
-    #[serde(default, rename = "retiredRoots")]
-    retired_roots: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct CacheDoc<'a> {
-    #[serde(default)]
-    public: Option<Value>,
-    #[serde(default, borrow)]
-    private: Option<&'a RawValue>,
-    #[serde(default, rename = "publicLastFetchTimestamp")]
+    spec: Option<Value>,
+    cache_public: Option<Value>,
+    cache_private: Option<Box<RawValue>>,
     public_ts: Option<Value>,
-    #[serde(default, rename = "privateLastFetchTimestamp")]
     private_ts: Option<Value>,
-}
-
-/// `text` as `T` if it is a JSON object of that shape.
-fn object<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
-    if !text.trim_start().starts_with('{') {
-        return None;
-    }
-    serde_json::from_str(text).ok()
-}
-
-/// An optional nested object: absent or null is `Some(None)`, a misfit is `None`.
-fn nested<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<Option<T>> {
-    match raw {
-        None => Some(None),
-        Some(r) => object(r.get()).map(Some),
-    }
-}
-
-/// The typed read of one object's text, or `None` when it does not fit the shape.
-struct Typed<'a> {
-    doc: Doc<'a>,
-    meta: Option<MetaDoc>,
-    status: Option<StatusDoc<'a>>,
-    cache: Option<CacheDoc<'a>>,
-}
-
-impl<'a> Typed<'a> {
-    fn read(text: &'a str) -> Option<Typed<'a>> {
-        let doc: Doc = object(text)?;
-        let meta = nested(doc.metadata)?;
-        let status: Option<StatusDoc> = nested(doc.status)?;
-        let cache = nested(status.as_ref().and_then(|s| s.cache))?;
-        Some(Typed {
-            doc,
-            meta,
-            status,
-            cache,
-        })
-    }
+    conditions: Option<Value>,
+    retired_roots: Option<Value>,
+    /// The distrust annotation, when it is a string.
+    distrust_roots: Option<String>,
 }
 
 impl Federation {
     /// Parses one snapshot object. `Err` names the object and the field that is wrong.
     pub fn parse(obj: &Value) -> Result<Federation, String> {
-        let cache = obj.pointer("/status/metadataCache");
-        let at = |key: &str| cache.and_then(|c| c.get(key));
-        Federation::from_parts(Parts {
-            name: k8s::name(obj),
-            spec: obj.get("spec"),
-            cache_public: at("public"),
-            cache_private: at("private")
-                .filter(|v| !v.is_null())
-                .and_then(|v| serde_json::value::to_raw_value(v).ok()),
-            public_ts: at("publicLastFetchTimestamp"),
-            private_ts: at("privateLastFetchTimestamp"),
-            conditions: obj.pointer("/status/conditions"),
-            retired_roots: obj.pointer("/status/retiredRoots"),
-            distrust_roots: k8s::annotation(obj, DISTRUST_ROOTS_ANNOTATION),
-        })
+        let parts = Parts::deserialize(obj).map_err(|e| e.to_string())?;
+        Federation::from_parts(parts)
     }
 
     /// Parses one snapshot object from its JSON text: the same result as [`Federation::parse`]
     /// of the parsed text, without building the object's JSON tree. `Err` carries the object's
     /// name ("" when it has none or the text is not JSON) and what is wrong.
     pub fn parse_json(text: &str) -> Result<Federation, (String, String)> {
-        let Some(t) = Typed::read(text) else {
-            let v: Value = serde_json::from_str(text).map_err(|e| {
-                (
-                    String::new(),
-                    format!("IstioFederation snapshot object unreadable ({e})"),
-                )
-            })?;
-            return Federation::parse(&v).map_err(|e| (k8s::name(&v).unwrap_or("").to_string(), e));
-        };
-        let cache = t.cache.as_ref();
-        let name = t
-            .meta
+        let parts: Parts = serde_json::from_str(text).map_err(|e| {
+            (
+                String::new(),
+                format!("IstioFederation snapshot object unreadable ({e})"),
+            )
+        })?;
+        let name = parts
+            .name
             .as_ref()
-            .and_then(|m| m.name.as_ref())
-            .and_then(Value::as_str);
-        Federation::from_parts(Parts {
-            name,
-            spec: t.doc.spec.as_ref(),
-            cache_public: cache.and_then(|c| c.public.as_ref()),
-            cache_private: cache.and_then(|c| c.private).map(|r| r.to_owned()),
-            public_ts: cache.and_then(|c| c.public_ts.as_ref()),
-            private_ts: cache.and_then(|c| c.private_ts.as_ref()),
-            conditions: t.status.as_ref().and_then(|s| s.conditions.as_ref()),
-            retired_roots: t.status.as_ref().and_then(|s| s.retired_roots.as_ref()),
-            distrust_roots: t
-                .meta
-                .as_ref()
-                .and_then(|m| m.annotations.as_ref())
-                .and_then(|a| a.get(DISTRUST_ROOTS_ANNOTATION))
-                .and_then(Value::as_str),
-        })
-        .map_err(|e| (name.unwrap_or("").to_string(), e))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        Federation::from_parts(parts).map_err(|e| (name, e))
     }
 
     fn from_parts(p: Parts) -> Result<Federation, String> {
         let name = p
             .name
+            .as_ref()
+            .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .ok_or("IstioFederation without metadata.name")?
             .to_string();
-        let field = |path: &str| p.spec.and_then(|s| s.pointer(path));
+        let field = |path: &str| p.spec.as_ref().and_then(|s| s.pointer(path));
         // A readable but unusable trust domain is a problem of this federation only (its
         // conditions say so); a missing one leaves the object unreadable.
         let trust_domain = match field("/trustDomain") {
@@ -379,9 +271,10 @@ impl Federation {
         // Anything present in the cache is kept, even if it is not an object: validation then
         // reports it as unusable (and the federation's objects are kept), instead of it
         // reading as "absent".
-        let timestamp = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+        let timestamp = |v: Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
         let conditions = p
             .conditions
+            .as_ref()
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
@@ -407,14 +300,14 @@ impl Federation {
             spec_problem,
             cluster_ca,
             insecure,
-            cached_public: p.cache_public.filter(|v| !v.is_null()).cloned(),
+            cached_public: p.cache_public.filter(|v| !v.is_null()),
             public_fetched_at: timestamp(p.public_ts),
             cached_private: p.cache_private,
             private_fetched_at: timestamp(p.private_ts),
             conditions,
             import,
-            retired_roots: p.retired_roots.filter(|v| !v.is_null()).cloned(),
-            distrust_roots: p.distrust_roots.map(str::to_string),
+            retired_roots: p.retired_roots.filter(|v| !v.is_null()),
+            distrust_roots: p.distrust_roots,
         })
     }
 
@@ -450,6 +343,221 @@ fn shorten(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
+/// The one typed reading of an IstioFederation object (see [`Parts`]).
+mod read {
+    use super::Parts;
+    use crate::protocol::labels::DISTRUST_ROOTS_ANNOTATION;
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+    use serde_json::Value;
+    use std::borrow::Cow;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    impl<'de> Deserialize<'de> for Parts {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Parts, D::Error> {
+            let Obj(doc) = Obj::<Doc>::deserialize(d)?;
+            let Obj(meta) = doc.metadata;
+            let Obj(status) = doc.status;
+            let Obj(cache) = status.cache;
+            Ok(Parts {
+                name: meta.name,
+                spec: doc.spec,
+                cache_public: cache.public,
+                cache_private: cache.private,
+                public_ts: cache.public_ts,
+                private_ts: cache.private_ts,
+                conditions: status.conditions,
+                retired_roots: status.retired_roots,
+                distrust_roots: meta
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DISTRUST_ROOTS_ANNOTATION))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Doc {
+        metadata: Obj<Meta>,
+        spec: Option<Value>,
+        status: Obj<Status>,
+    }
+
+    #[derive(Default)]
+    struct Meta {
+        name: Option<Value>,
+        annotations: Option<Value>,
+    }
+
+    #[derive(Default)]
+    struct Status {
+        cache: Obj<Cache>,
+        conditions: Option<Value>,
+        retired_roots: Option<Value>,
+    }
+
+    #[derive(Default)]
+    struct Cache {
+        public: Option<Value>,
+        private: Option<Box<RawValue>>,
+        public_ts: Option<Value>,
+        private_ts: Option<Value>,
+    }
+
+    /// How an object's members are taken; members not named are skipped.
+    trait Members: Default {
+        fn member<'de, A: MapAccess<'de>>(
+            &mut self,
+            key: &str,
+            map: &mut A,
+        ) -> Result<(), A::Error>;
+    }
+
+    fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+        map.next_value::<IgnoredAny>().map(|_| ())
+    }
+
+    impl Members for Doc {
+        fn member<'de, A: MapAccess<'de>>(
+            &mut self,
+            key: &str,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            match key {
+                "metadata" => self.metadata = map.next_value()?,
+                "spec" => self.spec = map.next_value()?,
+                "status" => self.status = map.next_value()?,
+                _ => skip(map)?,
+            }
+            Ok(())
+        }
+    }
+
+    impl Members for Meta {
+        fn member<'de, A: MapAccess<'de>>(
+            &mut self,
+            key: &str,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            match key {
+                "name" => self.name = map.next_value()?,
+                "annotations" => self.annotations = map.next_value()?,
+                _ => skip(map)?,
+            }
+            Ok(())
+        }
+    }
+
+    impl Members for Status {
+        fn member<'de, A: MapAccess<'de>>(
+            &mut self,
+            key: &str,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            match key {
+                "metadataCache" => self.cache = map.next_value()?,
+                "conditions" => self.conditions = map.next_value()?,
+                "retiredRoots" => self.retired_roots = map.next_value()?,
+                _ => skip(map)?,
+            }
+            Ok(())
+        }
+    }
+
+    impl Members for Cache {
+        fn member<'de, A: MapAccess<'de>>(
+            &mut self,
+            key: &str,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            match key {
+                "public" => self.public = map.next_value()?,
+                "private" => self.private = map.next_value()?,
+                "publicLastFetchTimestamp" => self.public_ts = map.next_value()?,
+                "privateLastFetchTimestamp" => self.private_ts = map.next_value()?,
+                _ => skip(map)?,
+            }
+            Ok(())
+        }
+    }
+
+    /// `T` read from a JSON object; any other value is skipped and reads as `T::default()`.
+    #[derive(Default)]
+    struct Obj<T>(T);
+
+    impl<'de, T: Members> Deserialize<'de> for Obj<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Obj<T>, D::Error> {
+            d.deserialize_any(ObjVisitor(PhantomData))
+        }
+    }
+
+    struct ObjVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Members> Visitor<'de> for ObjVisitor<T> {
+        type Value = Obj<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Obj<T>, A::Error> {
+            let mut t = T::default();
+            while let Some(Key(key)) = map.next_key()? {
+                t.member(&key, &mut map)?;
+            }
+            Ok(Obj(t))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Obj<T>, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Obj::default())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Obj<T>, E> {
+            Ok(Obj::default())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Obj<T>, E> {
+            Ok(Obj::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Obj<T>, E> {
+            Ok(Obj::default())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Obj<T>, E> {
+            Ok(Obj::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Obj<T>, E> {
+            Ok(Obj::default())
+        }
+        fn visit_unit<E>(self) -> Result<Obj<T>, E> {
+            Ok(Obj::default())
+        }
+    }
+
+    /// A member name, borrowed from the text where it has no escapes.
+    struct Key<'de>(Cow<'de, str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a member name")
+                }
+                fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(s)))
+                }
+                fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(s.to_string())))
+                }
+                fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(s)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,66 +583,98 @@ mod tests {
         })
     }
 
+    /// Reads `text` both ways (JSON text and JSON tree), which must agree, and summarises it.
+    fn read(text: &str) -> Value {
+        let fast = Federation::parse_json(text).unwrap();
+        let tree = Federation::parse(&serde_json::from_str(text).unwrap()).unwrap();
+        assert_eq!(summary(&fast), summary(&tree), "{text}");
+        summary(&fast)
+    }
+
     #[test]
-    fn json_text_and_tree_read_alike() {
+    fn odd_parts_read_as_a_tree_lookup_would() {
         let spec = r#""spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/m/", "metadata": {"clusterCA": "PEM", "enableInsecureConnection": false}}"#;
-        let texts = [
-            // Well-formed, with fields the hook ignores.
-            format!(
-                r#"{{"metadata": {{"name": "b", "managedFields": [{{"x": 1}}]}}, {spec}, "status": {{"metadataCache": {{"public": {{"clusterUUID": "u"}}, "publicLastFetchTimestamp": "2026-01-01T00:00:00Z", "private": {{"publicServices": [], "ingressGateways": [{{"address": "1.2.3.4", "port": 1}}]}}, "privateLastFetchTimestamp": "t"}}, "conditions": [{{"type": "A"}}, 5, {{"no": "type"}}]}}}}"#
-            ),
-            // Null and odd-typed parts: the typed shape does not fit, the tree path decides.
-            format!(r#"{{"metadata": {{"name": "b"}}, {spec}, "status": null}}"#),
-            format!(r#"{{"metadata": {{"name": "b"}}, {spec}, "status": "weird"}}"#),
-            format!(
-                r#"{{"metadata": {{"name": "b"}}, {spec}, "status": {{"metadataCache": {{"public": null, "private": null}}}}}}"#
-            ),
-            format!(
-                r#"{{"metadata": {{"name": "b"}}, {spec}, "status": {{"metadataCache": {{"public": 5, "private": "text", "publicLastFetchTimestamp": 7}}, "conditions": {{}}}}}}"#
-            ),
-            format!(
-                r#"{{"metadata": {{"name": "b"}}, {spec}, "status": {{"metadataCache": [1]}}}}"#
-            ),
-            format!(
-                r#"{{"metadata": {{"name": "b"}}, {spec}, "status": [{{"metadataCache": {{"public": 1}}}}, [5]]}}"#
-            ),
-            format!(r#"{{"metadata": {{"name": "b", "name": "c"}}, {spec}}}"#),
-            // Import policies, valid and not: both readers see the same policy or error.
-            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": ["db.*", "*.prod.svc.b.local"], "excludeHosts": ["db.admin.*"], "exportTo": [".", "prod"]}}}"#.to_string(),
-            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": [], "excludeHosts": null, "exportTo": null, "other": 1}}}"#.to_string(),
-            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": ["DB.*"]}}}"#.to_string(),
-            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"exportTo": ["~"]}}}"#.to_string(),
-            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": "all"}}"#.to_string(),
-            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": null}, "status": "weird"}"#.to_string(),
-            // Rotation state and the distrust annotation, well-formed and odd.
-            format!(
-                r#"{{"metadata": {{"name": "b", "annotations": {{"federation.istio.deckhouse.io/distrust-roots": "AB, cd"}}}}, {spec}, "status": {{"retiredRoots": [{{"fingerprint": "ab"}}]}}}}"#
-            ),
-            format!(
-                r#"{{"metadata": {{"name": "b", "annotations": {{"federation.istio.deckhouse.io/distrust-roots": 5}}}}, {spec}, "status": {{"retiredRoots": "junk"}}}}"#
-            ),
-            format!(
-                r#"{{"metadata": {{"name": "b", "annotations": []}}, {spec}, "status": {{"retiredRoots": null}}}}"#
-            ),
-        ];
-        for text in &texts {
-            let tree = Federation::parse(&serde_json::from_str(text).unwrap()).unwrap();
-            let fast = Federation::parse_json(text).unwrap();
-            assert_eq!(summary(&fast), summary(&tree), "{text}");
+        let well_formed = read(&format!(
+            r#"{{"metadata": {{"name": "b", "managedFields": [{{"x": 1}}]}}, {spec}, "status": {{"metadataCache": {{"public": {{"clusterUUID": "u"}}, "publicLastFetchTimestamp": "2026-01-01T00:00:00Z", "private": {{"publicServices": [], "ingressGateways": [{{"address": "1.2.3.4", "port": 1}}]}}, "privateLastFetchTimestamp": "t"}}, "conditions": [{{"type": "A"}}, 5, {{"no": "type"}}]}}}}"#
+        ));
+        assert_eq!(
+            well_formed,
+            json!({"name": "b", "trustDomain": "b.local", "endpoint": "https://h/m/", "ca": "PEM",
+                "insecure": false, "public": {"clusterUUID": "u"}, "publicAt": "2026-01-01T00:00:00Z",
+                "private": {"publicServices": [], "ingressGateways": [{"address": "1.2.3.4", "port": 1}]},
+                "privateAt": "t", "conditions": [{"type": "A"}],
+                "import": {"hosts": null, "excludeHosts": [], "exportTo": null},
+                "retired": null, "distrust": null})
+        );
+        let bare = read(&format!(r#"{{"metadata": {{"name": "b"}}, {spec}}}"#));
+        // Parts that are not objects hold nothing; a repeated key counts once, its last value.
+        for status in [
+            r#""status": null"#,
+            r#""status": "weird""#,
+            r#""status": {"metadataCache": {"public": null, "private": null}}"#,
+            r#""status": {"metadataCache": [1]}"#,
+            r#""status": [{"metadataCache": {"public": 1}}, [5]]"#,
+            r#""status": {"metadataCache": {"public": 1}, "conditions": [{"type": "A"}]}, "status": {}"#,
+        ] {
+            let text = format!(r#"{{"metadata": {{"name": "b"}}, {spec}, {status}}}"#);
+            assert_eq!(read(&text), bare, "{text}");
         }
-        // Errors name the same object and say the same thing.
-        for text in [
-            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": 5}}"#,
-            r#"{"metadata": "b", "spec": {}}"#,
-            r#"[{"name": "b"}, {"trustDomain": "b", "metadataEndpoint": "https://h"}]"#,
-            r#"{"spec": {"trustDomain": "b", "metadataEndpoint": "https://h"}}"#,
+        // Anything present in the cache is kept for validation to judge.
+        let odd = read(&format!(
+            r#"{{"metadata": {{"name": "b"}}, {spec}, "status": {{"metadataCache": {{"public": 5, "private": "text", "publicLastFetchTimestamp": 7}}, "conditions": {{}}}}}}"#
+        ));
+        assert_eq!(
+            (
+                &odd["public"],
+                &odd["private"],
+                &odd["publicAt"],
+                &odd["conditions"]
+            ),
+            (&json!(5), &json!("text"), &Value::Null, &json!([]))
+        );
+        let renamed = read(&format!(
+            r#"{{"metadata": {{"name": "b", "name": "c"}}, {spec}}}"#
+        ));
+        assert_eq!(renamed["name"], "c");
+        // Errors name the object and say what is wrong, both ways.
+        for (text, name, error) in [
+            (
+                r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": 5}}"#,
+                "b",
+                "IstioFederation b: spec.trustDomain must be a non-empty string",
+            ),
+            (
+                r#"{"metadata": "b", "spec": {}}"#,
+                "",
+                "IstioFederation without metadata.name",
+            ),
+            (
+                r#"[{"name": "b"}, {"trustDomain": "b", "metadataEndpoint": "https://h"}]"#,
+                "",
+                "IstioFederation without metadata.name",
+            ),
         ] {
             let v: Value = serde_json::from_str(text).unwrap();
-            let tree = Federation::parse(&v).unwrap_err();
-            let (name, fast) = Federation::parse_json(text).unwrap_err();
-            assert_eq!(fast, tree, "{text}");
-            assert_eq!(name, k8s::name(&v).unwrap_or(""), "{text}");
+            assert_eq!(Federation::parse(&v).unwrap_err(), error, "{text}");
+            assert_eq!(
+                Federation::parse_json(text).unwrap_err(),
+                (name.to_string(), error.to_string()),
+                "{text}"
+            );
         }
+        let deep = format!(
+            r#"{{"metadata": {{"name": "b"}}, "spec": {}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let (name, error) = Federation::parse_json(&deep).unwrap_err();
+        assert_eq!(name, "");
+        assert!(
+            error.starts_with(
+                "IstioFederation snapshot object unreadable (recursion limit exceeded"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
@@ -561,6 +701,44 @@ mod tests {
         assert!(!format!("{f:?}").contains("secret"));
         assert!(!f.may_fetch());
         assert_eq!(f.public_url(), "https://***@h/m/public/public.json");
+    }
+
+    /// Import policies and rotation state read alike from text and tree.
+    #[test]
+    fn import_and_rotation_parts_read_alike() {
+        let spec = r#""spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/m/"}"#;
+        let texts = [
+            // Import policies, valid and not: both readers see the same policy or error.
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": ["db.*", "*.prod.svc.b.local"], "excludeHosts": ["db.admin.*"], "exportTo": [".", "prod"]}}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": [], "excludeHosts": null, "exportTo": null, "other": 1}}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"hosts": ["DB.*"]}}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": {"exportTo": ["~"]}}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": "all"}}"#.to_string(),
+            r#"{"metadata": {"name": "b"}, "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/", "import": null}, "status": "weird"}"#.to_string(),
+            // Rotation state and the distrust annotation, well-formed and odd.
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": {{"federation.istio.deckhouse.io/distrust-roots": "AB, cd"}}}}, {spec}, "status": {{"retiredRoots": [{{"fingerprint": "ab"}}]}}}}"#
+            ),
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": {{"federation.istio.deckhouse.io/distrust-roots": 5}}}}, {spec}, "status": {{"retiredRoots": "junk"}}}}"#
+            ),
+            format!(
+                r#"{{"metadata": {{"name": "b", "annotations": []}}, {spec}, "status": {{"retiredRoots": null}}}}"#
+            ),
+        ];
+        for text in &texts {
+            read(text);
+        }
+        let rotated = read(&texts[6]);
+        assert_eq!(
+            (&rotated["retired"], &rotated["distrust"]),
+            (&json!([{"fingerprint": "ab"}]), &json!("AB, cd"))
+        );
+        let odd = read(&texts[7]);
+        assert_eq!(
+            (&odd["retired"], &odd["distrust"]),
+            (&json!("junk"), &Value::Null)
+        );
     }
 
     #[test]

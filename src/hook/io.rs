@@ -43,7 +43,8 @@ pub fn print_config(cfg: &serde_json::Value) -> Result<(), String> {
         .map_err(|e| format!("writing config: {e}"))
 }
 
-/// The wall clock, in unix seconds.
+/// The wall clock, in unix seconds: the only place the product reads it (the hooks' shells and
+/// `serve`'s token checks call this; everything else is handed `now`).
 pub fn wall_clock() -> Result<i64, String> {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

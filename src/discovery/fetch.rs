@@ -42,6 +42,7 @@ use crate::protocol::federation::Federation;
 use crate::protocol::jwt::{self, Claims};
 use crate::protocol::metadata::{self, Own, PrivateMetadata, PublicMetadata};
 use crate::protocol::secret::KEYPAIR_SECRET;
+use crate::protocol::text;
 use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::redirect;
@@ -847,7 +848,7 @@ pub(crate) fn ca_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
     let mut ders = Vec::with_capacity(blocks.len());
     for (i, b) in blocks.into_iter().enumerate() {
         if b.label != "CERTIFICATE" {
-            let label: String = b.label.chars().take(64).collect();
+            let label = text::shorten(&b.label, text::Limit::chars(64, ""));
             return Err(format!("PEM block {} is {label}, not CERTIFICATE", i + 1));
         }
         match x509_parser::parse_x509_certificate(&b.der) {

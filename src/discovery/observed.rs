@@ -11,7 +11,7 @@ use crate::hook::settings::Settings;
 use crate::protocol::certs;
 use crate::protocol::federation::Federation;
 use crate::protocol::secret::KEYPAIR_PRIVATE;
-use base64::Engine;
+use crate::protocol::text;
 use serde_json::Value;
 
 /// Snapshots of one run. `None` = no context of the run carried that binding: state unknown.
@@ -92,10 +92,7 @@ impl<'a> Observed<'a> {
     pub fn private_key_pem(&self) -> Option<String> {
         let secret = self.keypair?.first()?;
         let b64 = secret.get("data")?.get(KEYPAIR_PRIVATE)?.as_str()?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()?;
-        String::from_utf8(bytes).ok()
+        text::unb64(b64).ok()
     }
 }
 

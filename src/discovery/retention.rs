@@ -21,6 +21,7 @@ use crate::protocol::certs::{self, CertRejection, RootCert};
 use crate::protocol::federation::Federation;
 use crate::protocol::labels::DISTRUST_ROOTS_ANNOTATION;
 use crate::protocol::metadata::{Own, PublicMetadata};
+use crate::protocol::text;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -170,7 +171,7 @@ fn read_one(item: &Value, own: &Own) -> Result<Stored, Unusable> {
 
 /// The first 16 hex digits of a fingerprint, for messages (input-controlled text stays short).
 fn short(fp: &str) -> String {
-    fp.chars().take(16).collect()
+    text::shorten(fp, text::Limit::chars(16, ""))
 }
 
 /// The decision, pure: the stored retired roots plus the roots newly gone, minus those

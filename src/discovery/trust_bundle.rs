@@ -16,6 +16,7 @@ use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
 use crate::protocol::certs;
 use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TRUST_ENTRIES_ANNOTATION};
 use crate::protocol::names;
+use crate::protocol::text::{self, Unb64Error};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -488,10 +489,10 @@ fn cacerts_root(obj: &Value) -> Result<String, String> {
         .pointer("/data/root-cert.pem")
         .and_then(Value::as_str)
         .ok_or_else(|| "has no data root-cert.pem".to_string())?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(raw.trim())
-        .map_err(|e| format!("data root-cert.pem is not base64 ({e})"))?;
-    String::from_utf8(bytes).map_err(|_| "data root-cert.pem is not UTF-8 PEM text".to_string())
+    text::unb64(raw).map_err(|e| match e {
+        Unb64Error::Base64(e) => format!("data root-cert.pem is not base64 ({e})"),
+        Unb64Error::NotUtf8 => "data root-cert.pem is not UTF-8 PEM text".to_string(),
+    })
 }
 
 fn plan_cacerts(

@@ -24,6 +24,7 @@ use crate::protocol::secret::{
     FEDERATION_JSON, KEYPAIR_SECRET, METADATA_SECRET, PUBLIC_JSON, REMOTE_PUBLIC_JSON,
     RETIRED_LOCAL_ROOTS_JSON, VISIBILITY_JSON,
 };
+use crate::protocol::text;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,13 +97,7 @@ fn b64(s: &str) -> String {
 }
 
 fn unb64(v: Option<&Value>) -> Option<String> {
-    let raw = v?.as_str()?;
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(raw.trim())
-            .ok()?,
-    )
-    .ok()
+    text::unb64(v?.as_str()?).ok()
 }
 
 /// Whether the key-pair Secret exists; `main` generates a key only then.

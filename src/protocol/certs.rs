@@ -4,6 +4,7 @@
 //! input: every failure is a value (`Err`, or a [`CertRejection`]) with a short
 //! operator-facing text.
 
+use crate::protocol::text;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -311,13 +312,7 @@ impl std::error::Error for CertRejection {}
 
 /// Caps an input-controlled string (a PEM label) quoted in a message.
 fn shorten(s: &str) -> String {
-    if s.chars().count() <= MAX_LABEL_IN_MESSAGE {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(MAX_LABEL_IN_MESSAGE).collect();
-        out.push('…');
-        out
-    }
+    text::shorten(s, text::Limit::chars(MAX_LABEL_IN_MESSAGE, "…"))
 }
 
 /// Formats unix seconds as YYYY-MM-DD (UTC); out-of-range values fall back to `@<seconds>`.

@@ -3,6 +3,7 @@
 
 use crate::hook::k8s;
 use crate::protocol::names;
+use crate::protocol::text;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -333,14 +334,7 @@ impl Federation {
 
 /// At most 100 characters of `s` in messages.
 fn shorten(s: &str) -> String {
-    if s.len() <= 100 {
-        return s.to_string();
-    }
-    let mut end = 97;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    text::shorten(s, text::Limit::bytes(100, 97, "..."))
 }
 
 /// The one typed reading of an IstioFederation object (see [`Parts`]).

@@ -9,6 +9,7 @@ use crate::protocol::certs::{self, CertRejection, RootCert};
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::json::Json;
 use crate::protocol::names;
+use crate::protocol::text;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -423,14 +424,7 @@ pub fn drop_own_domain(p: &mut PrivateMetadata, own_domain: &str) {
 
 /// Keeps hostile input from bloating messages.
 pub fn truncate(s: &str) -> String {
-    if s.len() <= 80 {
-        return s.to_string();
-    }
-    let mut end = 77;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    text::shorten(s, text::Limit::bytes(80, 77, "..."))
 }
 
 #[cfg(test)]

@@ -12,4 +12,5 @@ pub mod labels;
 pub mod metadata;
 pub mod names;
 pub mod secret;
+pub mod text;
 pub mod visibility;

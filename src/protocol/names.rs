@@ -3,6 +3,7 @@
 //! Envoy would dial them, and endpoint URLs as they may be shown (README, "Security").
 
 use crate::hook::k8s::is_dns1123_subdomain;
+use crate::protocol::text;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -226,14 +227,7 @@ fn authority(url: &str) -> &str {
 
 /// At most 80 characters of `s` in messages, so hostile input cannot bloat them.
 fn shorten(s: &str) -> String {
-    if s.len() <= 80 {
-        return s.to_string();
-    }
-    let mut end = 77;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    text::shorten(s, text::Limit::bytes(80, 77, "..."))
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@
 //! Problems are logged once per version, not once per request.
 
 use super::spiffe;
-use crate::protocol::certs;
 use crate::protocol::visibility::PeerViews;
+use crate::protocol::{certs, text};
 use hyper::body::Bytes;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -324,14 +324,7 @@ fn parse_remotes(bytes: &[u8]) -> Result<HashMap<String, [u8; 32]>, String> {
 /// `s` cut to a bounded length for a log line. Remote-controlled text is otherwise logged as
 /// is: the JSON logger escapes control characters, so it cannot forge log lines.
 pub(super) fn shorten(s: &str) -> String {
-    if s.len() <= MAX_QUOTED {
-        return s.to_string();
-    }
-    let mut end = MAX_QUOTED;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    text::shorten(s, text::Limit::bytes(MAX_QUOTED, MAX_QUOTED, "…"))
 }
 
 fn log_snapshot(dir: &Path, version: &Version, s: &Snapshot) {

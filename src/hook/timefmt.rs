@@ -4,20 +4,13 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Formats unix seconds as RFC 3339 UTC with a `Z` suffix and no fraction.
+/// Formats unix seconds as RFC 3339 UTC with a `Z` suffix and no fraction (whole seconds
+/// carry none); a time RFC 3339 cannot write (before year 0) as the epoch.
 pub fn rfc3339(unix: i64) -> String {
-    match OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => "1970-01-01T00:00:00Z".to_string(),
-    }
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
 }
 
 /// Formats unix seconds as a calendar date `YYYY-MM-DD` (UTC).
@@ -47,6 +40,11 @@ mod tests {
             Some(1_780_272_000)
         );
         assert_eq!(date(1_780_272_000), "2026-06-01");
+        // The ends of what the hook may see: a certificate valid until 9999, a clock at 0.
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(-62_135_596_800), "0001-01-01T00:00:00Z");
+        assert_eq!(rfc3339(i64::MAX), "1970-01-01T00:00:00Z");
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

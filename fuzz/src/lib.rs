@@ -3,8 +3,9 @@
 //! Shared by the libFuzzer binaries in `fuzz/fuzz_targets/` and by the plain test
 //! `tests/fuzz_regressions.rs` of the main crate, which includes this file as a module
 //! (`#[path = "../fuzz/src/lib.rs"]`) and replays `fuzz/seeds/` and `fuzz/regressions/`
-//! through the very same functions. So this file uses nothing but the main crate and its
-//! dependencies (serde_json, base64, ring, x509-parser), and only stable Rust.
+//! through the very same functions. So this file uses nothing but the main crate, its
+//! dependencies (serde_json, base64, ring, x509-parser) and its dev-dependency json-patch, and
+//! only stable Rust.
 //!
 //! Every function panics (the fuzzer's "crash") when the product panics or when an
 //! invariant stated in README.md does not hold; it returns normally otherwise.
@@ -510,8 +511,9 @@ fn check_discovery(
                     .and_then(|t| t.first())
                     .cloned();
                 if let Some(mut obj) = base {
-                    let patch = op["jsonPatch"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-                    if json_patch(&mut obj, patch).is_ok() {
+                    let patch =
+                        serde_json::from_value::<json_patch::Patch>(op["jsonPatch"].clone());
+                    if patch.is_ok_and(|p| json_patch::patch(&mut obj, &p).is_ok()) {
                         within_budget(op, &obj);
                     }
                 }
@@ -706,19 +708,21 @@ fn apply(
             }
             Some("JSONPatch") => {
                 let target = snaps.get_mut(TRUST_BUNDLE)?.first_mut()?;
-                let patch = op["jsonPatch"].as_array()?;
-                match json_patch(target, patch) {
+                let patch: json_patch::Patch = serde_json::from_value(op["jsonPatch"].clone())
+                    .unwrap_or_else(|e| panic!("JSONPatch is not RFC 6902 ({e}): {op}"));
+                match json_patch::patch(target, &patch) {
                     Ok(()) => {}
-                    Err(PatchError::TestFailed(item)) => panic!(
-                        "JSONPatch test fails against the object it was computed from: {item}\nobject: {target}\noperation: {op}"
+                    Err(e) if matches!(e.kind, json_patch::PatchErrorKind::TestFailed) => panic!(
+                        "JSONPatch test fails against the object it was computed from: {e}\nobject: {target}\noperation: {op}"
                     ),
-                    Err(PatchError::Unsupported) => return None,
+                    // A path the model's object does not have.
+                    Err(_) => return None,
                 }
             }
             Some("MergePatch") => {
                 for fed in snaps.entry(FEDERATIONS.to_string()).or_default() {
                     if meta_str(fed, "name") == str_of(op, "name") {
-                        merge_patch(fed, &op["mergePatch"]);
+                        json_patch::merge(fed, &op["mergePatch"]);
                     }
                 }
             }
@@ -726,74 +730,6 @@ fn apply(
         }
     }
     Some(snaps)
-}
-
-/// RFC 7386.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let t = target.as_object_mut().expect("just made an object");
-    for (k, v) in p {
-        if v.is_null() {
-            t.shift_remove(k);
-        } else {
-            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    }
-}
-
-enum PatchError {
-    TestFailed(Value),
-    /// A path through something that is not an object, or a missing parent.
-    Unsupported,
-}
-
-/// RFC 6902 for the operations the hook emits (test, add, replace, remove) on object paths.
-fn json_patch(target: &mut Value, patch: &[Value]) -> Result<(), PatchError> {
-    for item in patch {
-        let op = str_of(item, "op").unwrap_or("");
-        let path = str_of(item, "path").unwrap_or("");
-        let mut tokens: Vec<String> = path
-            .split('/')
-            .skip(1)
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect();
-        let Some(last) = tokens.pop() else {
-            return Err(PatchError::Unsupported);
-        };
-        let mut parent = &mut *target;
-        for t in &tokens {
-            parent = parent
-                .as_object_mut()
-                .and_then(|o| o.get_mut(t))
-                .ok_or(PatchError::Unsupported)?;
-        }
-        let parent = parent.as_object_mut().ok_or(PatchError::Unsupported)?;
-        match op {
-            "test" => {
-                if parent.get(&last) != item.get("value") {
-                    return Err(PatchError::TestFailed(item.clone()));
-                }
-            }
-            "add" => {
-                parent.insert(last, item.get("value").cloned().unwrap_or(Value::Null));
-            }
-            "replace" => {
-                let slot = parent.get_mut(&last).ok_or(PatchError::Unsupported)?;
-                *slot = item.get("value").cloned().unwrap_or(Value::Null);
-            }
-            "remove" => {
-                parent.shift_remove(&last).ok_or(PatchError::Unsupported)?;
-            }
-            _ => return Err(PatchError::Unsupported),
-        }
-    }
-    Ok(())
 }
 
 fn decode_data(v: &Value) -> String {

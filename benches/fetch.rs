@@ -1,7 +1,7 @@
 //! Wall time of the fetch phase against many local TLS peers that each answer after a fixed
-//! delay, compared with the slowest single peer chain (what SPEC §8 promises: about the time
-//! of the slowest federation) and with N × the single-peer time (what a sequential fetch, as
-//! Deckhouse's hook does it, would cost). No assertions: it prints a table.
+//! delay, compared with the slowest single peer chain (what README, "Performance", promises:
+//! about the time of the slowest federation) and with N × the single-peer time (what a
+//! sequential fetch, as Deckhouse's hook does it, would cost). No assertions: it prints a table.
 //!
 //! Run: `cargo bench --bench fetch` (add `--profile dev` to skip the release build; the
 //! numbers are dominated by the peers' delays either way). Under `cargo test --all-targets`

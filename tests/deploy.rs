@@ -554,7 +554,7 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
             "spec": {"trustDomain": "b", "metadataEndpoint": "https://h/", "import": bad}});
         assert!(!errors(&validator, &obj).is_empty(), "accepted {obj}");
     }
-    // The CRD's own validation still refuses what Deckhouse's refuses (reference §7 A1–A3).
+    // The CRD's own validation still refuses what Deckhouse's refuses.
     for bad in [
         json!({"trustDomain": "cluster b", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b"}),

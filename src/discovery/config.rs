@@ -1,4 +1,4 @@
-//! The discovery hook's shell-operator configuration (`--config`, SPEC §4.1).
+//! The discovery hook's shell-operator configuration (`--config`; README, "Remote discovery").
 //!
 //! Every Kubernetes binding and the schedule share one `group`, so every run — whatever
 //! triggered it — sees complete snapshots of everything the reconcile needs. jq filters keep

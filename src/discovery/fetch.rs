@@ -1,5 +1,5 @@
 //! The network phase of a discovery run: fetch every peer's public and private metadata
-//! (SPEC §4.2 step 3, §7; Deckhouse reference §2.5, §3.2, §3.3) and hand the results to
+//! (README, "Remote discovery") and hand the results to
 //! [`crate::discovery::reconcile`] as one [`FetchReport`] per federation.
 //!
 //! Why it looks the way it does:

@@ -1,6 +1,6 @@
-//! ServiceEntries and DestinationRules for imported services (SPEC §4.3).
+//! ServiceEntries and DestinationRules for imported services (docs/ARCHITECTURE.md, "Discovery").
 //!
-//! Deckhouse's newest merge (reference §3.5, "per (hostname, port)"): ports are merged across
+//! Deckhouse's newest merge ("per (hostname, port)"): ports are merged across
 //! federations first-wins by federation name, each (hostname, port) collects the gateways of
 //! every federation exporting it, and ports that end up with the same gateway set share one
 //! ServiceEntry named `<hostname with dashes>-<FNV-1a-32 of the endpoint set, alphabet-encoded>`.
@@ -246,7 +246,7 @@ fn insert_sorted<T: Ord>(v: &mut Vec<T>, item: T) {
 /// (hostname, port number) → slot; a BTreeMap keeps the output independent of input order.
 type Slots<'a> = BTreeMap<(&'a str, u16), PortSlot<'a>>;
 
-/// Merges every federation's services into records (reference §3.5 steps 1–4). `sources`
+/// Merges every federation's services into records, as Deckhouse does. `sources`
 /// must be in federation-name order: that order decides which port definition wins.
 pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
     let mut warnings = Vec::new();
@@ -429,7 +429,7 @@ fn metadata(record: &Record, namespace: &str) -> Meta {
     }
 }
 
-/// The ServiceEntry for a record (reference §4.1 with the checklist of istio §8).
+/// The ServiceEntry for a record, valid for Istio's CRD rules and webhook (tests/common/istio.rs).
 pub fn service_entry(record: &Record, namespace: &str, api_version: &str) -> Desired {
     let endpoints = record
         .endpoints
@@ -583,7 +583,7 @@ mod tests {
 
     #[test]
     fn names_match_the_conformance_cases() {
-        // reference deckhouse-federation §7 cases 46, 47, 49
+        // Names Deckhouse's own tests expect for these inputs.
         assert_eq!(
             record_name(
                 "my-svc.my-ns.svc.cluster.local",

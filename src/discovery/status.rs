@@ -1,4 +1,4 @@
-//! Conditions on IstioFederation status (SPEC §4.2 step 7), Kubernetes style.
+//! Conditions on IstioFederation status (README, "Conditions"), Kubernetes style.
 //!
 //! `lastTransitionTime` is kept while status, reason and message stay the same, and messages
 //! never carry run-to-run detail, so a peer that stays down does not rewrite status every

@@ -1,7 +1,7 @@
-//! The export hook (SPEC §5): renders this cluster's own metadata — what peers fetch — into
-//! Secret `<FEDERATION_NAMESPACE>/istio-federation-metadata`, which `serve` mounts and answers
-//! from. Formats are Deckhouse's metadata-exporter's (reference §2.2, §2.4), so a Deckhouse
-//! cluster can federate with us.
+//! The export hook (README, "Export: publishing our own metadata"): renders this cluster's own
+//! metadata — what peers fetch — into Secret `<FEDERATION_NAMESPACE>/istio-federation-metadata`,
+//! which `serve` mounts and answers from. Formats are Deckhouse's metadata-exporter's, so a
+//! Deckhouse cluster can federate with us.
 //!
 //! Like discovery, a pure function of the snapshots: `main` generates a key pair when none
 //! exists (randomness is I/O) and passes it in.

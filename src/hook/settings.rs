@@ -1,11 +1,11 @@
 //! Settings: built-in defaults, then the addon-operator values file (`VALUES_PATH`), then the
-//! environment — later wins (SPEC §3). Parsed once, validated once; every error names the
-//! setting so an operator knows what to fix.
+//! environment — later wins (README, "Settings"). Parsed once, validated once; every error
+//! names the setting so an operator knows what to fix.
 
 use serde_json::Value;
 use std::time::Duration;
 
-/// Where remote roots go (SPEC §4.4).
+/// Where remote roots go (README, "Trust bundle modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustBundleMode {
     /// `caCertificates` of the MeshConfig YAML in a ConfigMap (recommended).

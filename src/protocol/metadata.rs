@@ -1,8 +1,8 @@
-//! Deckhouse's public and private federation metadata (reference §2.2, §2.4) and their
-//! validation (docs/ARCHITECTURE.md, "Discovery"). A peer is untrusted input: the same checks apply to a fresh response
-//! and to what an earlier run (or an older product) cached in `status.metadataCache`.
-//! Invalid items are dropped one by one with a reason; only a document that is unusable as a
-//! whole is rejected.
+//! Deckhouse's public and private federation metadata and their validation
+//! (docs/ARCHITECTURE.md, "Discovery"). A peer is untrusted input: the same checks apply to a
+//! fresh response and to what an earlier run (or an older product) cached in
+//! `status.metadataCache`. Invalid items are dropped one by one with a reason; only a document
+//! that is unusable as a whole is rejected.
 
 use crate::hook::k8s;
 use crate::protocol::certs::{self, CertRejection, RootCert};
@@ -135,7 +135,7 @@ impl PrivateMetadata {
     }
 }
 
-/// Port protocol from the port name (Deckhouse `updatePortProtocols`, reference §3.4): the part
+/// Port protocol from the port name (Deckhouse `updatePortProtocols`): the part
 /// before the first `-` is searched for the keywords in a fixed order, so names that contain
 /// two keywords of equal length (`grpchttp`) always get the same answer.
 pub fn protocol_for(name: &str) -> &'static str {
@@ -176,7 +176,7 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.trim().is_empty())
 }
 
-/// Validates public metadata (SPEC §7). Errors are `InvalidPublicMetadata`; refused root
+/// Validates public metadata. Errors are `InvalidPublicMetadata`; refused root
 /// certificates are reported in [`PublicMetadata::rejected`], not as an error.
 pub fn validate_public(v: &Value, own: &Own) -> Result<PublicMetadata, Failure> {
     if !v.is_object() {
@@ -514,7 +514,7 @@ mod tests {
 
     #[test]
     fn protocol_table_matches_deckhouse_cases() {
-        // reference deckhouse-federation §7 case 27
+        // The cases Deckhouse's own tests check.
         let cases = [
             ("http", "HTTP"),
             ("http-web", "HTTP"),

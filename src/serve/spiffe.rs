@@ -1,4 +1,5 @@
-//! The SPIFFE trust bundle (a JWK set, SPIFFE Trust Domain and Bundle §4) of our root CAs.
+//! The SPIFFE trust bundle of our root CAs: a JWK set, as the SPIFFE Trust Domain and Bundle
+//! specification defines it.
 //!
 //! Deckhouse's exporter builds it from the first certificate of `rootCA` with a constant
 //! sequence and a 28-day refresh hint; we serve every root of `rootCA` (so a consumer trusts

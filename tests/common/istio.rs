@@ -1,7 +1,6 @@
 //! Istio's checks on ServiceEntries that a JSON-Schema validator cannot express: the CRD's CEL
-//! rules and the istiod webhook (`ValidateServiceEntry`), as listed in the reference
-//! istio-serviceentry-trust §2.1, §2.2 and the checklist of §8 (items 1–20). Written from the
-//! rules, independently of the product's code.
+//! rules and the istiod webhook (`ValidateServiceEntry`). Written from Istio's rules,
+//! independently of the product's code.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,7 +65,7 @@ fn object_name(s: &str) -> bool {
         })
 }
 
-/// Checklist items 1–19 for one ServiceEntry; item 20 across all of them.
+/// Every rule for each ServiceEntry on its own, then the rules across all of them.
 pub fn check_service_entries(ses: &[Value]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut protocol_by_host_port: BTreeMap<(String, u64), String> = BTreeMap::new();

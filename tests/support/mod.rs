@@ -18,7 +18,7 @@ use server::{JwtCheck, Route, TlsServer};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The own cluster of every test (reference §7 notation).
+/// The own cluster of every test.
 pub const OWN_UUID: &str = "deadbeef-mycluster";
 pub const OWN_DOMAIN: &str = "my.cluster";
 pub const PUBLIC_PATH: &str = "/metadata/public/public.json";

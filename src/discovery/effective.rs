@@ -10,7 +10,6 @@ use crate::hook::settings::PeerLimits;
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::{Federation, SpecProblem};
-use crate::protocol::json;
 use crate::protocol::metadata::{self, Own, PrivateMetadata, PublicMetadata};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -217,7 +216,7 @@ pub fn cached_private(
 ) -> Option<Result<PrivateMetadata, Failure>> {
     let raw = fed.cached_private.as_ref()?;
     Some(
-        serde_json::from_str::<json::Node>(raw.get())
+        serde_json::from_str::<Value>(raw.get())
             .map_err(|e| Failure::new(Reason::InvalidPrivateMetadata, format!("not JSON: {e}")))
             .and_then(|v| metadata::validate_private(&v, &fed.trust_domain))
             .and_then(|p| match admission::private_problem(&p, limits) {

@@ -230,10 +230,9 @@ fn port_number<J: Json>(v: Option<&J>) -> Option<u16> {
 }
 
 /// Validates private metadata against the federation's trust domain (docs/ARCHITECTURE.md,
-/// "Discovery"): a fresh response (`Value`) and a cached copy
-/// ([`crate::protocol::json::Node`]) alike. Only a document without both lists is refused;
-/// every invalid gateway, service or port is dropped on its own with a reason, so one bad item
-/// does not cost the peer its other services.
+/// "Discovery"): a fresh response and a cached copy alike. Only a document without both lists
+/// is refused; every invalid gateway, service or port is dropped on its own with a reason, so
+/// one bad item does not cost the peer its other services.
 pub fn validate_private<J: Json>(v: &J, trust_domain: &str) -> Result<PrivateMetadata, Failure> {
     let (Some(gws), Some(svcs)) = (
         v.get("ingressGateways").and_then(J::as_array),

@@ -16,11 +16,14 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// UUID → the federation it belongs to ([`claims::uuid_owners`]).
-pub type UuidOwners = BTreeMap<String, String>;
+pub(crate) type UuidOwners = BTreeMap<String, String>;
 
 /// Who holds which cluster UUID this run: every readable federation's cached UUID and the
 /// UUID of its fresh public metadata (as admitted by the limits).
-pub fn uuid_owners(feds: &[Federation], fetched: &BTreeMap<String, FetchReport>) -> UuidOwners {
+pub(crate) fn uuid_owners(
+    feds: &[Federation],
+    fetched: &BTreeMap<String, FetchReport>,
+) -> UuidOwners {
     let claims: Vec<UuidClaim> = feds
         .iter()
         .map(|fed| UuidClaim {
@@ -43,7 +46,7 @@ fn fresh_public(report: Option<&FetchReport>) -> Option<&PublicMetadata> {
 }
 
 /// Why a public document is refused as a whole: too many certificates in `rootCA`.
-pub fn public_over_limits(p: &PublicMetadata, limits: &PeerLimits) -> Option<Failure> {
+pub(crate) fn public_over_limits(p: &PublicMetadata, limits: &PeerLimits) -> Option<Failure> {
     let roots = p.roots.len() + p.rejected.len();
     (roots > limits.roots).then(|| {
         Failure::new(
@@ -55,7 +58,7 @@ pub fn public_over_limits(p: &PublicMetadata, limits: &PeerLimits) -> Option<Fai
 
 /// Why a public document is refused as a whole: over the limits, or a cluster UUID that
 /// belongs to another federation.
-pub fn public_problem(
+pub(crate) fn public_problem(
     fed: &str,
     p: &PublicMetadata,
     limits: &PeerLimits,
@@ -76,7 +79,7 @@ fn uuid_problem(fed: &str, p: &PublicMetadata, owners: &UuidOwners) -> Option<Fa
 }
 
 /// Why a private document is refused as a whole: more gateways or services than allowed.
-pub fn private_problem(p: &PrivateMetadata, limits: &PeerLimits) -> Option<Failure> {
+pub(crate) fn private_problem(p: &PrivateMetadata, limits: &PeerLimits) -> Option<Failure> {
     let (gateways, services) = (p.ingress_gateways.len(), p.public_services.len());
     if gateways > limits.gateways {
         return Some(Failure::new(
@@ -97,7 +100,7 @@ pub fn private_problem(p: &PrivateMetadata, limits: &PeerLimits) -> Option<Failu
 /// claims no UUID. A refused public document takes the private one with it (it was fetched
 /// with a token addressed to that document's UUID). Borrowed unchanged in the usual case of
 /// nothing refused.
-pub fn admit<'r>(
+pub(crate) fn admit<'r>(
     feds: &[Federation],
     fetched: &'r BTreeMap<String, FetchReport>,
     limits: &PeerLimits,

@@ -35,7 +35,7 @@ impl std::io::Write for Counter {
 }
 
 /// The length of `v` serialized as compact JSON, without building the text.
-pub fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+pub(crate) fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
     let mut c = Counter(0);
     match serde_json::to_writer(&mut c, v) {
         Ok(()) => c.0,
@@ -47,7 +47,7 @@ pub fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
 /// What an operation makes the API server store or accept, serialized: the object of a
 /// create, the patch of a status write, the object a JSON patch makes of `base` (the observed
 /// object it was computed from). A delete stores nothing.
-pub fn stored_size(op: &Operation, base: Option<&Value>) -> usize {
+pub(crate) fn stored_size(op: &Operation, base: Option<&Value>) -> usize {
     match op {
         Operation::CreateOrUpdate(m) | Operation::CreateIfNotExists(m) => match m {
             Manifest::Json(v) => json_len(v),
@@ -67,7 +67,7 @@ pub fn stored_size(op: &Operation, base: Option<&Value>) -> usize {
 }
 
 /// Whether an operation stays within the budget.
-pub fn fits(op: &Operation, base: Option<&Value>) -> bool {
+pub(crate) fn fits(op: &Operation, base: Option<&Value>) -> bool {
     stored_size(op, base) <= MAX_OBJECT_BYTES
 }
 
@@ -142,7 +142,7 @@ fn status_estimate(st: &FedState, report: Option<&FetchReport>) -> usize {
 /// Holds, before anything is written, every federation whose status patch would exceed the
 /// budget with its fresh metadata cached: first its private metadata (the large one), then
 /// its public metadata.
-pub fn hold_large_status(
+pub(crate) fn hold_large_status(
     states: &mut [FedState],
     fetched: &std::collections::BTreeMap<String, FetchReport>,
     rules: &Rules,
@@ -172,7 +172,7 @@ pub fn hold_large_status(
 /// contributing the most certificate bytes (ties: first by name) is held at the entries
 /// installed for it. `None` when even holding every federation does not fit (the object is
 /// already over the budget without us): nothing is written then.
-pub fn plan_trust_bundle(
+pub(crate) fn plan_trust_bundle(
     settings: &Settings,
     trust_object: Option<&Value>,
     states: &mut [FedState],
@@ -230,7 +230,7 @@ fn size_bound(r: &Record) -> usize {
 }
 
 /// Whether a record's ServiceEntry or DestinationRule would exceed the budget.
-pub fn record_too_large(r: &Record, namespace: &str, api_version: &str) -> bool {
+pub(crate) fn record_too_large(r: &Record, namespace: &str, api_version: &str) -> bool {
     size_bound(r) > MAX_OBJECT_BYTES
         && (json_len(&service_entries::service_entry(r, namespace, api_version)) > MAX_OBJECT_BYTES
             || json_len(&service_entries::destination_rule(
@@ -244,7 +244,7 @@ pub fn record_too_large(r: &Record, namespace: &str, api_version: &str) -> bool 
 /// ([`service_entries::drop_hosts_of_other_federations`]): while one would exceed it, the federation
 /// contributing the most to it (its ports of that host times its gateways; ties: first by
 /// name) is held at its last-known-good, and the merge is redone.
-pub fn merge_within_budget(
+pub(crate) fn merge_within_budget(
     settings: &Settings,
     states: &mut [FedState],
     rules: &Rules,

@@ -27,7 +27,7 @@ const MAX_LISTED: usize = 5;
 /// The conditions this run sets on one federation: the exchange conditions only for what was
 /// fetched this run (offline runs keep the last ones), then the trust bundle and the import,
 /// which follow from the effective metadata every run.
-pub fn for_federation(
+pub(crate) fn for_federation(
     st: &FedState,
     report: Option<&FetchReport>,
     trust_problem: Option<&TrustBundleError>,
@@ -97,7 +97,7 @@ fn spec_conditions(st: &FedState, problem: &SpecProblem) -> Vec<Condition> {
 
 /// The exchange conditions of what the network phase did: the public request, then the
 /// private one, or why it was not made.
-pub fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
+pub(crate) fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
     let mut out = Vec::with_capacity(2);
     if let Some(a) = &r.public {
         out.push(match &a.result {
@@ -138,7 +138,7 @@ pub fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
 /// cluster UUID, then private metadata, then a health-check service in it (README,
 /// "Data-plane probe"). The private metadata is the effective one (fresh, else the validated
 /// cache) after `spec.import`: a host that is not imported has no ServiceEntry to travel by.
-pub fn probe_target<'s>(st: &'s FedState) -> Result<&'s str, Condition> {
+pub(crate) fn probe_target<'s>(st: &'s FedState) -> Result<&'s str, Condition> {
     let configuration =
         |msg: String| Condition::new(DATAPLANE, False, Reason::ConfigurationError, msg);
     if st.public.as_ref().is_none_or(|p| p.cluster_uuid.is_empty()) {
@@ -172,7 +172,10 @@ pub fn probe_target<'s>(st: &'s FedState) -> Result<&'s str, Condition> {
 /// `DataplaneConnectionReady` with the probe on, for a federation the network phase worked on
 /// this run; `None` leaves the condition as it is (offline runs, `plan`, a spec that is not
 /// acted on). The message names the URL and never a timing.
-pub fn dataplane_condition(st: &FedState, report: Option<&FetchReport>) -> Option<Condition> {
+pub(crate) fn dataplane_condition(
+    st: &FedState,
+    report: Option<&FetchReport>,
+) -> Option<Condition> {
     let report = report?;
     let host = match probe_target(st) {
         Ok(host) => host,
@@ -197,7 +200,7 @@ pub fn dataplane_condition(st: &FedState, report: Option<&FetchReport>) -> Optio
 
 /// `TrustBundleReady`: what is trusted for the peer's trust domain, then what rotation retains
 /// or distrusts (README, "Rotating roots and keys").
-pub fn trust_condition(
+pub(crate) fn trust_condition(
     st: &FedState,
     trust_problem: Option<&TrustBundleError>,
     now: i64,
@@ -284,7 +287,7 @@ fn trust_condition_of_published(
 /// `ServicesImported`: the first thing that stands in the way of importing — the policy, a
 /// held object, missing metadata, no usable gateway — or what was imported and dropped
 /// (README, "Conditions").
-pub fn services_condition(st: &FedState) -> Condition {
+pub(crate) fn services_condition(st: &FedState) -> Condition {
     if let Err(e) = &st.fed.import {
         return Condition::new(
             SERVICES,

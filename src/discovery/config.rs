@@ -12,14 +12,14 @@ use serde_json::{json, Value};
 
 /// Binding names: the keys of `snapshots` in every run.
 pub const FEDERATIONS: &str = "federations";
-pub const KEYPAIR: &str = "authn_keypair";
+pub(crate) const KEYPAIR: &str = "authn_keypair";
 pub const TRUST_BUNDLE: &str = "trust_bundle";
-pub const LOCAL_ROOT: &str = "local_root_ca";
+pub(crate) const LOCAL_ROOT: &str = "local_root_ca";
 pub const SERVICE_ENTRIES: &str = "service_entries";
 pub const DESTINATION_RULES: &str = "destination_rules";
-pub const SCHEDULE: &str = "refresh_remote_metadata";
-pub const GROUP: &str = "istio_federation";
-pub const QUEUE: &str = "istio-federation";
+pub(crate) const SCHEDULE: &str = "refresh_remote_metadata";
+pub(crate) const GROUP: &str = "istio_federation";
+pub(crate) const QUEUE: &str = "istio-federation";
 
 /// Every snapshot a discovery run needs before it may change anything.
 pub const REQUIRED_SNAPSHOTS: [&str; 6] = [
@@ -36,7 +36,7 @@ fn in_namespace(ns: &str) -> Value {
 }
 
 /// Renders the configVersion v1 config for the discovery hook.
-pub fn discovery_config(s: &Settings) -> Value {
+pub(crate) fn discovery_config(s: &Settings) -> Value {
     let trust_bundle = match s.trust_bundle_mode {
         TrustBundleMode::MeshConfig => json!({
             "name": TRUST_BUNDLE,

@@ -16,7 +16,7 @@ pub enum Manifest {
 }
 
 /// An operation of a discovery run.
-pub type Operation = crate::hook::operations::Operation<Manifest>;
+pub(crate) type Operation = crate::hook::operations::Operation<Manifest>;
 
 /// Whether `observed` already is `desired` as far as we care: same spec, and every label and
 /// annotation we set present with our value (other writers' labels are fine).
@@ -54,7 +54,7 @@ fn with_foreign_metadata(mut desired: Desired, observed: &Observed) -> Desired {
 }
 
 /// The write (if any) that makes the object named like `desired` match it.
-pub fn diff_one(desired: Desired, observed: Option<&Observed>) -> Option<Operation> {
+pub(crate) fn diff_one(desired: Desired, observed: Option<&Observed>) -> Option<Operation> {
     match observed {
         Some(o) if matches(&desired, o) => None,
         Some(o) => Some(Operation::CreateOrUpdate(Manifest::Istio(Box::new(
@@ -72,7 +72,7 @@ pub fn diff_one(desired: Desired, observed: Option<&Observed>) -> Option<Operati
 /// ServiceEntry. An unreadable federation without a name could be any of them, so it freezes
 /// every delete. New and changed objects are written either way; only deletes are held back.
 #[derive(Debug, Default)]
-pub struct DeletePolicy<'a> {
+pub(crate) struct DeletePolicy<'a> {
     freeze_all: bool,
     held: BTreeSet<&'a str>,
 }
@@ -80,7 +80,7 @@ pub struct DeletePolicy<'a> {
 impl<'a> DeletePolicy<'a> {
     /// `broken` names the federations whose spec cannot be read (`""` when unnamed); `held`
     /// the readable ones whose deletes are held back.
-    pub fn new(broken: &'a [String], held: impl IntoIterator<Item = &'a str>) -> Self {
+    pub(crate) fn new(broken: &'a [String], held: impl IntoIterator<Item = &'a str>) -> Self {
         let mut set: BTreeSet<&str> = broken.iter().map(String::as_str).collect();
         let freeze_all = set.contains("");
         set.extend(held);
@@ -92,7 +92,7 @@ impl<'a> DeletePolicy<'a> {
 
     /// Whether `o` must survive although no record wants it: every delete is frozen, or one of
     /// the federations named in its federations annotation is held back.
-    pub fn keeps(&self, o: &Observed) -> bool {
+    pub(crate) fn keeps(&self, o: &Observed) -> bool {
         self.freeze_all
             || (!self.held.is_empty()
                 && o.annotations
@@ -104,7 +104,7 @@ impl<'a> DeletePolicy<'a> {
 /// What a snapshot's deletes are pinned to: the one kind it is of and the namespace the hook
 /// writes to. Whatever else a snapshot delivers is never deleted (README, "Security").
 #[derive(Debug, Clone, Copy)]
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     /// `ServiceEntry` or `DestinationRule`, exactly.
     pub kind: &'a str,
     /// `FEDERATION_NAMESPACE`.
@@ -114,7 +114,7 @@ pub struct Scope<'a> {
 impl Scope<'_> {
     /// Whether `o` is an object of this scope: the kind, the `networking.istio.io` API group
     /// and the namespace, exactly.
-    pub fn contains(&self, o: &Observed) -> bool {
+    pub(crate) fn contains(&self, o: &Observed) -> bool {
         o.kind == self.kind
             && o.namespace == self.namespace
             && o.api_version
@@ -130,7 +130,7 @@ impl Scope<'_> {
 /// exists. `keep` names objects that must survive even if not wanted (objects of a federation
 /// that cannot be read this run). Objects without our managed-by label, or outside `scope`,
 /// are never deleted.
-pub fn deletes(
+pub(crate) fn deletes(
     observed: Option<&Snapshot>,
     wanted: &BTreeSet<String>,
     keep: &dyn Fn(&Observed) -> bool,

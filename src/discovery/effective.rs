@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Per-federation state derived this run.
-pub struct FedState<'f> {
+pub(crate) struct FedState<'f> {
     pub fed: &'f Federation,
     pub public: Option<PublicMetadata>,
     pub public_problem: Option<Failure>,
@@ -40,7 +40,7 @@ pub struct FedState<'f> {
 }
 
 /// What every federation's metadata is judged by this run.
-pub struct Rules<'a> {
+pub(crate) struct Rules<'a> {
     pub own: &'a Own<'a>,
     pub own_domain: &'a str,
     pub limits: PeerLimits,
@@ -52,7 +52,7 @@ impl FedState<'_> {
     /// metadata is unusable, or its fresh private metadata had items we had to drop. A service
     /// that is now invalid may well be one we imported before, and a bad peer must not cost us
     /// it; new and changed objects are still written (docs/ARCHITECTURE.md, "Discovery").
-    pub fn holds_back_deletes(&self) -> bool {
+    pub(crate) fn holds_back_deletes(&self) -> bool {
         self.refuses_trust_domain()
             || self.public_problem.is_some()
             || self.private_problem.is_some()
@@ -63,14 +63,14 @@ impl FedState<'_> {
 
     /// Whether the trust entries installed for this federation stay as they are: its cached
     /// public metadata cannot be read, and odd input never removes trust.
-    pub fn keeps_trust_entries(&self) -> bool {
+    pub(crate) fn keeps_trust_entries(&self) -> bool {
         self.public_problem.is_some() || self.trust_hold.is_some()
     }
 
     /// Holds the federation's imports at the last-known-good: its cached private metadata
     /// instead of the fresh one (when it was working from a fresh one), else nothing — its
     /// objects are then kept as they are. The fresh document is not cached.
-    pub fn hold_services(&mut self, why: Failure, rules: &Rules) {
+    pub(crate) fn hold_services(&mut self, why: Failure, rules: &Rules) {
         if self.private_cache.take().is_some() {
             let (private, problem, _) = effective_private(self.fed, None, rules);
             self.private = private;
@@ -83,13 +83,13 @@ impl FedState<'_> {
 
     /// Holds the federation's trust entries at what is installed, and its public cache at the
     /// last-known-good one.
-    pub fn hold_trust(&mut self, why: Failure) {
+    pub(crate) fn hold_trust(&mut self, why: Failure) {
         self.trust_hold = Some(why);
     }
 
     /// Whether `spec.trustDomain` cannot name a peer: nothing is fetched, imported or trusted
     /// for this federation, and its ServiceEntries stay (README, "Conditions", `InvalidSpec`).
-    pub fn refuses_trust_domain(&self) -> bool {
+    pub(crate) fn refuses_trust_domain(&self) -> bool {
         matches!(self.fed.spec_problem, Some(SpecProblem::TrustDomain(_)))
     }
 }
@@ -98,7 +98,7 @@ impl FedState<'_> {
 /// federation whose trust domain is our own is skipped: importing our own services or trusting
 /// our own root through a peer would loop traffic back to us. The private metadata keeps only
 /// the hosts `spec.import` admits (the cache written back keeps the peer's whole document).
-pub fn states<'f>(
+pub(crate) fn states<'f>(
     feds: &'f [Federation],
     fetched: &BTreeMap<String, FetchReport>,
     rules: &Rules,
@@ -157,7 +157,7 @@ pub fn states<'f>(
 /// the cached one — whose problem, when it is unusable, is reported (and keeps what was
 /// installed from it). A cache over the limits, or with a UUID another federation holds, is
 /// unusable too ([`admission::public_problem`]).
-pub fn effective_public(
+pub(crate) fn effective_public(
     fed: &Federation,
     report: Option<&FetchReport>,
     rules: &Rules,
@@ -210,7 +210,7 @@ pub fn effective_public(
 
 /// The cached private metadata of a federation, validated as a fresh response would be, and
 /// within the same limits.
-pub fn cached_private(
+pub(crate) fn cached_private(
     fed: &Federation,
     limits: &PeerLimits,
 ) -> Option<Result<PrivateMetadata, Failure>> {
@@ -233,7 +233,7 @@ type EffectivePrivate = (Option<PrivateMetadata>, Option<Failure>, Option<Value>
 /// what the last good one provided (see [`PrivateMetadata::carry_over`]); services in our own
 /// domain are dropped from either. Nothing is carried over that would take the document past
 /// the limits (the next run would find its own cache unusable).
-pub fn effective_private(
+pub(crate) fn effective_private(
     fed: &Federation,
     report: Option<&FetchReport>,
     rules: &Rules,

@@ -57,7 +57,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Redirects followed per request, all within the original origin.
-pub const MAX_REDIRECTS: usize = 3;
+pub(crate) const MAX_REDIRECTS: usize = 3;
 
 /// How long after the deadline the caller waits for workers to record results they were
 /// finishing right at the deadline (their requests are clipped to it).
@@ -65,7 +65,7 @@ const GRACE: Duration = Duration::from_millis(250);
 
 /// `istio-federation-hook/<version>`: reqwest sends no User-Agent by default, and peers'
 /// access logs should say who is asking.
-pub fn user_agent() -> String {
+pub(crate) fn user_agent() -> String {
     format!("istio-federation-hook/{}", env!("CARGO_PKG_VERSION"))
 }
 

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Whether `host` matches `glob`: `*` matches any run of characters (dots included, possibly
 /// none), every other character only itself, case-sensitively. Linear in practice: on a
 /// mismatch only the last `*` is retried, one character further.
-pub fn glob_matches(glob: &str, host: &str) -> bool {
+pub(crate) fn glob_matches(glob: &str, host: &str) -> bool {
     let (g, h) = (glob.as_bytes(), host.as_bytes());
     let (mut gi, mut hi) = (0, 0);
     // Where the last `*` was, and the host position it currently stands for the end of.
@@ -43,7 +43,7 @@ pub fn glob_matches(glob: &str, host: &str) -> bool {
 
 /// What a federation's policy says about one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Imported,
     /// `spec.import.hosts` is set and no glob of it matches.
     NotListed,
@@ -53,7 +53,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// The field that left the host out, for messages ("excluded by …").
-    pub fn field(self) -> Option<&'static str> {
+    pub(crate) fn field(self) -> Option<&'static str> {
         match self {
             Verdict::Imported => None,
             Verdict::NotListed => Some("spec.import.hosts"),
@@ -62,7 +62,7 @@ impl Verdict {
     }
 }
 
-pub fn verdict(spec: &ImportSpec, host: &str) -> Verdict {
+pub(crate) fn verdict(spec: &ImportSpec, host: &str) -> Verdict {
     if spec.exclude_hosts.iter().any(|g| glob_matches(g, host)) {
         return Verdict::Excluded;
     }
@@ -74,7 +74,7 @@ pub fn verdict(spec: &ImportSpec, host: &str) -> Verdict {
 
 /// Keeps in `private` only the services whose host `spec` admits; returns how many distinct
 /// hosts it left out (the `ServicesImported` message counts them).
-pub fn apply(spec: &ImportSpec, private: &mut PrivateMetadata) -> usize {
+pub(crate) fn apply(spec: &ImportSpec, private: &mut PrivateMetadata) -> usize {
     if spec.hosts.is_none() && spec.exclude_hosts.is_empty() {
         return 0;
     }
@@ -94,7 +94,7 @@ pub fn apply(spec: &ImportSpec, private: &mut PrivateMetadata) -> usize {
 /// Written canonically so merged and observed objects compare equal and Istio accepts them:
 /// `*` alone if any says `*`; else sorted, each once, the federation namespace itself written
 /// `.` (Istio counts `.` and the object's own namespace as one entry and refuses both).
-pub fn export_to<'a>(
+pub(crate) fn export_to<'a>(
     of_federations: impl IntoIterator<Item = Option<&'a [String]>>,
     namespace: &str,
 ) -> Option<Vec<String>> {
@@ -114,7 +114,7 @@ pub fn export_to<'a>(
 }
 
 /// Sets every record's `exportTo` from the federations it was built from (see [`export_to`]).
-pub fn set_export_to(records: &mut [Record], states: &[FedState], namespace: &str) {
+pub(crate) fn set_export_to(records: &mut [Record], states: &[FedState], namespace: &str) {
     let of: BTreeMap<&str, Option<&[String]>> = states
         .iter()
         .map(|st| {

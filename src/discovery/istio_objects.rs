@@ -22,11 +22,11 @@ use std::fmt;
 pub struct OrderedMap<V>(pub Vec<(String, V)>);
 
 impl<V> OrderedMap<V> {
-    pub fn get(&self, key: &str) -> Option<&V> {
+    pub(crate) fn get(&self, key: &str) -> Option<&V> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    pub fn contains_key(&self, key: &str) -> bool {
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)
     }
 }
@@ -186,7 +186,7 @@ pub struct Desired {
 /// An observed object of one of our kinds, read leniently: identity and metadata always,
 /// the spec only if it has exactly our shape (`None` otherwise, meaning "rewrite it").
 #[derive(Debug, Clone)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub api_version: String,
     pub kind: String,
     pub name: String,
@@ -223,7 +223,7 @@ struct RawObject<'a> {
 impl Observed {
     /// Parses one snapshot object. `None` when it is not even an object with a name: such an
     /// item can be neither compared nor safely deleted.
-    pub fn parse(raw: &str) -> Option<Observed> {
+    pub(crate) fn parse(raw: &str) -> Option<Observed> {
         let o: RawObject = match serde_json::from_str(raw) {
             Ok(o) => o,
             Err(e) => {
@@ -253,7 +253,7 @@ impl Observed {
         })
     }
 
-    pub fn is_managed(&self) -> bool {
+    pub(crate) fn is_managed(&self) -> bool {
         self.labels
             .get(crate::protocol::labels::MANAGED_BY_LABEL)
             .map(String::as_str)
@@ -293,7 +293,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// From raw slices of the binding context.
-    pub fn from_raw(items: &[&'a RawValue]) -> Snapshot<'a> {
+    pub(crate) fn from_raw(items: &[&'a RawValue]) -> Snapshot<'a> {
         let mut s = Snapshot::default();
         for r in items {
             s.insert(Cow::Borrowed(r.get()));
@@ -302,7 +302,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// From parsed values (callers that hold `Value`s).
-    pub fn from_values(items: &[serde_json::Value]) -> Snapshot<'static> {
+    pub(crate) fn from_values(items: &[serde_json::Value]) -> Snapshot<'static> {
         let mut s = Snapshot::default();
         for v in items {
             s.insert(Cow::Owned(v.to_string()));
@@ -311,13 +311,13 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The object named `name`, parsed.
-    pub fn get(&self, name: &str) -> Option<Observed> {
+    pub(crate) fn get(&self, name: &str) -> Option<Observed> {
         Observed::parse(self.by_name.get(name)?)
     }
 
     /// Every object whose name is not in `skip`, parsed, in name order (objects we keep are
     /// not even parsed: on a steady run that is all of them).
-    pub fn objects_except<'s>(
+    pub(crate) fn objects_except<'s>(
         &'s self,
         skip: &'s std::collections::BTreeSet<String>,
     ) -> impl Iterator<Item = Observed> + 's {

@@ -22,11 +22,11 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// The MeshConfig field holding the trust entries.
-pub const KEY: &str = "caCertificates";
+pub(crate) const KEY: &str = "caCertificates";
 
 /// Why the mesh text is not edited. `Display` is the message after the object's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Not YAML at all; the parser's message.
     Syntax(String),
     /// A carriage return not followed by a line feed (old Mac line breaks).
@@ -89,7 +89,7 @@ impl fmt::Display for Refusal {
 
 /// One entry to add, in the shape we own: `{pem, trustDomains: [trust_domain]}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewEntry<'e> {
+pub(crate) struct NewEntry<'e> {
     pub pem: &'e str,
     pub trust_domain: &'e str,
 }
@@ -575,7 +575,7 @@ fn render_entry(add: &[NewEntry], indent: usize, nl: &str) -> String {
 }
 
 /// The mesh text of a ConfigMap we create: only our entries.
-pub fn render_new(add: &[NewEntry]) -> String {
+pub(crate) fn render_new(add: &[NewEntry]) -> String {
     render_entry(add, 0, "\n")
 }
 
@@ -631,7 +631,7 @@ struct Edit {
 
 /// A parsed mesh text whose `caCertificates` node has been located.
 #[derive(Debug)]
-pub struct MeshDoc<'a> {
+pub(crate) struct MeshDoc<'a> {
     text: &'a str,
     tree: Tree,
     /// The root mapping and whether it is in flow style; `None` for an empty document.
@@ -644,7 +644,7 @@ pub struct MeshDoc<'a> {
 
 impl<'a> MeshDoc<'a> {
     /// Parses `text` and locates the `caCertificates` node; `Err` says why it cannot be edited.
-    pub fn parse(text: &'a str) -> Result<MeshDoc<'a>, Refusal> {
+    pub(crate) fn parse(text: &'a str) -> Result<MeshDoc<'a>, Refusal> {
         let bytes = text.as_bytes();
         if bytes
             .iter()
@@ -743,13 +743,13 @@ impl<'a> MeshDoc<'a> {
 
     /// Each existing entry: `(trust domain, pem)` when it has exactly the shape we write and
     /// Go would read the same strings, `None` for anything else (foreign by shape).
-    pub fn entries(&self) -> Vec<Option<(String, String)>> {
+    pub(crate) fn entries(&self) -> Vec<Option<(String, String)>> {
         self.items.iter().map(|&i| self.tree.our_shape(i)).collect()
     }
 
     /// The text with the entries where `keep` is false removed and `add` appended. Only the
     /// `caCertificates` node's bytes change; the result is checked by parsing it again.
-    pub fn rewrite(&self, keep: &[bool], add: &[NewEntry]) -> Result<String, Refusal> {
+    pub(crate) fn rewrite(&self, keep: &[bool], add: &[NewEntry]) -> Result<String, Refusal> {
         if keep.len() != self.items.len() {
             return Err(Refusal::Check(format!(
                 "the entry count ({} decisions for {} entries)",

@@ -11,22 +11,23 @@ use crate::protocol::metadata::PublicMetadata;
 use serde_json::Value;
 
 pub const GROUP: &str = "federation_discovery";
-pub const FETCH_ERRORS: &str = "d8_istio_federation_metadata_endpoints_fetch_error_count";
-pub const ROOT_CA_EXPIRY: &str = "d8_istio_federation_remote_root_ca_expiry_timestamp_seconds";
-pub const IMPORTED_SERVICES: &str = "d8_istio_federation_imported_services";
-pub const FETCH_DURATION: &str = "d8_istio_federation_fetch_duration_seconds";
+pub(crate) const FETCH_ERRORS: &str = "d8_istio_federation_metadata_endpoints_fetch_error_count";
+pub(crate) const ROOT_CA_EXPIRY: &str =
+    "d8_istio_federation_remote_root_ca_expiry_timestamp_seconds";
+pub(crate) const IMPORTED_SERVICES: &str = "d8_istio_federation_imported_services";
+pub(crate) const FETCH_DURATION: &str = "d8_istio_federation_fetch_duration_seconds";
 /// notAfter of every root the peer publishes that is a CA certificate, trusted or not, with
 /// `state` `trusted`, `expired` or `distrusted`: an expired root still has a series, so
 /// `IstioFederationRemoteRootCAExpired` can fire.
-pub const PUBLISHED_ROOT_EXPIRY: &str =
+pub(crate) const PUBLISHED_ROOT_EXPIRY: &str =
     "d8_istio_federation_published_root_ca_expiry_timestamp_seconds";
 /// When each retained root (published no more) leaves the trust bundle.
-pub const RETAINED_ROOT_UNTIL: &str =
+pub(crate) const RETAINED_ROOT_UNTIL: &str =
     "d8_istio_federation_retained_root_ca_until_timestamp_seconds";
 
 /// Deckhouse's data-plane gauge: 1 when the probe of the peer's health-check service
 /// succeeded this run, else 0 (README, "Data-plane probe").
-pub const DATAPLANE_HEALTH: &str = "d8_istio_alliance_dataplane_health_check";
+pub(crate) const DATAPLANE_HEALTH: &str = "d8_istio_alliance_dataplane_health_check";
 
 /// The group's `expire`, first of every run's metric operations.
 pub fn expire() -> Value {
@@ -37,7 +38,11 @@ fn set(name: &str, value: f64, labels: &[(&str, &str)]) -> Value {
     metrics::set(GROUP, name, value, labels)
 }
 
-pub fn federation_metrics(st: &FedState, report: Option<&FetchReport>, out: &mut Vec<Value>) {
+pub(crate) fn federation_metrics(
+    st: &FedState,
+    report: Option<&FetchReport>,
+    out: &mut Vec<Value>,
+) {
     let name = st.fed.name.as_str();
     if let Some(r) = report {
         let attempts = [
@@ -83,7 +88,7 @@ pub fn federation_metrics(st: &FedState, report: Option<&FetchReport>, out: &mut
 
 /// The data-plane gauge of one federation, from its `DataplaneConnectionReady` of this run,
 /// with Deckhouse's labels.
-pub fn dataplane_metric(st: &FedState, condition: &Condition, out: &mut Vec<Value>) {
+pub(crate) fn dataplane_metric(st: &FedState, condition: &Condition, out: &mut Vec<Value>) {
     let uuid = st
         .public
         .as_ref()

@@ -8,24 +8,24 @@
 //! edits the mesh config text through [`mesh_yaml`]), [`service_entries`], [`diff`] and
 //! [`conditions`]. [`run`] is the imperative shell around them.
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod budget;
-pub mod conditions;
+pub(crate) mod conditions;
 pub mod config;
-pub mod diff;
-pub mod effective;
+pub(crate) mod diff;
+pub(crate) mod effective;
 pub mod fetch;
-pub mod import_policy;
-pub mod istio_objects;
-pub mod mesh_yaml;
+pub(crate) mod import_policy;
+pub(crate) mod istio_objects;
+pub(crate) mod mesh_yaml;
 pub mod metrics;
 pub mod observed;
 pub mod plan;
 pub mod probe;
 pub mod reconcile;
 pub mod report;
-pub mod retention;
+pub(crate) mod retention;
 pub mod run;
-pub mod service_entries;
-pub mod status;
+pub(crate) mod service_entries;
+pub(crate) mod status;
 pub mod trust_bundle;

@@ -89,7 +89,7 @@ impl<'a> Observed<'a> {
     }
 
     /// The Ed25519 private key PEM from the key-pair Secret (`priv.pem`), if present.
-    pub fn private_key_pem(&self) -> Option<String> {
+    pub(crate) fn private_key_pem(&self) -> Option<String> {
         let secret = self.keypair?.first()?;
         let b64 = secret.get("data")?.get(KEYPAIR_PRIVATE)?.as_str()?;
         text::unb64(b64).ok()
@@ -98,7 +98,7 @@ impl<'a> Observed<'a> {
 
 /// Own root-certificate fingerprints: the local root (istio-ca-root-cert) and, in cacerts
 /// mode, the local roots in `root-cert.pem`.
-pub fn own_root_fingerprints(settings: &Settings, observed: &Observed) -> Vec<String> {
+pub(crate) fn own_root_fingerprints(settings: &Settings, observed: &Observed) -> Vec<String> {
     let mut fps: Vec<String> = observed
         .local_root
         .and_then(|l| l.first())

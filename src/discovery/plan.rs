@@ -23,7 +23,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-pub const USAGE: &str = "usage: istio-federation-hook plan [--output text|json]
+pub(crate) const USAGE: &str = "usage: istio-federation-hook plan [--output text|json]
 
 Reads the binding context ($BINDING_CONTEXT_PATH or stdin) and the settings ($VALUES_PATH and
 the environment) exactly as a discovery run does, reconciles from the cached metadata only
@@ -34,7 +34,7 @@ usage errors.";
 
 /// One planned operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Planned {
+pub(crate) struct Planned {
     /// `create`, `update`, `delete` or `patch`.
     pub action: &'static str,
     pub kind: String,
@@ -45,13 +45,13 @@ pub struct Planned {
 
 /// The conditions one federation would have after the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FederationPlan {
+pub(crate) struct FederationPlan {
     pub name: String,
     pub conditions: Vec<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub operations: Vec<Planned>,
     pub federations: Vec<FederationPlan>,
 }
@@ -122,7 +122,7 @@ fn parse_args(args: &[&str]) -> Result<Option<Output>, String> {
 
 /// Reads the settings and the binding context as [`super::run::run`] does and plans the
 /// offline run.
-pub fn plan_from_environment() -> Result<Plan, String> {
+pub(crate) fn plan_from_environment() -> Result<Plan, String> {
     let settings = io::load_settings()?;
     if settings.enabled {
         settings.check_required().map_err(|e| e.to_string())?;
@@ -135,7 +135,7 @@ pub fn plan_from_environment() -> Result<Plan, String> {
 }
 
 /// The plan of an offline run on `observed`.
-pub fn plan(settings: &Settings, observed: &Observed, now: i64) -> Plan {
+pub(crate) fn plan(settings: &Settings, observed: &Observed, now: i64) -> Plan {
     // Offline: no fetch report, every federation works from its cached metadata.
     let outcome = reconcile::reconcile(settings, observed, &BTreeMap::new(), now);
     let ops = &outcome.operations;
@@ -758,7 +758,7 @@ fn update_reason(d: &Desired, o: &istio_objects::Observed) -> String {
 }
 
 /// The plan as an operator reads it in a terminal: one table of operations, one of conditions.
-pub fn render_text(plan: &Plan) -> String {
+pub(crate) fn render_text(plan: &Plan) -> String {
     let mut out = String::new();
     if plan.operations.is_empty() {
         out.push_str("No operations: the cluster already matches what the federations publish.\n");

@@ -22,11 +22,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Deckhouse's probe User-Agent; a Deckhouse peer recognises probes by it.
-pub const USER_AGENT: &str = "alliance-healthcheck/1.0";
+pub(crate) const USER_AGENT: &str = "alliance-healthcheck/1.0";
 /// The header naming the probing cluster.
-pub const FROM_HEADER: &str = "X-alliance-healthcheck-from";
+pub(crate) const FROM_HEADER: &str = "X-alliance-healthcheck-from";
 /// Deckhouse's per-request timeout.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most this much of a healthz body is read (Deckhouse reads 4 KiB).
 const BODY_LIMIT: u64 = 4096;
 
@@ -34,7 +34,7 @@ const BODY_LIMIT: u64 = 4096;
 /// (`alliance-healthcheck-<uuid>.d8-istio.svc.<domain>`), else the older
 /// `alliance-healthcheck.d8-istio.svc.<domain>`. The first match in document order wins, as
 /// in Deckhouse.
-pub fn target(private: &PrivateMetadata) -> Option<&str> {
+pub(crate) fn target(private: &PrivateMetadata) -> Option<&str> {
     let hosts = || private.public_services.iter().map(|s| s.hostname.as_str());
     hosts()
         .find(|h| h.starts_with("alliance-healthcheck-") && h.contains(".d8-istio.svc."))
@@ -42,7 +42,7 @@ pub fn target(private: &PrivateMetadata) -> Option<&str> {
 }
 
 /// The URL probed for a target host.
-pub fn url(target: &str) -> String {
+pub(crate) fn url(target: &str) -> String {
     format!("http://{target}:80/healthz")
 }
 

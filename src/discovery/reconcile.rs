@@ -51,7 +51,7 @@ pub fn reconcile(
 }
 
 /// Where operations go as soon as they are decided. Errors come only from writing them.
-pub type Sink<'s> = dyn FnMut(Operation) -> Result<(), String> + 's;
+pub(crate) type Sink<'s> = dyn FnMut(Operation) -> Result<(), String> + 's;
 
 /// Runs the whole reconcile, handing each operation to `sink` as soon as it is decided (a large
 /// first run emits tens of thousands of objects: they are written, not held). Returns the
@@ -178,7 +178,7 @@ fn rules<'a>(settings: &'a Settings, own: &'a Own<'a>, uuid_owners: &'a UuidOwne
 /// phase worked on whose effective metadata names a health-check service. The states are
 /// decided exactly as [`reconcile_into`] decides them, so the target probed is the one its
 /// condition names. Pure: the run shell does the requests (README, "Data-plane probe").
-pub fn probe_jobs(
+pub(crate) fn probe_jobs(
     settings: &Settings,
     observed: &Observed,
     fetched: &BTreeMap<String, FetchReport>,

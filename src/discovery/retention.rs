@@ -29,11 +29,11 @@ use std::time::Duration;
 /// At most this many retired roots are retained per federation (the most recently retired
 /// win): a peer that rotates every minute must not grow the trust bundle past the 1 MiB a
 /// ConfigMap can hold, which would break trust for every peer.
-pub const MAX_RETAINED: usize = 8;
+pub(crate) const MAX_RETAINED: usize = 8;
 
 /// A root the peer no longer publishes that is still trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetiredRoot {
+pub(crate) struct RetiredRoot {
     pub root: RootCert,
     /// The first run that saw it gone, unix seconds.
     pub retired_at: i64,
@@ -43,7 +43,7 @@ pub struct RetiredRoot {
 
 /// What rotation decided for one federation this run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Retention {
+pub(crate) struct Retention {
     /// Retired roots still trusted, in (retiredAt, fingerprint) order.
     pub retained: Vec<RetiredRoot>,
     /// Roots the peer publishes (acceptable otherwise) that the annotation distrusts.
@@ -59,7 +59,7 @@ pub struct Retention {
 /// Reads the distrust annotation: fingerprints separated by commas or white space, upper- or
 /// lower-case hex, with or without `:` between the bytes (as `openssl x509 -fingerprint
 /// -sha256` prints them). Returns the fingerprints and the number of entries that are not one.
-pub fn parse_distrust(text: &str) -> (BTreeSet<String>, usize) {
+pub(crate) fn parse_distrust(text: &str) -> (BTreeSet<String>, usize) {
     let mut out = BTreeSet::new();
     let mut bad = 0;
     for token in text.split(|c: char| c == ',' || c.is_whitespace()) {
@@ -82,7 +82,7 @@ pub fn parse_distrust(text: &str) -> (BTreeSet<String>, usize) {
 
 /// A validated entry of `status.retiredRoots`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub root: RootCert,
     pub retired_at: i64,
 }
@@ -90,7 +90,7 @@ pub struct Stored {
 /// Reads `status.retiredRoots`. An entry is kept only if its PEM is one root that passes the
 /// root checks now (CA, valid, not our own) with the fingerprint it claims, and its
 /// `retiredAt` is a time no later than now; anything else is dropped with a log.
-pub fn read_stored(fed: &Federation, own: &Own) -> Vec<Stored> {
+pub(crate) fn read_stored(fed: &Federation, own: &Own) -> Vec<Stored> {
     read_list(
         fed.retired_roots.as_ref(),
         own,
@@ -102,7 +102,7 @@ pub fn read_stored(fed: &Federation, own: &Own) -> Vec<Stored> {
 /// Reads a stored list of retired roots (`[{fingerprint, pem, retiredAt, until}]`), wherever
 /// it is kept: `owner` and `field` name it in the log lines. The rules of [`read_stored`];
 /// the export hook keeps our own retired roots the same way (README, "Rotating roots and keys").
-pub fn read_list(v: Option<&Value>, own: &Own, owner: &str, field: &str) -> Vec<Stored> {
+pub(crate) fn read_list(v: Option<&Value>, own: &Own, owner: &str, field: &str) -> Vec<Stored> {
     let Some(v) = v else {
         return Vec::new();
     };
@@ -179,7 +179,7 @@ fn short(fp: &str) -> String {
 /// `until` follows from `retiredAt` and the current `retention`, so changing `ROOT_RETENTION`
 /// applies to roots already retained (`0s` ends them all at once). At most [`MAX_RETAINED`]
 /// are kept, the most recently retired.
-pub fn decide(
+pub(crate) fn decide(
     stored: Vec<Stored>,
     newly_gone: Vec<RootCert>,
     published: &BTreeSet<String>,
@@ -220,7 +220,7 @@ pub fn decide(
 }
 
 /// `status.retiredRoots` as written.
-pub fn to_status(retained: &[RetiredRoot]) -> Value {
+pub(crate) fn to_status(retained: &[RetiredRoot]) -> Value {
     Value::Array(
         retained
             .iter()
@@ -270,7 +270,7 @@ fn newly_gone(fed: &Federation, fresh: Option<&PublicMetadata>, own: &Own) -> Ve
 /// Decides rotation for every federation and applies it to its state: distrusted roots leave
 /// `public.roots` (so nothing downstream trusts them), and `retention` says what is retained
 /// and what to write.
-pub fn apply(
+pub(crate) fn apply(
     states: &mut [FedState],
     fetched: &BTreeMap<String, FetchReport>,
     own: &Own,
@@ -350,7 +350,7 @@ pub fn apply(
 /// Every fingerprint any federation distrusts: removed from every trust entry this hook owns,
 /// whichever federation (or trust domain) it came through — a compromised root is trusted
 /// nowhere.
-pub fn distrusted_anywhere(states: &[FedState]) -> BTreeSet<String> {
+pub(crate) fn distrusted_anywhere(states: &[FedState]) -> BTreeSet<String> {
     states
         .iter()
         .flat_map(|st| st.retention.distrust.iter().cloned())
@@ -359,7 +359,7 @@ pub fn distrusted_anywhere(states: &[FedState]) -> BTreeSet<String> {
 
 /// The sentence `TrustBundleReady` adds about rotation, "" when there is nothing to say.
 /// Deterministic: the same state gives the same text in every run.
-pub fn condition_text(r: &Retention) -> String {
+pub(crate) fn condition_text(r: &Retention) -> String {
     let mut out = String::new();
     if !r.retained.is_empty() {
         let n = r.retained.len();

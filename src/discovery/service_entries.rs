@@ -21,7 +21,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One federation's contribution: its gateways and validated services.
-pub struct Source<'a> {
+pub(crate) struct Source<'a> {
     pub federation: &'a str,
     pub gateways: &'a [Gateway],
     pub services: &'a [PublicService],
@@ -32,7 +32,7 @@ pub struct Source<'a> {
 /// trusted and mTLS towards them can work), private metadata and at least one gateway to send
 /// the traffic to. A federation whose `spec.import` cannot be read contributes nothing new
 /// (what it imported earlier is kept: [`FedState::holds_back_deletes`]).
-pub fn sources<'a>(states: &'a [FedState]) -> Vec<Source<'a>> {
+pub(crate) fn sources<'a>(states: &'a [FedState]) -> Vec<Source<'a>> {
     states
         .iter()
         .filter(|st| st.public.is_some() && st.fed.import.is_ok())
@@ -68,7 +68,7 @@ fn owner_of<'o>(host: &str, owners: &'o Owners) -> Option<(&'o str, &'o [String]
 /// or its gateway would receive traffic meant for that cluster. Such a claim is dropped as
 /// `HostnameOutOfScope`, naming the owner; federations sharing one trust domain still merge.
 /// Runs before [`sources`], on every federation's effective private metadata.
-pub fn drop_hosts_of_other_federations(states: &mut [FedState]) {
+pub(crate) fn drop_hosts_of_other_federations(states: &mut [FedState]) {
     let mut owners = Owners::new();
     for st in states.iter() {
         owners
@@ -106,7 +106,7 @@ pub fn drop_hosts_of_other_federations(states: &mut [FedState]) {
 
 /// One ServiceEntry (+ DestinationRule) to exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     pub name: String,
     pub hostname: String,
     pub resolution: &'static str,
@@ -155,7 +155,7 @@ fn endpoint_key(endpoints: &[Gateway]) -> String {
 /// The object name for a record, as Deckhouse names it (a long one bounded, see [`MAX_NAME`]).
 /// Not unique: `web.x.b.test` and `web.x-b.test` behind the same gateways get the same name;
 /// [`merge`] settles such collisions with [`host_name`].
-pub fn record_name(hostname: &str, endpoints: &[Gateway]) -> String {
+pub(crate) fn record_name(hostname: &str, endpoints: &[Gateway]) -> String {
     let key = endpoint_key(endpoints);
     let name = format!(
         "{}-{}",
@@ -170,7 +170,7 @@ pub fn record_name(hostname: &str, endpoints: &[Gateway]) -> String {
 
 /// The name for a record whose Deckhouse name another host already has: the host with dashes
 /// and a hash of the host *and* the endpoint set (`salt` > 0 only if even that is taken).
-pub fn host_name(hostname: &str, endpoints: &[Gateway], salt: u32) -> String {
+pub(crate) fn host_name(hostname: &str, endpoints: &[Gateway], salt: u32) -> String {
     let mut seed = format!("{hostname}|{}", endpoint_key(endpoints));
     if salt > 0 {
         seed.push_str(&format!("|{salt}"));
@@ -224,7 +224,7 @@ fn unique_names(records: &mut [Record], warnings: &mut Vec<Warning>) {
 }
 
 /// A log line worth surfacing (port collisions across federations).
-pub type Warning = String;
+pub(crate) type Warning = String;
 
 /// One (hostname, port) across federations. Everything borrows from the sources until the
 /// records are built: a large federation set has tens of thousands of slots, and cloning
@@ -248,7 +248,7 @@ type Slots<'a> = BTreeMap<(&'a str, u16), PortSlot<'a>>;
 
 /// Merges every federation's services into records, as Deckhouse does. `sources`
 /// must be in federation-name order: that order decides which port definition wins.
-pub fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
+pub(crate) fn merge(sources: &[Source]) -> (Vec<Record>, Vec<Warning>) {
     let mut warnings = Vec::new();
     let slots = port_slots(sources, &mut warnings);
     let mut records: Vec<Record> = group_by_endpoints(slots)
@@ -430,7 +430,7 @@ fn metadata(record: &Record, namespace: &str) -> Meta {
 }
 
 /// The ServiceEntry for a record, valid for Istio's CRD rules and webhook (tests/common/istio.rs).
-pub fn service_entry(record: &Record, namespace: &str, api_version: &str) -> Desired {
+pub(crate) fn service_entry(record: &Record, namespace: &str, api_version: &str) -> Desired {
     let endpoints = record
         .endpoints
         .iter()
@@ -493,7 +493,7 @@ fn gateway_failover(record: &Record) -> Option<DrOutlierDetection> {
 
 /// The DestinationRule forcing Istio mutual TLS towards the imported host, with failover
 /// between gateways when there are several.
-pub fn destination_rule(record: &Record, namespace: &str, api_version: &str) -> Desired {
+pub(crate) fn destination_rule(record: &Record, namespace: &str, api_version: &str) -> Desired {
     Desired {
         api_version: api_version.to_string(),
         kind: "DestinationRule",

@@ -20,7 +20,7 @@ const TIMESTAMP_REFRESH: i64 = 10 * 60;
 /// The condition types this hook writes, in the order they are written. Other types on the
 /// object are read and kept as JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionType {
+pub(crate) enum ConditionType {
     PublicMetadataExchangeReady,
     PrivateMetadataExchangeReady,
     TrustBundleReady,
@@ -31,7 +31,7 @@ pub enum ConditionType {
 
 impl ConditionType {
     /// Types managed whatever the settings, in the order they are written.
-    pub const MANAGED: [ConditionType; 4] = [
+    pub(crate) const MANAGED: [ConditionType; 4] = [
         ConditionType::PublicMetadataExchangeReady,
         ConditionType::PrivateMetadataExchangeReady,
         ConditionType::TrustBundleReady,
@@ -49,7 +49,7 @@ impl ConditionType {
 
     /// The managed types of a run: with the data-plane probe off, `DataplaneConnectionReady`
     /// is someone else's (a Deckhouse controller's, say) and is kept as it is.
-    pub fn managed(dataplane_probe: bool) -> &'static [ConditionType] {
+    pub(crate) fn managed(dataplane_probe: bool) -> &'static [ConditionType] {
         if dataplane_probe {
             &ConditionType::WITH_PROBE
         } else {
@@ -57,7 +57,7 @@ impl ConditionType {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConditionType::PublicMetadataExchangeReady => "PublicMetadataExchangeReady",
             ConditionType::PrivateMetadataExchangeReady => "PrivateMetadataExchangeReady",
@@ -68,21 +68,21 @@ impl ConditionType {
     }
 
     /// The type a prior condition's `type` names among `managed`, `None` for a foreign one.
-    pub fn from_wire(s: &str, managed: &[ConditionType]) -> Option<ConditionType> {
+    pub(crate) fn from_wire(s: &str, managed: &[ConditionType]) -> Option<ConditionType> {
         managed.iter().copied().find(|t| t.as_str() == s)
     }
 }
 
 /// A Kubernetes condition status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionStatus {
+pub(crate) enum ConditionStatus {
     True,
     False,
     Unknown,
 }
 
 impl ConditionStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConditionStatus::True => "True",
             ConditionStatus::False => "False",
@@ -92,7 +92,7 @@ impl ConditionStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
+pub(crate) struct Condition {
     pub kind: ConditionType,
     pub status: ConditionStatus,
     pub reason: Reason,
@@ -100,7 +100,7 @@ pub struct Condition {
 }
 
 impl Condition {
-    pub fn new(
+    pub(crate) fn new(
         kind: ConditionType,
         status: ConditionStatus,
         reason: Reason,
@@ -123,7 +123,7 @@ fn find<'a>(prior: &'a [Value], kind: &str) -> Option<&'a Value> {
 
 /// The new condition list: `managed` types in fixed order (computed now, or kept verbatim from
 /// `prior` when this run did not compute them), then every other prior condition in order.
-pub fn merge(
+pub(crate) fn merge(
     prior: &[Value],
     computed: &[Condition],
     managed: &[ConditionType],
@@ -171,7 +171,7 @@ pub fn merge(
 }
 
 /// The status merge patch, or `None` when nothing would change. `managed` as for [`merge`].
-pub fn status_patch(
+pub(crate) fn status_patch(
     st: &FedState,
     report: Option<&FetchReport>,
     conditions: &[Condition],

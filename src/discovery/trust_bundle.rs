@@ -76,7 +76,7 @@ fn first_cert_fingerprint(pem: &str) -> Option<String> {
 
 /// Fingerprints of certificates in the trust object that are not ours: in `cacerts` mode these
 /// are the local roots, which a peer must never present as its own.
-pub fn local_fingerprints(settings: &Settings, observed: Option<&Value>) -> Vec<String> {
+pub(crate) fn local_fingerprints(settings: &Settings, observed: Option<&Value>) -> Vec<String> {
     let (Some(obj), TrustBundleMode::Cacerts) = (observed, settings.trust_bundle_mode) else {
         return Vec::new();
     };
@@ -166,7 +166,7 @@ fn entry_keys(doc: &MeshDoc) -> Vec<Option<(String, String)>> {
 /// The entries we own for `trust_domains`, as they stand in the trust object. A federation
 /// whose metadata cannot be read this run keeps its entries: adding them to the desired set
 /// makes [`plan`] leave them in place instead of removing them.
-pub fn owned_entries(
+pub(crate) fn owned_entries(
     settings: &Settings,
     observed: Option<&Value>,
     trust_domains: &BTreeSet<String>,
@@ -226,7 +226,7 @@ pub fn owned_entries(
 /// (trust domain, fingerprint) — federations may share a trust domain and a root, and istiod
 /// must not see the same entry twice. A federation held at its installed entries
 /// ([`FedState::trust_hold`]) wants nothing new.
-pub fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
+pub(crate) fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
     let mut desired = Vec::new();
     let mut seen = BTreeSet::new();
     for st in states.iter().filter(|st| st.trust_hold.is_none()) {
@@ -247,7 +247,7 @@ pub fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
 /// The entries to hand to [`plan`]: `desired`, plus the entries we own for every federation
 /// that keeps its trust entries this run ([`FedState::keeps_trust_entries`]). [`plan`] removes
 /// every owned entry it is not given, so keeping means giving it back.
-pub fn target_entries(
+pub(crate) fn target_entries(
     settings: &Settings,
     observed: Option<&Value>,
     states: &[FedState],

@@ -11,7 +11,7 @@
 //! answer's body, and optionally a TCP connect to each advertised gateway. Every step is
 //! bounded by `--timeout`.
 
-pub mod tls;
+pub(crate) mod tls;
 
 use crate::discovery::fetch;
 use crate::discovery::report::{Attempt, FetchReport};
@@ -30,7 +30,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub const USAGE: &str = "usage: istio-federation-hook doctor --endpoint URL [--ca FILE] [--insecure]
+pub(crate) const USAGE: &str = "usage: istio-federation-hook doctor --endpoint URL [--ca FILE] [--insecure]
          [--trust-domain TD] [--key PRIV_PEM --uuid OWN_UUID] [--probe-gateways]
          [--timeout DURATION] [--output text|json]
 
@@ -58,7 +58,7 @@ the given loopback listener instead of an advertised gateway (and to no unlisted
 /// Test-only override of the gateways `--probe-gateways` connects to (README, "Operating
 /// federations"): `ADVERTISED:PORT=LOOPBACK:PORT,…`. Unlisted gateways are then not probed at
 /// all, and every target must be a loopback address.
-pub const GATEWAY_MAP_ENV: &str = "ISTIO_FEDERATION_HOOK_TEST_GATEWAY_MAP";
+pub(crate) const GATEWAY_MAP_ENV: &str = "ISTIO_FEDERATION_HOOK_TEST_GATEWAY_MAP";
 
 /// A root or certificate expiring within this many seconds is a warning.
 const EXPIRY_WARNING: i64 = 30 * 24 * 3600;
@@ -69,7 +69,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Ok,
     Warn,
     Fail,
@@ -77,7 +77,7 @@ pub enum Status {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub name: &'static str,
     pub status: Status,
     pub detail: String,
@@ -118,7 +118,7 @@ impl Check {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub endpoint: String,
     pub ok: bool,
     pub checks: Vec<Check>,
@@ -132,7 +132,7 @@ enum Output {
 
 /// Parsed command line.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub endpoint: String,
     /// PEM text of `--ca`.
     pub ca: Option<String>,
@@ -193,7 +193,7 @@ fn read_file(flag: &str, path: &str) -> Result<String, String> {
 }
 
 /// `Ok(None)` for `--help`.
-pub fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
+pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
     let mut endpoint = None;
     let mut ca = None;
     let mut insecure = false;
@@ -335,7 +335,7 @@ fn fetch_settings(timeout: Duration) -> Result<Settings, String> {
 
 /// Runs every check. `Err` only for a problem of the invocation (a setting doctor shares with
 /// the hook is malformed).
-pub fn diagnose(opts: &Options) -> Result<Report, String> {
+pub(crate) fn diagnose(opts: &Options) -> Result<Report, String> {
     let settings = fetch_settings(opts.timeout)?;
     let mut checks = Vec::with_capacity(7);
     match walk(opts, &settings, &mut checks) {
@@ -1008,7 +1008,7 @@ fn probe_one(
 }
 
 /// One line per check with a mark, hints indented below, and a verdict.
-pub fn render_text(r: &Report) -> String {
+pub(crate) fn render_text(r: &Report) -> String {
     let mut out = format!("doctor {}\n", r.endpoint);
     for c in &r.checks {
         let mark = match c.status {

@@ -16,7 +16,7 @@ use x509_parser::extensions::GeneralName;
 
 /// The presented leaf certificate, as far as a diagnosis needs it.
 #[derive(Debug, Clone)]
-pub struct Leaf {
+pub(crate) struct Leaf {
     pub subject: String,
     pub issuer: String,
     /// DNS names and IP addresses of subjectAltName.
@@ -28,7 +28,7 @@ pub struct Leaf {
 
 /// What one handshake showed.
 #[derive(Debug, Clone)]
-pub struct Presented {
+pub(crate) struct Presented {
     pub protocol: String,
     /// Number of certificates the server sent (leaf first).
     pub chain_len: usize,
@@ -38,7 +38,7 @@ pub struct Presented {
 
 /// Why the handshake itself could not be completed.
 #[derive(Debug, Clone)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     TimedOut,
     Failed(String),
 }
@@ -101,7 +101,7 @@ impl ServerCertVerifier for Capture {
 
 /// Handshakes with `addr`, naming `host` (SNI), within `timeout`, and returns what the server
 /// presented. The connection is closed right after the handshake.
-pub fn inspect(
+pub(crate) fn inspect(
     addr: SocketAddr,
     host: &str,
     timeout: Duration,
@@ -229,7 +229,7 @@ fn parse_leaf(der: &[u8]) -> Option<Leaf> {
 
 impl Leaf {
     /// Whether the certificate names `host` (for the hint only; rustls decides).
-    pub fn covers(&self, host: &str) -> bool {
+    pub(crate) fn covers(&self, host: &str) -> bool {
         if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
             return self.ip_addresses.contains(&ip);
         }
@@ -246,7 +246,7 @@ impl Leaf {
     }
 
     /// `DNS:a, IP:1.2.3.4` for messages.
-    pub fn names(&self) -> String {
+    pub(crate) fn names(&self) -> String {
         let mut v: Vec<String> = self.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
         v.extend(self.ip_addresses.iter().map(|i| format!("IP:{i}")));
         if v.is_empty() {

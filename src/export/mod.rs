@@ -6,9 +6,9 @@
 //! Like discovery, a pure function of the snapshots: `main` generates a key pair when none
 //! exists (randomness is I/O) and passes it in.
 
-pub mod rotation;
+pub(crate) mod rotation;
 pub mod run;
-pub mod visibility;
+pub(crate) mod visibility;
 
 use crate::hook::binding::BindingInput;
 use crate::hook::k8s;
@@ -30,27 +30,27 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Deckhouse's name for the ConfigMap that overrides the advertised gateways.
-pub const ADVERTISE_CONFIGMAP: &str = "metadata-exporter-ingressgateway-advertise";
-pub const ADVERTISE_KEY: &str = "ingressgateways-array.json";
+pub(crate) const ADVERTISE_CONFIGMAP: &str = "metadata-exporter-ingressgateway-advertise";
+pub(crate) const ADVERTISE_KEY: &str = "ingressgateways-array.json";
 
 /// Binding names of the export hook.
 pub mod bindings {
-    pub const PUBLIC_SERVICES: &str = "public_services";
-    pub const INGRESS_GATEWAYS: &str = "ingress_gateways";
-    pub const ADVERTISE: &str = "advertise";
-    pub const LOCAL_ROOT: &str = "local_root_ca";
-    pub const KEYPAIR: &str = "authn_keypair";
-    pub const FEDERATIONS: &str = "federations";
+    pub(crate) const PUBLIC_SERVICES: &str = "public_services";
+    pub(crate) const INGRESS_GATEWAYS: &str = "ingress_gateways";
+    pub(crate) const ADVERTISE: &str = "advertise";
+    pub(crate) const LOCAL_ROOT: &str = "local_root_ca";
+    pub(crate) const KEYPAIR: &str = "authn_keypair";
+    pub(crate) const FEDERATIONS: &str = "federations";
     pub const METADATA: &str = "metadata_secret";
     /// Runs export every minute too: a retired root leaves `rootCA` when its retention ends
     /// even if nothing else changes (README, "Rotating roots and keys").
-    pub const SCHEDULE: &str = "export_schedule";
-    pub const GROUP: &str = "istio_federation_export";
-    pub const QUEUE: &str = "istio-federation-export";
+    pub(crate) const SCHEDULE: &str = "export_schedule";
+    pub(crate) const GROUP: &str = "istio_federation_export";
+    pub(crate) const QUEUE: &str = "istio-federation-export";
 }
 
 /// The export hook's shell-operator config.
-pub fn config(s: &Settings) -> Value {
+pub(crate) fn config(s: &Settings) -> Value {
     use bindings::*;
     let in_ns = |ns: &str| json!({"nameSelector": {"matchNames": [ns]}});
     let named = |name: &str, kind: &str, ns: &str, names: &str, filter: &str| {
@@ -101,7 +101,7 @@ fn unb64(v: Option<&Value>) -> Option<String> {
 }
 
 /// Whether the key-pair Secret exists; `main` generates a key only then.
-pub fn needs_key_pair(input: &BindingInput) -> bool {
+pub(crate) fn needs_key_pair(input: &BindingInput) -> bool {
     input
         .snapshot(bindings::KEYPAIR)
         .is_some_and(|s| s.is_empty())

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 /// What to publish as `rootCA`, and the retired roots to keep for the next run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
+pub(crate) struct Published {
     /// The ConfigMap's `root-cert.pem` as is, then each retained root's PEM.
     pub root_ca: String,
     /// Retired roots still published, in (retiredAt, fingerprint) order.
@@ -42,7 +42,7 @@ pub struct Published {
 impl Published {
     /// `retired-local-roots.json` as written; `None` when nothing is retained (the key is
     /// left out).
-    pub fn retired_file(&self) -> Option<String> {
+    pub(crate) fn retired_file(&self) -> Option<String> {
         (!self.retained.is_empty()).then(|| super::pretty(&retention::to_status(&self.retained)))
     }
 }
@@ -63,7 +63,7 @@ fn named_fingerprints(stored: Option<&Value>) -> BTreeSet<String> {
 /// as before rotation existed), plus the roots that left it within `retention`.
 /// `old_root_ca` is the `rootCA` of the last published `public.json`, `stored` the text of
 /// its `retired-local-roots.json`.
-pub fn publish(
+pub(crate) fn publish(
     current: &str,
     old_root_ca: Option<&str>,
     stored: Option<&str>,
@@ -134,7 +134,7 @@ pub fn publish(
 }
 
 /// The `rootCA` of a published `public.json`, if it has one.
-pub fn root_ca_of(public_json: Option<&String>) -> Option<String> {
+pub(crate) fn root_ca_of(public_json: Option<&String>) -> Option<String> {
     let doc: Value = serde_json::from_str(public_json?).ok()?;
     doc.get("rootCA")?.as_str().map(str::to_string)
 }
@@ -143,7 +143,7 @@ pub fn root_ca_of(public_json: Option<&String>) -> Option<String> {
 /// from the Secret as it was (`old`): the sequence goes up by one when the set of
 /// certificates in `rootCA` differs from the last published one (a new order alone is the
 /// same set of keys).
-pub fn spiffe_files(
+pub(crate) fn spiffe_files(
     old: &BTreeMap<String, String>,
     files: &mut BTreeMap<String, String>,
     retention: Duration,

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The trust domains an `export-to` value names: comma separated, spaces allowed, compared
 /// case-insensitively.
-pub fn parse_export_to(value: &str) -> BTreeSet<String> {
+pub(crate) fn parse_export_to(value: &str) -> BTreeSet<String> {
     value
         .split(',')
         .map(|td| td.trim().to_ascii_lowercase())

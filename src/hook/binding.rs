@@ -29,12 +29,12 @@ pub struct BindingInput<'a> {
 
 impl<'a> BindingInput<'a> {
     /// The snapshot of `binding`, or `None` when no context of this run carried it (state unknown).
-    pub fn snapshot(&self, binding: &str) -> Option<&[Value]> {
+    pub(crate) fn snapshot(&self, binding: &str) -> Option<&[Value]> {
         self.snapshots.get(binding).map(Vec::as_slice)
     }
 
     /// The snapshot of a raw binding as JSON texts.
-    pub fn raw_snapshot(&self, binding: &str) -> Option<&[&'a RawValue]> {
+    pub(crate) fn raw_snapshot(&self, binding: &str) -> Option<&[&'a RawValue]> {
         self.raw.get(binding).map(Vec::as_slice)
     }
 }

@@ -6,11 +6,11 @@ use super::settings::Settings;
 use super::timefmt;
 use std::io::{Read, Write};
 
-pub fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-pub fn load_settings() -> Result<Settings, String> {
+pub(crate) fn load_settings() -> Result<Settings, String> {
     let values = match env("VALUES_PATH").filter(|p| !p.is_empty()) {
         None => None,
         Some(path) => {
@@ -35,7 +35,7 @@ pub fn load_settings() -> Result<Settings, String> {
 }
 
 /// Prints a hook's shell-operator configuration on stdout.
-pub fn print_config(cfg: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn print_config(cfg: &serde_json::Value) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, cfg).map_err(|e| e.to_string())?;
     out.write_all(b"\n")
@@ -45,7 +45,7 @@ pub fn print_config(cfg: &serde_json::Value) -> Result<(), String> {
 
 /// The wall clock, in unix seconds: the only place the product reads it (the hooks' shells and
 /// `serve`'s token checks call this; everything else is handed `now`).
-pub fn wall_clock() -> Result<i64, String> {
+pub(crate) fn wall_clock() -> Result<i64, String> {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| format!("system clock: {e}"))?;
@@ -54,7 +54,7 @@ pub fn wall_clock() -> Result<i64, String> {
 
 /// The clock of the reconcile. `ISTIO_FEDERATION_HOOK_NOW` (RFC 3339) pins it for golden
 /// tests and replays of a captured binding context; request tokens always use the wall clock.
-pub fn now() -> Result<i64, String> {
+pub(crate) fn now() -> Result<i64, String> {
     if let Some(s) = env("ISTIO_FEDERATION_HOOK_NOW").filter(|s| !s.is_empty()) {
         return timefmt::parse_rfc3339(&s)
             .ok_or_else(|| format!("ISTIO_FEDERATION_HOOK_NOW: {s:?} is not an RFC 3339 time"));
@@ -64,7 +64,7 @@ pub fn now() -> Result<i64, String> {
 
 /// `ISTIO_FEDERATION_HOOK_OFFLINE=true` reconciles from the cached metadata only, without
 /// contacting peers (replays of a captured binding context, diagnosis without network).
-pub fn offline() -> Result<bool, String> {
+pub(crate) fn offline() -> Result<bool, String> {
     match env("ISTIO_FEDERATION_HOOK_OFFLINE")
         .as_deref()
         .map(str::trim)
@@ -77,7 +77,7 @@ pub fn offline() -> Result<bool, String> {
     }
 }
 
-pub fn read_binding_context() -> Result<Vec<u8>, String> {
+pub(crate) fn read_binding_context() -> Result<Vec<u8>, String> {
     match env("BINDING_CONTEXT_PATH").filter(|p| !p.is_empty()) {
         Some(path) => std::fs::read(&path).map_err(|e| format!("BINDING_CONTEXT_PATH {path}: {e}")),
         None => {
@@ -92,11 +92,11 @@ pub fn read_binding_context() -> Result<Vec<u8>, String> {
 
 /// An opened output: what it is (for error messages) and the writer. The buffer is outermost
 /// so that the many small writes of JSON serialisation are inlined copies, not dynamic calls.
-pub type Output = (String, std::io::BufWriter<Box<dyn Write>>);
+pub(crate) type Output = (String, std::io::BufWriter<Box<dyn Write>>);
 
 /// Opens the output named by the first set variable (appending: shell-operator pre-creates
 /// the file), or stdout when `to_stdout`; `None` when the output is not wanted.
-pub fn open_output(vars: &[&str], to_stdout: bool) -> Result<Option<Output>, String> {
+pub(crate) fn open_output(vars: &[&str], to_stdout: bool) -> Result<Option<Output>, String> {
     match vars
         .iter()
         .find_map(|v| env(v).filter(|p| !p.is_empty()).map(|p| (*v, p)))
@@ -121,12 +121,13 @@ pub fn open_output(vars: &[&str], to_stdout: bool) -> Result<Option<Output>, Str
 }
 
 /// The variables naming the operations file, in the order they are tried.
-pub const PATCH_OUTPUT: [&str; 2] = ["KUBERNETES_PATCH_PATH", "D8_TEST_KUBERNETES_PATCH_SET_FILE"];
+pub(crate) const PATCH_OUTPUT: [&str; 2] =
+    ["KUBERNETES_PATCH_PATH", "D8_TEST_KUBERNETES_PATCH_SET_FILE"];
 /// The variable naming the metrics file.
-pub const METRICS_OUTPUT: [&str; 1] = ["METRICS_PATH"];
+pub(crate) const METRICS_OUTPUT: [&str; 1] = ["METRICS_PATH"];
 
 /// Logs the peak resident set size at debug level (what the scale bench reads).
-pub fn log_peak_rss() {
+pub(crate) fn log_peak_rss() {
     if !log::log_enabled!(log::Level::Debug) {
         return;
     }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 /// DNS-1123 label: lower-case alphanumerics and '-', alphanumeric at both ends, at most 63.
-pub fn is_dns1123_label(s: &str) -> bool {
+pub(crate) fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
@@ -16,14 +16,14 @@ pub fn is_dns1123_label(s: &str) -> bool {
 }
 
 /// DNS-1123 subdomain: dot-separated DNS-1123 labels, at most 253 characters.
-pub fn is_dns1123_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
 /// A Kubernetes object name: what apimachinery's `IsDNS1123Subdomain` accepts — at most 253
 /// characters of dot-separated lower-case alphanumeric/'-' segments. Unlike a host name, a
 /// segment may be longer than 63 characters.
-pub fn is_object_name(s: &str) -> bool {
+pub(crate) fn is_object_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|seg| {
@@ -40,28 +40,28 @@ pub fn is_object_name(s: &str) -> bool {
 // and `pointer` re-parses (and allocates for) its path on every call.
 
 /// `metadata.<field>` of an object.
-pub fn meta<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
+pub(crate) fn meta<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
     obj.get("metadata")?.get(field)
 }
 
-pub fn name(obj: &Value) -> Option<&str> {
+pub(crate) fn name(obj: &Value) -> Option<&str> {
     meta(obj, "name")?.as_str()
 }
 
-pub fn namespace(obj: &Value) -> Option<&str> {
+pub(crate) fn namespace(obj: &Value) -> Option<&str> {
     meta(obj, "namespace")?.as_str()
 }
 
-pub fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     meta(obj, "labels")?.get(key)?.as_str()
 }
 
-pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     meta(obj, "annotations")?.get(key)?.as_str()
 }
 
 /// Escapes one JSON-pointer reference token (RFC 6901).
-pub fn pointer_token(s: &str) -> String {
+pub(crate) fn pointer_token(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 

@@ -5,12 +5,12 @@ use serde_json::{json, Map, Value};
 use std::io::Write;
 
 /// Expires every metric of `group`.
-pub fn expire(group: &str) -> Value {
+pub(crate) fn expire(group: &str) -> Value {
     json!({"group": group, "action": "expire"})
 }
 
 /// A gauge `set` in `group`; labels are string-valued as shell-operator requires.
-pub fn set(group: &str, name: &str, value: f64, labels: &[(&str, &str)]) -> Value {
+pub(crate) fn set(group: &str, name: &str, value: f64, labels: &[(&str, &str)]) -> Value {
     let labels: Map<String, Value> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), Value::from(*v)))

@@ -3,10 +3,10 @@
 //! I/O edge every hook run shares (README, "Hook contract").
 
 pub mod binding;
-pub mod io;
-pub mod k8s;
+pub(crate) mod io;
+pub(crate) mod k8s;
 pub mod logging;
 pub mod metrics;
 pub mod operations;
 pub mod settings;
-pub mod timefmt;
+pub(crate) mod timefmt;

@@ -71,12 +71,12 @@ impl Default for PeerLimits {
 
 /// `ROOT_RETENTION` when unset: two days, longer than an Istio workload certificate lives
 /// (24 h by default), so every workload of a rotating peer is re-issued before its old root goes.
-pub const DEFAULT_ROOT_RETENTION: Duration = Duration::from_secs(48 * 3600);
+pub(crate) const DEFAULT_ROOT_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 /// Name of the plug-in CA Secret istiod reads.
-pub const CACERTS_SECRET: &str = "cacerts";
+pub(crate) const CACERTS_SECRET: &str = "cacerts";
 /// ConfigMap istiod publishes with the local root.
-pub const LOCAL_ROOT_CONFIGMAP: &str = "istio-ca-root-cert";
+pub(crate) const LOCAL_ROOT_CONFIGMAP: &str = "istio-ca-root-cert";
 
 /// A setting that cannot be used. Every variant names the setting, so an operator knows what
 /// to fix; the texts are what the hook prints before it exits (README, "Settings").
@@ -400,7 +400,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -421,7 +421,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// Parses `4MiB`, `512KiB`, `1MB`, `4096`.
-pub fn parse_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);

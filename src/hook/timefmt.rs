@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 /// Formats unix seconds as RFC 3339 UTC with a `Z` suffix and no fraction (whole seconds
 /// carry none); a time RFC 3339 cannot write (before year 0) as the epoch.
-pub fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -14,14 +14,14 @@ pub fn rfc3339(unix: i64) -> String {
 }
 
 /// Formats unix seconds as a calendar date `YYYY-MM-DD` (UTC).
-pub fn date(unix: i64) -> String {
+pub(crate) fn date(unix: i64) -> String {
     let mut s = rfc3339(unix);
     s.truncate(10);
     s
 }
 
 /// Parses an RFC 3339 timestamp into unix seconds.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     OffsetDateTime::parse(s.trim(), &Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp())

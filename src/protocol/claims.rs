@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The UUID in a federation's `status.metadataCache.public`, when it is one at all.
-pub fn cached_uuid(fed: &Federation) -> Option<&str> {
+pub(crate) fn cached_uuid(fed: &Federation) -> Option<&str> {
     fed.cached_public
         .as_ref()?
         .get("clusterUUID")
@@ -23,14 +23,14 @@ pub fn cached_uuid(fed: &Federation) -> Option<&str> {
 /// What one federation claims this run: the UUID in its `status.metadataCache.public`, and the
 /// one its fresh public metadata carries (discovery only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UuidClaim<'a> {
+pub(crate) struct UuidClaim<'a> {
     pub federation: &'a str,
     pub cached: Option<&'a str>,
     pub fresh: Option<&'a str>,
 }
 
 /// UUID → the federation it belongs to. Independent of the order of `claims`.
-pub fn uuid_owners<'a>(claims: &[UuidClaim<'a>]) -> BTreeMap<&'a str, &'a str> {
+pub(crate) fn uuid_owners<'a>(claims: &[UuidClaim<'a>]) -> BTreeMap<&'a str, &'a str> {
     let mut by_name: Vec<&UuidClaim<'a>> = claims.iter().collect();
     by_name.sort_by(|a, b| {
         a.federation
@@ -53,7 +53,7 @@ pub fn uuid_owners<'a>(claims: &[UuidClaim<'a>]) -> BTreeMap<&'a str, &'a str> {
 }
 
 /// The federation other than `federation` that `uuid` belongs to, if any.
-pub fn held_by_other<'a>(
+pub(crate) fn held_by_other<'a>(
     owners: &BTreeMap<&str, &'a str>,
     federation: &str,
     uuid: &str,

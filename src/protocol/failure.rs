@@ -69,7 +69,7 @@ pub enum Reason {
 
 impl Reason {
     /// The text on the wire. Changing one breaks every alert that matches on it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Succeeded => "Succeeded",
             Reason::FetchFailed => "FetchFailed",
@@ -120,7 +120,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Failure {
         Failure {
             reason,
             message: message.into(),

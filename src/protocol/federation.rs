@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-pub const API_VERSION: &str = "deckhouse.io/v1alpha1";
-pub const KIND: &str = "IstioFederation";
+pub(crate) const API_VERSION: &str = "deckhouse.io/v1alpha1";
+pub(crate) const KIND: &str = "IstioFederation";
 
 /// A spec that can be read but must not be acted on as it stands (README, "Conditions",
 /// `InvalidSpec`): the object is named, so the problem goes to its conditions instead of
@@ -26,7 +26,7 @@ pub enum SpecProblem {
 
 impl SpecProblem {
     /// The operator-facing message; it names the field and never shows credentials.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             SpecProblem::TrustDomain(m) | SpecProblem::MetadataEndpoint(m) => m,
         }
@@ -82,7 +82,7 @@ pub struct ImportSpec {
 /// Whether `s` can be a host glob: what a remote host may contain (lower-case letters,
 /// digits, `-`, `.`) and `*`. Remote hosts are lower case, so an upper-case letter could never
 /// match and is refused rather than silently importing nothing.
-pub fn is_host_glob(s: &str) -> bool {
+pub(crate) fn is_host_glob(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'*')
@@ -195,7 +195,7 @@ impl Federation {
     /// Parses one snapshot object from its JSON text: the same result as [`Federation::parse`]
     /// of the parsed text, without building the object's JSON tree. `Err` carries the object's
     /// name ("" when it has none or the text is not JSON) and what is wrong.
-    pub fn parse_json(text: &str) -> Result<Federation, (String, String)> {
+    pub(crate) fn parse_json(text: &str) -> Result<Federation, (String, String)> {
         let parts: Parts = serde_json::from_str(text).map_err(|e| {
             (
                 String::new(),
@@ -313,7 +313,7 @@ impl Federation {
     }
 
     /// Whether this federation's metadata endpoint may be asked: its spec has no problem.
-    pub fn may_fetch(&self) -> bool {
+    pub(crate) fn may_fetch(&self) -> bool {
         self.spec_problem.is_none()
     }
 
@@ -322,12 +322,12 @@ impl Federation {
     }
 
     /// `<endpoint without trailing slashes>/public/public.json`.
-    pub fn public_url(&self) -> String {
+    pub(crate) fn public_url(&self) -> String {
         format!("{}/public/public.json", self.base_url())
     }
 
     /// `<endpoint without trailing slashes>/private/federation.json`.
-    pub fn private_url(&self) -> String {
+    pub(crate) fn private_url(&self) -> String {
         format!("{}/private/federation.json", self.base_url())
     }
 }

@@ -35,13 +35,13 @@ pub struct PublicMetadata {
 
 impl PublicMetadata {
     /// The Deckhouse cache layout `{clusterUUID, authnKeyPub, rootCA}` (values as received).
-    pub fn to_cache(&self) -> Value {
+    pub(crate) fn to_cache(&self) -> Value {
         json!({"clusterUUID": self.cluster_uuid, "authnKeyPub": self.authn_key_pub, "rootCA": self.root_ca})
     }
 
     /// "certificate 2: not a CA certificate; …" for condition messages.
     /// At most five are listed (a peer may send up to `MAX_ROOTS_PER_PEER`), then how many more.
-    pub fn rejected_summary(&self) -> String {
+    pub(crate) fn rejected_summary(&self) -> String {
         const LISTED: usize = 5;
         let mut s = self
             .rejected
@@ -98,7 +98,7 @@ impl PrivateMetadata {
     /// dropped item may well be one of them, and a peer that sends one bad item — and then goes
     /// away, leaving only the cache — must not cost a ServiceEntry the last good metadata
     /// supported. A document without drops replaces the last good one as a whole.
-    pub fn carry_over(&mut self, last_good: &PrivateMetadata) {
+    pub(crate) fn carry_over(&mut self, last_good: &PrivateMetadata) {
         if self.dropped.is_empty() {
             return;
         }
@@ -121,12 +121,12 @@ impl PrivateMetadata {
     }
 
     /// The Deckhouse cache layout; ports carry the derived `protocol` as Deckhouse stores it.
-    pub fn to_cache(&self) -> Value {
+    pub(crate) fn to_cache(&self) -> Value {
         json!({"ingressGateways": self.ingress_gateways, "publicServices": self.public_services})
     }
 
     /// Distinct imported host names.
-    pub fn service_count(&self) -> usize {
+    pub(crate) fn service_count(&self) -> usize {
         self.public_services
             .iter()
             .map(|s| s.hostname.as_str())
@@ -163,7 +163,7 @@ fn is_port_name(name: &str) -> bool {
 
 /// A cluster UUID we accept from a peer: non-empty, at most 128 characters of letters, digits,
 /// '-', '_' or '.' (it ends up in JWT audiences, metric labels and Secret keys).
-pub fn is_sane_uuid(s: &str) -> bool {
+pub(crate) fn is_sane_uuid(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && s.bytes()
@@ -403,7 +403,7 @@ fn valid_ports<J: Json>(
 /// a peer inside its declared trust domain, but a peer whose trust domain is a DNS suffix of
 /// ours (ours `prod.example.com`, its `example.com`) would otherwise pass with names of our own
 /// services and redirect our traffic to its gateway.
-pub fn drop_own_domain(p: &mut PrivateMetadata, own_domain: &str) {
+pub(crate) fn drop_own_domain(p: &mut PrivateMetadata, own_domain: &str) {
     let suffix = format!(".{own_domain}");
     let (own, theirs): (Vec<PublicService>, Vec<PublicService>) =
         std::mem::take(&mut p.public_services)
@@ -422,7 +422,7 @@ pub fn drop_own_domain(p: &mut PrivateMetadata, own_domain: &str) {
 }
 
 /// Keeps hostile input from bloating messages.
-pub fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     text::shorten(s, text::Limit::bytes(80, 77, "..."))
 }
 

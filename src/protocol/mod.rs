@@ -3,14 +3,14 @@
 //! the names of the Secrets both sides agree on (README, "Deckhouse compatibility").
 
 pub mod certs;
-pub mod claims;
+pub(crate) mod claims;
 pub mod failure;
 pub mod federation;
-pub mod json;
+pub(crate) mod json;
 pub mod jwt;
 pub mod labels;
 pub mod metadata;
 pub mod names;
 pub mod secret;
-pub mod text;
-pub mod visibility;
+pub(crate) mod text;
+pub(crate) mod visibility;

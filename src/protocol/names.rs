@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A lower-case fully qualified host name Istio accepts as a ServiceEntry host: at least two
 /// DNS-1123 labels, at most 253 characters, last label not all digits (so not an IPv4 literal).
-pub fn is_service_hostname(s: &str) -> bool {
+pub(crate) fn is_service_hostname(s: &str) -> bool {
     if !is_dns1123_subdomain(s) || !s.contains('.') {
         return false;
     }
@@ -19,7 +19,7 @@ pub fn is_service_hostname(s: &str) -> bool {
 
 /// The loose pattern `^[0-9a-zA-Z._-]+$` older IstioFederation CRDs declared for
 /// `spec.trustDomain`; still what `CLUSTER_DOMAIN` is checked against (README, "Settings").
-pub fn is_trust_domain(s: &str) -> bool {
+pub(crate) fn is_trust_domain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.bytes()
@@ -28,7 +28,7 @@ pub fn is_trust_domain(s: &str) -> bool {
 
 /// Istio's alias for "the local trust domain" in authorization policies: a peer's root trusted
 /// for it could mint identities our policies read as local ones.
-pub const LOCAL_TRUST_DOMAIN_ALIAS: &str = "cluster.local";
+pub(crate) const LOCAL_TRUST_DOMAIN_ALIAS: &str = "cluster.local";
 
 /// Why `spec.trustDomain` cannot name a peer, or `None` when it can: it must be lower-case
 /// DNS-1123 labels joined by dots (at most 253 characters) and not [`LOCAL_TRUST_DOMAIN_ALIAS`]
@@ -50,7 +50,7 @@ pub fn peer_trust_domain_problem(s: &str) -> Option<String> {
 
 /// Whether trust installed earlier for `trust_domain` must go whatever else happens: it is
 /// Istio's local alias or our own domain (compared case-insensitively, as SPIFFE does).
-pub fn trust_domain_is_local(trust_domain: &str, own_domain: &str) -> bool {
+pub(crate) fn trust_domain_is_local(trust_domain: &str, own_domain: &str) -> bool {
     trust_domain.eq_ignore_ascii_case(LOCAL_TRUST_DOMAIN_ALIAS)
         || trust_domain.eq_ignore_ascii_case(own_domain)
 }
@@ -58,14 +58,14 @@ pub fn trust_domain_is_local(trust_domain: &str, own_domain: &str) -> bool {
 /// An IPv4 or IPv6 literal in the one form every parser reads alike: what
 /// `std::net::IpAddr::from_str` accepts (dotted-quad IPv4 without leading zeros, IPv6 without
 /// zone or brackets).
-pub fn is_ip_literal(s: &str) -> bool {
+pub(crate) fn is_ip_literal(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok()
 }
 
 /// Why a gateway address is refused (README, "Security"). The `Display` text completes
 /// "address "…" ".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayRefusal {
+pub(crate) enum GatewayRefusal {
     /// Neither an IP literal nor a DNS name.
     NotAnAddress,
     /// A number Go's or Envoy's resolver (inet_aton) would read as an IPv4 address although it
@@ -115,7 +115,7 @@ impl fmt::Display for GatewayRefusal {
 /// multicast, broadcast or IPv4-in-IPv6, or a DNS name of at least two labels that is neither
 /// `localhost` nor a number some resolver reads as an IPv4 address. Private ranges are allowed:
 /// gateways on private networks are normal. `s` is expected trimmed and lower-cased.
-pub fn check_gateway_address(s: &str) -> Result<(), GatewayRefusal> {
+pub(crate) fn check_gateway_address(s: &str) -> Result<(), GatewayRefusal> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return match ip {
             IpAddr::V4(v4) => check_ipv4(v4),
@@ -195,13 +195,13 @@ fn looks_like_inet_aton(s: &str) -> bool {
 /// Whether an `https://` URL carries user information (`user:password@` before the host).
 /// Any `@` before the first `/`, `?` or `#` counts (a `\` does not end the authority here,
 /// though WHATWG parsers read it as `/`), so no parser can find credentials we did not see.
-pub fn has_userinfo(url: &str) -> bool {
+pub(crate) fn has_userinfo(url: &str) -> bool {
     authority(url).contains('@')
 }
 
 /// `url` with any user information replaced by `***`, for logs, metrics, conditions and
 /// messages: a URL's credentials are never printed (README, "Security").
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let auth = authority(url);
     match auth.rfind('@') {
         None => url.to_string(),

@@ -13,7 +13,7 @@ enum Unit {
 /// A bound on quoted text: text of at most `max` units is shown whole; longer text is cut to
 /// `keep` units and followed by `ellipsis`.
 #[derive(Debug, Clone, Copy)]
-pub struct Limit {
+pub(crate) struct Limit {
     unit: Unit,
     max: usize,
     keep: usize,
@@ -22,7 +22,7 @@ pub struct Limit {
 
 impl Limit {
     /// Counted in bytes; a cut never splits a character (it moves back to the boundary).
-    pub const fn bytes(max: usize, keep: usize, ellipsis: &'static str) -> Limit {
+    pub(crate) const fn bytes(max: usize, keep: usize, ellipsis: &'static str) -> Limit {
         Limit {
             unit: Unit::Bytes,
             max,
@@ -32,7 +32,7 @@ impl Limit {
     }
 
     /// Counted in characters; longer text keeps its first `max`.
-    pub const fn chars(max: usize, ellipsis: &'static str) -> Limit {
+    pub(crate) const fn chars(max: usize, ellipsis: &'static str) -> Limit {
         Limit {
             unit: Unit::Chars,
             max,
@@ -43,7 +43,7 @@ impl Limit {
 }
 
 /// `s` within `limit`: keeps hostile input from bloating messages and log lines.
-pub fn shorten(s: &str, limit: Limit) -> String {
+pub(crate) fn shorten(s: &str, limit: Limit) -> String {
     match limit.unit {
         Unit::Bytes if s.len() <= limit.max => s.to_string(),
         Unit::Bytes => {
@@ -64,7 +64,7 @@ pub fn shorten(s: &str, limit: Limit) -> String {
 
 /// Why a base64 field does not hold text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unb64Error {
+pub(crate) enum Unb64Error {
     /// Not standard base64 (the decoder's reason).
     Base64(String),
     NotUtf8,
@@ -72,7 +72,7 @@ pub enum Unb64Error {
 
 /// The UTF-8 text a (standard, padded) base64 field holds, surrounding whitespace ignored: how
 /// Secret `data` values are read.
-pub fn unb64(b64: &str) -> Result<String, Unb64Error> {
+pub(crate) fn unb64(b64: &str) -> Result<String, Unb64Error> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|e| Unb64Error::Base64(e.to_string()))?;

@@ -31,10 +31,10 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// The file's name in the metadata Secret.
-pub use super::secret::VISIBILITY_JSON;
+pub(crate) use super::secret::VISIBILITY_JSON;
 
 /// Lower-case hex SHA-256 of `bytes` (ring).
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -42,7 +42,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Renders the visibility file for `federation_json` (the exact text export writes):
 /// `restricted` maps each restricted hostname to the UUIDs allowed to see it. Sorted, pretty
 /// printed like the other files of the Secret.
-pub fn render(federation_json: &str, restricted: &BTreeMap<String, BTreeSet<String>>) -> String {
+pub(crate) fn render(
+    federation_json: &str,
+    restricted: &BTreeMap<String, BTreeSet<String>>,
+) -> String {
     let services: Map<String, Value> = restricted
         .iter()
         .map(|(host, uuids)| {
@@ -65,7 +68,7 @@ pub fn render(federation_json: &str, restricted: &BTreeMap<String, BTreeSet<Stri
 
 /// What one peer is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum View {
+pub(crate) enum View {
     /// Nothing is hidden from this peer: serve `federation.json` as it is.
     Complete,
     /// The peer's own document: `federation.json` without the services hidden from it.
@@ -80,7 +83,7 @@ pub enum View {
 /// export writes `federation.json`). A peer's view costs a copy of its bytes, not a JSON
 /// serialization; tests check it equals serializing the filtered document.
 #[derive(Debug)]
-pub struct PeerViews {
+pub(crate) struct PeerViews {
     /// The document up to and after its `publicServices` list.
     before: String,
     after: String,
@@ -100,7 +103,7 @@ fn pretty(v: &Value) -> String {
 impl PeerViews {
     /// Checks the visibility file against `federation_json` and prepares the views. `Err` says
     /// why no peer can be answered (fail closed).
-    pub fn new(federation_json: &[u8], visibility_json: &[u8]) -> Result<PeerViews, String> {
+    pub(crate) fn new(federation_json: &[u8], visibility_json: &[u8]) -> Result<PeerViews, String> {
         let vis: Map<String, Value> = serde_json::from_slice(visibility_json)
             .map_err(|e| format!("{VISIBILITY_JSON} is not a JSON object: {e}"))?;
         let digest = vis
@@ -164,19 +167,19 @@ impl PeerViews {
     }
 
     /// Number of restricted services.
-    pub fn restricted_count(&self) -> usize {
+    pub(crate) fn restricted_count(&self) -> usize {
         self.restricted.len()
     }
 
     /// Whether the peer `uuid` may see the service `hostname`.
-    pub fn visible(&self, uuid: &str, hostname: &str) -> bool {
+    pub(crate) fn visible(&self, uuid: &str, hostname: &str) -> bool {
         self.restricted
             .get(hostname)
             .is_none_or(|allowed| allowed.contains(uuid))
     }
 
     /// The document the peer `uuid` is answered with.
-    pub fn view(&self, uuid: &str) -> View {
+    pub(crate) fn view(&self, uuid: &str) -> View {
         if self.services.iter().all(|(h, _)| self.visible(uuid, h)) {
             return View::Complete;
         }

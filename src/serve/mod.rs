@@ -43,8 +43,6 @@ mod spiffe;
 mod store;
 mod tls;
 
-pub use spiffe::{bundle_from_pem, BundleInfo};
-
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -59,12 +57,12 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 /// Default listen address (Deckhouse's exporter listens on 8080 too).
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// Default mount point of the `istio-federation-metadata` Secret.
-pub const DEFAULT_METADATA_DIR: &str = "/metadata";
+pub(crate) const DEFAULT_METADATA_DIR: &str = "/metadata";
 /// Default cap on concurrent connections; at the cap the connection that has waited longest for
 /// its client makes room for a new one.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// Largest request head (request line + headers). hyper answers 431 beyond it.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -79,7 +77,7 @@ const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Listen backlog: connections the kernel has completed and `serve` not yet accepted. Large,
@@ -91,7 +89,8 @@ const LISTEN_BACKLOG: u32 = 4096;
 const SHED_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Help text of `istio-federation-hook serve --help`.
-pub const USAGE: &str = "usage: istio-federation-hook serve [--listen ADDR] [--metadata-dir DIR] \
+pub(crate) const USAGE: &str =
+    "usage: istio-federation-hook serve [--listen ADDR] [--metadata-dir DIR] \
 [--tls-cert FILE --tls-key FILE] [--max-connections N]
 
 Serves the istio-federation-metadata Secret mounted at DIR to federated peers:
@@ -140,7 +139,7 @@ impl Default for Options {
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print [`USAGE`].
     Help,
     /// Run the server.
@@ -148,7 +147,7 @@ pub enum Command {
 }
 
 /// Parses the arguments after `serve`. Accepts `--flag VALUE` and `--flag=VALUE`.
-pub fn parse_args(args: &[&str]) -> Result<Command, String> {
+pub(crate) fn parse_args(args: &[&str]) -> Result<Command, String> {
     let mut opts = Options::default();
     let mut cert = None;
     let mut key = None;

@@ -11,9 +11,8 @@
 use super::diff::{Manifest, Operation};
 use super::import_policy;
 use super::istio_objects::{self, Desired, OrderedMap, Spec};
-use super::observed::{self, Observed};
+use super::observed::Observed;
 use super::reconcile;
-use crate::hook::binding;
 use crate::hook::io;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
@@ -123,12 +122,8 @@ fn parse_args(args: &[&str]) -> Result<Option<Output>, String> {
 /// Reads the settings and the binding context as [`super::run::run`] does and plans the
 /// offline run.
 pub(crate) fn plan_from_environment() -> Result<Plan, String> {
-    let settings = io::load_settings()?;
-    if settings.enabled {
-        settings.check_required().map_err(|e| e.to_string())?;
-    }
-    let bytes = io::read_binding_context()?;
-    let input = binding::parse_with(&bytes, &observed::RAW_BINDINGS).map_err(|e| e.to_string())?;
+    let (settings, bytes) = super::run::settings_and_context()?;
+    let input = super::run::read_snapshots(&bytes)?;
     let now = io::now()?;
     let observed = Observed::from_binding(&input);
     Ok(plan(&settings, &observed, now))

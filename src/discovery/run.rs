@@ -4,6 +4,7 @@
 
 use super::{config, fetch, observed, probe, reconcile};
 use crate::hook::io::{self, METRICS_OUTPUT, PATCH_OUTPUT};
+use crate::hook::settings::Settings;
 use crate::hook::{binding, metrics, operations};
 use crate::protocol::metadata;
 use std::collections::BTreeMap;
@@ -15,16 +16,27 @@ pub fn print_config() -> Result<(), String> {
     io::print_config(&config::discovery_config(&io::load_settings()?))
 }
 
-/// One run of the discovery hook.
-pub fn run() -> Result<(), String> {
-    // FETCH_DEADLINE bounds the whole network phase, fetches and probes, from here.
-    let started = Instant::now();
+/// The settings (checked when federation is enabled) and the binding context's bytes, read
+/// as every discovery run and `plan` read them.
+pub(crate) fn settings_and_context() -> Result<(Settings, Vec<u8>), String> {
     let settings = io::load_settings()?;
     if settings.enabled {
         settings.check_required().map_err(|e| e.to_string())?;
     }
-    let bytes = io::read_binding_context()?;
-    let input = binding::parse_with(&bytes, &observed::RAW_BINDINGS).map_err(|e| e.to_string())?;
+    Ok((settings, io::read_binding_context()?))
+}
+
+/// The binding context's snapshots, the large ones kept raw (see [`observed::RAW_BINDINGS`]).
+pub(crate) fn read_snapshots(bytes: &[u8]) -> Result<binding::BindingInput<'_>, String> {
+    binding::parse_with(bytes, &observed::RAW_BINDINGS).map_err(|e| e.to_string())
+}
+
+/// One run of the discovery hook.
+pub fn run() -> Result<(), String> {
+    // FETCH_DEADLINE bounds the whole network phase, fetches and probes, from here.
+    let started = Instant::now();
+    let (settings, bytes) = settings_and_context()?;
+    let input = read_snapshots(&bytes)?;
     let now = io::now()?;
     let observed = observed::Observed::from_binding(&input);
     let mut fetched = if settings.enabled && observed.federations.is_some() && !io::offline()? {

@@ -33,7 +33,8 @@ demo-snapshot: build
 
 ## test: every test (unit, golden, CLI contract, integration); UPDATE_GOLDEN=1 regenerates golden files.
 ## scripts/test-deps.sh first installs what the tests use (as root) or names the one command to run.
-test: test-deps
+test:
+	scripts/test-deps.sh
 	$(CARGO) test --all-targets
 
 test-deps:

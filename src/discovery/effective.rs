@@ -94,6 +94,25 @@ impl FedState<'_> {
     }
 }
 
+impl<'f> FedState<'f> {
+    /// A federation before (or without) any metadata: nothing fresh, nothing cached, no holds,
+    /// no retained roots.
+    pub(crate) fn without_metadata(fed: &'f Federation) -> FedState<'f> {
+        FedState {
+            fed,
+            public: None,
+            public_problem: None,
+            private: None,
+            private_problem: None,
+            private_cache: None,
+            left_out_by_policy: 0,
+            trust_hold: None,
+            services_hold: None,
+            retention: Retention::default(),
+        }
+    }
+}
+
 /// The state of every federation this run works on, in the order of `feds` (name order). A
 /// federation whose trust domain is our own is skipped: importing our own services or trusting
 /// our own root through a peer would loop traffic back to us. The private metadata keeps only
@@ -112,18 +131,7 @@ pub(crate) fn states<'f>(
         if let Some(SpecProblem::TrustDomain(why)) = &fed.spec_problem {
             // Neither cache is read: the trust domain decides what the peer may name.
             log::warn!(target: "reconcile", "IstioFederation {}: {why}; nothing is imported or trusted for it", fed.name);
-            states.push(FedState {
-                fed,
-                public: None,
-                public_problem: None,
-                private: None,
-                private_problem: None,
-                private_cache: None,
-                left_out_by_policy: 0,
-                trust_hold: None,
-                services_hold: None,
-                retention: Retention::default(),
-            });
+            states.push(FedState::without_metadata(fed));
             continue;
         }
         let report = fetched.get(&fed.name);
@@ -138,16 +146,13 @@ pub(crate) fn states<'f>(
             (Ok(_), None) => 0,
         };
         states.push(FedState {
-            fed,
             public,
             public_problem,
             private,
             private_problem,
             private_cache,
-            trust_hold: None,
-            services_hold: None,
             left_out_by_policy,
-            retention: Retention::default(),
+            ..FedState::without_metadata(fed)
         });
     }
     states

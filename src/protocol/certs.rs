@@ -1518,9 +1518,12 @@ fn ec_point_on_curve(curve: Curve, point: &[u8]) -> Result<bool, CertRejection> 
     let algorithm = match curve {
         Curve::P256 => &agreement::ECDH_P256,
         Curve::P384 => &agreement::ECDH_P384,
-        Curve::P224 | Curve::P521 => {
+        // ring has no P-521; RustCrypto's p521 decodes the SEC1 point and checks the curve
+        // equation (and that it is not the identity), as Go's crypto/ecdh does.
+        Curve::P521 => return Ok(p521::PublicKey::from_sec1_bytes(point).is_ok()),
+        Curve::P224 => {
             return Err(CertRejection::PublicKey(format!(
-                "curve {} (P-256 and P-384 are accepted)",
+                "curve {} (P-256, P-384 and P-521 are accepted)",
                 curve.name()
             )))
         }
@@ -1708,6 +1711,21 @@ pub fn generate_ed25519_pem() -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn p521_points_are_checked_on_the_curve() {
+        // An uncompressed SEC1 point of the right length that is not on P-521.
+        let mut off = vec![0x04];
+        off.extend(std::iter::repeat_n(0x01, 2 * 66));
+        assert_eq!(ec_point_on_curve(Curve::P521, &off).ok(), Some(false));
+        // The generator is.
+        let g = "0400c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650";
+        let g: Vec<u8> = (0..g.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&g[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(ec_point_on_curve(Curve::P521, &g).ok(), Some(true));
+    }
     use rcgen::{
         date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa,
         KeyPair, PublicKeyData,

@@ -37,28 +37,21 @@ fn in_namespace(ns: &str) -> Value {
 
 /// Renders the configVersion v1 config for the discovery hook.
 pub(crate) fn discovery_config(s: &Settings) -> Value {
-    let trust_bundle = match s.trust_bundle_mode {
-        TrustBundleMode::MeshConfig => json!({
-            "name": TRUST_BUNDLE,
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "namespace": in_namespace(&s.istio_namespace),
-            "nameSelector": {"matchNames": [s.mesh_config_name]},
-            "jqFilter": "{data: .data, annotations: .metadata.annotations}",
-            "group": GROUP,
-            "queue": QUEUE,
-        }),
-        TrustBundleMode::Cacerts => json!({
-            "name": TRUST_BUNDLE,
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "namespace": in_namespace(&s.istio_namespace),
-            "nameSelector": {"matchNames": [CACERTS_SECRET]},
-            "jqFilter": "{data: .data, annotations: .metadata.annotations}",
-            "group": GROUP,
-            "queue": QUEUE,
-        }),
+    // The trust-bundle object: the mesh-config ConfigMap or the plug-in CA Secret, read alike.
+    let (kind, name) = match s.trust_bundle_mode {
+        TrustBundleMode::MeshConfig => ("ConfigMap", s.mesh_config_name.as_str()),
+        TrustBundleMode::Cacerts => ("Secret", CACERTS_SECRET),
     };
+    let trust_bundle = json!({
+        "name": TRUST_BUNDLE,
+        "apiVersion": "v1",
+        "kind": kind,
+        "namespace": in_namespace(&s.istio_namespace),
+        "nameSelector": {"matchNames": [name]},
+        "jqFilter": "{data: .data, annotations: .metadata.annotations}",
+        "group": GROUP,
+        "queue": QUEUE,
+    });
     let managed = |name: &str, kind: &str| {
         json!({
             "name": name,

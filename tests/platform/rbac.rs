@@ -1,0 +1,170 @@
+//! The hooks' permissions as the API server decides them: every request shell-operator's
+//! informers make for the bindings of both hooks' `--config` (list and watch, with the
+//! binding's namespace, name and label selectors) and every kind of write the hooks' operations
+//! become (as server-side dry runs, which RBAC authorizes like real writes), made with a token
+//! of the ServiceAccount `deploy/` creates. A refusal fails with the API server's own message.
+
+use crate::kube::{kubectl_with, Kube};
+use crate::manifests::setting;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// The hook's `--config` output (`args` = [] or ["export"]) under the Deployment's settings.
+pub fn hook_config(args: &[&str], env: &[(String, String)]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_istio-federation-hook"))
+        .args(args)
+        .arg("--config")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run the hook");
+    assert!(
+        out.status.success(),
+        "{args:?} --config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--config JSON")
+}
+
+/// The API path of a binding's resource (namespaced when the binding names a namespace).
+fn path_of(binding: &Value) -> String {
+    let api = binding["apiVersion"].as_str().unwrap_or("v1");
+    let ns = binding["namespace"]["nameSelector"]["matchNames"][0]
+        .as_str()
+        .map(|n| format!("/namespaces/{n}"))
+        .unwrap_or_default();
+    let resource = match binding["kind"].as_str().unwrap_or("") {
+        "IstioFederation" => "istiofederations",
+        "Secret" => "secrets",
+        "ConfigMap" => "configmaps",
+        "Service" => "services",
+        "ServiceEntry" => "serviceentries",
+        "DestinationRule" => "destinationrules",
+        other => panic!("a binding of kind {other}: add it here"),
+    };
+    let prefix = if api.contains('/') { format!("/apis/{api}") } else { format!("/api/{api}") };
+    format!("{prefix}{ns}/{resource}")
+}
+
+/// The query shell-operator's informer sends: label and field (single name) selectors.
+fn query_of(binding: &Value) -> String {
+    let mut q = Vec::new();
+    if let Some(labels) = binding["labelSelector"]["matchLabels"].as_object() {
+        let sel: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        q.push(format!("labelSelector={}", sel.join(",")));
+    }
+    if let Some(name) = binding["nameSelector"]["matchNames"][0].as_str() {
+        q.push(format!("fieldSelector=metadata.name={name}"));
+    }
+    q.join("&")
+}
+
+fn raw(kubeconfig: &Path, path: &str) -> Result<(), String> {
+    let out = kubectl_with(kubeconfig, &["get", "--raw", path], None);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Every informer request of both hooks, as the ServiceAccount: the refusals, with the API
+/// server's messages.
+pub fn informer_refusals(k: &Kube, sa: &Path, env: &[(String, String)]) -> Vec<String> {
+    let _ = k;
+    let mut refused = Vec::new();
+    for args in [&[][..], &["export"][..]] {
+        let cfg = hook_config(args, env);
+        for b in cfg["kubernetes"].as_array().cloned().unwrap_or_default() {
+            let (path, q) = (path_of(&b), query_of(&b));
+            let sep = if q.is_empty() { "" } else { "&" };
+            for req in [format!("{path}?{q}"), format!("{path}?{q}{sep}watch=1&timeoutSeconds=1")] {
+                if let Err(e) = raw(sa, &req) {
+                    refused.push(format!("binding {} ({req}): {e}", b["name"]));
+                }
+            }
+        }
+    }
+    refused
+}
+
+fn as_sa(sa: &Path, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
+    let out = kubectl_with(sa, args, stdin);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // A dry run that passes authorization may still find nothing to patch: only a refusal counts.
+    if out.status.success() || !err.contains("Forbidden") && !err.contains("forbidden") {
+        Ok(())
+    } else {
+        Err(format!("kubectl {}: {err}", args.join(" ")))
+    }
+}
+
+/// Every kind of write the hooks' operations become, as server-side dry runs by the
+/// ServiceAccount. Objects a write needs to exist are created first by the harness.
+pub fn write_refusals(k: &Kube, sa: &Path, env: &[(String, String)]) -> Vec<String> {
+    let fed_ns = setting(env, "FEDERATION_NAMESPACE");
+    let istio_ns = setting(env, "ISTIO_NAMESPACE");
+    let api = setting(env, "ISTIO_NETWORKING_API_VERSION");
+    let mode = setting(env, "TRUST_BUNDLE_MODE");
+    let mesh = setting(env, "MESH_CONFIG_NAME");
+    let se = format!(
+        "apiVersion: {api}\nkind: ServiceEntry\nmetadata: {{name: rbac-probe, namespace: {fed_ns}, labels: {{app.kubernetes.io/managed-by: istio-federation-hook}}}}\n\
+         spec: {{hosts: [rbac-probe.example.org], location: MESH_INTERNAL, resolution: STATIC, ports: [{{number: 80, name: http, protocol: HTTP}}], endpoints: [{{address: 127.0.0.1}}]}}\n"
+    );
+    let dr = format!(
+        "apiVersion: {api}\nkind: DestinationRule\nmetadata: {{name: rbac-probe, namespace: {fed_ns}, labels: {{app.kubernetes.io/managed-by: istio-federation-hook}}}}\n\
+         spec: {{host: rbac-probe.example.org, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}\n"
+    );
+    let secret = |name: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {fed_ns}}}\ndata: {{}}\n")
+    };
+    let fed = "apiVersion: deckhouse.io/v1alpha1\nkind: IstioFederation\nmetadata: {name: rbac-probe}\n\
+               spec: {trustDomain: rbac-probe.example.org, metadataEndpoint: 'https://127.0.0.1:1/metadata/'}\n";
+    // What must exist for update, patch and delete to reach authorization on a real object.
+    k.apply(&format!("{se}---\n{dr}---\n{}---\n{fed}", secret("istio-federation-metadata")));
+    let dry = "--dry-run=server";
+    let mut checks: Vec<(Vec<String>, Option<String>)> = vec![
+        (vec!["create".into(), dry.into(), "-f".into(), "-".into()], Some(se.replace("rbac-probe,", "rbac-probe-new,"))),
+        (vec!["create".into(), dry.into(), "-f".into(), "-".into()], Some(dr.replace("rbac-probe,", "rbac-probe-new,"))),
+        (vec!["replace".into(), dry.into(), "-f".into(), "-".into()], Some(se.clone())),
+        (vec!["replace".into(), dry.into(), "-f".into(), "-".into()], Some(dr.clone())),
+        (vec!["create".into(), dry.into(), "-f".into(), "-".into()], Some(secret("d8-remote-authn-keypair"))),
+        (vec!["replace".into(), dry.into(), "-f".into(), "-".into()], Some(secret("istio-federation-metadata"))),
+    ];
+    let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+    for kind in ["serviceentries", "destinationrules"] {
+        let group = format!("{kind}.{}", api.split('/').next().unwrap_or(""));
+        checks.push((words(&format!("get {group} rbac-probe -n {fed_ns}")), None));
+        checks.push((words(&format!("delete {group} rbac-probe -n {fed_ns} {dry}")), None));
+    }
+    checks.push((words(&format!("get secret istio-federation-metadata -n {fed_ns}")), None));
+    checks.push((words(&format!("patch secret istio-federation-metadata -n {fed_ns} --type=merge -p {{}} {dry}")), None));
+    checks.push((
+        words(&format!("patch istiofederation rbac-probe --subresource=status --type=merge -p {{\"status\":{{}}}} {dry}")),
+        None,
+    ));
+    if mode == "cacerts" {
+        checks.push((words(&format!("patch secret cacerts -n {istio_ns} --type=merge -p {{}} {dry}")), None));
+    } else {
+        checks.push((words(&format!("patch configmap {mesh} -n {istio_ns} --type=merge -p {{}} {dry}")), None));
+        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: rbac-probe, namespace: {istio_ns}}}\n");
+        checks.push((vec!["create".into(), dry.into(), "-f".into(), "-".into()], Some(cm)));
+    }
+    let refused: Vec<String> = checks
+        .iter()
+        .filter_map(|(args, stdin)| {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            as_sa(sa, &a, stdin.as_deref()).err()
+        })
+        .collect();
+    k.ok(&["delete", "istiofederation", "rbac-probe"], None);
+    for kind in ["serviceentries", "destinationrules"] {
+        k.ok(&["delete", &format!("{kind}.networking.istio.io"), "rbac-probe", "-n", fed_ns], None);
+    }
+    k.ok(&["delete", "secret", "istio-federation-metadata", "-n", fed_ns], None);
+    refused
+}

@@ -1,6 +1,6 @@
 //! The few Kubernetes naming rules and object accessors the product needs. Objects stay
 //! `serde_json::Value`: the hook reads a handful of fields from each and must tolerate every
-//! other field a real API server adds (README, "Hook contract").
+//! other field a real API server adds (docs/how-it-works.md, "The hook contract").
 
 use serde_json::Value;
 

@@ -7,8 +7,8 @@
 //! Keeping Deckhouse's names means a cluster can move between Deckhouse and this product
 //! without a traffic blip.
 
-use crate::discovery::effective::FedState;
-use crate::discovery::istio_objects::{
+use crate::discovery::intake::effective::FedState;
+use crate::discovery::services::istio_objects::{
     Desired, DrOutlierDetection, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort,
     SeSpec, Spec,
 };
@@ -115,7 +115,7 @@ pub(crate) struct Record {
     /// Contributing federations, sorted by name; the first names the object in its label.
     pub federations: Vec<String>,
     /// `exportTo` of the ServiceEntry and DestinationRule (set after the merge from the
-    /// federations' `spec.import.exportTo`: [`crate::discovery::import_policy::set_export_to`]).
+    /// federations' `spec.import.exportTo`: [`crate::discovery::services::import_policy::set_export_to`]).
     pub export_to: Option<Vec<String>>,
 }
 

@@ -2,10 +2,10 @@
 //! succeeded, else the last-known-good copy in `status.metadataCache` — validated by the same
 //! rules as a fresh response, since an older run or product wrote it.
 
-use super::admission::{self, UuidOwners};
-use super::import_policy;
-use super::report::{Attempt, FetchReport};
-use super::retention::Retention;
+use crate::discovery::intake::admission::{self, UuidOwners};
+use crate::discovery::network::report::{Attempt, FetchReport};
+use crate::discovery::services::import_policy;
+use crate::discovery::trust::retention::Retention;
 use crate::hook::settings::PeerLimits;
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
@@ -35,7 +35,7 @@ pub(crate) struct FedState<'f> {
     /// deleted.
     pub services_hold: Option<Failure>,
     /// Root rotation: retired roots still trusted, distrusted ones (filled by
-    /// [`super::retention::apply`]).
+    /// [`crate::discovery::trust::retention::apply`]).
     pub retention: Retention,
 }
 

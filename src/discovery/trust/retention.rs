@@ -14,8 +14,8 @@
 //! the last-known-good metadata stays what it was. Time still passes: a retained root leaves
 //! when its retention ends, whatever the peer is doing.
 
-use super::effective::FedState;
-use super::report::{Attempt, FetchReport};
+use crate::discovery::intake::effective::FedState;
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::timefmt;
 use crate::protocol::certs::{self, CertRejection, RootCert};
 use crate::protocol::federation::Federation;

@@ -5,9 +5,9 @@
 //! on map order — and every other federation proceeds.
 
 use crate::discovery::diff::{Manifest, Operation};
-use crate::discovery::intake::effective::{FedState, Rules};
 use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::discovery::services::service_entries::{self, Record};
+use crate::discovery::state::{FedState, Rules};
 use crate::discovery::trust::trust_bundle::{self, TrustBundleError};
 use crate::hook::settings::Settings;
 use crate::protocol::failure::{Failure, Reason};

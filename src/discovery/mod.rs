@@ -20,5 +20,6 @@ pub mod plan;
 pub mod reconcile;
 pub mod run;
 pub(crate) mod services;
+pub(crate) mod state;
 pub mod status;
 pub mod trust;

@@ -6,12 +6,13 @@
 use crate::discovery::budget;
 use crate::discovery::diff::{self, DeletePolicy, Operation, Scope};
 use crate::discovery::intake::admission::{self, UuidOwners};
-use crate::discovery::intake::effective::{self, FedState, Rules};
+use crate::discovery::intake::effective;
 use crate::discovery::network::report::FetchReport;
 use crate::discovery::observed::{own_root_fingerprints, Observed};
 use crate::discovery::services::import_policy;
 use crate::discovery::services::istio_objects;
 use crate::discovery::services::service_entries::{self, Record};
+use crate::discovery::state::{FedState, Rules};
 use crate::discovery::status::conditions;
 use crate::discovery::status::metrics::{self, federation_metrics};
 use crate::discovery::status::patch::{status_patch, ConditionType};

@@ -7,11 +7,11 @@
 //! Keeping Deckhouse's names means a cluster can move between Deckhouse and this product
 //! without a traffic blip.
 
-use crate::discovery::intake::effective::FedState;
 use crate::discovery::services::istio_objects::{
     Desired, DrOutlierDetection, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort,
     SeSpec, Spec,
 };
+use crate::discovery::state::FedState;
 use crate::protocol::failure::Reason;
 use crate::protocol::labels::{
     label_value, FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,

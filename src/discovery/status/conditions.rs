@@ -2,9 +2,9 @@
 //! the fetch report. Messages say what to fix and carry no run-to-run detail, so a repeated
 //! failure rewrites nothing (README, "Conditions").
 
-use crate::discovery::intake::effective::FedState;
 use crate::discovery::network::probe;
 use crate::discovery::network::report::{FetchReport, ProbeResult};
+use crate::discovery::state::FedState;
 use crate::discovery::status::patch::{Condition, ConditionStatus, ConditionType};
 use crate::discovery::trust::retention;
 use crate::discovery::trust::trust_bundle::TrustBundleError;

@@ -2,8 +2,8 @@
 //! and our own (README, "Metrics"). Every run expires the group and sets the full set again,
 //! so a deleted federation's series disappear with it.
 
-use crate::discovery::intake::effective::FedState;
 use crate::discovery::network::report::FetchReport;
+use crate::discovery::state::FedState;
 use crate::discovery::status::patch::{Condition, ConditionStatus};
 use crate::hook::metrics;
 use crate::protocol::certs::{self, CertRejection};

@@ -7,8 +7,8 @@
 //! "Data-plane probe").
 
 use crate::discovery::diff::Operation;
-use crate::discovery::intake::effective::FedState;
 use crate::discovery::network::report::{Attempt, FetchReport};
+use crate::discovery::state::FedState;
 use crate::hook::timefmt;
 use crate::protocol::failure::Reason;
 use crate::protocol::federation;

@@ -9,7 +9,7 @@
 //! concurrent writer makes the patch fail, and the next run recomputes from fresh state.
 
 use crate::discovery::diff::{Manifest, Operation};
-use crate::discovery::intake::effective::FedState;
+use crate::discovery::state::FedState;
 use crate::discovery::trust::mesh_yaml::{self, MeshDoc, NewEntry};
 use crate::hook::k8s;
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};

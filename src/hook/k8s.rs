@@ -20,6 +20,15 @@ pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
+/// The loose pattern `^[0-9a-zA-Z._-]+$` older IstioFederation CRDs declared for
+/// `spec.trustDomain`; still what `CLUSTER_DOMAIN` is checked against (docs/reference/settings.md).
+pub(crate) fn is_trust_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
 /// A Kubernetes object name: what apimachinery's `IsDNS1123Subdomain` accepts — at most 253
 /// characters of dot-separated lower-case alphanumeric/'-' segments. Unlike a host name, a
 /// segment may be longer than 63 characters.

@@ -374,7 +374,7 @@ impl Settings {
                 env: "CLUSTER_DOMAIN",
             });
         }
-        if !crate::protocol::names::is_trust_domain(&self.cluster_domain) {
+        if !crate::hook::k8s::is_trust_domain(&self.cluster_domain) {
             return Err(SettingsError::InvalidName {
                 setting: "CLUSTER_DOMAIN / global.discovery.clusterDomain",
                 value: self.cluster_domain.clone(),

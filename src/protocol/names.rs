@@ -3,6 +3,9 @@
 //! Envoy would dial them, and endpoint URLs as they may be shown (docs/security.md).
 
 use crate::hook::k8s::is_dns1123_subdomain;
+/// The settings check `CLUSTER_DOMAIN` with it too, so it lives with the naming rules in
+/// `hook::k8s`, which `hook` can use without `protocol`.
+pub(crate) use crate::hook::k8s::is_trust_domain;
 use crate::protocol::text;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -15,15 +18,6 @@ pub(crate) fn is_service_hostname(s: &str) -> bool {
     }
     let last = s.rsplit('.').next().unwrap_or("");
     !last.bytes().all(|c| c.is_ascii_digit())
-}
-
-/// The loose pattern `^[0-9a-zA-Z._-]+$` older IstioFederation CRDs declared for
-/// `spec.trustDomain`; still what `CLUSTER_DOMAIN` is checked against (docs/reference/settings.md).
-pub(crate) fn is_trust_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// Istio's alias for "the local trust domain" in authorization policies: a peer's root trusted

@@ -8,11 +8,15 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "platform/bins.rs"]
 mod bins;
-mod http;
+#[path = "platform/kube.rs"]
 mod kube;
+#[path = "platform/manifests.rs"]
 mod manifests;
+#[path = "platform/procs.rs"]
 mod procs;
+#[path = "platform/rbac.rs"]
 mod rbac;
 
 use bins::Bins;
@@ -33,7 +37,7 @@ fn shipped_manifests_apply_and_grant_what_the_hooks_do() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let k = Kube::start(&bins, "manifests", tmp.path());
     manifests::install_crds(&k, &bins);
-    manifests::istio_install(&k, "istio-system", "cluster-a.local");
+    manifests::istio_install(&k, "istio-system", "cluster-a.local", None);
 
     let base = manifests::render(&repo().join("deploy"));
     manifests::apply_rendered(&k, &base);
@@ -56,5 +60,58 @@ fn shipped_manifests_apply_and_grant_what_the_hooks_do() {
         refused.is_empty(),
         "the API server refuses the hooks' ServiceAccount:\n{}",
         refused.join("\n")
+    );
+}
+
+/// `NAME=value` pairs of tests/platform/versions.env.
+fn pinned() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(repo().join("tests/platform/versions.env")).expect("versions.env");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn pin(name: &str) -> String {
+    pinned()
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("versions.env pins no {name}"))
+}
+
+/// The "Tested with" line of docs/compatibility.md, as the pinned versions produce it.
+fn tested_with() -> String {
+    format!(
+        "Tested with: kube-apiserver {} (`k8s.io/kubernetes`), etcd {}, shell-operator {}, istiod \
+         `istio.io/istio` {}, built with {}.",
+        pin("KUBERNETES_VERSION"),
+        pin("ETCD_VERSION"),
+        pin("SHELL_OPERATOR_VERSION"),
+        pin("ISTIO_VERSION"),
+        pin("GO_VERSION"),
+    )
+}
+
+#[test]
+fn docs_and_dockerfile_name_the_versions_the_suite_runs() {
+    let compat = std::fs::read_to_string(repo().join("docs/compatibility.md"))
+        .expect("docs/compatibility.md");
+    let line = tested_with();
+    assert!(
+        compat.lines().any(|l| l == line),
+        "docs/compatibility.md must carry the line the pinned versions produce:\n{line}"
+    );
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    let from = format!(
+        "FROM ghcr.io/flant/shell-operator:{}",
+        pin("SHELL_OPERATOR_VERSION")
+    );
+    assert!(
+        dockerfile.lines().any(|l| l.trim() == from),
+        "the Dockerfile's base image must be the shell-operator the suite tests: {from}"
     );
 }

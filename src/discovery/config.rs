@@ -103,7 +103,7 @@ pub(crate) fn discovery_config(s: &Settings) -> Value {
             managed(DESTINATION_RULES, "DestinationRule"),
         ],
         "schedule": [
-            {"name": SCHEDULE, "crontab": "* * * * *", "group": GROUP, "queue": QUEUE}
+            {"name": SCHEDULE, "crontab": s.hook_schedule, "group": GROUP, "queue": QUEUE}
         ],
         "settings": {"executionMinInterval": "3s", "executionBurst": 3},
     })

@@ -30,13 +30,7 @@ impl Bins {
                 PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
             }
         };
-        let bins = Bins { dir };
-        for name in ["etcd", "kube-apiserver", "shell-operator", "istiod", "xdsclient"] {
-            bins.bin(name);
-        }
-        bins.istio_crds();
-        bins.prometheus_rule_crd();
-        bins
+        Bins { dir }
     }
 
     /// A built component; panics naming the build command when it is not there.

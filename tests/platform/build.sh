@@ -75,11 +75,6 @@ build() { # build NAME MODULE_DIR PACKAGE MODULE@VERSION
 
 build etcd etcd . "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
 build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "k8s.io/kubernetes@$KUBERNETES_VERSION"
-build shell-operator shell-operator github.com/flant/shell-operator/cmd/shell-operator \
-  "github.com/flant/shell-operator@$SHELL_OPERATOR_VERSION"
-build istiod istio istio.io/istio/pilot/cmd/pilot-discovery "istio.io/istio@$ISTIO_VERSION"
-build xdsclient istio ./xdsclient "istio.io/istio@$ISTIO_VERSION"
-
 # Istio's own CRDs, as its base chart installs them, from the same module istiod is built from.
 if [ ! -s "$dir/istio-crds.yaml" ]; then
   src=$(cd "$here/modules/istio" && "$GO" list -m -f '{{.Dir}}' istio.io/istio)/manifests/charts/base/files/crd-all.gen.yaml
@@ -104,5 +99,10 @@ if [ ! -s "$dir/prometheusrule-crd.yaml" ]; then
   cp "$dir/crd-gen/monitoring.coreos.com_prometheusrules.yaml" "$dir/prometheusrule-crd.yaml"
 fi
 echo "platform: PrometheusRule CRD github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring $PROMETHEUS_OPERATOR_APIS_VERSION"
+build shell-operator shell-operator github.com/flant/shell-operator/cmd/shell-operator \
+  "github.com/flant/shell-operator@$SHELL_OPERATOR_VERSION"
+build istiod istio istio.io/istio/pilot/cmd/pilot-discovery "istio.io/istio@$ISTIO_VERSION"
+build xdsclient istio ./xdsclient "istio.io/istio@$ISTIO_VERSION"
+
 cp "$here/versions.env" "$dir/versions.env"
 echo "platform: binaries in $dir"

@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 client over std's TcpStream for istiod's plain-HTTP endpoints (debug
 //! and /validate) on loopback: one request per connection, `Connection: close`.
+// Not every helper is used by every scenario.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,7 +12,12 @@ pub struct Response {
     pub body: String,
 }
 
-pub fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or("");
@@ -21,7 +28,10 @@ pub fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> std::
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let rest = raw.get(split + 4..).unwrap_or(&[]);
     let status = head
@@ -29,7 +39,10 @@ pub fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> std::
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_vec()

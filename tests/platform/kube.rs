@@ -3,6 +3,8 @@
 //! issuer and keys so the TokenRequest API issues tokens (the hooks run with one). The harness
 //! talks to it with kubectl and a kubeconfig, so every message a test shows is the API
 //! server's own.
+// Not every helper is used by every scenario.
+#![allow(dead_code)]
 
 use crate::procs::{free_port, wait_for, Proc};
 use crate::support::pki::Ca;
@@ -57,10 +59,16 @@ impl Kube {
         let ca_file = write("ca.pem", &ca.cert_pem);
         let cert = write("apiserver.pem", &id.cert_pem);
         let key = write("apiserver-key.pem", &id.key_pem);
-        let sa_key = rcgen::KeyPair::generate().expect("service-account key");
-        let sa_key = write("sa-key.pem", &sa_key.serialize_pem());
+        // The API server signs with the private key and verifies with the public one (its
+        // --service-account-key-file reads public keys, not PKCS#8 private ones).
+        let sa_pair = rcgen::KeyPair::generate().expect("service-account key");
+        let sa_key = write("sa-key.pem", &sa_pair.serialize_pem());
+        let sa_pub = write("sa-pub.pem", &sa_pair.public_key_pem());
         let token = format!("harness-{}", free_port());
-        let tokens = write("tokens.csv", &format!("{token},harness,harness,\"system:masters\"\n"));
+        let tokens = write(
+            "tokens.csv",
+            &format!("{token},harness,harness,\"system:masters\"\n"),
+        );
         let port = free_port();
         let apiserver = Proc::spawn(
             &format!("{name}-kube-apiserver"),
@@ -75,7 +83,7 @@ impl Kube {
                 format!("--token-auth-file={}", tokens.display()),
                 "--authorization-mode=RBAC".to_string(),
                 format!("--service-account-issuer={SA_ISSUER}"),
-                format!("--service-account-key-file={}", sa_key.display()),
+                format!("--service-account-key-file={}", sa_pub.display()),
                 format!("--service-account-signing-key-file={}", sa_key.display()),
                 "--service-cluster-ip-range=10.96.0.0/16".to_string(),
                 "--endpoint-reconciler-type=none".to_string(),
@@ -102,6 +110,7 @@ impl Kube {
     }
 
     fn wait_ready(&mut self) {
+        let log = self.apiserver.log.clone();
         wait_for(
             &format!("{}'s kube-apiserver to be ready", self.name),
             Duration::from_secs(120),
@@ -111,7 +120,7 @@ impl Kube {
                 let out = self.kubectl(&["get", "--raw", "/readyz"], None);
                 out.status.success().then_some(())
             },
-            || self.apiserver.tail(20),
+            || crate::procs::tail_of(&log, 20),
         );
     }
 
@@ -148,7 +157,11 @@ impl Kube {
         let out = self.kubectl(&args, None);
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("NotFound") || err.contains("not found"), "{}: {err}", self.name);
+            assert!(
+                err.contains("NotFound") || err.contains("not found"),
+                "{}: {err}",
+                self.name
+            );
             return None;
         }
         serde_json::from_slice(&out.stdout).ok()
@@ -170,7 +183,14 @@ impl Kube {
     /// Server-side apply of YAML/JSON documents as the harness.
     pub fn apply(&self, docs: &str) {
         self.ok(
-            &["apply", "--server-side", "--force-conflicts", "--field-manager=harness", "-f", "-"],
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=harness",
+                "-f",
+                "-",
+            ],
             Some(docs),
         );
     }
@@ -180,6 +200,34 @@ impl Kube {
         self.ok(&["create", "token", sa, "-n", ns, "--duration=6h"], None)
             .trim()
             .to_string()
+    }
+
+    /// One request as `token`, as a controller sends it (kubectl would GET before a PATCH):
+    /// the HTTP status and the body, the API server's Status on a refusal.
+    pub fn request(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-X", method, "--cacert"])
+            .arg(&self.ca_file)
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                "-H",
+                &format!("Content-Type: {content_type}"),
+            ])
+            .args(["--data-binary", body, "-w", "\n%{http_code}"])
+            .arg(format!("https://127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("curl (scripts/test-deps.sh installs it)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
     pub fn log_tail(&self) -> String {
@@ -194,8 +242,14 @@ pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Ou
         .env_remove("KUBECONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = cmd.spawn().expect("kubectl (scripts/test-deps.sh names it)");
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd
+        .spawn()
+        .expect("kubectl (scripts/test-deps.sh names it)");
     if let Some(text) = stdin {
         let mut w = child.stdin.take().expect("stdin");
         w.write_all(text.as_bytes()).expect("kubectl stdin");

@@ -5,10 +5,8 @@
 
 use crate::bins::Bins;
 use crate::kube::Kube;
-use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 /// Installs the CRDs the manifests and the hooks need and waits until the API server serves them.
 pub fn install_crds(k: &Kube, bins: &Bins) {
@@ -17,7 +15,13 @@ pub fn install_crds(k: &Kube, bins: &Bins) {
         k.apply(&text);
     }
     k.ok(
-        &["wait", "--for=condition=Established", "crd", "--all", "--timeout=120s"],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=120s",
+        ],
         None,
     );
 }
@@ -39,30 +43,63 @@ pub fn render(dir: &Path) -> String {
 }
 
 /// The rendered manifests, as the API server's dry run, then for real; the API server's
-/// message is the failure when it refuses any object. Our CRD is applied first (the
-/// IstioFederation kind is not served before it is Established).
+/// message is the failure when it refuses any object. The Namespaces and our CRD go first (a
+/// dry run creates nothing, so the objects in a new namespace could not be checked before it
+/// exists), then everything.
 pub fn apply_rendered(k: &Kube, rendered: &str) {
-    k.ok(
-        &["apply", "--server-side", "--field-manager=kubectl", "--dry-run=server", "-f", "-"],
-        Some(rendered),
-    );
-    k.ok(
-        &["apply", "--server-side", "--field-manager=kubectl", "-f", "-"],
-        Some(rendered),
-    );
-    k.ok(
-        &["wait", "--for=condition=Established", "crd/istiofederations.deckhouse.io", "--timeout=60s"],
-        None,
-    );
+    let docs: Vec<&str> = rendered.split("\n---\n").collect();
+    let first: Vec<&str> = docs
+        .iter()
+        .copied()
+        .filter(|d| {
+            d.contains("\nkind: Namespace\n") || d.contains("\nkind: CustomResourceDefinition\n")
+        })
+        .collect();
+    for set in [first.join("\n---\n"), rendered.to_string()] {
+        k.ok(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=kubectl",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            Some(&set),
+        );
+        k.ok(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=kubectl",
+                "-f",
+                "-",
+            ],
+            Some(&set),
+        );
+        k.ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/istiofederations.deckhouse.io",
+                "--timeout=60s",
+            ],
+            None,
+        );
+    }
 }
 
 /// What Istio's installation leaves in its namespace before the hook comes: the namespace and
 /// the mesh config with this cluster's trust domain (istiod reads it from the API server).
-pub fn istio_install(k: &Kube, istio_ns: &str, trust_domain: &str) {
+pub fn istio_install(k: &Kube, istio_ns: &str, trust_domain: &str, alias: Option<&str>) {
+    // In cacerts mode the installer also names the peers' trust domains (how-it-works.md).
+    let aliases = alias
+        .map(|a| format!("    trustDomainAliases: [{a}]\n"))
+        .unwrap_or_default();
     k.apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {istio_ns}}}\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: {istio_ns}}}\ndata:\n  mesh: |-\n    \
-         # installed by the platform suite as Istio's installer would\n    trustDomain: {trust_domain}\n    \
+         # installed by the platform suite as Istio's installer would\n    trustDomain: {trust_domain}\n{aliases}    \
          defaultConfig:\n      proxyMetadata:\n        PROXY_CONFIG_XDS_AGENT: \"true\"\n        ISTIO_META_DNS_CAPTURE: \"true\"\n"
     ));
 }
@@ -99,14 +136,4 @@ pub fn setting<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("the hook Deployment sets no {key}"))
-}
-
-/// Waits (bounded) until `f` holds for what the API server returns.
-pub fn eventually_object(
-    k: &Kube,
-    what: &str,
-    limit: Duration,
-    get: impl Fn(&Kube) -> Option<Value>,
-) -> Value {
-    crate::procs::wait_for(what, limit, || get(k), || k.log_tail())
 }

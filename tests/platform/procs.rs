@@ -2,6 +2,8 @@
 //! can be stopped gracefully (SIGTERM), killed hard (SIGKILL, for the crash scenario) or
 //! restarted with the same command line. On a failing test the last log lines of every process
 //! are printed, so a failure shows the real component's own words.
+// Not every helper is used by every scenario.
+#![allow(dead_code)]
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 pub struct Proc {
     pub name: String,
     child: Option<Child>,
-    log: PathBuf,
+    pub log: PathBuf,
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -59,7 +61,13 @@ impl Proc {
             .stdout(log)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({}): {e}", self.name, self.program.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({}): {e}",
+                    self.name,
+                    self.program.display()
+                )
+            });
         self.child = Some(child);
     }
 
@@ -78,8 +86,12 @@ impl Proc {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut c) = self.child.take() else { return };
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = c.try_wait() {
@@ -104,19 +116,29 @@ impl Proc {
     }
 
     pub fn tail(&self, n: usize) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        tail_of(&self.log, n)
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         if std::thread::panicking() && self.child.is_some() {
-            eprintln!("---- last lines of {} ({}) ----\n{}", self.name, self.log.display(), self.tail(25));
+            eprintln!(
+                "---- last lines of {} ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                self.tail(25)
+            );
         }
         self.kill();
     }
+}
+
+/// The last `n` lines of a log file.
+pub fn tail_of(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 pub fn free_port() -> u16 {
@@ -140,7 +162,10 @@ pub fn wait_for<T>(
             return v;
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}\n{}", explain());
+            panic!(
+                "timed out after {limit:?} waiting for {what}\n{}",
+                explain()
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -43,7 +43,11 @@ fn path_of(binding: &Value) -> String {
         "DestinationRule" => "destinationrules",
         other => panic!("a binding of kind {other}: add it here"),
     };
-    let prefix = if api.contains('/') { format!("/apis/{api}") } else { format!("/api/{api}") };
+    let prefix = if api.contains('/') {
+        format!("/apis/{api}")
+    } else {
+        format!("/api/{api}")
+    };
     format!("{prefix}{ns}/{resource}")
 }
 
@@ -82,7 +86,10 @@ pub fn informer_refusals(k: &Kube, sa: &Path, env: &[(String, String)]) -> Vec<S
         for b in cfg["kubernetes"].as_array().cloned().unwrap_or_default() {
             let (path, q) = (path_of(&b), query_of(&b));
             let sep = if q.is_empty() { "" } else { "&" };
-            for req in [format!("{path}?{q}"), format!("{path}?{q}{sep}watch=1&timeoutSeconds=1")] {
+            for req in [
+                format!("{path}?{q}"),
+                format!("{path}?{q}{sep}watch=1&timeoutSeconds=1"),
+            ] {
                 if let Err(e) = raw(sa, &req) {
                     refused.push(format!("binding {} ({req}): {e}", b["name"]));
                 }
@@ -90,6 +97,15 @@ pub fn informer_refusals(k: &Kube, sa: &Path, env: &[(String, String)]) -> Vec<S
         }
     }
     refused
+}
+
+/// The token in a kubeconfig written by [`Kube::kubeconfig_for`].
+fn sa_token(kubeconfig: &Path) -> String {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("a token in the kubeconfig")
+        .to_string()
 }
 
 fn as_sa(sa: &Path, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
@@ -125,46 +141,111 @@ pub fn write_refusals(k: &Kube, sa: &Path, env: &[(String, String)]) -> Vec<Stri
     let fed = "apiVersion: deckhouse.io/v1alpha1\nkind: IstioFederation\nmetadata: {name: rbac-probe}\n\
                spec: {trustDomain: rbac-probe.example.org, metadataEndpoint: 'https://127.0.0.1:1/metadata/'}\n";
     // What must exist for update, patch and delete to reach authorization on a real object.
-    k.apply(&format!("{se}---\n{dr}---\n{}---\n{fed}", secret("istio-federation-metadata")));
+    k.apply(&format!(
+        "{se}---\n{dr}---\n{}---\n{fed}",
+        secret("istio-federation-metadata")
+    ));
     let dry = "--dry-run=server";
     let mut checks: Vec<(Vec<String>, Option<String>)> = vec![
-        (vec!["create".into(), dry.into(), "-f".into(), "-".into()], Some(se.replace("rbac-probe,", "rbac-probe-new,"))),
-        (vec!["create".into(), dry.into(), "-f".into(), "-".into()], Some(dr.replace("rbac-probe,", "rbac-probe-new,"))),
-        (vec!["replace".into(), dry.into(), "-f".into(), "-".into()], Some(se.clone())),
-        (vec!["replace".into(), dry.into(), "-f".into(), "-".into()], Some(dr.clone())),
-        (vec!["create".into(), dry.into(), "-f".into(), "-".into()], Some(secret("d8-remote-authn-keypair"))),
-        (vec!["replace".into(), dry.into(), "-f".into(), "-".into()], Some(secret("istio-federation-metadata"))),
+        (
+            vec!["create".into(), dry.into(), "-f".into(), "-".into()],
+            Some(se.replace("rbac-probe,", "rbac-probe-new,")),
+        ),
+        (
+            vec!["create".into(), dry.into(), "-f".into(), "-".into()],
+            Some(dr.replace("rbac-probe,", "rbac-probe-new,")),
+        ),
+        (
+            vec!["replace".into(), dry.into(), "-f".into(), "-".into()],
+            Some(se.clone()),
+        ),
+        (
+            vec!["replace".into(), dry.into(), "-f".into(), "-".into()],
+            Some(dr.clone()),
+        ),
+        (
+            vec!["create".into(), dry.into(), "-f".into(), "-".into()],
+            Some(secret("d8-remote-authn-keypair")),
+        ),
+        (
+            vec!["replace".into(), dry.into(), "-f".into(), "-".into()],
+            Some(secret("istio-federation-metadata")),
+        ),
     ];
     let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
     for kind in ["serviceentries", "destinationrules"] {
         let group = format!("{kind}.{}", api.split('/').next().unwrap_or(""));
         checks.push((words(&format!("get {group} rbac-probe -n {fed_ns}")), None));
-        checks.push((words(&format!("delete {group} rbac-probe -n {fed_ns} {dry}")), None));
+        checks.push((
+            words(&format!("delete {group} rbac-probe -n {fed_ns} {dry}")),
+            None,
+        ));
     }
-    checks.push((words(&format!("get secret istio-federation-metadata -n {fed_ns}")), None));
-    checks.push((words(&format!("patch secret istio-federation-metadata -n {fed_ns} --type=merge -p {{}} {dry}")), None));
     checks.push((
-        words(&format!("patch istiofederation rbac-probe --subresource=status --type=merge -p {{\"status\":{{}}}} {dry}")),
+        words(&format!("get secret istio-federation-metadata -n {fed_ns}")),
         None,
     ));
+    // PATCHes as shell-operator sends them (merge and JSON patches, no GET first).
+    let mut patches = vec![
+        format!("/api/v1/namespaces/{fed_ns}/secrets/istio-federation-metadata"),
+        "/apis/deckhouse.io/v1alpha1/istiofederations/rbac-probe/status".to_string(),
+    ];
     if mode == "cacerts" {
-        checks.push((words(&format!("patch secret cacerts -n {istio_ns} --type=merge -p {{}} {dry}")), None));
+        patches.push(format!("/api/v1/namespaces/{istio_ns}/secrets/cacerts"));
     } else {
-        checks.push((words(&format!("patch configmap {mesh} -n {istio_ns} --type=merge -p {{}} {dry}")), None));
-        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: rbac-probe, namespace: {istio_ns}}}\n");
-        checks.push((vec!["create".into(), dry.into(), "-f".into(), "-".into()], Some(cm)));
+        patches.push(format!("/api/v1/namespaces/{istio_ns}/configmaps/{mesh}"));
     }
-    let refused: Vec<String> = checks
+    let token = sa_token(sa);
+    let mut refused: Vec<String> = patches
         .iter()
-        .filter_map(|(args, stdin)| {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            as_sa(sa, &a, stdin.as_deref()).err()
+        .filter_map(|p| {
+            let (code, body) = k.request(
+                &token,
+                "PATCH",
+                &format!("{p}?dryRun=All"),
+                "application/merge-patch+json",
+                "{}",
+            );
+            let message = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or(body);
+            (code == 403).then(|| format!("PATCH {p}: Forbidden: {message}"))
         })
         .collect();
+    if mode != "cacerts" {
+        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: rbac-probe, namespace: {istio_ns}}}\n");
+        checks.push((
+            vec!["create".into(), dry.into(), "-f".into(), "-".into()],
+            Some(cm),
+        ));
+    }
+    refused.extend(checks.iter().filter_map(|(args, stdin)| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        as_sa(sa, &a, stdin.as_deref()).err()
+    }));
     k.ok(&["delete", "istiofederation", "rbac-probe"], None);
     for kind in ["serviceentries", "destinationrules"] {
-        k.ok(&["delete", &format!("{kind}.networking.istio.io"), "rbac-probe", "-n", fed_ns], None);
+        k.ok(
+            &[
+                "delete",
+                &format!("{kind}.networking.istio.io"),
+                "rbac-probe",
+                "-n",
+                fed_ns,
+            ],
+            None,
+        );
     }
-    k.ok(&["delete", "secret", "istio-federation-metadata", "-n", fed_ns], None);
+    k.ok(
+        &[
+            "delete",
+            "secret",
+            "istio-federation-metadata",
+            "-n",
+            fed_ns,
+        ],
+        None,
+    );
     refused
 }

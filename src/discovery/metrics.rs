@@ -38,6 +38,16 @@ fn set(name: &str, value: f64, labels: &[(&str, &str)]) -> Value {
     metrics::set(GROUP, name, value, labels)
 }
 
+/// A gauge of the group with `labels`.
+pub(crate) fn set_labelled(name: &str, value: f64, labels: &[(&str, &str)]) -> Value {
+    set(name, value, labels)
+}
+
+/// A gauge of the group without labels.
+pub(crate) fn set_plain(name: &str, value: f64) -> Value {
+    set(name, value, &[])
+}
+
 pub(crate) fn federation_metrics(
     st: &FedState,
     report: Option<&FetchReport>,

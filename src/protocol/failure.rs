@@ -65,6 +65,14 @@ pub enum Reason {
     ConfigurationError,
     /// No public metadata of the peer yet, so there is nothing to probe (Deckhouse's reason).
     MetadataUnavailable,
+    /// The fresh public metadata names another `clusterUUID` than the one pinned in the
+    /// cached public metadata (Deckhouse's reason); nothing of it is used until re-pinned.
+    ClusterUuidMismatch,
+    /// The peer's trust domain is `cluster.local`, accepted by annotation: a warning.
+    ClusterLocalTrustDomain,
+    /// The mesh config's `serviceEntryVisibility` hides the federation namespace's
+    /// ServiceEntries from other namespaces.
+    HiddenByServiceEntryVisibility,
 }
 
 impl Reason {
@@ -95,6 +103,9 @@ impl Reason {
             Reason::ProbeFailed => "ProbeFailed",
             Reason::ConfigurationError => "ConfigurationError",
             Reason::MetadataUnavailable => "MetadataUnavailable",
+            Reason::ClusterUuidMismatch => "ClusterUUIDMismatch",
+            Reason::ClusterLocalTrustDomain => "ClusterLocalTrustDomain",
+            Reason::HiddenByServiceEntryVisibility => "HiddenByServiceEntryVisibility",
         }
     }
 }
@@ -159,6 +170,12 @@ mod tests {
             (Reason::ProbeFailed, "ProbeFailed"),
             (Reason::ConfigurationError, "ConfigurationError"),
             (Reason::MetadataUnavailable, "MetadataUnavailable"),
+            (Reason::ClusterUuidMismatch, "ClusterUUIDMismatch"),
+            (Reason::ClusterLocalTrustDomain, "ClusterLocalTrustDomain"),
+            (
+                Reason::HiddenByServiceEntryVisibility,
+                "HiddenByServiceEntryVisibility",
+            ),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

@@ -1,6 +1,7 @@
 //! Static checks of `deploy/` and the `Dockerfile` (no cluster or Docker engine here).
 //!
-//! `deploy/` is a kustomize base (README "Packaging with kustomize"), so every check runs on what
+//! `deploy/` is a kustomize base (docs/getting-started.md, "Packaging with kustomize"), so every
+//! check runs on what
 //! `kubectl kustomize` renders — the base, the example overlay, and overlays made here with the
 //! optional components and with values unlike the base's — and a wrong patch or replacement
 //! fails like a wrong manifest. Checked: the objects parse and no part is missing; the CRD
@@ -562,7 +563,7 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
         json!({"trustDomain": "cluster b", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b"}),
         json!({"trustDomain": "b", "metadataEndpoint": "http://h/"}),
-        // Tighter than Deckhouse's: what the hook would refuse with InvalidSpec (README, "Security").
+        // Tighter than Deckhouse's: what the hook would refuse with InvalidSpec (docs/security.md).
         json!({"trustDomain": "B.Local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b_c.local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b..local", "metadataEndpoint": "https://h/"}),
@@ -602,7 +603,8 @@ fn crd_keeps_deckhouses_newest_status_and_metadata_shapes() {
 /// Like [`undeclared`], but a schema with `x-kubernetes-preserve-unknown-fields: true` keeps
 /// everything below it, as the API server's pruning does.
 fn kept(obj: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
-    if schema["x-kubernetes-preserve-unknown-fields"] == true && schema.get("properties").is_none() {
+    if schema["x-kubernetes-preserve-unknown-fields"] == true && schema.get("properties").is_none()
+    {
         return;
     }
     match obj {
@@ -701,8 +703,8 @@ fn needed(env: &[(String, String)]) -> Need {
             r,
             fed_ns,
             "",
-            &["create", "get", "update", "delete"],
-        ); // CreateOrUpdate, Delete
+            &["create", "get", "update", "patch", "delete"],
+        ); // CreateOrUpdate, JSONPatch (a held delete's mark), Delete
     }
     need(&mut n, "", "secrets", fed_ns, "", &["create"]); // CreateIfNotExists key pair, CreateOrUpdate metadata
     need(
@@ -721,6 +723,14 @@ fn needed(env: &[(String, String)]) -> Need {
         "",
         &["patch"],
     ); // status MergePatch
+    need(
+        &mut n,
+        "deckhouse.io",
+        "istiofederations",
+        "",
+        "",
+        &["patch"],
+    ); // JSONPatch (re-pin done)
     if cacerts {
         need(&mut n, "", "secrets", istio_ns, "cacerts", &["patch"]);
     } else {
@@ -1056,7 +1066,7 @@ fn overlay_values_land_everywhere() {
 
 /// Deckhouse's newest alliance-healthcheck picks, from a peer's private `publicServices`, the
 /// first host that begins with `alliance-healthcheck-` and contains `.d8-istio.svc.`
-/// (README "Packaging with kustomize").
+/// (docs/getting-started.md, "Packaging with kustomize").
 fn deckhouse_probes(host: &str) -> bool {
     host.starts_with("alliance-healthcheck-") && host.contains(".d8-istio.svc.")
 }
@@ -1381,6 +1391,9 @@ fn the_product_emits_only_operations_the_rbac_model_knows() {
         ("Delete", "DestinationRule"),
         ("JSONPatch", "ConfigMap"),
         ("JSONPatch", "Secret"),
+        ("JSONPatch", "ServiceEntry"),
+        ("JSONPatch", "DestinationRule"),
+        ("JSONPatch", "IstioFederation"),
         ("MergePatch", "IstioFederation"),
     ]
     .into_iter()

@@ -110,13 +110,21 @@ fn run(store: &Store, now: &str, extra: &[(&str, &str)]) -> Out {
 fn deletes(ops: &[Value]) -> Vec<String> {
     ops.iter()
         .filter(|o| o["operation"] == "Delete")
-        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["name"].as_str().unwrap()))
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["name"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
 /// The trust domains of the `caCertificates` entries in the mesh config, sorted.
 fn trusted_domains(store: &Store) -> Vec<String> {
-    let cm = store.get("ConfigMap", "d8-istio", "istio").expect("mesh config");
+    let cm = store
+        .get("ConfigMap", "d8-istio", "istio")
+        .expect("mesh config");
     let mesh: Value = serde_saphyr::from_str(cm["data"]["mesh"].as_str().unwrap()).unwrap();
     let mut tds: Vec<String> = mesh["caCertificates"]
         .as_array()
@@ -151,8 +159,16 @@ fn an_empty_federation_snapshot_deletes_nothing_until_the_grace_has_passed() {
     // A lost informer: every federation is gone from the snapshot at 00:01.
     let held = run(&store, "2027-01-01T00:01:00Z", &[]);
     assert!(deletes(&held.ops).is_empty(), "{:?}", held.ops);
-    assert!(held.stderr.contains("\"level\":\"error\""), "{}", held.stderr);
-    assert!(held.stderr.contains("MASS_DELETION_GRACE"), "{}", held.stderr);
+    assert!(
+        held.stderr.contains("\"level\":\"error\""),
+        "{}",
+        held.stderr
+    );
+    assert!(
+        held.stderr.contains("MASS_DELETION_GRACE"),
+        "{}",
+        held.stderr
+    );
     let g = gauge(&held.metrics, GAUGE_HELD);
     assert_eq!(g.len(), 1, "{:?}", held.metrics);
     assert_eq!(g[0]["value"], 3.0);
@@ -161,7 +177,11 @@ fn an_empty_federation_snapshot_deletes_nothing_until_the_grace_has_passed() {
     assert_eq!(store.all("DestinationRule").len(), 3);
     assert_eq!(trusted_domains(&store), ["b.local", "c.local", "d.local"]);
     // The state lives in the cluster: every held object says since when.
-    for o in store.all("ServiceEntry").into_iter().chain(store.all("DestinationRule")) {
+    for o in store
+        .all("ServiceEntry")
+        .into_iter()
+        .chain(store.all("DestinationRule"))
+    {
         let annotations = o["metadata"]["annotations"].as_object().unwrap();
         assert!(
             annotations.values().any(|v| v == "2027-01-01T00:01:00Z"),
@@ -263,7 +283,10 @@ fn deleting_one_federation_of_three_acts_at_once() {
     let mut gone = deletes(&out.ops);
     gone.sort();
     assert_eq!(gone.len(), 2, "{:?}", out.ops);
-    assert!(gone.iter().all(|d| d.contains("web-prod-svc-d-local")), "{gone:?}");
+    assert!(
+        gone.iter().all(|d| d.contains("web-prod-svc-d-local")),
+        "{gone:?}"
+    );
     assert!(gauge(&out.metrics, GAUGE_HELD).is_empty());
     store.apply(&out.ops);
     assert_eq!(trusted_domains(&store), ["b.local", "c.local"]);
@@ -333,7 +356,10 @@ mod pin {
         run(
             store,
             common::NOW,
-            &[("ISTIO_FEDERATION_HOOK_OFFLINE", "false"), ("FETCH_DEADLINE", "10s")],
+            &[
+                ("ISTIO_FEDERATION_HOOK_OFFLINE", "false"),
+                ("FETCH_DEADLINE", "10s"),
+            ],
         )
     }
 
@@ -371,14 +397,25 @@ mod pin {
             "no token may go to whoever answers now"
         );
         let public = condition(&held.ops, "PublicMetadataExchangeReady");
-        assert_eq!((&public["status"], &public["reason"]), (&json!("False"), &json!("ClusterUUIDMismatch")));
+        assert_eq!(
+            (&public["status"], &public["reason"]),
+            (&json!("False"), &json!("ClusterUUIDMismatch"))
+        );
         let message = public["message"].as_str().unwrap();
-        assert!(message.contains("uuid-cluster-b") && message.contains("uuid-impostor"), "{message}");
+        assert!(
+            message.contains("uuid-cluster-b") && message.contains("uuid-impostor"),
+            "{message}"
+        );
         assert!(message.contains(REPIN), "{message}");
-        assert_ne!(condition(&held.ops, "PrivateMetadataExchangeReady")["status"], "True");
+        assert_ne!(
+            condition(&held.ops, "PrivateMetadataExchangeReady")["status"],
+            "True"
+        );
         // Everything imported stays as it was: only the status patch, and no new cache.
         assert_eq!(held.ops.len(), 1, "{:?}", held.ops);
-        assert!(held.ops[0]["mergePatch"]["status"].get("metadataCache").is_none());
+        assert!(held.ops[0]["mergePatch"]["status"]
+            .get("metadataCache")
+            .is_none());
         let g = gauge(&held.metrics, GAUGE_MISMATCH);
         assert_eq!(g.len(), 1, "{:?}", held.metrics);
         assert_eq!(g[0]["value"], 1.0);
@@ -388,7 +425,10 @@ mod pin {
         );
         store.apply(&held.ops);
         assert_eq!(trusted_domains(&store), trusted_before);
-        assert_eq!(store.get("ConfigMap", "d8-istio", "istio").unwrap(), &mesh_before);
+        assert_eq!(
+            store.get("ConfigMap", "d8-istio", "istio").unwrap(),
+            &mesh_before
+        );
         // A mismatch that stays rewrites nothing.
         let again = online(&store);
         assert!(again.ops.is_empty(), "{:?}", again.ops);
@@ -401,31 +441,51 @@ mod pin {
             PRIVATE_PATH,
             Route::ok(peer.private_body.clone()).with_jwt(JwtCheck {
                 own_uuid: "uuid-impostor".into(),
-                peers: std::collections::BTreeMap::from([(OWN_UUID.to_string(), own_keys.public_raw)]),
+                peers: std::collections::BTreeMap::from([(
+                    OWN_UUID.to_string(),
+                    own_keys.public_raw,
+                )]),
             }),
         );
         let repinned = online(&store);
         let privates = peer.server.requests_to(PRIVATE_PATH);
         assert_eq!(privates.len(), private_before + 1, "{:?}", repinned.ops);
         assert_eq!(
-            privates.last().unwrap().claims.as_ref().map(|c| c.aud.as_str()),
+            privates
+                .last()
+                .unwrap()
+                .claims
+                .as_ref()
+                .map(|c| c.aud.as_str()),
             Some("uuid-impostor")
         );
-        assert_eq!(condition(&repinned.ops, "PublicMetadataExchangeReady")["status"], "True");
+        assert_eq!(
+            condition(&repinned.ops, "PublicMetadataExchangeReady")["status"],
+            "True"
+        );
         assert!(gauge(&repinned.metrics, GAUGE_MISMATCH).is_empty());
         store.apply(&repinned.ops);
         let fed = &store.objects["federations"][0];
-        assert_eq!(fed["status"]["metadataCache"]["public"]["clusterUUID"], "uuid-impostor");
+        assert_eq!(
+            fed["status"]["metadataCache"]["public"]["clusterUUID"],
+            "uuid-impostor"
+        );
         let annotations = fed["metadata"]["annotations"].as_object().unwrap();
-        assert!(annotations.get(REPIN).is_none(), "honoured once and cleared: {fed}");
         assert!(
-            annotations
-                .values()
-                .any(|v| v.as_str().is_some_and(|v| v.contains("uuid-cluster-b") && v.contains("uuid-impostor"))),
+            annotations.get(REPIN).is_none(),
+            "honoured once and cleared: {fed}"
+        );
+        assert!(
+            annotations.values().any(|v| v
+                .as_str()
+                .is_some_and(|v| v.contains("uuid-cluster-b") && v.contains("uuid-impostor"))),
             "the re-pin is recorded: {fed}"
         );
         let mesh = store.get("ConfigMap", "d8-istio", "istio").unwrap();
-        assert!(mesh["data"]["mesh"].as_str().unwrap().contains(impostor_root.lines().nth(1).unwrap()));
+        assert!(mesh["data"]["mesh"]
+            .as_str()
+            .unwrap()
+            .contains(impostor_root.lines().nth(1).unwrap()));
         // Honoured once: the next run is quiet.
         let after = online(&store);
         assert!(after.ops.is_empty(), "{:?}", after.ops);
@@ -439,13 +499,22 @@ mod pin {
         let mut store = cluster(&peer, &ca, &own_keys);
         let first = online(&store);
         store.apply(&first.ops);
-        let impostor = public_json("uuid-impostor", &SigningKeys::generate().public_pem, &peer.root_pem);
+        let impostor = public_json(
+            "uuid-impostor",
+            &SigningKeys::generate().public_pem,
+            &peer.root_pem,
+        );
         peer.serve_public(Route::ok(impostor));
         store.objects.get_mut("federations").unwrap()[0]["metadata"]["annotations"] =
             json!({REPIN: "uuid-someone-else"});
         let out = online(&store);
         let public = condition(&out.ops, "PublicMetadataExchangeReady");
         assert_eq!(public["reason"], "ClusterUUIDMismatch");
-        assert_eq!(out.ops.len(), 1, "the annotation stays, nothing else is written: {:?}", out.ops);
+        assert_eq!(
+            out.ops.len(),
+            1,
+            "the annotation stays, nothing else is written: {:?}",
+            out.ops
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The discovery hook's shell-operator configuration (`--config`; README, "Remote discovery").
+//! The discovery hook's shell-operator configuration (`--config`; docs/how-it-works.md, "Remote
+//! discovery").
 //!
 //! Every Kubernetes binding and the schedule share one `group`, so every run — whatever
 //! triggered it — sees complete snapshots of everything the reconcile needs. jq filters keep
@@ -6,7 +7,10 @@
 //! the hook: a Modified event is only delivered when the filtered view changes.
 
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET, LOCAL_ROOT_CONFIGMAP};
-use crate::protocol::labels::{DISTRUST_ROOTS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::protocol::labels::{
+    ACCEPT_CLUSTER_LOCAL_ANNOTATION, DISTRUST_ROOTS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    REPIN_CLUSTER_UUID_ANNOTATION,
+};
 use crate::protocol::secret::KEYPAIR_SECRET;
 use serde_json::{json, Value};
 
@@ -71,9 +75,10 @@ pub(crate) fn discovery_config(s: &Settings) -> Value {
                 "name": FEDERATIONS,
                 "apiVersion": "deckhouse.io/v1alpha1",
                 "kind": "IstioFederation",
-                // The distrust annotation is an emergency brake: changing it must trigger a
-                // run at once, not wait for the schedule (README, "Rotating roots and keys").
-                "jqFilter": format!("{{spec: .spec, distrustRoots: .metadata.annotations[\"{DISTRUST_ROOTS_ANNOTATION}\"]}}"),
+                // The distrust annotation is an emergency brake, and a re-pin or the cluster.local
+                // opt-in an operator's act: changing one must trigger a run at once, not wait
+                // for the schedule (docs/rotation.md, docs/how-it-works.md).
+                "jqFilter": format!("{{spec: .spec, distrustRoots: .metadata.annotations[\"{DISTRUST_ROOTS_ANNOTATION}\"], repinClusterUUID: .metadata.annotations[\"{REPIN_CLUSTER_UUID_ANNOTATION}\"], acceptClusterLocal: .metadata.annotations[\"{ACCEPT_CLUSTER_LOCAL_ANNOTATION}\"]}}"),
                 "group": GROUP,
                 "queue": QUEUE,
             },

@@ -1,7 +1,7 @@
 //! The diff of the desired Istio objects against the observed ones: only what changes is
 //! written, and only objects the hook owns are ever deleted.
 
-use super::istio_objects::{Desired, Observed, Snapshot};
+use crate::discovery::services::istio_objects::{Desired, Observed, Snapshot};
 use crate::protocol::labels::{DELETION_HELD_ANNOTATION, FEDERATIONS_ANNOTATION};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -21,7 +21,7 @@ pub(crate) type Operation = crate::hook::operations::Operation<Manifest>;
 /// Whether `observed` already is `desired` as far as we care: same spec, and every label and
 /// annotation we set present with our value (other writers' labels are fine). An object still
 /// marked by a mass-deletion hold that ended is rewritten without the mark
-/// ([`super::mass_deletion`]).
+/// ([`crate::discovery::mass_deletion`]).
 fn matches(desired: &Desired, observed: &Observed) -> bool {
     observed.spec.as_ref() == Some(&desired.spec)
         && !observed.annotations.contains_key(DELETION_HELD_ANNOTATION)
@@ -108,7 +108,7 @@ impl<'a> DeletePolicy<'a> {
 }
 
 /// What a snapshot's deletes are pinned to: the one kind it is of and the namespace the hook
-/// writes to. Whatever else a snapshot delivers is never deleted (README, "Security").
+/// writes to. Whatever else a snapshot delivers is never deleted (docs/security.md).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Scope<'a> {
     /// `ServiceEntry` or `DestinationRule`, exactly.
@@ -233,7 +233,7 @@ mod tests {
     }
 
     fn desired(name: &str, host: &str) -> Desired {
-        use crate::discovery::istio_objects::*;
+        use crate::discovery::services::istio_objects::*;
         Desired {
             api_version: "networking.istio.io/v1beta1".into(),
             kind: "DestinationRule",

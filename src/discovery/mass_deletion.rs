@@ -1,4 +1,4 @@
-//! One bad snapshot never deletes everything (README, "Security").
+//! One bad snapshot never deletes everything (docs/security.md, "Platform failures").
 //!
 //! shell-operator releases before v1.17.7 / v1.20.2 could hand a hook an empty snapshot for a
 //! binding while the hook still ran (a lost informer). Trusted, it deletes every ServiceEntry
@@ -15,8 +15,8 @@
 //! time) on the trust-bundle object. An object wanted again is rewritten without the mark, so a
 //! later loss starts its own grace.
 
-use super::diff::{Operation, Scope};
-use super::istio_objects::{Observed, Snapshot};
+use crate::discovery::diff::{Operation, Scope};
+use crate::discovery::services::istio_objects::{Observed, Snapshot};
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
 use crate::hook::timefmt;
@@ -110,7 +110,11 @@ impl Guard {
             .filter(|f| !present.contains(f))
             .map(str::to_string)
             .collect();
-        let claimed: BTreeSet<&str> = inputs.feds.iter().map(|f| f.trust_domain.as_str()).collect();
+        let claimed: BTreeSet<&str> = inputs
+            .feds
+            .iter()
+            .map(|f| f.trust_domain.as_str())
+            .collect();
         // While a federation cannot be read, trust entries are left as they are anyway.
         let domains: BTreeSet<String> = if inputs.broken.is_empty() {
             owned_domains(inputs.trust_object)
@@ -198,7 +202,11 @@ impl Guard {
 
     /// The write that records the trust domains held on the trust-bundle object (or removes
     /// the record when nothing is held any more); `None` when the record is right.
-    pub(crate) fn trust_record(&self, settings: &Settings, trust_object: Option<&Value>) -> Option<Operation> {
+    pub(crate) fn trust_record(
+        &self,
+        settings: &Settings,
+        trust_object: Option<&Value>,
+    ) -> Option<Operation> {
         let obj = trust_object?;
         let held = self.held_domains();
         let recorded = k8s::annotation(obj, TRUST_REMOVAL_HELD_ANNOTATION);
@@ -217,7 +225,12 @@ impl Guard {
             let record: BTreeMap<&str, String> = held
                 .iter()
                 .map(|td| {
-                    let since = self.domains.get(td).copied().flatten().filter(|t| *t <= self.now);
+                    let since = self
+                        .domains
+                        .get(td)
+                        .copied()
+                        .flatten()
+                        .filter(|t| *t <= self.now);
                     (td.as_str(), timefmt::rfc3339(since.unwrap_or(self.now)))
                 })
                 .collect();
@@ -260,7 +273,10 @@ impl Guard {
         }
         let names: Vec<&str> = self.removed.iter().map(String::as_str).collect();
         let what = if names.is_empty() {
-            format!("trust entries for {}", domains.iter().cloned().collect::<Vec<_>>().join(", "))
+            format!(
+                "trust entries for {}",
+                domains.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
         } else {
             format!("IstioFederation(s) {}", names.join(", "))
         };
@@ -270,7 +286,10 @@ impl Guard {
         }
         let since = self.first_held.borrow().unwrap_or(self.now);
         log::error!(target: "reconcile", "this run would remove the imports and trust of {} of {} federations ({what}), as a lost IstioFederation snapshot would: their deletes are held since {}, and carried out by the first run from {} on that still sees this state (MASS_DELETION_GRACE={}s). Setting istio.federation.enabled=false removes everything at once", self.count, self.count + self.present, timefmt::rfc3339(since), timefmt::rfc3339(since.saturating_add(self.grace)), self.grace);
-        Some(super::metrics::set_plain(HELD_GAUGE, self.count as f64))
+        Some(crate::discovery::status::metrics::set_plain(
+            HELD_GAUGE,
+            self.count as f64,
+        ))
     }
 }
 
@@ -280,10 +299,9 @@ fn trust_object_identity(settings: &Settings) -> (&'static str, String) {
         crate::hook::settings::TrustBundleMode::MeshConfig => {
             ("ConfigMap", settings.mesh_config_name.clone())
         }
-        crate::hook::settings::TrustBundleMode::Cacerts => (
-            "Secret",
-            crate::hook::settings::CACERTS_SECRET.to_string(),
-        ),
+        crate::hook::settings::TrustBundleMode::Cacerts => {
+            ("Secret", crate::hook::settings::CACERTS_SECRET.to_string())
+        }
     }
 }
 
@@ -303,7 +321,7 @@ fn mark(o: &Observed, now: i64) -> Operation {
 }
 
 /// The objects of `snapshot` this run would delete: not wanted, managed, in scope, and not
-/// kept by `keep`. The same selection as [`super::diff::deletes`].
+/// kept by `keep`. The same selection as [`crate::discovery::diff::deletes`].
 pub(crate) fn doomed(
     snapshot: Option<&Snapshot>,
     wanted: &BTreeSet<String>,

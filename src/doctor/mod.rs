@@ -1,11 +1,10 @@
 //! `istio-federation-hook doctor`: walks one peer's chain — url, dns, tcp, tls, public,
-//! private, gateways — and says for each step what is wrong and what to fix (README,
-//! "Operating federations").
+//! private, gateways — and says for each step what is wrong and what to fix (docs/operating.md).
 //!
 //! The metadata requests are the discovery hook's own: the endpoint is read by the
 //! IstioFederation parser, the HTTPS client, its CA handling (`--ca` as `clusterCA`,
 //! `--insecure` as `enableInsecureConnection`), the signed token and every validation rule
-//! are those of [`crate::discovery::fetch`] and [`crate::protocol::metadata`]. What doctor
+//! are those of [`crate::discovery::network::fetch`] and [`crate::protocol::metadata`]. What doctor
 //! adds is only what a run never needs: name resolution and a TCP connect on their own, a look
 //! at the presented certificate ([`tls`]) to explain a refused one, the start of a refused
 //! answer's body, and optionally a TCP connect to each advertised gateway. Every step is
@@ -13,8 +12,8 @@
 
 pub(crate) mod tls;
 
-use crate::discovery::fetch;
-use crate::discovery::report::{Attempt, FetchReport};
+use crate::discovery::network::fetch;
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::io;
 use crate::hook::settings::{self, Settings};
 use crate::hook::timefmt;
@@ -31,8 +30,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub(crate) const USAGE: &str = "usage: istio-federation-hook doctor --endpoint URL [--ca FILE] [--insecure]
-         [--trust-domain TD] [--key PRIV_PEM --uuid OWN_UUID] [--probe-gateways]
-         [--timeout DURATION] [--output text|json]
+         [--trust-domain TD] [--key PRIV_PEM --uuid OWN_UUID] [--pinned-uuid PEER_UUID]
+         [--probe-gateways] [--timeout DURATION] [--output text|json]
 
 Checks one peer's metadata endpoint the way the discovery hook fetches it, step by step:
 url, dns, tcp, tls, public, private, gateways. Each check is ok, warn, fail or skip, with a
@@ -47,6 +46,9 @@ hint for what to fix.
                        against it; needed with --key
   --key PRIV_PEM       our request-signing key (priv.pem of Secret d8-istio/d8-remote-authn-keypair)
   --uuid OWN_UUID      our cluster UUID (the token's subject); --key and --uuid go together
+  --pinned-uuid UUID   the peer's clusterUUID as the IstioFederation pins it
+                       (status.metadataCache.public.clusterUUID): public fails on another UUID,
+                       and no token is sent to it, as in the hook
   --probe-gateways     TCP-connect to every ingress gateway the peer advertises
   --timeout DURATION   bound of each step, like FETCH_TIMEOUT (default 10s)
   --output text|json   default text
@@ -55,9 +57,9 @@ Exit 0 when no check failed, 1 when one did, 2 on usage errors. Tests only:
 ISTIO_FEDERATION_HOOK_TEST_GATEWAY_MAP=\"ADDR:PORT=127.0.0.1:PORT,…\" makes --probe-gateways connect to
 the given loopback listener instead of an advertised gateway (and to no unlisted one).";
 
-/// Test-only override of the gateways `--probe-gateways` connects to (README, "Operating
-/// federations"): `ADVERTISED:PORT=LOOPBACK:PORT,…`. Unlisted gateways are then not probed at
-/// all, and every target must be a loopback address.
+/// Test-only override of the gateways `--probe-gateways` connects to (docs/operating.md):
+/// `ADVERTISED:PORT=LOOPBACK:PORT,…`. Unlisted gateways are then not probed at all, and every
+/// target must be a loopback address.
 pub(crate) const GATEWAY_MAP_ENV: &str = "ISTIO_FEDERATION_HOOK_TEST_GATEWAY_MAP";
 
 /// A root or certificate expiring within this many seconds is a warning.
@@ -141,6 +143,8 @@ pub(crate) struct Options {
     /// PEM text of `--key`.
     pub key: Option<String>,
     pub uuid: Option<String>,
+    /// `--pinned-uuid`: the peer UUID the federation is pinned to.
+    pub pinned_uuid: Option<String>,
     pub probe_gateways: bool,
     pub timeout: Duration,
     output: Output,
@@ -200,6 +204,7 @@ pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
     let mut trust_domain = None;
     let mut key = None;
     let mut uuid = None;
+    let mut pinned_uuid = None;
     let mut probe_gateways = false;
     let mut timeout = Duration::from_secs(10);
     let mut output = Output::Text;
@@ -248,6 +253,15 @@ pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
                 }
                 uuid = Some(u.to_string());
             }
+            "--pinned-uuid" => {
+                let u = value()?;
+                if !metadata::is_sane_uuid(u) {
+                    return Err(format!(
+                        "--pinned-uuid {u:?}: expected at most 128 letters, digits, '-', '_' or '.'"
+                    ));
+                }
+                pinned_uuid = Some(u.to_string());
+            }
             "--probe-gateways" => probe_gateways = true,
             "--timeout" => {
                 let v = value()?;
@@ -283,6 +297,7 @@ pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
         trust_domain,
         key,
         uuid,
+        pinned_uuid,
         probe_gateways,
         timeout,
         output,
@@ -298,7 +313,7 @@ fn federation(opts: &Options) -> Result<Federation, String> {
     if opts.insecure {
         md.insert("enableInsecureConnection".into(), true.into());
     }
-    let obj = serde_json::json!({
+    let mut obj = serde_json::json!({
         "apiVersion": crate::protocol::federation::API_VERSION,
         "kind": crate::protocol::federation::KIND,
         "metadata": {"name": "doctor"},
@@ -308,6 +323,9 @@ fn federation(opts: &Options) -> Result<Federation, String> {
             "metadata": md,
         },
     });
+    if let Some(u) = &opts.pinned_uuid {
+        obj["status"] = serde_json::json!({"metadataCache": {"public": {"clusterUUID": u}}});
+    }
     Federation::parse(&obj).map_err(|e| {
         e.replace(
             "IstioFederation doctor: spec.metadataEndpoint",
@@ -387,7 +405,7 @@ fn walk(opts: &Options, settings: &Settings, checks: &mut Vec<Check>) -> Result<
         return Err(Stop::failed(tls, "tls failed"));
     }
     checks.push(tls);
-    checks.push(public_check(opts, &report, now));
+    checks.push(public_check(opts, &fed, &report, now));
     checks.push(private_check(opts, settings, &report));
     checks.push(gateways_step(opts, &report));
     Ok(())
@@ -720,7 +738,7 @@ fn request_hint(f: &Failure, noun: &str, timeout: Duration) -> String {
     }
 }
 
-fn public_check(opts: &Options, report: &FetchReport, now: i64) -> Check {
+fn public_check(opts: &Options, fed: &Federation, report: &FetchReport, now: i64) -> Check {
     let Some(attempt) = &report.public else {
         return Check::skip("public", "not requested");
     };
@@ -734,6 +752,14 @@ fn public_check(opts: &Options, report: &FetchReport, now: i64) -> Check {
             )
         }
     };
+    // The pin, judged as the hook judges it (docs/how-it-works.md, "Remote discovery").
+    if let Some(f) = crate::protocol::claims::pin_problem(fed, p) {
+        return Check::fail(
+            "public",
+            format!("{}: {}", f.reason, f.message),
+            "the endpoint answers as another cluster: if the peer was reinstalled or restored, re-pin the IstioFederation; otherwise find out who answers there before trusting it",
+        );
+    }
     let roots: Vec<String> = p
         .roots
         .iter()
@@ -786,7 +812,10 @@ fn private_check(opts: &Options, settings: &Settings, report: &FetchReport) -> C
     let attempt: &Attempt<PrivateMetadata> = match (&report.private, &report.private_skipped) {
         (Some(a), _) => a,
         (None, Some(f)) if f.reason == Reason::AwaitingPublic => {
-            return Check::skip("private", "public metadata failed, so the token has no audience")
+            return Check::skip(
+                "private",
+                "public metadata failed or names another clusterUUID than --pinned-uuid, so no token is sent",
+            )
         }
         (None, Some(f)) => {
             return Check::fail(

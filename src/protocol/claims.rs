@@ -1,6 +1,6 @@
 //! Which IstioFederation a peer's cluster UUID belongs to. Discovery (whether a peer's public
 //! metadata is accepted) and export (which key may read our private metadata as that UUID)
-//! decide it with the one function here, so the two can never disagree (README, "Security").
+//! decide it with the one function here, so the two can never disagree (docs/security.md).
 //!
 //! A UUID cached by a federation stays with it whatever the names: a newly added federation
 //! that publishes the same UUID cannot take it over. Only when several federations claim a
@@ -9,8 +9,8 @@
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::Federation;
 use crate::protocol::labels::REPIN_CLUSTER_UUID_ANNOTATION;
-use crate::protocol::metadata::PublicMetadata;
 use crate::protocol::metadata;
+use crate::protocol::metadata::PublicMetadata;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -25,7 +25,7 @@ pub(crate) fn cached_uuid(fed: &Federation) -> Option<&str> {
 
 /// Why a fresh public document is refused as a whole: it names another `clusterUUID` than the
 /// one pinned in the cached public metadata, and the operator has not re-pinned the federation
-/// to it (README, "Remote discovery"). A peer reinstalled, restored from another cluster's
+/// to it (docs/how-it-works.md, "Remote discovery"). A peer reinstalled, restored from another cluster's
 /// backup, or an impostor at the same endpoint cannot take over the federation's trust and
 /// imports this way.
 pub(crate) fn pin_problem(fed: &Federation, p: &PublicMetadata) -> Option<Failure> {
@@ -34,7 +34,9 @@ pub(crate) fn pin_problem(fed: &Federation, p: &PublicMetadata) -> Option<Failur
         return None;
     }
     let repin = match fed.repin_uuid.as_deref() {
-        Some(other) => format!(" (annotation {REPIN_CLUSTER_UUID_ANNOTATION} names {other:?}, not this UUID)"),
+        Some(other) => {
+            format!(" (annotation {REPIN_CLUSTER_UUID_ANNOTATION} names {other:?}, not this UUID)")
+        }
         None => String::new(),
     };
     Some(Failure::new(

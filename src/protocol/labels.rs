@@ -14,25 +14,25 @@ pub(crate) const TRUST_ENTRIES_ANNOTATION: &str =
 /// Services carrying this label (value "") are exported to peers (Deckhouse's label).
 pub(crate) const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-service";
 /// On an exported Service: the trust domains (comma-separated) of the only peers it is
-/// published to (README, "Choosing what to share"). Absent: every peer.
+/// published to (docs/sharing.md). Absent: every peer.
 pub(crate) const EXPORT_TO_ANNOTATION: &str = "federation.istio.deckhouse.io/export-to";
 
 /// Annotation on an IstioFederation: comma-separated SHA-256 fingerprints (hex, as in
-/// [`TRUST_ENTRIES_ANNOTATION`]) of roots never to trust, published or retained (README,
-/// "Rotating roots and keys").
+/// [`TRUST_ENTRIES_ANNOTATION`]) of roots never to trust, published or retained (docs/rotation.md).
 pub(crate) const DISTRUST_ROOTS_ANNOTATION: &str = "federation.istio.deckhouse.io/distrust-roots";
 
 /// On a managed ServiceEntry or DestinationRule whose delete is held by the mass-deletion
 /// guard: when the run that first held it saw the state (RFC 3339). The delete is carried out
-/// on the first run at least `MASS_DELETION_GRACE` later (README, "Security").
-pub(crate) const DELETION_HELD_ANNOTATION: &str = "federation.istio.deckhouse.io/deletion-held-since";
+/// on the first run at least `MASS_DELETION_GRACE` later (docs/security.md, "Platform failures").
+pub(crate) const DELETION_HELD_ANNOTATION: &str =
+    "federation.istio.deckhouse.io/deletion-held-since";
 /// On the trust-bundle object: JSON `{trustDomain: RFC 3339}`, the trust entries whose removal
 /// the mass-deletion guard holds, and since when.
 pub(crate) const TRUST_REMOVAL_HELD_ANNOTATION: &str =
     "federation.istio.deckhouse.io/trust-removal-held-since";
 
 /// Annotation on an IstioFederation: the peer clusterUUID the operator re-pins the federation
-/// to (README, "Remote discovery"). Honoured once, when the fresh public metadata carries
+/// to (docs/how-it-works.md, "Remote discovery"). Honoured once, when the fresh public metadata carries
 /// exactly that UUID; then recorded in [`CLUSTER_UUID_REPINNED_ANNOTATION`] and removed.
 pub(crate) const REPIN_CLUSTER_UUID_ANNOTATION: &str =
     "federation.istio.deckhouse.io/repin-cluster-uuid";
@@ -41,14 +41,9 @@ pub(crate) const CLUSTER_UUID_REPINNED_ANNOTATION: &str =
     "federation.istio.deckhouse.io/cluster-uuid-repinned";
 
 /// Annotation on an IstioFederation (value `"true"`): accept `spec.trustDomain: cluster.local`
-/// for this peer (README, "Security"). At most one federation may use it.
+/// for this peer (docs/security.md, "Platform failures"). At most one federation may use it.
 pub(crate) const ACCEPT_CLUSTER_LOCAL_ANNOTATION: &str =
     "federation.istio.deckhouse.io/accept-cluster-local-trust-domain";
-
-/// Annotation on the metadata Secret: the new own clusterUUID the operator acknowledges; until
-/// it names `CLUSTER_UUID`, export keeps publishing the clusterUUID it published before.
-pub(crate) const ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION: &str =
-    "federation.istio.deckhouse.io/acknowledge-cluster-uuid-change";
 
 /// A Kubernetes label value is at most 63 characters of `[-_.A-Za-z0-9]`, beginning and ending
 /// with a letter or digit (or empty).
@@ -62,7 +57,7 @@ pub fn is_label_value(s: &str) -> bool {
             && b[b.len() - 1].is_ascii_alphanumeric())
 }
 
-/// `name` as a label value (README, "Security"): unchanged when it is one already
+/// `name` as a label value (docs/security.md): unchanged when it is one already
 /// (every name up to 63 characters, as Deckhouse writes it); otherwise the first 52 usable
 /// characters, `-`, and the first 10 hex digits of the SHA-256 of the whole name — stable
 /// across runs and distinct for distinct names. The full names stay in the

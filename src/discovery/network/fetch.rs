@@ -1,5 +1,5 @@
 //! The network phase of a discovery run: fetch every peer's public and private metadata
-//! (README, "Remote discovery") and hand the results to
+//! (docs/how-it-works.md, "Remote discovery") and hand the results to
 //! [`crate::discovery::reconcile`] as one [`FetchReport`] per federation.
 //!
 //! Why it looks the way it does:
@@ -34,9 +34,9 @@
 //!   operator re-pinned the federation to it): a token sent to whoever answers at the endpoint
 //!   now is what an impostor would replay. It used to go out together with the public
 //!   request, addressed to the cached UUID; the pin costs the second round trip
-//!   (README, "Remote discovery").
+//!   (docs/how-it-works.md, "Remote discovery").
 
-use super::report::{Attempt, FetchReport};
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::settings::Settings;
 use crate::protocol::certs;
 use crate::protocol::claims;
@@ -734,7 +734,7 @@ enum RedirectRefused {
     CrossOrigin {
         to: String,
     },
-    /// A `Location` with user information: never followed, and never shown (README, "Security").
+    /// A `Location` with user information: never followed, and never shown (docs/security.md).
     Credentials,
     TooMany,
 }

@@ -1,11 +1,11 @@
-//! A peer's clusterUUID is pinned on first use (README, "Remote discovery"): the UUID in the
+//! A peer's clusterUUID is pinned on first use (docs/how-it-works.md, "Remote discovery"): the UUID in the
 //! cached public metadata. A fresh public document naming another one is refused
 //! ([`crate::protocol::claims::pin_problem`]); here are what the run reports about it — the
 //! gauge with both UUIDs — and the operator's re-pin, which is honoured once, recorded on the
 //! IstioFederation and cleared.
 
-use super::diff::Operation;
-use super::report::{Attempt, FetchReport};
+use crate::discovery::diff::Operation;
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::k8s;
 use crate::hook::timefmt;
 use crate::protocol::claims;
@@ -24,12 +24,15 @@ pub(crate) fn mismatch(fed: &Federation, report: Option<&FetchReport>) -> Option
         return None;
     };
     claims::pin_problem(fed, p)?;
-    Some((claims::cached_uuid(fed)?.to_string(), p.cluster_uuid.clone()))
+    Some((
+        claims::cached_uuid(fed)?.to_string(),
+        p.cluster_uuid.clone(),
+    ))
 }
 
 /// The gauge of one mismatch.
 pub(crate) fn mismatch_metric(fed: &str, pinned: &str, actual: &str) -> Value {
-    super::metrics::set_labelled(
+    crate::discovery::status::metrics::set_labelled(
         MISMATCH_GAUGE,
         1.0,
         &[
@@ -45,7 +48,11 @@ pub(crate) fn mismatch_metric(fed: &str, pinned: &str, actual: &str) -> Value {
 /// [`CLUSTER_UUID_REPINNED_ANNOTATION`] (`<old> -> <new> at <time>`) when it changed the pin.
 /// Written after the status patch that caches the new document, so a lost write leaves an
 /// annotation the next run clears, never a pin without its document.
-pub(crate) fn repin_done(fed: &Federation, admitted: Option<&FetchReport>, now: i64) -> Option<Operation> {
+pub(crate) fn repin_done(
+    fed: &Federation,
+    admitted: Option<&FetchReport>,
+    now: i64,
+) -> Option<Operation> {
     let wanted = fed.repin_uuid.as_deref()?;
     let Some(Attempt { result: Ok(p), .. }) = admitted?.public.as_ref() else {
         return None;
@@ -63,7 +70,9 @@ pub(crate) fn repin_done(fed: &Federation, admitted: Option<&FetchReport>, now: 
     if old != wanted {
         log::warn!(target: "reconcile", "IstioFederation {}: re-pinned from clusterUUID {old} to {wanted} as annotation {REPIN_CLUSTER_UUID_ANNOTATION} asked", fed.name);
         let record = format!("{old} -> {wanted} at {}", timefmt::rfc3339(now));
-        patch.push(json!({"op": "add", "path": path(CLUSTER_UUID_REPINNED_ANNOTATION), "value": record}));
+        patch.push(
+            json!({"op": "add", "path": path(CLUSTER_UUID_REPINNED_ANNOTATION), "value": record}),
+        );
     }
     Some(Operation::JsonPatch {
         api_version: "deckhouse.io/v1alpha1".into(),

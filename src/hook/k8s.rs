@@ -1,6 +1,6 @@
 //! The few Kubernetes naming rules and object accessors the product needs. Objects stay
 //! `serde_json::Value`: the hook reads a handful of fields from each and must tolerate every
-//! other field a real API server adds (README, "Hook contract").
+//! other field a real API server adds (docs/how-it-works.md, "The hook contract").
 
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
 }
 
 /// The loose pattern `^[0-9a-zA-Z._-]+$` older IstioFederation CRDs declared for
-/// `spec.trustDomain`; still what `CLUSTER_DOMAIN` is checked against (README, "Settings").
+/// `spec.trustDomain`; still what `CLUSTER_DOMAIN` is checked against (docs/reference/settings.md).
 pub(crate) fn is_trust_domain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253

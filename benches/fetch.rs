@@ -10,8 +10,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use istio_federation_hook::discovery::fetch::fetch_all;
-use istio_federation_hook::discovery::report::FetchReport;
+use istio_federation_hook::discovery::network::fetch::fetch_all;
+use istio_federation_hook::discovery::network::report::FetchReport;
 use istio_federation_hook::hook::settings::Settings;
 use istio_federation_hook::protocol::federation::Federation;
 use istio_federation_hook::protocol::metadata::Own;

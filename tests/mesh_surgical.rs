@@ -13,7 +13,7 @@
 
 mod common;
 
-use istio_federation_hook::discovery::trust_bundle::{self, TrustEntry};
+use istio_federation_hook::discovery::trust::trust_bundle::{self, TrustEntry};
 use istio_federation_hook::hook::settings::Settings;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

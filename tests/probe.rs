@@ -8,7 +8,7 @@ mod support;
 
 use base64::Engine;
 use common::{ndjson, run_hook, run_hook_with, Store};
-use istio_federation_hook::discovery::probe::{self, ProbeResult};
+use istio_federation_hook::discovery::network::probe::{self, ProbeResult};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::pki::{Ca, SigningKeys};

@@ -12,7 +12,8 @@
 
 use base64::Engine as _;
 use istio_federation_hook::discovery::observed::{self, Observed};
-use istio_federation_hook::discovery::{metrics, reconcile};
+use istio_federation_hook::discovery::reconcile;
+use istio_federation_hook::discovery::status::metrics;
 use istio_federation_hook::hook::binding;
 use istio_federation_hook::hook::operations::{self as patch, Operation};
 use istio_federation_hook::hook::settings::Settings;

@@ -4,11 +4,11 @@
 //! last-known-good — the largest contributor first, ties by name, so the choice never depends
 //! on map order — and every other federation proceeds.
 
-use super::diff::{Manifest, Operation};
-use super::effective::{FedState, Rules};
-use super::report::{Attempt, FetchReport};
-use super::service_entries::{self, Record};
-use super::trust_bundle::{self, TrustBundleError};
+use crate::discovery::diff::{Manifest, Operation};
+use crate::discovery::network::report::{Attempt, FetchReport};
+use crate::discovery::services::service_entries::{self, Record};
+use crate::discovery::state::{FedState, Rules};
+use crate::discovery::trust::trust_bundle::{self, TrustBundleError};
 use crate::hook::settings::Settings;
 use crate::protocol::failure::{Failure, Reason};
 use serde::Serialize;

@@ -5,7 +5,7 @@
 //! The metadata requests are the discovery hook's own: the endpoint is read by the
 //! IstioFederation parser, the HTTPS client, its CA handling (`--ca` as `clusterCA`,
 //! `--insecure` as `enableInsecureConnection`), the signed token and every validation rule
-//! are those of [`crate::discovery::fetch`] and [`crate::protocol::metadata`]. What doctor
+//! are those of [`crate::discovery::network::fetch`] and [`crate::protocol::metadata`]. What doctor
 //! adds is only what a run never needs: name resolution and a TCP connect on their own, a look
 //! at the presented certificate ([`tls`]) to explain a refused one, the start of a refused
 //! answer's body, and optionally a TCP connect to each advertised gateway. Every step is
@@ -13,8 +13,8 @@
 
 pub(crate) mod tls;
 
-use crate::discovery::fetch;
-use crate::discovery::report::{Attempt, FetchReport};
+use crate::discovery::network::fetch;
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::io;
 use crate::hook::settings::{self, Settings};
 use crate::hook::timefmt;

@@ -18,7 +18,8 @@
 //! are written only when they differ from what their absence means (1, and the hint of the
 //! default retention), so a cluster that never rotates keeps the Secret it had.
 
-use crate::discovery::retention::{self, RetiredRoot};
+use crate::discovery::state::RetiredRoot;
+use crate::discovery::trust::retention;
 use crate::hook::timefmt;
 use crate::protocol::certs;
 use crate::protocol::metadata::Own;

@@ -59,7 +59,7 @@ pub struct Federation {
     /// not a wrong federation: the rest of the spec still works, and discovery keeps what
     /// this federation imported earlier until it is fixed (README, "Choosing what to share").
     pub import: Result<ImportSpec, String>,
-    /// `status.retiredRoots` as stored, unvalidated (see `discovery::retention`).
+    /// `status.retiredRoots` as stored, unvalidated (see `discovery::trust::retention`).
     pub retired_roots: Option<Value>,
     /// The `federation.istio.deckhouse.io/distrust-roots` annotation, unparsed.
     pub distrust_roots: Option<String>,

@@ -34,7 +34,7 @@
 //!   is discarded and the private request is repeated with the new audience. The outcome is
 //!   the same as the sequential chain, only faster.
 
-use super::report::{Attempt, FetchReport};
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::settings::Settings;
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};

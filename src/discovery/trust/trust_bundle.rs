@@ -8,9 +8,9 @@
 //! touched. Every write is a JSONPatch that first `test`s the value it was computed from: a
 //! concurrent writer makes the patch fail, and the next run recomputes from fresh state.
 
-use super::diff::{Manifest, Operation};
-use super::effective::FedState;
-use super::mesh_yaml::{self, MeshDoc, NewEntry};
+use crate::discovery::diff::{Manifest, Operation};
+use crate::discovery::state::FedState;
+use crate::discovery::trust::mesh_yaml::{self, MeshDoc, NewEntry};
 use crate::hook::k8s;
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
 use crate::protocol::certs;
@@ -287,7 +287,7 @@ pub(crate) fn target_entries(
     }
     // A distrusted root leaves every entry we own at once, whichever federation brought it
     // and whether published, retained or kept (README, "Rotating roots and keys").
-    let distrusted = super::retention::distrusted_anywhere(states);
+    let distrusted = crate::discovery::trust::retention::distrusted_anywhere(states);
     all.retain(|e| !distrusted.contains(&e.fingerprint));
     all
 }

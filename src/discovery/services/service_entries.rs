@@ -7,11 +7,11 @@
 //! Keeping Deckhouse's names means a cluster can move between Deckhouse and this product
 //! without a traffic blip.
 
-use crate::discovery::effective::FedState;
-use crate::discovery::istio_objects::{
+use crate::discovery::services::istio_objects::{
     Desired, DrOutlierDetection, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort,
     SeSpec, Spec,
 };
+use crate::discovery::state::FedState;
 use crate::protocol::failure::Reason;
 use crate::protocol::labels::{
     label_value, FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -115,7 +115,7 @@ pub(crate) struct Record {
     /// Contributing federations, sorted by name; the first names the object in its label.
     pub federations: Vec<String>,
     /// `exportTo` of the ServiceEntry and DestinationRule (set after the merge from the
-    /// federations' `spec.import.exportTo`: [`crate::discovery::import_policy::set_export_to`]).
+    /// federations' `spec.import.exportTo`: [`crate::discovery::services::import_policy::set_export_to`]).
     pub export_to: Option<Vec<String>>,
 }
 

@@ -6,7 +6,7 @@
 //! condition says why and the last-known-good metadata is used — and a cached one like any
 //! unusable cache: what was installed from it is kept and nothing of it is deleted.
 
-use super::report::{Attempt, FetchReport};
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::settings::PeerLimits;
 use crate::protocol::claims::{self, UuidClaim};
 use crate::protocol::failure::{Failure, Reason};

@@ -46,7 +46,7 @@ pub(crate) fn url(target: &str) -> String {
     format!("http://{target}:80/healthz")
 }
 
-pub use super::report::ProbeResult;
+pub use crate::discovery::network::report::ProbeResult;
 
 /// Probes every `(federation, url)` concurrently and returns each federation's result. Returns
 /// within `min(REQUEST_TIMEOUT, deadline)` plus thread start-up; a probe still running then is

@@ -6,9 +6,9 @@
 //! `DataplaneConnectionReady` is ours only while `DATAPLANE_PROBE` is on (README,
 //! "Data-plane probe").
 
-use super::diff::Operation;
-use super::effective::FedState;
-use super::report::{Attempt, FetchReport};
+use crate::discovery::diff::Operation;
+use crate::discovery::network::report::{Attempt, FetchReport};
+use crate::discovery::state::FedState;
 use crate::hook::timefmt;
 use crate::protocol::failure::Reason;
 use crate::protocol::federation;

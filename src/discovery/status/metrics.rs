@@ -2,9 +2,9 @@
 //! and our own (README, "Metrics"). Every run expires the group and sets the full set again,
 //! so a deleted federation's series disappear with it.
 
-use super::effective::FedState;
-use super::report::FetchReport;
-use super::status::{Condition, ConditionStatus};
+use crate::discovery::network::report::FetchReport;
+use crate::discovery::state::FedState;
+use crate::discovery::status::patch::{Condition, ConditionStatus};
 use crate::hook::metrics;
 use crate::protocol::certs::{self, CertRejection};
 use crate::protocol::metadata::PublicMetadata;

@@ -9,8 +9,8 @@
 //! - per record, after the merge: [`export_to`], the union of the `exportTo` of every
 //!   federation the record was built from (unset, visible everywhere, wins).
 
-use super::effective::FedState;
-use super::service_entries::Record;
+use crate::discovery::services::service_entries::Record;
+use crate::discovery::state::FedState;
 use crate::protocol::federation::ImportSpec;
 use crate::protocol::metadata::PrivateMetadata;
 use std::collections::{BTreeMap, BTreeSet};

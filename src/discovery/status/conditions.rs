@@ -2,12 +2,12 @@
 //! the fetch report. Messages say what to fix and carry no run-to-run detail, so a repeated
 //! failure rewrites nothing (README, "Conditions").
 
-use super::effective::FedState;
-use super::probe;
-use super::report::{FetchReport, ProbeResult};
-use super::retention;
-use super::status::{Condition, ConditionStatus, ConditionType};
-use super::trust_bundle::TrustBundleError;
+use crate::discovery::network::probe;
+use crate::discovery::network::report::{FetchReport, ProbeResult};
+use crate::discovery::state::FedState;
+use crate::discovery::status::patch::{Condition, ConditionStatus, ConditionType};
+use crate::discovery::trust::retention;
+use crate::discovery::trust::trust_bundle::TrustBundleError;
 use crate::hook::timefmt;
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::SpecProblem;

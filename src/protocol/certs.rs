@@ -549,6 +549,23 @@ fn malformed(field: &'static str, detail: impl Into<String>) -> CertRejection {
     }
 }
 
+/// Envoy's BoringSSL parses every field of a certificate with a template that allows nothing
+/// after the last element it defines; Go's parser skips such trailing elements. A root Go
+/// accepts but BoringSSL refuses makes Envoy reject the whole validation context (every
+/// peer's mutual TLS), so a field with anything left in it is refused here.
+fn envoy_complete(rest: &Der<'_>, field: &'static str, what: &str) -> Result<(), CertRejection> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(malformed(
+            field,
+            format!(
+                "an element after {what} (BoringSSL, which Envoy loads roots with, refuses it)"
+            ),
+        ))
+    }
+}
+
 /// One DER element: tag, content octets, and the whole encoding.
 struct Element<'a> {
     tag: u8,
@@ -795,6 +812,7 @@ fn go_name(whole: &[u8], field: &'static str) -> Result<usize, CertRejection> {
                 .ok_or_else(|| malformed(field, "malformed attribute value"))?;
             go_string(value.tag, value.body)
                 .map_err(|why| malformed(field, format!("attribute {}: {why}", oid_text(&oid))))?;
+            envoy_complete(&attribute, field, "the value of an attribute")?;
             count += 1;
         }
     }
@@ -844,6 +862,17 @@ fn go_time(validity: &mut Der<'_>, field: &'static str) -> Result<(), CertReject
     Ok(())
 }
 
+/// An AlgorithmIdentifier (its content octets) holds its OID and at most one parameters
+/// element.
+fn envoy_algorithm(algorithm: &[u8], field: &'static str) -> Result<(), CertRejection> {
+    let mut d = Der(algorithm);
+    let _ = d.oid();
+    if !d.is_empty() {
+        let _ = d.any();
+    }
+    envoy_complete(&d, field, "the parameters of the algorithm identifier")
+}
+
 /// An AlgorithmIdentifier as Go's `parseAI` reads it: an OID, then optionally one element.
 /// Returns the OID and the parameters element.
 fn go_algorithm(body: &[u8]) -> Option<(Vec<u32>, Option<Element<'_>>)> {
@@ -868,6 +897,10 @@ fn go_public_key(spki: &[u8]) -> Result<GoKey<'_>, CertRejection> {
         .read(TAG_BIT_STRING)
         .and_then(go_bit_string)
         .ok_or_else(|| malformed("subjectPublicKeyInfo", "malformed subjectPublicKey"))?;
+    envoy_complete(&d, "subjectPublicKeyInfo", "the key")?;
+    if let Some(algorithm) = Der(spki).read(TAG_SEQUENCE) {
+        envoy_algorithm(algorithm, "subjectPublicKeyInfo")?;
+    }
     let whole_bytes = padding == 0;
     match oid.as_slice() {
         OID_RSA => {
@@ -888,6 +921,7 @@ fn go_public_key(spki: &[u8]) -> Result<GoKey<'_>, CertRejection> {
             let exponent = rsa.small_int().ok_or_else(|| {
                 key_error("RSA public exponent is not a minimal DER INTEGER of at most 64 bits")
             })?;
+            envoy_complete(&rsa, "subjectPublicKeyInfo", "the RSA public exponent")?;
             if modulus[0] & 0x80 != 0 || modulus.iter().all(|&b| b == 0) {
                 return Err(key_error("RSA modulus is not a positive number"));
             }
@@ -1296,10 +1330,12 @@ fn go_authority_info_access(critical: bool, value: &[u8]) -> Result<(), CertReje
 /// each through [`go_extension`].
 fn go_extensions<'a>(body: &'a [u8], view: &mut GoView<'a>) -> Result<(), CertRejection> {
     const FIELD: &str = "extensions";
-    let mut list = Der(body)
+    let mut block = Der(body);
+    let mut list = block
         .read(TAG_SEQUENCE)
         .map(Der)
         .ok_or_else(|| malformed(FIELD, "not a DER SEQUENCE"))?;
+    envoy_complete(&block, FIELD, "the list of extensions")?;
     let mut seen = BTreeSet::new();
     let mut extensions = Vec::new();
     while !list.is_empty() {
@@ -1328,6 +1364,11 @@ fn go_extensions<'a>(body: &'a [u8], view: &mut GoView<'a>) -> Result<(), CertRe
                 format!("extension {}: malformed value", oid_text(&oid)),
             )
         })?;
+        envoy_complete(
+            &e,
+            FIELD,
+            &format!("the value of extension {}", oid_text(&oid)),
+        )?;
         if !seen.insert(oid.clone()) {
             return Err(CertRejection::DuplicateExtension {
                 oid: oid_text(&oid),
@@ -1357,6 +1398,7 @@ fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
         .ok_or_else(|| malformed("validity", "not a DER SEQUENCE"))?;
     go_time(&mut validity, "notBefore")?;
     go_time(&mut validity, "notAfter")?;
+    envoy_complete(&validity, "validity", "notAfter")?;
     let subject_attributes = go_name_field(&mut tbs, "subject")?;
     let spki = tbs
         .read(TAG_SEQUENCE)
@@ -1450,7 +1492,7 @@ fn go_signature_algorithm(tbs: &mut Der<'_>, outer: &mut Der<'_>) -> Result<(), 
     }
     go_algorithm(inner_algorithm)
         .ok_or_else(|| malformed("signatureAlgorithm", "malformed algorithm identifier"))?;
-    Ok(())
+    envoy_algorithm(inner_algorithm, "signatureAlgorithm")
 }
 
 /// The issuer or subject Name, read whole so [`go_name`] sees its encoding: its count of

@@ -154,7 +154,10 @@ fn our_roots_are_a_subset_of_what_go_and_boringssl_accept() {
     assert!(files.len() >= 30, "only {} corpus entries", files.len());
     let go = go_verdicts(&oracle(), &files, None);
     let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
-    let boring = boringssl::verdicts(&boringssl::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("boringssl")), &paths);
+    let boring = boringssl::verdicts(
+        &boringssl::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("boringssl")),
+        &paths,
+    );
 
     let mut lines = vec![
         "# Verdicts on testdata/go-oracle/roots/ (tests/go_oracle.rs; review every change by hand)."
@@ -323,7 +326,11 @@ fn der_encode(tag: u8, body: &[u8]) -> Vec<u8> {
     if n < 0x80 {
         out.push(n as u8);
     } else {
-        let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|&b| b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -334,7 +341,9 @@ fn der_encode(tag: u8, body: &[u8]) -> Vec<u8> {
 fn der_bytes(d: &Der) -> Vec<u8> {
     match d {
         Der::Raw(b) => b.clone(),
-        Der::Cons(tag, kids) => der_encode(*tag, &kids.iter().flat_map(der_bytes).collect::<Vec<u8>>()),
+        Der::Cons(tag, kids) => {
+            der_encode(*tag, &kids.iter().flat_map(der_bytes).collect::<Vec<u8>>())
+        }
         Der::Wrapped(tag, prefix, inner) => {
             der_encode(*tag, &[prefix.clone(), der_bytes(inner)].concat())
         }
@@ -360,9 +369,11 @@ fn der_paths(d: &Der, path: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
 /// The tree with `extra` appended to the children of the constructed element at `path`.
 fn der_with_trailing(d: &Der, path: &[usize], extra: &[u8]) -> Der {
     match d {
-        Der::Wrapped(tag, prefix, inner) => {
-            Der::Wrapped(*tag, prefix.clone(), Box::new(der_with_trailing(inner, path, extra)))
-        }
+        Der::Wrapped(tag, prefix, inner) => Der::Wrapped(
+            *tag,
+            prefix.clone(),
+            Box::new(der_with_trailing(inner, path, extra)),
+        ),
         Der::Cons(tag, kids) => {
             let mut kids = kids.clone();
             match path.split_first() {
@@ -392,7 +403,9 @@ fn pem_of(der: &[u8]) -> String {
 fn der_of_pem(pem: &str) -> Vec<u8> {
     use base64::Engine;
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
 }
 
 /// Generated roots: every well-formed control of the corpus with one trailing element (a NULL,

@@ -116,7 +116,7 @@ fn jq_filters_compile_with_jq() {
 #[test]
 fn export_public_services_filter_delivers_the_export_to_annotation() {
     // shell-operator only re-runs the hook when a binding's filter result changes, so the
-    // annotation must be part of it (README, "Choosing what to share").
+    // annotation must be part of it (docs/sharing.md).
     let out = Command::new(bin())
         .env_clear()
         .args(["export", "--config"])

@@ -1,5 +1,5 @@
 //! The root oracles. istiod parses every trust anchor with Go's `crypto/x509.ParseCertificate`
-//! and requires `IsCA`; one root it refuses drops the whole trust source (README "Security").
+//! and requires `IsCA`; one root it refuses drops the whole trust source (docs/security.md).
 //! Envoy loads the same roots with BoringSSL (`PEM_X509_INFO_read_bio`, `X509_STORE_add_cert`);
 //! one root it refuses fails the whole validation context, for every peer. This test builds
 //! `tests/go/x509oracle` with the distribution's Go 1.23 — module mode, `go 1.23` in go.mod

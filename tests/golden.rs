@@ -16,7 +16,7 @@
 //! `{{peer:endpoint}}` and its CA as `{{peer:ca}}`. Outputs show the endpoint as
 //! `{{peer:endpoint}}` and fetch durations, which are measured, as 0. With a
 //! `peer/healthz.status` too, a loopback proxy standing in for the sidecar (`HTTP_PROXY`)
-//! answers the data-plane probe with that HTTP status (README, "Data-plane probe").
+//! answers the data-plane probe with that HTTP status (docs/operating.md, "Data-plane probe").
 
 mod common;
 mod support;

@@ -1,8 +1,8 @@
 //! The object budget: no object and no status patch the hook writes may exceed
-//! [`MAX_OBJECT_BYTES`] serialized, well under what the API server and etcd accept (README,
-//! "Security"). When a run would exceed it, the federations responsible are held at their
-//! last-known-good — the largest contributor first, ties by name, so the choice never depends
-//! on map order — and every other federation proceeds.
+//! [`MAX_OBJECT_BYTES`] serialized, well under what the API server and etcd accept
+//! (docs/security.md, "Limits and shares"). When a run would exceed it, the federations responsible
+//! are held at their last-known-good — the largest contributor first, ties by name, so the choice
+//! never depends on map order — and every other federation proceeds.
 
 use crate::discovery::diff::{Manifest, Operation};
 use crate::discovery::network::report::{Attempt, FetchReport};

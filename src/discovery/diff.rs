@@ -102,7 +102,7 @@ impl<'a> DeletePolicy<'a> {
 }
 
 /// What a snapshot's deletes are pinned to: the one kind it is of and the namespace the hook
-/// writes to. Whatever else a snapshot delivers is never deleted (README, "Security").
+/// writes to. Whatever else a snapshot delivers is never deleted (docs/security.md).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Scope<'a> {
     /// `ServiceEntry` or `DestinationRule`, exactly.

@@ -1,5 +1,5 @@
 //! `istio-federation-hook plan`: what an offline discovery run would do, and why, without
-//! doing it (README, "Operating federations").
+//! doing it (docs/operating.md).
 //!
 //! The operations are not re-derived: the binding context and the settings are read by the
 //! same functions a run uses, the real [`crate::discovery::reconcile`] runs with cached metadata only
@@ -345,7 +345,7 @@ impl<'a> Context<'a> {
     }
 
     /// "excluded by spec.import.excludeHosts of federation b" when the import policy of a
-    /// federation the object came from leaves `host` out (README, "Choosing what to share").
+    /// federation the object came from leaves `host` out (docs/sharing.md).
     fn left_out_by_policy(
         &self,
         host: &str,

@@ -104,7 +104,7 @@ pub fn reconcile_into(
     );
     write_records(settings, observed, &records, &policy, sink)?;
     // 4. Status and metrics, per federation in name order. The data-plane probe's result only
-    //    ever sets its condition and gauge (README, "Data-plane probe").
+    //    ever sets its condition and gauge (docs/operating.md, "Data-plane probe").
     let managed = ConditionType::managed(settings.dataplane_probe);
     let mut out_metrics = vec![metrics::expire()];
     for st in &states {
@@ -178,7 +178,7 @@ fn rules<'a>(settings: &'a Settings, own: &'a Own<'a>, uuid_owners: &'a UuidOwne
 /// The data-plane probes of this run, as `(federation, url)`: every federation the network
 /// phase worked on whose effective metadata names a health-check service. The states are
 /// decided exactly as [`reconcile_into`] decides them, so the target probed is the one its
-/// condition names. Pure: the run shell does the requests (README, "Data-plane probe").
+/// condition names. Pure: the run shell does the requests (docs/operating.md, "Data-plane probe").
 pub(crate) fn probe_jobs(
     settings: &Settings,
     observed: &Observed,

@@ -27,7 +27,7 @@ pub(crate) struct FedState<'f> {
     pub left_out_by_policy: usize,
     /// Set when the trust bundle would exceed the object budget with this federation's roots,
     /// or its public cache would make its status patch exceed it: its roots stay as installed
-    /// and its public cache is not rewritten (README, "Conditions", `ObjectTooLarge`).
+    /// and its public cache is not rewritten (docs/reference/conditions.md, `ObjectTooLarge`).
     pub trust_hold: Option<Failure>,
     /// Set when one of its ServiceEntries or its status patch would exceed the object budget:
     /// it works from its last-known-good private metadata, if that fits, and nothing of it is
@@ -73,7 +73,8 @@ impl FedState<'_> {
     }
 
     /// Whether `spec.trustDomain` cannot name a peer: nothing is fetched, imported or trusted
-    /// for this federation, and its ServiceEntries stay (README, "Conditions", `InvalidSpec`).
+    /// for this federation, and its ServiceEntries stay (docs/reference/conditions.md,
+    /// `InvalidSpec`).
     pub(crate) fn refuses_trust_domain(&self) -> bool {
         matches!(self.fed.spec_problem, Some(SpecProblem::TrustDomain(_)))
     }

@@ -1,4 +1,4 @@
-//! Which peer sees which exported service (README, "Choosing what to share").
+//! Which peer sees which exported service (docs/sharing.md).
 //!
 //! A labelled Service annotated `federation.istio.deckhouse.io/export-to: "<trust domain>[, …]"`
 //! is published only to the peers whose IstioFederation has one of those `spec.trustDomain`s;

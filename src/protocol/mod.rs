@@ -1,6 +1,6 @@
 //! Deckhouse's federation wire contract, shared by all three programs: the metadata documents
 //! and their validation, request tokens, certificates and keys, the IstioFederation object, and
-//! the names of the Secrets both sides agree on (README, "Deckhouse compatibility").
+//! the names of the Secrets both sides agree on (docs/compatibility.md).
 
 pub mod certs;
 pub(crate) mod claims;

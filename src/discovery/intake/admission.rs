@@ -1,6 +1,6 @@
 //! Whether a peer's document is admitted as a whole: within the per-peer limits
 //! (`MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER`) and, for public
-//! metadata, carrying a cluster UUID no other federation holds (README, "Security").
+//! metadata, carrying a cluster UUID no other federation holds (docs/security.md).
 //!
 //! A fresh document that is refused here is treated like any failed fetch — the exchange
 //! condition says why and the last-known-good metadata is used — and a cached one like any

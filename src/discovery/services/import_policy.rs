@@ -1,4 +1,4 @@
-//! The import policy of a federation (`spec.import`, README "Choosing what to share"): which
+//! The import policy of a federation (`spec.import`, docs/sharing.md): which
 //! of the hosts a peer offers are imported, and in which namespaces the ServiceEntries and
 //! DestinationRules made from them are visible.
 //!

@@ -1,4 +1,4 @@
-//! Root rotation on the importing side (README, "Rotating roots and keys"): a root the peer
+//! Root rotation on the importing side (docs/rotation.md): a root the peer
 //! stops publishing in a valid fresh document stays trusted for `ROOT_RETENTION` from the run
 //! that first saw it gone, never past its own notAfter, so the peer's workloads that still hold
 //! certificates under it keep working with us while it re-issues them. And the emergency brake:
@@ -76,7 +76,7 @@ pub(crate) fn read_stored(fed: &Federation, own: &Own) -> Vec<Stored> {
 
 /// Reads a stored list of retired roots (`[{fingerprint, pem, retiredAt, until}]`), wherever
 /// it is kept: `owner` and `field` name it in the log lines. The rules of [`read_stored`];
-/// the export hook keeps our own retired roots the same way (README, "Rotating roots and keys").
+/// the export hook keeps our own retired roots the same way (docs/rotation.md).
 pub(crate) fn read_list(v: Option<&Value>, own: &Own, owner: &str, field: &str) -> Vec<Stored> {
     let Some(v) = v else {
         return Vec::new();

@@ -9,6 +9,7 @@
 //! [`conditions`]. [`run`] is the imperative shell around them.
 
 pub(crate) mod admission;
+pub(crate) mod authz;
 pub mod budget;
 pub(crate) mod conditions;
 pub mod config;

@@ -27,6 +27,9 @@ pub(crate) enum ConditionType {
     ServicesImported,
     /// The data-plane probe's verdict (Deckhouse's type); managed only with `DATAPLANE_PROBE`.
     DataplaneConnectionReady,
+    /// What the peer's workloads may reach (docs/security.md, "Exported means reachable");
+    /// managed while the run carries the AuthorizationPolicy snapshot.
+    ExportBoundaryReady,
 }
 
 impl ConditionType {
@@ -57,6 +60,15 @@ impl ConditionType {
         }
     }
 
+    /// [`Self::managed`], then `ExportBoundaryReady` while the boundary is managed.
+    pub(crate) fn managed_with(dataplane_probe: bool, boundary: bool) -> Vec<ConditionType> {
+        let mut out = Self::managed(dataplane_probe).to_vec();
+        if boundary {
+            out.push(ConditionType::ExportBoundaryReady);
+        }
+        out
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConditionType::PublicMetadataExchangeReady => "PublicMetadataExchangeReady",
@@ -64,6 +76,7 @@ impl ConditionType {
             ConditionType::TrustBundleReady => "TrustBundleReady",
             ConditionType::ServicesImported => "ServicesImported",
             ConditionType::DataplaneConnectionReady => "DataplaneConnectionReady",
+            ConditionType::ExportBoundaryReady => "ExportBoundaryReady",
         }
     }
 

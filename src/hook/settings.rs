@@ -47,6 +47,13 @@ pub struct Settings {
     /// `DATAPLANE_PROBE` (default off): probe every peer's health-check service through the
     /// mesh each run (README, "Data-plane probe"). Needs the hook's pod in the mesh.
     pub dataplane_probe: bool,
+    /// `AUTHORIZATION_POLICIES` (default on): bound what each peer's workloads reach to the
+    /// services exported to it (docs/security.md, "Exported means reachable"); off removes
+    /// the policies the hook wrote.
+    pub authorization_policies: bool,
+    /// `ISTIO_ROOT_NAMESPACE`: Istio's root namespace (`meshConfig.rootNamespace`), where a
+    /// policy without selector applies mesh-wide; the Istio namespace by default.
+    pub authz_root_namespace: String,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
@@ -359,6 +366,11 @@ impl Settings {
             limits: src.limits()?,
             root_retention: src.root_retention()?,
             dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
+            authorization_policies: src.flag("AUTHORIZATION_POLICIES", true)?,
+            authz_root_namespace: match src.env("ISTIO_ROOT_NAMESPACE") {
+                Some(_) => src.namespace("ISTIO_ROOT_NAMESPACE")?,
+                None => src.namespace("ISTIO_NAMESPACE")?,
+            },
         })
     }
 

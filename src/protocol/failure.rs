@@ -65,6 +65,11 @@ pub enum Reason {
     ConfigurationError,
     /// No public metadata of the peer yet, so there is nothing to probe (Deckhouse's reason).
     MetadataUnavailable,
+    /// The AuthorizationPolicy bounding the peer is not in place yet: its roots are not added
+    /// until it is (docs/security.md, "Exported means reachable").
+    AwaitingAuthorizationPolicy,
+    /// `AUTHORIZATION_POLICIES=false`: the peer's workloads are not bounded by the hook.
+    EnforcementDisabled,
 }
 
 impl Reason {
@@ -95,6 +100,8 @@ impl Reason {
             Reason::ProbeFailed => "ProbeFailed",
             Reason::ConfigurationError => "ConfigurationError",
             Reason::MetadataUnavailable => "MetadataUnavailable",
+            Reason::AwaitingAuthorizationPolicy => "AwaitingAuthorizationPolicy",
+            Reason::EnforcementDisabled => "EnforcementDisabled",
         }
     }
 }
@@ -159,6 +166,8 @@ mod tests {
             (Reason::ProbeFailed, "ProbeFailed"),
             (Reason::ConfigurationError, "ConfigurationError"),
             (Reason::MetadataUnavailable, "MetadataUnavailable"),
+            (Reason::AwaitingAuthorizationPolicy, "AwaitingAuthorizationPolicy"),
+            (Reason::EnforcementDisabled, "EnforcementDisabled"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

@@ -13,4 +13,5 @@ pub mod metadata;
 pub mod names;
 pub mod secret;
 pub(crate) mod text;
+pub(crate) mod exports;
 pub(crate) mod visibility;

@@ -9,7 +9,7 @@
 //! - [`discovery`], [`export`], [`serve`]: the programs. Each has a pure core and a thin
 //!   imperative shell (`run`); only the shells touch files, the network and the clock.
 //! - [`doctor`] and [`discovery::plan`]: operators' tools built on the discovery hook's own
-//!   code (README, "Operating federations").
+//!   code (docs/operating.md).
 #![forbid(unsafe_code)]
 
 pub mod discovery;

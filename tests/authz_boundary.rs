@@ -46,10 +46,9 @@ impl Svc {
     /// naming the peer's trust domain (comma separated, any case).
     fn exported_to(&self, td: &str) -> bool {
         self.public
-            && self.export_to.is_none_or(|list| {
-                list.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(td))
-            })
+            && self
+                .export_to
+                .is_none_or(|list| list.split(',').any(|t| t.trim().eq_ignore_ascii_case(td)))
     }
 
     fn object(&self) -> Value {
@@ -185,13 +184,19 @@ fn condition_matches(c: &Value, r: &Request) -> bool {
     let value = attribute(c["key"].as_str().expect("key"), r);
     let values = c.get("values").map(strings);
     let not_values = c.get("notValues").map(strings);
-    assert!(values.is_some() || not_values.is_some(), "a condition needs values or notValues");
+    assert!(
+        values.is_some() || not_values.is_some(),
+        "a condition needs values or notValues"
+    );
     values.is_none_or(|vs| vs.iter().any(|g| glob(g, value)))
         && not_values.is_none_or(|vs| !vs.iter().any(|g| glob(g, value)))
 }
 
 fn rule_matches(rule: &Value, r: &Request) -> bool {
-    assert!(rule.get("to").is_none(), "the evaluator does not model `to`");
+    assert!(
+        rule.get("to").is_none(),
+        "the evaluator does not model `to`"
+    );
     let from = rule.get("from").and_then(Value::as_array);
     let when = rule.get("when").and_then(Value::as_array);
     from.is_none_or(|f| f.iter().any(|s| source_matches(&s["source"], r)))
@@ -218,8 +223,15 @@ fn matches(p: &Value, r: &Request) -> bool {
 fn allowed(policies: &[Value], r: &Request) -> bool {
     let scoped: Vec<&Value> = policies.iter().filter(|p| applies(p, r)).collect();
     let action = |p: &&Value| p["spec"]["action"].as_str().unwrap_or("ALLOW").to_string();
-    assert!(scoped.iter().all(|p| action(p) != "CUSTOM"), "no CUSTOM policy expected");
-    if scoped.iter().filter(|p| action(p) == "DENY").any(|p| matches(p, r)) {
+    assert!(
+        scoped.iter().all(|p| action(p) != "CUSTOM"),
+        "no CUSTOM policy expected"
+    );
+    if scoped
+        .iter()
+        .filter(|p| action(p) == "DENY")
+        .any(|p| matches(p, r))
+    {
         return false;
     }
     let allows: Vec<&&Value> = scoped.iter().filter(|p| action(p) == "ALLOW").collect();
@@ -280,18 +292,53 @@ fn assert_boundary(services: &[Svc], peers: &[(&str, &str)]) -> usize {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} wrong verdicts:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong verdicts:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     judged
 }
 
 fn services() -> Vec<Svc> {
     vec![
-        Svc { name: "web", ports: &[80, 443], public: true, export_to: None },
-        Svc { name: "db", ports: &[5432], public: true, export_to: Some("c.local") },
-        Svc { name: "pay", ports: &[8443, 9443], public: true, export_to: Some(" B.local , c.local") },
-        Svc { name: "internal", ports: &[80], public: false, export_to: None },
-        Svc { name: "nobody", ports: &[80], public: true, export_to: Some("") },
-        Svc { name: "unknown-peer", ports: &[80], public: true, export_to: Some("z.local") },
+        Svc {
+            name: "web",
+            ports: &[80, 443],
+            public: true,
+            export_to: None,
+        },
+        Svc {
+            name: "db",
+            ports: &[5432],
+            public: true,
+            export_to: Some("c.local"),
+        },
+        Svc {
+            name: "pay",
+            ports: &[8443, 9443],
+            public: true,
+            export_to: Some(" B.local , c.local"),
+        },
+        Svc {
+            name: "internal",
+            ports: &[80],
+            public: false,
+            export_to: None,
+        },
+        Svc {
+            name: "nobody",
+            ports: &[80],
+            public: true,
+            export_to: Some(""),
+        },
+        Svc {
+            name: "unknown-peer",
+            ports: &[80],
+            public: true,
+            export_to: Some("z.local"),
+        },
     ]
 }
 
@@ -306,8 +353,18 @@ fn peers_reach_exactly_what_is_exported_to_them() {
 #[test]
 fn a_peer_with_nothing_exported_reaches_nothing() {
     let services = [
-        Svc { name: "db", ports: &[5432], public: true, export_to: Some("c.local") },
-        Svc { name: "internal", ports: &[80], public: false, export_to: None },
+        Svc {
+            name: "db",
+            ports: &[5432],
+            public: true,
+            export_to: Some("c.local"),
+        },
+        Svc {
+            name: "internal",
+            ports: &[80],
+            public: false,
+            export_to: None,
+        },
     ];
     let peers = [("c", "c.local"), ("d", "d.local")];
     assert_boundary(&services, &peers);
@@ -336,15 +393,36 @@ fn the_evaluator_follows_istios_documented_order_and_globs() {
         sni,
     };
     let ok = Some("outbound_.80_._.web");
-    assert!(allowed(&[deny.clone()], &req(Some("b.local/ns/a/sa/y"), ok)));
-    assert!(!allowed(&[deny.clone()], &req(Some("b.local/ns/a/sa/y"), Some("outbound_.81_._.web"))));
-    assert!(!allowed(&[deny.clone()], &req(Some("b.local/ns/a/sa/y"), None)));
-    assert!(allowed(&[deny.clone()], &req(Some("b.localx/ns/a/sa/y"), None)));
-    assert!(allowed(&[deny.clone()], &req(None, None)));
+    assert!(allowed(
+        std::slice::from_ref(&deny),
+        &req(Some("b.local/ns/a/sa/y"), ok)
+    ));
+    assert!(!allowed(
+        std::slice::from_ref(&deny),
+        &req(Some("b.local/ns/a/sa/y"), Some("outbound_.81_._.web"))
+    ));
+    assert!(!allowed(
+        std::slice::from_ref(&deny),
+        &req(Some("b.local/ns/a/sa/y"), None)
+    ));
+    assert!(allowed(
+        std::slice::from_ref(&deny),
+        &req(Some("b.localx/ns/a/sa/y"), None)
+    ));
+    assert!(allowed(std::slice::from_ref(&deny), &req(None, None)));
     // DENY wins over ALLOW; with an ALLOW policy, what it does not match is denied.
-    assert!(!allowed(&[deny.clone(), allow_only_x.clone()], &req(Some("b.local/ns/a/sa/x"), None)));
-    assert!(allowed(&[deny.clone(), allow_only_x.clone()], &req(Some("b.local/ns/a/sa/x"), ok)));
-    assert!(!allowed(&[allow_only_x.clone()], &req(Some("c.local/ns/a/sa/y"), ok)));
+    assert!(!allowed(
+        &[deny.clone(), allow_only_x.clone()],
+        &req(Some("b.local/ns/a/sa/x"), None)
+    ));
+    assert!(allowed(
+        &[deny.clone(), allow_only_x.clone()],
+        &req(Some("b.local/ns/a/sa/x"), ok)
+    ));
+    assert!(!allowed(
+        std::slice::from_ref(&allow_only_x),
+        &req(Some("c.local/ns/a/sa/y"), ok)
+    ));
     // A policy of another namespace does not apply.
     let mut elsewhere = deny.clone();
     elsewhere["metadata"]["namespace"] = json!("other");

@@ -1,5 +1,5 @@
 //! The Go oracle: istiod parses every trust anchor with Go's `crypto/x509.ParseCertificate` and
-//! requires `IsCA`; one root it refuses drops the whole trust source (README "Security"). This
+//! requires `IsCA`; one root it refuses drops the whole trust source (docs/security.md). This
 //! test builds `tests/go/x509oracle` with the distribution's Go 1.23 — module mode, `go 1.23`
 //! in go.mod (what makes Go refuse negative serials), no network — runs it over every root of
 //! testdata/go-oracle/roots/ (made by scripts/gen-odd-roots.py) and checks, for every entry:

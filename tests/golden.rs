@@ -16,7 +16,7 @@
 //! `{{peer:endpoint}}` and its CA as `{{peer:ca}}`. Outputs show the endpoint as
 //! `{{peer:endpoint}}` and fetch durations, which are measured, as 0. With a
 //! `peer/healthz.status` too, a loopback proxy standing in for the sidecar (`HTTP_PROXY`)
-//! answers the data-plane probe with that HTTP status (README, "Data-plane probe").
+//! answers the data-plane probe with that HTTP status (docs/operating.md, "Data-plane probe").
 
 mod common;
 mod support;
@@ -276,8 +276,7 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
     };
     let again_ops = ndjson(&again.patches);
     let second_half = !again_ops.is_empty()
-        && ((writes_policy(&ops) && !writes_policy(&again_ops))
-            || only_policy_deletes(&again_ops));
+        && ((writes_policy(&ops) && !writes_policy(&again_ops)) || only_policy_deletes(&again_ops));
     let again = if again.code == 0 && second_half {
         store.apply(&again_ops);
         run_hook_with(

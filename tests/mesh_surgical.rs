@@ -1,6 +1,6 @@
-//! The mesh config is edited surgically (README, "Trust bundle modes"). Over the corpus of
-//! real-world mesh configs in `testdata/mesh-configs/` (comments, anchors and merge keys, odd
-//! scalars, flow maps, a JSON document, CRLF, document markers, no / empty / null
+//! The mesh config is edited surgically (docs/how-it-works.md, "Trust bundle modes"). Over the
+//! corpus of real-world mesh configs in `testdata/mesh-configs/` (comments, anchors and merge keys,
+//! odd scalars, flow maps, a JSON document, CRLF, document markers, no / empty / null
 //! `caCertificates`, foreign entries, Istio's default mesh config), three runs of the trust
 //! bundle plan — add b's and c's roots, rotate b's, remove all — must each:
 //!
@@ -13,7 +13,7 @@
 
 mod common;
 
-use istio_federation_hook::discovery::trust_bundle::{self, TrustEntry};
+use istio_federation_hook::discovery::trust::trust_bundle::{self, TrustEntry};
 use istio_federation_hook::hook::settings::Settings;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

@@ -1,4 +1,5 @@
-//! The discovery hook's shell-operator configuration (`--config`; README, "Remote discovery").
+//! The discovery hook's shell-operator configuration (`--config`; docs/how-it-works.md, "Remote
+//! discovery").
 //!
 //! Every Kubernetes binding and the schedule share one `group`, so every run — whatever
 //! triggered it — sees complete snapshots of everything the reconcile needs. jq filters keep
@@ -80,7 +81,7 @@ pub(crate) fn discovery_config(s: &Settings) -> Value {
                 "apiVersion": "deckhouse.io/v1alpha1",
                 "kind": "IstioFederation",
                 // The distrust annotation is an emergency brake: changing it must trigger a
-                // run at once, not wait for the schedule (README, "Rotating roots and keys").
+                // run at once, not wait for the schedule (docs/rotation.md).
                 "jqFilter": format!("{{spec: .spec, distrustRoots: .metadata.annotations[\"{DISTRUST_ROOTS_ANNOTATION}\"]}}"),
                 "group": GROUP,
                 "queue": QUEUE,

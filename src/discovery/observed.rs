@@ -2,9 +2,9 @@
 //! context of the run carried that binding, so its state is unknown (and nothing is deleted
 //! on its account).
 
-use super::config;
-use super::istio_objects;
-use super::trust_bundle;
+use crate::discovery::config;
+use crate::discovery::services::istio_objects;
+use crate::discovery::trust::trust_bundle;
 use crate::hook::binding::BindingInput;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;

@@ -1,19 +1,19 @@
 //! `istio-federation-hook plan`: what an offline discovery run would do, and why, without
-//! doing it (README, "Operating federations").
+//! doing it (docs/operating.md).
 //!
 //! The operations are not re-derived: the binding context and the settings are read by the
-//! same functions a run uses, the real [`super::reconcile`] runs with cached metadata only
+//! same functions a run uses, the real [`crate::discovery::reconcile`] runs with cached metadata only
 //! (as `ISTIO_FEDERATION_HOOK_OFFLINE=true` does) and a collecting sink, so the list is exactly
 //! the one the run would write, in its order. Each operation is then explained from the
 //! observed object and the desired one. Nothing is written to `KUBERNETES_PATCH_PATH` or
 //! `METRICS_PATH`, and no peer is contacted.
 
-use super::authz;
-use super::diff::{Manifest, Operation};
-use super::import_policy;
-use super::istio_objects::{self, Desired, OrderedMap, Spec};
-use super::observed::Observed;
-use super::reconcile;
+use crate::discovery::authz;
+use crate::discovery::diff::{Manifest, Operation};
+use crate::discovery::observed::Observed;
+use crate::discovery::reconcile;
+use crate::discovery::services::import_policy;
+use crate::discovery::services::istio_objects::{self, Desired, OrderedMap, Spec};
 use crate::hook::io;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
@@ -120,11 +120,11 @@ fn parse_args(args: &[&str]) -> Result<Option<Output>, String> {
     Ok(Some(output))
 }
 
-/// Reads the settings and the binding context as [`super::run::run`] does and plans the
+/// Reads the settings and the binding context as [`crate::discovery::run::run`] does and plans the
 /// offline run.
 pub(crate) fn plan_from_environment() -> Result<Plan, String> {
-    let (settings, bytes) = super::run::settings_and_context()?;
-    let input = super::run::read_snapshots(&bytes)?;
+    let (settings, bytes) = crate::discovery::run::settings_and_context()?;
+    let input = crate::discovery::run::read_snapshots(&bytes)?;
     let now = io::now()?;
     let observed = Observed::from_binding(&input);
     Ok(plan(&settings, &observed, now))
@@ -368,7 +368,7 @@ impl<'a> Context<'a> {
     }
 
     /// "excluded by spec.import.excludeHosts of federation b" when the import policy of a
-    /// federation the object came from leaves `host` out (README, "Choosing what to share").
+    /// federation the object came from leaves `host` out (docs/sharing.md).
     fn left_out_by_policy(
         &self,
         host: &str,
@@ -518,7 +518,7 @@ impl<'a> Context<'a> {
 }
 
 fn conditions_managed(t: &str, dataplane_probe: bool) -> bool {
-    use super::status::ConditionType;
+    use crate::discovery::status::patch::ConditionType;
     ConditionType::from_wire(t, ConditionType::managed(dataplane_probe)).is_some()
 }
 

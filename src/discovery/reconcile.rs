@@ -3,21 +3,22 @@
 //!
 //! No I/O and no clock: `now` is passed in. The same input gives byte-identical output.
 
-use super::admission::{self, UuidOwners};
-use super::authz;
-use super::budget;
-use super::conditions;
-use super::diff::{self, DeletePolicy, Operation, Scope};
-use super::effective::{self, FedState, Rules};
-use super::import_policy;
-use super::istio_objects;
-use super::metrics::{self, federation_metrics};
-use super::observed::{own_root_fingerprints, Observed};
-use super::report::FetchReport;
-use super::retention;
-use super::service_entries::{self, Record};
-use super::status::{status_patch, ConditionType};
-use super::trust_bundle::{self, TrustBundleError};
+use crate::discovery::authz;
+use crate::discovery::budget;
+use crate::discovery::diff::{self, DeletePolicy, Operation, Scope};
+use crate::discovery::intake::admission::{self, UuidOwners};
+use crate::discovery::intake::effective;
+use crate::discovery::network::report::FetchReport;
+use crate::discovery::observed::{own_root_fingerprints, Observed};
+use crate::discovery::services::import_policy;
+use crate::discovery::services::istio_objects;
+use crate::discovery::services::service_entries::{self, Record};
+use crate::discovery::state::{FedState, Rules};
+use crate::discovery::status::conditions;
+use crate::discovery::status::metrics::{self, federation_metrics};
+use crate::discovery::status::patch::{status_patch, ConditionType};
+use crate::discovery::trust::retention;
+use crate::discovery::trust::trust_bundle::{self, TrustBundleError};
 use crate::hook::settings::Settings;
 use crate::protocol::federation::Federation;
 use crate::protocol::metadata::Own;
@@ -115,7 +116,7 @@ pub fn reconcile_into(
     );
     write_records(settings, observed, &records, &policy, sink)?;
     // 5. Status and metrics, per federation in name order. The data-plane probe's result only
-    //    ever sets its condition and gauge (README, "Data-plane probe").
+    //    ever sets its condition and gauge (docs/operating.md, "Data-plane probe").
     let managed = ConditionType::managed_with(
         settings.dataplane_probe,
         boundary.mode != authz::Mode::Unmanaged,
@@ -194,7 +195,7 @@ fn rules<'a>(settings: &'a Settings, own: &'a Own<'a>, uuid_owners: &'a UuidOwne
 /// The data-plane probes of this run, as `(federation, url)`: every federation the network
 /// phase worked on whose effective metadata names a health-check service. The states are
 /// decided exactly as [`reconcile_into`] decides them, so the target probed is the one its
-/// condition names. Pure: the run shell does the requests (README, "Data-plane probe").
+/// condition names. Pure: the run shell does the requests (docs/operating.md, "Data-plane probe").
 pub(crate) fn probe_jobs(
     settings: &Settings,
     observed: &Observed,
@@ -219,7 +220,10 @@ pub(crate) fn probe_jobs(
         .filter(|st| fetched.contains_key(&st.fed.name))
         .filter_map(|st| {
             let host = conditions::probe_target(st).ok()?;
-            Some((st.fed.name.clone(), super::probe::url(host)))
+            Some((
+                st.fed.name.clone(),
+                crate::discovery::network::probe::url(host),
+            ))
         })
         .collect()
 }
@@ -337,8 +341,8 @@ fn write_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::istio_objects::Snapshot;
-    use crate::discovery::report::ProbeResult;
+    use crate::discovery::network::report::ProbeResult;
+    use crate::discovery::services::istio_objects::Snapshot;
     use crate::protocol::certs;
     use crate::protocol::federation::Federation;
     use crate::protocol::labels::{
@@ -505,7 +509,7 @@ mod tests {
     /// A federation with public metadata from this run's fetch and a cached private document
     /// publishing `hosts` behind one gateway.
     fn probed(hosts: &[&str]) -> (Observed<'static>, BTreeMap<String, FetchReport>) {
-        use crate::discovery::report::Attempt;
+        use crate::discovery::network::report::Attempt;
         use crate::protocol::metadata::PublicMetadata;
         let services: Vec<Value> = hosts
             .iter()

@@ -1,11 +1,10 @@
 //! `istio-federation-hook doctor`: walks one peer's chain — url, dns, tcp, tls, public,
-//! private, gateways — and says for each step what is wrong and what to fix (README,
-//! "Operating federations").
+//! private, gateways — and says for each step what is wrong and what to fix (docs/operating.md).
 //!
 //! The metadata requests are the discovery hook's own: the endpoint is read by the
 //! IstioFederation parser, the HTTPS client, its CA handling (`--ca` as `clusterCA`,
 //! `--insecure` as `enableInsecureConnection`), the signed token and every validation rule
-//! are those of [`crate::discovery::fetch`] and [`crate::protocol::metadata`]. What doctor
+//! are those of [`crate::discovery::network::fetch`] and [`crate::protocol::metadata`]. What doctor
 //! adds is only what a run never needs: name resolution and a TCP connect on their own, a look
 //! at the presented certificate ([`tls`]) to explain a refused one, the start of a refused
 //! answer's body, and optionally a TCP connect to each advertised gateway. Every step is
@@ -13,8 +12,8 @@
 
 pub(crate) mod tls;
 
-use crate::discovery::fetch;
-use crate::discovery::report::{Attempt, FetchReport};
+use crate::discovery::network::fetch;
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::io;
 use crate::hook::settings::{self, Settings};
 use crate::hook::timefmt;
@@ -55,9 +54,9 @@ Exit 0 when no check failed, 1 when one did, 2 on usage errors. Tests only:
 ISTIO_FEDERATION_HOOK_TEST_GATEWAY_MAP=\"ADDR:PORT=127.0.0.1:PORT,…\" makes --probe-gateways connect to
 the given loopback listener instead of an advertised gateway (and to no unlisted one).";
 
-/// Test-only override of the gateways `--probe-gateways` connects to (README, "Operating
-/// federations"): `ADVERTISED:PORT=LOOPBACK:PORT,…`. Unlisted gateways are then not probed at
-/// all, and every target must be a loopback address.
+/// Test-only override of the gateways `--probe-gateways` connects to (docs/operating.md):
+/// `ADVERTISED:PORT=LOOPBACK:PORT,…`. Unlisted gateways are then not probed at all, and every
+/// target must be a loopback address.
 pub(crate) const GATEWAY_MAP_ENV: &str = "ISTIO_FEDERATION_HOOK_TEST_GATEWAY_MAP";
 
 /// A root or certificate expiring within this many seconds is a warning.

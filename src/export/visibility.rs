@@ -1,4 +1,4 @@
-//! Which peer sees which exported service (README, "Choosing what to share").
+//! Which peer sees which exported service (docs/sharing.md).
 //!
 //! A labelled Service annotated `federation.istio.deckhouse.io/export-to: "<trust domain>[, …]"`
 //! is published only to the peers whose IstioFederation has one of those `spec.trustDomain`s;
@@ -17,9 +17,9 @@ use super::bindings;
 use crate::hook::binding::BindingInput;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
+use crate::protocol::exports::parse_export_to;
 use crate::protocol::federation::Federation;
 use crate::protocol::labels::{EXPORT_TO_ANNOTATION, PUBLIC_SERVICE_LABEL};
-use crate::protocol::exports::parse_export_to;
 use crate::protocol::visibility;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,11 +1,11 @@
 //! Settings: built-in defaults, then the addon-operator values file (`VALUES_PATH`), then the
-//! environment — later wins (README, "Settings"). Parsed once, validated once; every error
+//! environment — later wins (docs/reference/settings.md). Parsed once, validated once; every error
 //! names the setting so an operator knows what to fix.
 
 use serde_json::Value;
 use std::time::Duration;
 
-/// Where remote roots go (README, "Trust bundle modes").
+/// Where remote roots go (docs/how-it-works.md, "Trust bundle modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustBundleMode {
     /// `caCertificates` of the MeshConfig YAML in a ConfigMap (recommended).
@@ -39,13 +39,14 @@ pub struct Settings {
     pub fetch_deadline: Duration,
     pub fetch_concurrency: usize,
     pub fetch_max_bytes: u64,
-    /// `MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER` (README, "Settings").
+    /// `MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER`
+    /// (docs/reference/settings.md).
     pub limits: PeerLimits,
     /// How long a root a peer stopped publishing stays trusted (`ROOT_RETENTION`, default 48h;
-    /// zero drops it at once). README, "Rotating roots and keys".
+    /// zero drops it at once). docs/rotation.md.
     pub root_retention: Duration,
     /// `DATAPLANE_PROBE` (default off): probe every peer's health-check service through the
-    /// mesh each run (README, "Data-plane probe"). Needs the hook's pod in the mesh.
+    /// mesh each run (docs/operating.md, "Data-plane probe"). Needs the hook's pod in the mesh.
     pub dataplane_probe: bool,
     /// `AUTHORIZATION_POLICIES` (default on): bound what each peer's workloads reach to the
     /// services exported to it (docs/security.md, "Exported means reachable"); off removes
@@ -58,7 +59,7 @@ pub struct Settings {
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
 /// peer cannot grow the objects every federation shares past what the API server accepts
-/// (README, "Security").
+/// (docs/security.md, "Limits and shares").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerLimits {
     pub roots: usize,
@@ -86,7 +87,7 @@ pub(crate) const CACERTS_SECRET: &str = "cacerts";
 pub(crate) const LOCAL_ROOT_CONFIGMAP: &str = "istio-ca-root-cert";
 
 /// A setting that cannot be used. Every variant names the setting, so an operator knows what
-/// to fix; the texts are what the hook prints before it exits (README, "Settings").
+/// to fix; the texts are what the hook prints before it exits (docs/reference/settings.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     /// A value of the wrong form: `TRUST_BUNDLE_MODE: expected mesh-config or cacerts, got "x"`.
@@ -385,7 +386,7 @@ impl Settings {
                 env: "CLUSTER_DOMAIN",
             });
         }
-        if !crate::protocol::names::is_trust_domain(&self.cluster_domain) {
+        if !crate::hook::k8s::is_trust_domain(&self.cluster_domain) {
             return Err(SettingsError::InvalidName {
                 setting: "CLUSTER_DOMAIN / global.discovery.clusterDomain",
                 value: self.cluster_domain.clone(),

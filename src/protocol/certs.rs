@@ -343,7 +343,7 @@ pub struct RootCheck {
 /// Checks every block of `pem_bundle`: each must be a CERTIFICATE that x509-parser parses, whose
 /// fingerprint is not in `own_fingerprints` (our own root must never be imported as a peer's),
 /// that Go's `crypto/x509.ParseCertificate` would parse — istiod parses every trust anchor with
-/// it and drops the whole trust source over one it refuses (README "Security") — that passes the
+/// it and drops the whole trust source over one it refuses (docs/security.md) — that passes the
 /// root rules (version 3, serial, names, key, critical extensions; see `root_rules`), that is a CA
 /// as Go sees it (basicConstraints CA:TRUE — what istiod's verifyTrustAnchor requires), and
 /// valid at `now` (not_before <= now <= not_after). Duplicate certificates within the bundle
@@ -431,13 +431,13 @@ fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, String> {
 //
 // istiod parses every trust anchor with Go's crypto/x509.ParseCertificate and refuses the whole
 // trust source when one of them does not parse — every federation, not only the peer that sent
-// it (README "Security"). `go_view` reads a certificate as Go 1.23 does: the same DER rules
+// it (docs/security.md). `go_view` reads a certificate as Go 1.23 does: the same DER rules
 // (low tag numbers, minimal definite lengths, minimal INTEGERs, OID arcs below 2^31, DER
 // BOOLEANs, BIT STRINGs with zero padding), the same fields in the same order and the same
 // extension parsers, and refuses what Go refuses. Where Go's rule is a large piece of its
 // standard library (URL syntax, RFC 2821 mailboxes, UTCTime with offsets or without seconds)
 // it refuses more: only the plain forms named below pass. `tests/go_oracle.rs` compares it
-// with Go itself over the corpus in testdata/go-oracle/ (README "Security").
+// with Go itself over the corpus in testdata/go-oracle/ (docs/security.md).
 
 const TAG_BOOLEAN: u8 = 0x01;
 const TAG_INTEGER: u8 = 0x02;

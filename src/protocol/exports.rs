@@ -41,7 +41,9 @@ pub(crate) struct Exported {
 impl Exported {
     /// Whether a peer with trust domain `td` (lower case) may see and reach this service.
     pub(crate) fn is_exported_to(&self, td: &str) -> bool {
-        self.export_to.as_ref().is_none_or(|allowed| allowed.contains(td))
+        self.export_to
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(td))
     }
 }
 
@@ -123,8 +125,18 @@ mod tests {
     #[test]
     fn only_labelled_services_with_their_service_ports() {
         let services = [
-            svc("web", "", None, json!([{"name": "http", "port": 80, "targetPort": 8080}, {"port": 9090}])),
-            svc("db", "", Some("B.local, c.local"), json!([{"name": "tcp", "port": 5432}])),
+            svc(
+                "web",
+                "",
+                None,
+                json!([{"name": "http", "port": 80, "targetPort": 8080}, {"port": 9090}]),
+            ),
+            svc(
+                "db",
+                "",
+                Some("B.local, c.local"),
+                json!([{"name": "tcp", "port": 5432}]),
+            ),
             svc("off", "true", None, json!([{"port": 80}])),
             svc("huge", "", None, json!([{"port": 70000}])),
         ];

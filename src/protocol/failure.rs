@@ -1,5 +1,5 @@
 //! The vocabulary of what went wrong with a peer: every condition reason the hook writes, and
-//! [`Failure`], a reason with its operator-facing message (README, "Conditions").
+//! [`Failure`], a reason with its operator-facing message (docs/reference/conditions.md).
 //!
 //! The reasons are one closed set so that a decision about a reason is a `match`, never a
 //! comparison of strings, and so that the texts — Deckhouse's names where Deckhouse has one,
@@ -166,7 +166,10 @@ mod tests {
             (Reason::ProbeFailed, "ProbeFailed"),
             (Reason::ConfigurationError, "ConfigurationError"),
             (Reason::MetadataUnavailable, "MetadataUnavailable"),
-            (Reason::AwaitingAuthorizationPolicy, "AwaitingAuthorizationPolicy"),
+            (
+                Reason::AwaitingAuthorizationPolicy,
+                "AwaitingAuthorizationPolicy",
+            ),
             (Reason::EnforcementDisabled, "EnforcementDisabled"),
         ];
         for (reason, text) in all {

@@ -388,7 +388,7 @@ fn federation(
     );
     match verified {
         Ok(claims) => {
-            // The peer's own view (README, "Choosing what to share"); never a guess when the
+            // The peer's own view (docs/sharing.md); never a guess when the
             // visibility file is unusable.
             let body = match &snapshot.visibility {
                 Visibility::Unrestricted => body.clone(),

@@ -404,8 +404,14 @@ fn undeclared(schema: &Value, obj: &Value, path: &str, out: &mut Vec<String>) {
 pub fn check_authorization_policy(obj: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     for (file, release) in [
-        ("testdata/schemas/istio-authorizationpolicy-crd-1.24.yaml", "1.24"),
-        ("testdata/schemas/istio-authorizationpolicy-crd.yaml", "1.31"),
+        (
+            "testdata/schemas/istio-authorizationpolicy-crd-1.24.yaml",
+            "1.24",
+        ),
+        (
+            "testdata/schemas/istio-authorizationpolicy-crd.yaml",
+            "1.31",
+        ),
     ] {
         let version = obj["apiVersion"]
             .as_str()
@@ -414,7 +420,10 @@ pub fn check_authorization_policy(obj: &Value) -> Vec<String> {
         let schema = authorization_policy_schema(file, version);
         let v = jsonschema::validator_for(&schema).expect("CRD schema");
         for e in v.iter_errors(obj) {
-            problems.push(format!("{release} CRD schema: {e} at {}", e.instance_path()));
+            problems.push(format!(
+                "{release} CRD schema: {e} at {}",
+                e.instance_path()
+            ));
         }
         let mut pruned = Vec::new();
         undeclared(&schema, &json_without_metadata(obj), "", &mut pruned);
@@ -440,12 +449,17 @@ pub fn check_authorization_policy(obj: &Value) -> Vec<String> {
                 .iter()
                 .any(|k| s.get(*k).is_some());
             if sa && other {
-                problems.push("CEL: Cannot set serviceAccounts with namespaces or principals".into());
+                problems
+                    .push("CEL: Cannot set serviceAccounts with namespaces or principals".into());
             }
         }
     }
     // CEL on selector.matchLabels: no wildcard, no empty key.
-    for (k, v) in spec["selector"]["matchLabels"].as_object().into_iter().flatten() {
+    for (k, v) in spec["selector"]["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
         if k.contains('*') || k.is_empty() || v.as_str().is_some_and(|v| v.contains('*')) {
             problems.push("CEL: wildcard or empty key in selector.matchLabels".into());
         }

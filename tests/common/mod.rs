@@ -325,8 +325,9 @@ pub fn check_operations(ops: &[Value]) -> Vec<String> {
     }
     problems.extend(istio::check_service_entries(&ses));
     for (i, op) in ops.iter().enumerate() {
-        // The object budget (README, "Security"): objects and status patches at most 900 KiB.
-        // A JSON patch is checked by what it carries, which bounds the object it makes.
+        // The object budget (docs/security.md, "Limits and shares"): objects and status patches at
+        // most 900 KiB. A JSON patch is checked by what it carries, which bounds the object it
+        // makes.
         let carried = op
             .get("object")
             .or_else(|| op.get("mergePatch"))

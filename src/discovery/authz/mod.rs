@@ -26,12 +26,12 @@
 pub(crate) mod plan_text;
 pub(crate) mod policy;
 
-use super::budget::{json_len, MAX_OBJECT_BYTES};
-use super::diff::{Manifest, Operation};
-use super::effective::FedState;
-use super::observed::Observed;
-use super::status::{Condition, ConditionStatus, ConditionType};
-use super::trust_bundle;
+use crate::discovery::budget::{json_len, MAX_OBJECT_BYTES};
+use crate::discovery::diff::{Manifest, Operation};
+use crate::discovery::observed::Observed;
+use crate::discovery::state::FedState;
+use crate::discovery::status::patch::{Condition, ConditionStatus, ConditionType};
+use crate::discovery::trust::trust_bundle;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
 use crate::protocol::exports;
@@ -74,14 +74,19 @@ fn ours<'v>(settings: &Settings, snapshot: &'v [Value]) -> impl Iterator<Item = 
     snapshot.iter().filter(move |o| {
         k8s::namespace(o) == Some(ns.as_str())
             && k8s::label(o, MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
-            && o.get("kind").and_then(Value::as_str).is_none_or(|k| k == policy::KIND)
+            && o.get("kind")
+                .and_then(Value::as_str)
+                .is_none_or(|k| k == policy::KIND)
     })
 }
 
 /// Peer trust domains with installed roots of ours, from the trust snapshot (`None`: unknown).
 fn trusted_now(observed: &Observed) -> Option<BTreeSet<String>> {
     let obj = observed.trust_object?.first();
-    Some(obj.map(trust_bundle::owned_trust_domains).unwrap_or_default())
+    Some(
+        obj.map(trust_bundle::owned_trust_domains)
+            .unwrap_or_default(),
+    )
 }
 
 /// A trust domain a policy may name: a peer's, never ours or Istio's local alias (a DENY for
@@ -163,7 +168,10 @@ fn within_budget(desired: Value, td: &str) -> Value {
     }
     log::error!(target: "authz", "the AuthorizationPolicy for trust domain {td} would exceed the object budget; denying the peer everything instead");
     let mut plain = desired;
-    if let Some(rule) = plain.pointer_mut("/spec/rules/0").and_then(Value::as_object_mut) {
+    if let Some(rule) = plain
+        .pointer_mut("/spec/rules/0")
+        .and_then(Value::as_object_mut)
+    {
         rule.remove("when");
     }
     plain
@@ -185,7 +193,11 @@ fn write(mut desired: Value, current: Option<&Value>) -> Option<Operation> {
             return None;
         }
         for field in ["labels", "annotations"] {
-            for (k, v) in k8s::meta(cur, field).and_then(Value::as_object).into_iter().flatten() {
+            for (k, v) in k8s::meta(cur, field)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
                 let mine = &mut desired["metadata"][field];
                 if mine.get(k).is_none() && !k.starts_with("kubectl.kubernetes.io/") {
                     mine[k] = v.clone();
@@ -230,7 +242,9 @@ pub(crate) fn hold_trust_without_policy(
         }
         let adds = desired.iter().any(|e| {
             e.trust_domain.eq_ignore_ascii_case(&td)
-                && !installed.get(&td).is_some_and(|fps| fps.contains(&e.fingerprint))
+                && !installed
+                    .get(&td)
+                    .is_some_and(|fps| fps.contains(&e.fingerprint))
         });
         if adds && st.trust_hold.is_none() {
             log::info!(target: "authz", "IstioFederation {}: AuthorizationPolicy {}/{} not in place yet; its roots are added once it is", st.fed.name, settings.authz_root_namespace, policy::name(&td));
@@ -256,7 +270,8 @@ pub(crate) fn deletes_when_disabled(settings: &Settings, observed: &Observed) ->
     };
     ours(settings, snapshot)
         .filter(|o| {
-            k8s::annotation(o, policy::TRUST_DOMAIN_ANNOTATION).is_none_or(|td| !trusted.contains(td))
+            k8s::annotation(o, policy::TRUST_DOMAIN_ANNOTATION)
+                .is_none_or(|td| !trusted.contains(td))
         })
         .filter_map(delete)
         .collect()
@@ -272,14 +287,24 @@ pub(crate) fn condition(settings: &Settings, plan: &Plan, st: &FedState) -> Opti
         return None;
     }
     let kind = ConditionType::ExportBoundaryReady;
-    let object = format!("AuthorizationPolicy {}/{}", settings.authz_root_namespace, policy::name(&td));
+    let object = format!(
+        "AuthorizationPolicy {}/{}",
+        settings.authz_root_namespace,
+        policy::name(&td)
+    );
     if plan.mode == Mode::Disabled {
         return Some(Condition::new(kind, False, Reason::EnforcementDisabled, format!(
             "AUTHORIZATION_POLICIES is false: workloads of trust domain {td} reach every service of ours whose own AuthorizationPolicies admit them.")));
     }
     if !plan.in_place.contains(&td) {
-        return Some(Condition::new(kind, False, Reason::AwaitingAuthorizationPolicy, format!(
-            "{object} is not in place yet; the peer's root certificates are added once it is.")));
+        return Some(Condition::new(
+            kind,
+            False,
+            Reason::AwaitingAuthorizationPolicy,
+            format!(
+                "{object} is not in place yet; the peer's root certificates are added once it is."
+            ),
+        ));
     }
     let reach = match plan.boundaries.get(&td) {
         Some(b) => format!(
@@ -301,10 +326,13 @@ pub(crate) fn metric(plan: &Plan, st: &FedState, out: &mut Vec<Value>) {
     let td = st.fed.trust_domain.to_ascii_lowercase();
     if let (Mode::On, Some(b)) = (plan.mode, plan.boundaries.get(&td)) {
         out.push(crate::hook::metrics::set(
-            super::metrics::GROUP,
+            crate::discovery::status::metrics::GROUP,
             REACHABLE_SERVICES,
             b.services as f64,
-            &[("federation_name", st.fed.name.as_str()), ("trust_domain", td.as_str())],
+            &[
+                ("federation_name", st.fed.name.as_str()),
+                ("trust_domain", td.as_str()),
+            ],
         ));
     }
 }

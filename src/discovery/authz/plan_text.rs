@@ -19,7 +19,11 @@ fn current<'o>(observed: &'o Observed, name: &str) -> Option<&'o Value> {
 }
 
 /// `(action, reason)` of a CreateOrUpdate of a policy.
-pub(crate) fn write(_settings: &Settings, observed: &Observed, v: &Value) -> (&'static str, String) {
+pub(crate) fn write(
+    _settings: &Settings,
+    observed: &Observed,
+    v: &Value,
+) -> (&'static str, String) {
     let td = k8s::annotation(v, policy::TRUST_DOMAIN_ANNOTATION).unwrap_or("");
     let snis = v
         .pointer("/spec/rules/0/when/0/notValues")
@@ -48,7 +52,9 @@ pub(crate) fn delete(settings: &Settings, observed: &Observed, name: &str) -> St
         return "AUTHORIZATION_POLICIES is false: the policies the hook wrote are removed".into();
     }
     if !settings.enabled {
-        return format!("federation is disabled and no root of trust domain {td} is trusted any more");
+        return format!(
+            "federation is disabled and no root of trust domain {td} is trusted any more"
+        );
     }
     format!("no IstioFederation names trust domain {td} and none of its roots is trusted any more")
 }

@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(name("b.local"), "istio-federation-peer-b.local");
         let long = format!("{}.test", "a".repeat(60)).repeat(4);
         let n = name(&long);
-        assert!(n.len() <= 253 && crate::hook::k8s::is_object_name(&n), "{n}");
+        assert!(
+            n.len() <= 253 && crate::hook::k8s::is_object_name(&n),
+            "{n}"
+        );
         assert_ne!(n, name(&format!("x{long}")));
     }
 }

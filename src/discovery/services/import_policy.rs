@@ -1,4 +1,4 @@
-//! The import policy of a federation (`spec.import`, README "Choosing what to share"): which
+//! The import policy of a federation (`spec.import`, docs/sharing.md): which
 //! of the hosts a peer offers are imported, and in which namespaces the ServiceEntries and
 //! DestinationRules made from them are visible.
 //!
@@ -9,8 +9,8 @@
 //! - per record, after the merge: [`export_to`], the union of the `exportTo` of every
 //!   federation the record was built from (unset, visible everywhere, wins).
 
-use super::effective::FedState;
-use super::service_entries::Record;
+use crate::discovery::services::service_entries::Record;
+use crate::discovery::state::FedState;
 use crate::protocol::federation::ImportSpec;
 use crate::protocol::metadata::PrivateMetadata;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,6 @@
 //! The data-plane probe (setting `DATAPLANE_PROBE`): does traffic actually reach each peer
 //! through the mesh? Deckhouse's alliance-healthcheck asks the same question, and a Deckhouse
-//! peer federated with us expects us to ask it the same way (README, "Operating federations").
+//! peer federated with us expects us to ask it the same way (docs/operating.md).
 //!
 //! Each run with the probe on sends one `GET http://<target>:80/healthz` per federation whose
 //! private metadata names a health-check service. The hook's pod has an Istio sidecar, so the
@@ -46,7 +46,7 @@ pub(crate) fn url(target: &str) -> String {
     format!("http://{target}:80/healthz")
 }
 
-pub use super::report::ProbeResult;
+pub use crate::discovery::network::report::ProbeResult;
 
 /// Probes every `(federation, url)` concurrently and returns each federation's result. Returns
 /// within `min(REQUEST_TIMEOUT, deadline)` plus thread start-up; a probe still running then is

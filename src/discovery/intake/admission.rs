@@ -1,12 +1,12 @@
 //! Whether a peer's document is admitted as a whole: within the per-peer limits
 //! (`MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER`) and, for public
-//! metadata, carrying a cluster UUID no other federation holds (README, "Security").
+//! metadata, carrying a cluster UUID no other federation holds (docs/security.md).
 //!
 //! A fresh document that is refused here is treated like any failed fetch — the exchange
 //! condition says why and the last-known-good metadata is used — and a cached one like any
 //! unusable cache: what was installed from it is kept and nothing of it is deleted.
 
-use super::report::{Attempt, FetchReport};
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::settings::PeerLimits;
 use crate::protocol::claims::{self, UuidClaim};
 use crate::protocol::failure::{Failure, Reason};

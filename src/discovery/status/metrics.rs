@@ -1,10 +1,10 @@
 //! The discovery hook's metrics (group `federation_discovery`): Deckhouse's fetch-error gauge
-//! and our own (README, "Metrics"). Every run expires the group and sets the full set again,
-//! so a deleted federation's series disappear with it.
+//! and our own (docs/reference/metrics.md). Every run expires the group and sets the full set
+//! again, so a deleted federation's series disappear with it.
 
-use super::effective::FedState;
-use super::report::FetchReport;
-use super::status::{Condition, ConditionStatus};
+use crate::discovery::network::report::FetchReport;
+use crate::discovery::state::FedState;
+use crate::discovery::status::patch::{Condition, ConditionStatus};
 use crate::hook::metrics;
 use crate::protocol::certs::{self, CertRejection};
 use crate::protocol::metadata::PublicMetadata;
@@ -26,7 +26,7 @@ pub(crate) const RETAINED_ROOT_UNTIL: &str =
     "d8_istio_federation_retained_root_ca_until_timestamp_seconds";
 
 /// Deckhouse's data-plane gauge: 1 when the probe of the peer's health-check service
-/// succeeded this run, else 0 (README, "Data-plane probe").
+/// succeeded this run, else 0 (docs/operating.md, "Data-plane probe").
 pub(crate) const DATAPLANE_HEALTH: &str = "d8_istio_alliance_dataplane_health_check";
 
 /// The group's `expire`, first of every run's metric operations.
@@ -108,7 +108,7 @@ pub(crate) fn dataplane_metric(st: &FedState, condition: &Condition, out: &mut V
 }
 
 /// The per-root gauges: every published CA root with its state, every retained root with its
-/// end (README, "Metrics").
+/// end (docs/reference/metrics.md).
 fn root_metrics(st: &FedState, out: &mut Vec<Value>) {
     let name = st.fed.name.as_str();
     let td = st.fed.trust_domain.as_str();

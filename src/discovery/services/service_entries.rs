@@ -7,11 +7,11 @@
 //! Keeping Deckhouse's names means a cluster can move between Deckhouse and this product
 //! without a traffic blip.
 
-use crate::discovery::effective::FedState;
-use crate::discovery::istio_objects::{
+use crate::discovery::services::istio_objects::{
     Desired, DrOutlierDetection, DrPolicy, DrSpec, DrTls, Meta, OrderedMap, SeEndpoint, SePort,
     SeSpec, Spec,
 };
+use crate::discovery::state::FedState;
 use crate::protocol::failure::Reason;
 use crate::protocol::labels::{
     label_value, FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -63,7 +63,7 @@ fn owner_of<'o>(host: &str, owners: &'o Owners) -> Option<(&'o str, &'o [String]
 }
 
 /// A host belongs to the federation(s) whose trust domain is its longest matching suffix
-/// (README, "Security"): a peer with trust domain `example.test` cannot publish
+/// (docs/security.md): a peer with trust domain `example.test` cannot publish
 /// `pay.prod.example.test` while a federation with trust domain `prod.example.test` exists,
 /// or its gateway would receive traffic meant for that cluster. Such a claim is dropped as
 /// `HostnameOutOfScope`, naming the owner; federations sharing one trust domain still merge.
@@ -115,7 +115,7 @@ pub(crate) struct Record {
     /// Contributing federations, sorted by name; the first names the object in its label.
     pub federations: Vec<String>,
     /// `exportTo` of the ServiceEntry and DestinationRule (set after the merge from the
-    /// federations' `spec.import.exportTo`: [`crate::discovery::import_policy::set_export_to`]).
+    /// federations' `spec.import.exportTo`: [`crate::discovery::services::import_policy::set_export_to`]).
     pub export_to: Option<Vec<String>>,
 }
 
@@ -192,7 +192,7 @@ fn hashed_name(hostname: &str, seed: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
-/// Gives every record a name no other record has (README, "Security"). Deckhouse's name stays
+/// Gives every record a name no other record has (docs/security.md). Deckhouse's name stays
 /// with the first record (records come in hostname order) that has it; every later record with
 /// the same name gets [`host_name`], salted until it is free of every Deckhouse name and every
 /// name given before. A pure function of the record set, so a rerun gives the same names.
@@ -473,14 +473,14 @@ pub(crate) fn service_entry(record: &Record, namespace: &str, api_version: &str)
     }
 }
 
-/// Failover between the gateways of a host served through more than one (README, "Failover
-/// for hosts served by several clusters"). The endpoints are whole clusters' ingress gateways,
-/// so the detector reacts to what a dead or unreachable gateway produces — connect failures,
-/// timeouts and 502/503/504, which Envoy counts as gateway errors also on opaque TCP — and
-/// never to an application's own 5xx answers (`consecutive5xxErrors: 0`), which would eject a
-/// healthy cluster. Three in a row eject a gateway at the next 5 s sweep for 30 s (doubling on
-/// each repeat); up to 100 % may be ejected, since with two clusters one is half the set and
-/// Envoy's panic threshold still spreads load over all when too few remain.
+/// Failover between the gateways of a host served through more than one (docs/how-it-works.md,
+/// "Remote discovery"). The endpoints are whole clusters' ingress gateways, so the detector reacts
+/// to what a dead or unreachable gateway produces — connect failures, timeouts and 502/503/504,
+/// which Envoy counts as gateway errors also on opaque TCP — and never to an application's own 5xx
+/// answers (`consecutive5xxErrors: 0`), which would eject a healthy cluster. Three in a row eject a
+/// gateway at the next 5 s sweep for 30 s (doubling on each repeat); up to 100 % may be ejected,
+/// since with two clusters one is half the set and Envoy's panic threshold still spreads load over
+/// all when too few remain.
 fn gateway_failover(record: &Record) -> Option<DrOutlierDetection> {
     (record.endpoints.len() > 1).then(|| DrOutlierDetection {
         consecutive_gateway_errors: 3,

@@ -1,4 +1,4 @@
-//! Root rotation on the importing side (README, "Rotating roots and keys"): a root the peer
+//! Root rotation on the importing side (docs/rotation.md): a root the peer
 //! stops publishing in a valid fresh document stays trusted for `ROOT_RETENTION` from the run
 //! that first saw it gone, never past its own notAfter, so the peer's workloads that still hold
 //! certificates under it keep working with us while it re-issues them. And the emergency brake:
@@ -14,8 +14,8 @@
 //! the last-known-good metadata stays what it was. Time still passes: a retained root leaves
 //! when its retention ends, whatever the peer is doing.
 
-use super::effective::FedState;
-use super::report::{Attempt, FetchReport};
+use crate::discovery::network::report::{Attempt, FetchReport};
+use crate::discovery::state::{FedState, Retention, RetiredRoot};
 use crate::hook::timefmt;
 use crate::protocol::certs::{self, CertRejection, RootCert};
 use crate::protocol::federation::Federation;
@@ -30,31 +30,6 @@ use std::time::Duration;
 /// win): a peer that rotates every minute must not grow the trust bundle past the 1 MiB a
 /// ConfigMap can hold, which would break trust for every peer.
 pub(crate) const MAX_RETAINED: usize = 8;
-
-/// A root the peer no longer publishes that is still trusted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RetiredRoot {
-    pub root: RootCert,
-    /// The first run that saw it gone, unix seconds.
-    pub retired_at: i64,
-    /// When it leaves the trust bundle: `retired_at + ROOT_RETENTION`, never past notAfter.
-    pub until: i64,
-}
-
-/// What rotation decided for one federation this run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Retention {
-    /// Retired roots still trusted, in (retiredAt, fingerprint) order.
-    pub retained: Vec<RetiredRoot>,
-    /// Roots the peer publishes (acceptable otherwise) that the annotation distrusts.
-    pub distrusted: Vec<RootCert>,
-    /// The fingerprints the annotation names (lower-case hex).
-    pub distrust: BTreeSet<String>,
-    /// Entries of the annotation that are not SHA-256 fingerprints (ignored, and said so).
-    pub bad_distrust_entries: usize,
-    /// `status.retiredRoots` to write, `None` when it stays as stored.
-    pub status: Option<Value>,
-}
 
 /// Reads the distrust annotation: fingerprints separated by commas or white space, upper- or
 /// lower-case hex, with or without `:` between the bytes (as `openssl x509 -fingerprint
@@ -101,7 +76,7 @@ pub(crate) fn read_stored(fed: &Federation, own: &Own) -> Vec<Stored> {
 
 /// Reads a stored list of retired roots (`[{fingerprint, pem, retiredAt, until}]`), wherever
 /// it is kept: `owner` and `field` name it in the log lines. The rules of [`read_stored`];
-/// the export hook keeps our own retired roots the same way (README, "Rotating roots and keys").
+/// the export hook keeps our own retired roots the same way (docs/rotation.md).
 pub(crate) fn read_list(v: Option<&Value>, own: &Own, owner: &str, field: &str) -> Vec<Stored> {
     let Some(v) = v else {
         return Vec::new();

@@ -1,7 +1,8 @@
 //! What the network phase hands the core: one [`FetchReport`] per federation, with the
-//! data-plane probe's [`ProbeResult`] when the probe ran (README, "Data-plane probe"). The types live
-//! here, between [`super::fetch`] and [`super::reconcile`], so the core never depends on the
-//! client and the client never on the core.
+//! data-plane probe's [`ProbeResult`] when the probe ran (docs/operating.md, "Data-plane probe").
+//! The types live here, between [`crate::discovery::network::fetch`] and
+//! [`crate::discovery::reconcile`], so the core never depends on the client and the client never on
+//! the core.
 
 use crate::protocol::failure::Failure;
 use crate::protocol::metadata::{PrivateMetadata, PublicMetadata};

@@ -2,71 +2,21 @@
 //! succeeded, else the last-known-good copy in `status.metadataCache` — validated by the same
 //! rules as a fresh response, since an older run or product wrote it.
 
-use super::admission::{self, UuidOwners};
-use super::import_policy;
-use super::report::{Attempt, FetchReport};
-use super::retention::Retention;
+use crate::discovery::intake::admission;
+use crate::discovery::network::report::{Attempt, FetchReport};
+use crate::discovery::services::import_policy;
+use crate::discovery::state::{FedState, Rules};
 use crate::hook::settings::PeerLimits;
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::{Federation, SpecProblem};
-use crate::protocol::metadata::{self, Own, PrivateMetadata, PublicMetadata};
+use crate::protocol::metadata::{self, PrivateMetadata, PublicMetadata};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Per-federation state derived this run.
-pub(crate) struct FedState<'f> {
-    pub fed: &'f Federation,
-    pub public: Option<PublicMetadata>,
-    pub public_problem: Option<Failure>,
-    pub private: Option<PrivateMetadata>,
-    pub private_problem: Option<Failure>,
-    /// `status.metadataCache.private` to write: the fresh document as validated, with what it
-    /// carried over from the last good one; `None` without a successful fetch.
-    pub private_cache: Option<Value>,
-    /// Distinct hosts of `private` that `spec.import` left out (they are no longer in it).
-    pub left_out_by_policy: usize,
-    /// Set when the trust bundle would exceed the object budget with this federation's roots,
-    /// or its public cache would make its status patch exceed it: its roots stay as installed
-    /// and its public cache is not rewritten (README, "Conditions", `ObjectTooLarge`).
-    pub trust_hold: Option<Failure>,
-    /// Set when one of its ServiceEntries or its status patch would exceed the object budget:
-    /// it works from its last-known-good private metadata, if that fits, and nothing of it is
-    /// deleted.
-    pub services_hold: Option<Failure>,
-    /// Root rotation: retired roots still trusted, distrusted ones (filled by
-    /// [`super::retention::apply`]).
-    pub retention: Retention,
-}
-
-/// What every federation's metadata is judged by this run.
-pub(crate) struct Rules<'a> {
-    pub own: &'a Own<'a>,
-    pub own_domain: &'a str,
-    pub limits: PeerLimits,
-    pub uuid_owners: &'a UuidOwners,
-}
-
+/// Here rather than in [`crate::discovery::state`]: holding re-derives the private metadata
+/// from the cache, which is this module's decision.
 impl FedState<'_> {
-    /// Whether deletes of this federation's ServiceEntries are held back this run: its cached
-    /// metadata is unusable, or its fresh private metadata had items we had to drop. A service
-    /// that is now invalid may well be one we imported before, and a bad peer must not cost us
-    /// it; new and changed objects are still written (docs/ARCHITECTURE.md, "Discovery").
-    pub(crate) fn holds_back_deletes(&self) -> bool {
-        self.refuses_trust_domain()
-            || self.public_problem.is_some()
-            || self.private_problem.is_some()
-            || self.services_hold.is_some()
-            || self.private.as_ref().is_some_and(|p| !p.dropped.is_empty())
-            || self.fed.import.is_err()
-    }
-
-    /// Whether the trust entries installed for this federation stay as they are: its cached
-    /// public metadata cannot be read, and odd input never removes trust.
-    pub(crate) fn keeps_trust_entries(&self) -> bool {
-        self.public_problem.is_some() || self.trust_hold.is_some()
-    }
-
     /// Holds the federation's imports at the last-known-good: its cached private metadata
     /// instead of the fresh one (when it was working from a fresh one), else nothing — its
     /// objects are then kept as they are. The fresh document is not cached.
@@ -79,37 +29,6 @@ impl FedState<'_> {
             self.private = None;
         }
         self.services_hold = Some(why);
-    }
-
-    /// Holds the federation's trust entries at what is installed, and its public cache at the
-    /// last-known-good one.
-    pub(crate) fn hold_trust(&mut self, why: Failure) {
-        self.trust_hold = Some(why);
-    }
-
-    /// Whether `spec.trustDomain` cannot name a peer: nothing is fetched, imported or trusted
-    /// for this federation, and its ServiceEntries stay (README, "Conditions", `InvalidSpec`).
-    pub(crate) fn refuses_trust_domain(&self) -> bool {
-        matches!(self.fed.spec_problem, Some(SpecProblem::TrustDomain(_)))
-    }
-}
-
-impl<'f> FedState<'f> {
-    /// A federation before (or without) any metadata: nothing fresh, nothing cached, no holds,
-    /// no retained roots.
-    pub(crate) fn without_metadata(fed: &'f Federation) -> FedState<'f> {
-        FedState {
-            fed,
-            public: None,
-            public_problem: None,
-            private: None,
-            private_problem: None,
-            private_cache: None,
-            left_out_by_policy: 0,
-            trust_hold: None,
-            services_hold: None,
-            retention: Retention::default(),
-        }
     }
 }
 
@@ -282,6 +201,8 @@ pub(crate) fn effective_private(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::intake::admission::UuidOwners;
+    use crate::protocol::metadata::Own;
     use serde_json::json;
 
     fn federation(cache: Value) -> Federation {

@@ -1,14 +1,14 @@
-//! Conditions on IstioFederation status (README, "Conditions"), Kubernetes style.
+//! Conditions on IstioFederation status (docs/reference/conditions.md), Kubernetes style.
 //!
 //! `lastTransitionTime` is kept while status, reason and message stay the same, and messages
 //! never carry run-to-run detail, so a peer that stays down does not rewrite status every
 //! minute. Condition types this hook does not manage are kept, after ours; Deckhouse's
-//! `DataplaneConnectionReady` is ours only while `DATAPLANE_PROBE` is on (README,
+//! `DataplaneConnectionReady` is ours only while `DATAPLANE_PROBE` is on (docs/operating.md,
 //! "Data-plane probe").
 
-use super::diff::Operation;
-use super::effective::FedState;
-use super::report::{Attempt, FetchReport};
+use crate::discovery::diff::Operation;
+use crate::discovery::network::report::{Attempt, FetchReport};
+use crate::discovery::state::FedState;
 use crate::hook::timefmt;
 use crate::protocol::failure::Reason;
 use crate::protocol::federation;

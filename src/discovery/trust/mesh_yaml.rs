@@ -1,5 +1,6 @@
-//! Surgical edits of the MeshConfig YAML (README, "Trust bundle modes"): the `mesh` text of the
-//! mesh-config ConfigMap is never re-serialised. [`MeshDoc::parse`] locates the top-level
+//! Surgical edits of the MeshConfig YAML (docs/how-it-works.md, "Trust bundle modes"): the `mesh`
+//! text of the mesh-config ConfigMap is never re-serialised. [`MeshDoc::parse`] locates the
+//! top-level
 //! `caCertificates` node in the text; [`MeshDoc::rewrite`] changes only that node's bytes
 //! (appending the node when it is absent, removing the key when no entry is left) and then
 //! parses its own output again to prove that every other value, and every kept entry, reads the

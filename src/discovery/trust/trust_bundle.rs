@@ -1,5 +1,5 @@
-//! The trust bundle (README, "Trust bundle modes"): peers' root certificates bound to their
-//! trust domains.
+//! The trust bundle (docs/how-it-works.md, "Trust bundle modes"): peers' root certificates bound to
+//! their trust domains.
 //!
 //! Ownership is recorded on the object itself, in the annotation
 //! `federation.istio.deckhouse.io/managed-trust-entries` = `{"<trust domain>": ["<sha256>", …]}`.
@@ -8,9 +8,9 @@
 //! touched. Every write is a JSONPatch that first `test`s the value it was computed from: a
 //! concurrent writer makes the patch fail, and the next run recomputes from fresh state.
 
-use super::diff::{Manifest, Operation};
-use super::effective::FedState;
-use super::mesh_yaml::{self, MeshDoc, NewEntry};
+use crate::discovery::diff::{Manifest, Operation};
+use crate::discovery::state::FedState;
+use crate::discovery::trust::mesh_yaml::{self, MeshDoc, NewEntry};
 use crate::hook::k8s;
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET};
 use crate::protocol::certs;
@@ -101,7 +101,7 @@ pub(crate) fn local_fingerprints(settings: &Settings, observed: Option<&Value>) 
 }
 
 /// Why the trust object cannot be edited safely this run. Nothing is written then; the
-/// `TrustBundleReady` condition carries the text (README, "Conditions").
+/// `TrustBundleReady` condition carries the text (docs/reference/conditions.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustBundleError {
     /// The mesh-config ConfigMap's `data.mesh` cannot be read or rendered.
@@ -149,7 +149,7 @@ fn mesh_text(obj: &Value) -> Result<Option<&str>, String> {
 }
 
 /// Parses the mesh config and locates its `caCertificates` node; `Err` when it cannot be
-/// edited safely (README, "Trust bundle modes": only that node's bytes ever change).
+/// edited safely (docs/how-it-works.md, "Trust bundle modes": only that node's bytes ever change).
 fn parse_mesh<'a>(
     settings: &Settings,
     obj: &'a Value,
@@ -232,7 +232,7 @@ pub(crate) fn owned_entries(
 }
 
 /// The trust entries this run wants: every accepted root of every federation with public
-/// metadata, then the retired roots it retains (README, "Rotating roots and keys"), once per
+/// metadata, then the retired roots it retains (docs/rotation.md), once per
 /// (trust domain, fingerprint) — federations may share a trust domain and a root, and istiod
 /// must not see the same entry twice. A federation held at its installed entries
 /// ([`FedState::trust_hold`]) wants nothing new.
@@ -284,7 +284,7 @@ pub(crate) fn target_entries(
         );
     }
     // Never kept: trust for Istio's local alias or our own domain lets a peer's root mint
-    // identities our policies read as local ones (README, "Security").
+    // identities our policies read as local ones (docs/security.md).
     keep.retain(|td| !names::trust_domain_is_local(td, &settings.cluster_domain));
     let mut all = desired;
     for e in owned_entries(settings, observed, &keep) {
@@ -296,8 +296,8 @@ pub(crate) fn target_entries(
         }
     }
     // A distrusted root leaves every entry we own at once, whichever federation brought it
-    // and whether published, retained or kept (README, "Rotating roots and keys").
-    let distrusted = super::retention::distrusted_anywhere(states);
+    // and whether published, retained or kept (docs/rotation.md).
+    let distrusted = crate::discovery::trust::retention::distrusted_anywhere(states);
     all.retain(|e| !distrusted.contains(&e.fingerprint));
     all
 }

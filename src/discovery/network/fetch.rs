@@ -1,5 +1,5 @@
 //! The network phase of a discovery run: fetch every peer's public and private metadata
-//! (README, "Remote discovery") and hand the results to
+//! (docs/how-it-works.md, "Remote discovery") and hand the results to
 //! [`crate::discovery::reconcile`] as one [`FetchReport`] per federation.
 //!
 //! Why it looks the way it does:
@@ -34,7 +34,7 @@
 //!   is discarded and the private request is repeated with the new audience. The outcome is
 //!   the same as the sequential chain, only faster.
 
-use super::report::{Attempt, FetchReport};
+use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::settings::Settings;
 use crate::protocol::certs;
 use crate::protocol::failure::{Failure, Reason};
@@ -762,7 +762,7 @@ enum RedirectRefused {
     CrossOrigin {
         to: String,
     },
-    /// A `Location` with user information: never followed, and never shown (README, "Security").
+    /// A `Location` with user information: never followed, and never shown (docs/security.md).
     Credentials,
     TooMany,
 }

@@ -1,13 +1,13 @@
 //! The conditions a run sets on each IstioFederation, decided from its effective metadata and
 //! the fetch report. Messages say what to fix and carry no run-to-run detail, so a repeated
-//! failure rewrites nothing (README, "Conditions").
+//! failure rewrites nothing (docs/reference/conditions.md).
 
-use super::effective::FedState;
-use super::probe;
-use super::report::{FetchReport, ProbeResult};
-use super::retention;
-use super::status::{Condition, ConditionStatus, ConditionType};
-use super::trust_bundle::TrustBundleError;
+use crate::discovery::network::probe;
+use crate::discovery::network::report::{FetchReport, ProbeResult};
+use crate::discovery::state::FedState;
+use crate::discovery::status::patch::{Condition, ConditionStatus, ConditionType};
+use crate::discovery::trust::retention;
+use crate::discovery::trust::trust_bundle::TrustBundleError;
 use crate::hook::timefmt;
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::SpecProblem;
@@ -50,7 +50,7 @@ pub(crate) fn for_federation(
     conditions
 }
 
-/// The conditions of a spec that is read but not acted on (README, "Conditions",
+/// The conditions of a spec that is read but not acted on (docs/reference/conditions.md,
 /// `InvalidSpec`): no request is made, whether or not this run is offline. A refused trust
 /// domain also sets the trust and import conditions: nothing is trusted or imported for it.
 fn spec_conditions(st: &FedState, problem: &SpecProblem) -> Vec<Condition> {
@@ -135,9 +135,9 @@ pub(crate) fn exchange_conditions(r: &FetchReport) -> Vec<Condition> {
 
 /// The host the data-plane probe targets for this federation, or the condition saying why
 /// there is none — Deckhouse's checks in Deckhouse's order and words: public metadata with a
-/// cluster UUID, then private metadata, then a health-check service in it (README,
-/// "Data-plane probe"). The private metadata is the effective one (fresh, else the validated
-/// cache) after `spec.import`: a host that is not imported has no ServiceEntry to travel by.
+/// cluster UUID, then private metadata, then a health-check service in it (docs/operating.md,
+/// "Data-plane probe"). The private metadata is the effective one (fresh, else the validated cache)
+/// after `spec.import`: a host that is not imported has no ServiceEntry to travel by.
 pub(crate) fn probe_target<'s>(st: &'s FedState) -> Result<&'s str, Condition> {
     let configuration =
         |msg: String| Condition::new(DATAPLANE, False, Reason::ConfigurationError, msg);
@@ -199,7 +199,7 @@ pub(crate) fn dataplane_condition(
 }
 
 /// `TrustBundleReady`: what is trusted for the peer's trust domain, then what rotation retains
-/// or distrusts (README, "Rotating roots and keys").
+/// or distrusts (docs/rotation.md).
 pub(crate) fn trust_condition(
     st: &FedState,
     trust_problem: Option<&TrustBundleError>,
@@ -286,7 +286,7 @@ fn trust_condition_of_published(
 
 /// `ServicesImported`: the first thing that stands in the way of importing — the policy, a
 /// held object, missing metadata, no usable gateway — or what was imported and dropped
-/// (README, "Conditions").
+/// (docs/reference/conditions.md).
 pub(crate) fn services_condition(st: &FedState) -> Condition {
     if let Err(e) = &st.fed.import {
         return Condition::new(

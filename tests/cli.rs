@@ -93,7 +93,10 @@ fn config_validates_against_the_shell_operator_schema_in_both_modes() {
         let b = &cfg["kubernetes"][6];
         assert_eq!(
             (&b["kind"], &b["apiVersion"]),
-            (&json!("AuthorizationPolicy"), &json!("security.istio.io/v1"))
+            (
+                &json!("AuthorizationPolicy"),
+                &json!("security.istio.io/v1")
+            )
         );
         assert_eq!(b["namespace"]["nameSelector"]["matchNames"], json!([ns]));
     }

@@ -11,6 +11,7 @@
 //! - [`doctor`] and [`discovery::plan`]: operators' tools built on the discovery hook's own
 //!   code (docs/operating.md).
 #![forbid(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 pub mod discovery;
 pub mod doctor;

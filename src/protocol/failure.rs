@@ -10,6 +10,7 @@
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+enum_with_all! {
 /// A condition reason, as written to `status.conditions[].reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
@@ -65,6 +66,7 @@ pub enum Reason {
     ConfigurationError,
     /// No public metadata of the peer yet, so there is nothing to probe (Deckhouse's reason).
     MetadataUnavailable,
+}
 }
 
 impl Reason {

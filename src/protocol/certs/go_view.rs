@@ -2,12 +2,12 @@
 //!
 //! istiod parses every trust anchor with Go's crypto/x509.ParseCertificate and refuses the whole
 //! trust source when one of them does not parse — every federation, not only the peer that sent
-//! it (README "Security"). `go_view` reads a certificate as Go 1.23 does: the same DER rules
+//! it (docs/security.md). `go_view` reads a certificate as Go 1.23 does: the same DER rules
 //! ([`super::der`]), the same fields in the same order and the same extension parsers
 //! ([`super::extensions`]), and refuses what Go refuses. Where Go's rule is a large piece of its
 //! standard library (URL syntax, RFC 2821 mailboxes, UTCTime with offsets or without seconds)
 //! it refuses more: only the plain forms named below pass. `tests/go_oracle.rs` compares it
-//! with Go itself over the corpus in testdata/go-oracle/ (README "Security").
+//! with Go itself over the corpus in testdata/go-oracle/ (docs/security.md).
 
 use super::der::{
     ctx, ctx_constructed, go_bit_string, go_bool, go_name, go_oid, go_time, malformed,

@@ -44,7 +44,7 @@ pub struct RootCheck {
 /// Checks every block of `pem_bundle`: each must be a CERTIFICATE that x509-parser parses, whose
 /// fingerprint is not in `own_fingerprints` (our own root must never be imported as a peer's),
 /// that Go's `crypto/x509.ParseCertificate` would parse — istiod parses every trust anchor with
-/// it and drops the whole trust source over one it refuses (README "Security") — that passes the
+/// it and drops the whole trust source over one it refuses (docs/security.md) — that passes the
 /// root rules (version 3, serial, names, key, critical extensions; see `root_rules`), that is a CA
 /// as Go sees it (basicConstraints CA:TRUE — what istiod's verifyTrustAnchor requires), and
 /// valid at `now` (not_before <= now <= not_after). Duplicate certificates within the bundle

@@ -11,6 +11,7 @@
 //! - [`doctor`] and [`discovery::plan`]: operators' tools built on the discovery hook's own
 //!   code (docs/operating.md).
 #![forbid(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 /// Declares a fieldless enum together with `ALL`, every variant in declaration order. A variant
 /// cannot be added without being listed, so whatever walks `ALL` — the docs tests, which hold

@@ -3,6 +3,7 @@
 //! the emitted patches, and validation against the real schemas and Istio's webhook rules.
 #![allow(dead_code)]
 
+pub mod go_yaml;
 pub mod istio;
 
 use base64::Engine;

@@ -48,6 +48,8 @@ pub(crate) enum Refusal {
     Layout(&'static str, usize),
     /// The edited text failed the re-parse check (a bug here, never a wrong write).
     Check(String),
+    /// Removing the entries an edit would add fails on its result: the edit is not made.
+    Undo(Box<Refusal>),
 }
 
 impl fmt::Display for Refusal {
@@ -83,6 +85,10 @@ impl fmt::Display for Refusal {
             Refusal::Check(what) => write!(
                 f,
                 "editing {KEY} in data.mesh would change {what} (self-check failed)"
+            ),
+            Refusal::Undo(why) => write!(
+                f,
+                "entries added to {KEY} in data.mesh could not be removed again ({why})"
             ),
         }
     }
@@ -311,9 +317,12 @@ impl Tree {
                     style: ScalarStyle::Literal | ScalarStyle::Folded,
                     ..
                 } => {
-                    let body = text.as_bytes().get(n.start..n.end).unwrap_or_default();
-                    let trailing = body.iter().rev().take_while(|&&b| b == b' ').count();
-                    return n.end - trailing;
+                    // The parser ends a block scalar inside the indentation of the line after
+                    // it — for an empty one (`pem: |` and nothing more) even past its own
+                    // start: back to that line's start.
+                    let end = n.end.min(text.len());
+                    let head = text.as_bytes()[..end].iter().rev();
+                    return end - head.take_while(|&&b| b == b' ').count();
                 }
                 _ => return n.end,
             }
@@ -592,6 +601,34 @@ fn next_line(text: &str, pos: usize) -> usize {
     text[pos..].find('\n').map_or(text.len(), |i| pos + i + 1)
 }
 
+/// Start of the line holding the `-` of the block sequence item whose content starts at
+/// `props`: the dash is on that line before it (`- pem: …`), or alone on an earlier line with
+/// only blank and comment lines in between (`-` then `  pem: …`). Never before `floor`.
+fn dash_line(text: &str, props: usize, floor: usize) -> Option<usize> {
+    let mut ls = line_start(text, props);
+    let head = text[ls..props].trim_end_matches(' ');
+    if let Some(before) = head.strip_suffix('-') {
+        return (only_spaces(before) && ls >= floor).then_some(ls);
+    }
+    if !only_spaces(head) {
+        return None;
+    }
+    while ls > floor {
+        ls = line_start(text, ls - 1);
+        let line = text[ls..].split('\n').next().unwrap_or("");
+        let body = line.trim_start_matches(' ').trim_end_matches([' ', '\r']);
+        let dash_comment = (body.starts_with("- ") || body.starts_with("-\t"))
+            && body[1..].trim_start().starts_with('#');
+        if body == "-" || dash_comment {
+            return Some(ls);
+        }
+        if !(body.is_empty() || body.starts_with('#')) {
+            return None;
+        }
+    }
+    None
+}
+
 fn only_spaces(s: &str) -> bool {
     s.bytes().all(|b| b == b' ')
 }
@@ -773,7 +810,18 @@ impl<'a> MeshDoc<'a> {
             cursor = e.end;
         }
         out.push_str(&self.text[cursor..]);
-        self.check(&out, &order, add)?;
+        let after = self.check(&out, &order, add)?;
+        if !add.is_empty() {
+            // Never an edit we could not undo: remove what was added from the result, as a
+            // later run would, and require that edit to pass its own self-check.
+            let undo: Vec<bool> = order
+                .iter()
+                .map(|e| matches!(e, Expected::Old(_)))
+                .collect();
+            after
+                .rewrite(&undo, &[])
+                .map_err(|e| Refusal::Undo(Box::new(e)))?;
+        }
         Ok(out)
     }
 
@@ -992,37 +1040,31 @@ impl<'a> MeshDoc<'a> {
     }
 
     /// Line ranges of a block list's items: item `i` owns `bounds[i]..bounds[i + 1]` (its dash
-    /// line up to the next item's dash line); the last bound is the line after the list.
+    /// line up to the next item's dash line); the last bound is the line after the list. Each
+    /// item starts where the parser says its content starts: its dash is found by looking back
+    /// from there, never by where the item before seems to end (an empty block scalar's span
+    /// runs into the next item's line).
     fn block_bounds(&self, node: Located) -> Result<(Vec<usize>, usize), Refusal> {
         let t = &self.tree;
         let text = self.text;
         let mut bounds = Vec::with_capacity(self.items.len() + 1);
-        let mut from = next_line(text, node.after_colon);
         let mut indent = None;
+        let mut floor = next_line(text, node.after_colon);
         for &i in &self.items {
             let item = &t.nodes[i];
-            let mut ls = from;
-            loop {
-                let line_end = text[ls..].find('\n').map_or(text.len(), |e| ls + e);
-                let line = &text[ls..line_end];
-                let body = line.trim_start_matches(' ');
-                let dash = ls + (line.len() - body.len());
-                if body.starts_with('-') && dash < item.props {
-                    if *indent.get_or_insert(dash - ls) != dash - ls {
-                        return Err(Refusal::Layout("the dash of an entry", item.line));
-                    }
-                    bounds.push(ls);
-                    break;
-                }
-                let blank = body.trim_end_matches([' ', '\t', '\r']).is_empty();
-                if !(blank || body.starts_with('#')) || line_end >= item.props {
-                    return Err(Refusal::Layout("the dash of an entry", item.line));
-                }
-                ls = line_end + 1;
+            let dash = dash_line(text, item.props, floor)
+                .ok_or(Refusal::Layout("the dash of an entry", item.line))?;
+            let column = text[dash..].len() - text[dash..].trim_start_matches(' ').len();
+            if *indent.get_or_insert(column) != column {
+                return Err(Refusal::Layout("the dash of an entry", item.line));
             }
-            from = next_line(text, t.content_end(text, i));
+            bounds.push(dash);
+            floor = next_line(text, item.props);
         }
-        bounds.push(from);
+        let last = self.items.last().map_or(floor, |&i| {
+            next_line(text, t.content_end(text, i).max(t.nodes[i].props))
+        });
+        bounds.push(last.max(floor));
         Ok((bounds, indent.unwrap_or(0)))
     }
 
@@ -1072,7 +1114,12 @@ impl<'a> MeshDoc<'a> {
 
     /// Parses the edited text and compares it with this document: every other top-level entry
     /// reads the same, and the list holds exactly the expected entries.
-    fn check(&self, out: &str, order: &[Expected], add: &[NewEntry]) -> Result<(), Refusal> {
+    fn check<'o>(
+        &self,
+        out: &'o str,
+        order: &[Expected],
+        add: &[NewEntry],
+    ) -> Result<MeshDoc<'o>, Refusal> {
         let after = MeshDoc::parse(out)
             .map_err(|e| Refusal::Check(format!("the text's validity ({e})")))?;
         let others = |d: &MeshDoc| -> Vec<(usize, usize)> {
@@ -1108,7 +1155,7 @@ impl<'a> MeshDoc<'a> {
                 return Err(Refusal::Check("a kept entry".into()));
             }
         }
-        Ok(())
+        Ok(after)
     }
 }
 
@@ -1341,6 +1388,37 @@ mod tests {
     }
 
     #[test]
+    fn entries_after_an_empty_block_scalar_are_delimited_by_their_dashes() {
+        // The parser ends an empty block scalar inside the next item's line: the items are
+        // still told apart by their dashes, and what is appended can be removed again.
+        for text in [
+            "a: 1\ncaCertificates:\n  - pem: |\n",
+            "caCertificates:\n  - pem: >-\n  # none\nb: 2\n",
+            "  a: 1\n  caCertificates:\n  - pem: |\n  b: 2\n",
+        ] {
+            let added = edit(text, &[true], &[B]).unwrap();
+            assert_eq!(
+                MeshDoc::parse(&added).unwrap().entries()[1],
+                Some(("b.local".into(), PEM.into()))
+            );
+            assert_eq!(edit(&added, &[true, false], &[]).unwrap(), text, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_edit_whose_undo_fails_is_not_made() {
+        let doc = MeshDoc::parse("caCertificates:\n- x\n").unwrap();
+        let added = doc.rewrite(&[true], &[B]).unwrap();
+        let after = MeshDoc::parse(&added).unwrap();
+        let undo = [Expected::Old(0)];
+        assert!(after.check("caCertificates:\n- x\n", &undo, &[]).is_ok());
+        assert!(matches!(
+            Refusal::Undo(Box::new(Refusal::AnchorInUse(2))).to_string().as_str(),
+            s if s.starts_with("entries added to caCertificates in data.mesh could not be removed again")
+        ));
+    }
+
+    #[test]
     fn crlf_texts_get_crlf_lines() {
         let text = "a: \"x\ty\"\r\ncaCertificates:\r\n- pem: x\r\n";
         let out = edit(text, &[true], &[B]).unwrap();
@@ -1455,16 +1533,16 @@ mod tests {
         let doc = MeshDoc::parse("a: 1\ncaCertificates: []\n").unwrap();
         let order = [Expected::New(0)];
         assert_eq!(
-            doc.check("a: 2\ncaCertificates: []\n", &[], &[]),
-            Err(Refusal::Check("other fields".into()))
+            doc.check("a: 2\ncaCertificates: []\n", &[], &[]).err(),
+            Some(Refusal::Check("other fields".into()))
         );
         assert_eq!(
-            doc.check("a: 1\ncaCertificates: []\n", &order, &[B]),
-            Err(Refusal::Check("the number of entries".into()))
+            doc.check("a: 1\ncaCertificates: []\n", &order, &[B]).err(),
+            Some(Refusal::Check("the number of entries".into()))
         );
         assert_eq!(
-            doc.check("a: 1\ncaCertificates: [x]\n", &order, &[B]),
-            Err(Refusal::Check("a kept entry".into()))
+            doc.check("a: 1\ncaCertificates: [x]\n", &order, &[B]).err(),
+            Some(Refusal::Check("a kept entry".into()))
         );
     }
 }

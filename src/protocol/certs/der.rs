@@ -35,6 +35,38 @@ pub(super) fn malformed(field: &'static str, detail: impl Into<String>) -> CertR
     }
 }
 
+/// Envoy's BoringSSL parses every field of a certificate with a template that allows nothing
+/// after the last element it defines; Go's parser skips such trailing elements. A root Go
+/// accepts but BoringSSL refuses makes Envoy reject the whole validation context (every
+/// peer's mutual TLS), so a field with anything left in it is refused here.
+pub(super) fn envoy_complete(
+    rest: &Der<'_>,
+    field: &'static str,
+    what: &str,
+) -> Result<(), CertRejection> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(malformed(
+            field,
+            format!(
+                "an element after {what} (BoringSSL, which Envoy loads roots with, refuses it)"
+            ),
+        ))
+    }
+}
+
+/// An AlgorithmIdentifier (its content octets) holds its OID and at most one parameters
+/// element.
+pub(super) fn envoy_algorithm(algorithm: &[u8], field: &'static str) -> Result<(), CertRejection> {
+    let mut d = Der(algorithm);
+    let _ = d.oid();
+    if !d.is_empty() {
+        let _ = d.any();
+    }
+    envoy_complete(&d, field, "the parameters of the algorithm identifier")
+}
+
 /// One DER element: tag, content octets, and the whole encoding.
 pub(super) struct Element<'a> {
     pub(super) tag: u8,
@@ -281,6 +313,7 @@ pub(super) fn go_name(whole: &[u8], field: &'static str) -> Result<usize, CertRe
                 .ok_or_else(|| malformed(field, "malformed attribute value"))?;
             go_string(value.tag, value.body)
                 .map_err(|why| malformed(field, format!("attribute {}: {why}", oid_text(&oid))))?;
+            envoy_complete(&attribute, field, "the value of an attribute")?;
             count += 1;
         }
     }

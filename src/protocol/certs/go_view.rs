@@ -10,9 +10,9 @@
 //! with Go itself over the corpus in testdata/go-oracle/ (docs/security.md).
 
 use super::der::{
-    ctx, ctx_constructed, go_bit_string, go_bool, go_name, go_oid, go_time, malformed,
-    minimal_integer, oid_text, Der, Element, TAG_BIT_STRING, TAG_BOOLEAN, TAG_INTEGER,
-    TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE,
+    ctx, ctx_constructed, envoy_algorithm, envoy_complete, go_bit_string, go_bool, go_name, go_oid,
+    go_time, malformed, minimal_integer, oid_text, Der, Element, TAG_BIT_STRING, TAG_BOOLEAN,
+    TAG_INTEGER, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE,
 };
 use super::extensions::{
     go_authority_info_access, go_authority_key_identifier, go_basic_constraints,
@@ -116,6 +116,10 @@ pub(super) fn go_public_key(spki: &[u8]) -> Result<GoKey<'_>, CertRejection> {
         .read(TAG_BIT_STRING)
         .and_then(go_bit_string)
         .ok_or_else(|| malformed("subjectPublicKeyInfo", "malformed subjectPublicKey"))?;
+    envoy_complete(&d, "subjectPublicKeyInfo", "the key")?;
+    if let Some(algorithm) = Der(spki).read(TAG_SEQUENCE) {
+        envoy_algorithm(algorithm, "subjectPublicKeyInfo")?;
+    }
     let whole_bytes = padding == 0;
     match oid.as_slice() {
         OID_RSA => {
@@ -136,6 +140,7 @@ pub(super) fn go_public_key(spki: &[u8]) -> Result<GoKey<'_>, CertRejection> {
             let exponent = rsa.small_int().ok_or_else(|| {
                 key_error("RSA public exponent is not a minimal DER INTEGER of at most 64 bits")
             })?;
+            envoy_complete(&rsa, "subjectPublicKeyInfo", "the RSA public exponent")?;
             if modulus[0] & 0x80 != 0 || modulus.iter().all(|&b| b == 0) {
                 return Err(key_error("RSA modulus is not a positive number"));
             }
@@ -203,6 +208,7 @@ pub(super) fn go_view(der: &[u8]) -> Result<GoView<'_>, CertRejection> {
         .ok_or_else(|| malformed("validity", "not a DER SEQUENCE"))?;
     go_time(&mut validity, "notBefore")?;
     go_time(&mut validity, "notAfter")?;
+    envoy_complete(&validity, "validity", "notAfter")?;
     let subject_attributes = go_name_field(&mut tbs, "subject")?;
     let spki = tbs
         .read(TAG_SEQUENCE)
@@ -299,7 +305,7 @@ pub(super) fn go_signature_algorithm(
     }
     go_algorithm(inner_algorithm)
         .ok_or_else(|| malformed("signatureAlgorithm", "malformed algorithm identifier"))?;
-    Ok(())
+    envoy_algorithm(inner_algorithm, "signatureAlgorithm")
 }
 
 /// The issuer or subject Name, read whole so [`go_name`] sees its encoding: its count of
@@ -361,10 +367,12 @@ pub(super) fn go_extensions<'a>(
     view: &mut GoView<'a>,
 ) -> Result<(), CertRejection> {
     const FIELD: &str = "extensions";
-    let mut list = Der(body)
+    let mut block = Der(body);
+    let mut list = block
         .read(TAG_SEQUENCE)
         .map(Der)
         .ok_or_else(|| malformed(FIELD, "not a DER SEQUENCE"))?;
+    envoy_complete(&block, FIELD, "the list of extensions")?;
     let mut seen = BTreeSet::new();
     let mut extensions = Vec::new();
     while !list.is_empty() {
@@ -393,6 +401,11 @@ pub(super) fn go_extensions<'a>(
                 format!("extension {}: malformed value", oid_text(&oid)),
             )
         })?;
+        envoy_complete(
+            &e,
+            FIELD,
+            &format!("the value of extension {}", oid_text(&oid)),
+        )?;
         if !seen.insert(oid.clone()) {
             return Err(CertRejection::DuplicateExtension {
                 oid: oid_text(&oid),

@@ -560,7 +560,7 @@ mod tests {
         outcome
             .metrics
             .iter()
-            .filter(|m| m["name"] == metrics::DATAPLANE_HEALTH)
+            .filter(|m| m["name"] == metrics::Metric::DataplaneHealth.name())
             .cloned()
             .collect()
     }

@@ -116,19 +116,17 @@ pub enum SettingsError {
     },
 }
 
-/// Where settings come from: the values document (if any) and the environment, which wins.
+/// Where settings come from: the values document (if any), looked up by key path, and the
+/// environment, which wins. Both are lookups so that what the loader reads can be observed
+/// (the docs tests hold docs/reference/settings.md to it).
 struct Sources<'a> {
-    values: Option<&'a Value>,
+    values: &'a dyn Fn(&[&str]) -> Option<Value>,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Sources<'_> {
-    fn value(&self, path: &[&str]) -> Option<&Value> {
-        let mut v = self.values?;
-        for p in path {
-            v = v.get(p)?;
-        }
-        Some(v)
+    fn value(&self, path: &[&str]) -> Option<Value> {
+        (self.values)(path)
     }
 
     /// An environment variable; set but blank counts as unset.
@@ -147,8 +145,8 @@ impl Sources<'_> {
         };
         let mut enabled = match self.value(&["istio", "federation", "enabled"]) {
             None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => parse_bool(s).ok_or_else(|| malformed(format!("{s:?}")))?,
+            Some(Value::Bool(b)) => b,
+            Some(Value::String(s)) => parse_bool(&s).ok_or_else(|| malformed(format!("{s:?}")))?,
             Some(other) => return Err(malformed(other.to_string())),
         };
         if let Some(s) = self.env("ISTIO_FEDERATION_ENABLED") {
@@ -340,6 +338,21 @@ impl Settings {
     /// required ones are checked by [`Settings::check_required`].
     pub fn load(
         values: Option<&Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
+        let lookup = |path: &[&str]| {
+            let mut v = values?;
+            for p in path {
+                v = v.get(p)?;
+            }
+            Some(v.clone())
+        };
+        Settings::load_from(&lookup, env)
+    }
+
+    /// [`Settings::load`] with the values document as a lookup by key path.
+    pub(crate) fn load_from(
+        values: &dyn Fn(&[&str]) -> Option<Value>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
         let src = Sources { values, env };

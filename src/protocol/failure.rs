@@ -10,6 +10,7 @@
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+enum_with_all! {
 /// A condition reason, as written to `status.conditions[].reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
@@ -70,6 +71,7 @@ pub enum Reason {
     AwaitingAuthorizationPolicy,
     /// `AUTHORIZATION_POLICIES=false`: the peer's workloads are not bounded by the hook.
     EnforcementDisabled,
+}
 }
 
 impl Reason {

@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 /// A successful fetch rewrites unchanged metadata only when the stored timestamp is older.
 const TIMESTAMP_REFRESH: i64 = 10 * 60;
 
+enum_with_all! {
 /// The condition types this hook writes, in the order they are written. Other types on the
 /// object are read and kept as JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,7 @@ pub(crate) enum ConditionType {
     /// What the peer's workloads may reach (docs/security.md, "Exported means reachable");
     /// managed while the run carries the AuthorizationPolicy snapshot.
     ExportBoundaryReady,
+}
 }
 
 impl ConditionType {

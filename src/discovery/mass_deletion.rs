@@ -17,6 +17,7 @@
 
 use crate::discovery::diff::{Operation, Scope};
 use crate::discovery::services::istio_objects::{Observed, Snapshot};
+use crate::discovery::status::metrics;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
 use crate::hook::timefmt;
@@ -29,9 +30,6 @@ use crate::protocol::names;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The gauge: how many federations' deletes are held this run (only while some are).
-pub(crate) const HELD_GAUGE: &str = "d8_istio_federation_mass_deletion_held_federations";
 
 /// What this run decided about mass deletion. Inactive (holds nothing) unless the run would
 /// remove all federations or more than half of them, and `MASS_DELETION_GRACE` is not zero.
@@ -286,9 +284,10 @@ impl Guard {
         }
         let since = self.first_held.borrow().unwrap_or(self.now);
         log::error!(target: "reconcile", "this run would remove the imports and trust of {} of {} federations ({what}), as a lost IstioFederation snapshot would: their deletes are held since {}, and carried out by the first run from {} on that still sees this state (MASS_DELETION_GRACE={}s). Setting istio.federation.enabled=false removes everything at once", self.count, self.count + self.present, timefmt::rfc3339(since), timefmt::rfc3339(since.saturating_add(self.grace)), self.grace);
-        Some(crate::discovery::status::metrics::set_plain(
-            HELD_GAUGE,
+        Some(metrics::set(
+            metrics::Metric::MassDeletionHeld,
             self.count as f64,
+            &[],
         ))
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! No I/O and no clock: `now` is passed in. The same input gives byte-identical output.
 
+use crate::discovery::authz;
 use crate::discovery::budget;
 use crate::discovery::diff::{self, DeletePolicy, Operation, Scope};
 use crate::discovery::intake::admission::{self, UuidOwners};
@@ -93,7 +94,15 @@ pub fn reconcile_into(
     } = decide_states(settings, feds, fetched, &own);
     let fetched = admitted.as_ref();
     let rules = rules(settings, &own, &uuid_owners);
-    // 2. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
+    // 2. The boundary of what each peer may reach, before any trust it bounds: policies
+    //    created or updated first, a root added only once its domain's policy is observed,
+    //    policies deleted last (docs/security.md, "Exported means reachable").
+    let mut boundary = authz::plan(settings, observed, &states);
+    authz::hold_trust_without_policy(settings, observed, &boundary, &mut states);
+    for op in std::mem::take(&mut boundary.writes) {
+        sink(op)?;
+    }
+    // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
     //    budget; deletes only where allowed, and never most federations' at once.
     let (mut records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
     import_policy::set_export_to(&mut records, &states, &settings.federation_namespace);
@@ -110,13 +119,19 @@ pub fn reconcile_into(
         held_back.iter().map(String::as_str),
     );
     let guard = assess_mass_deletion(settings, observed, feds, &records, &policy, now);
-    // 3. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
+    // 4. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
     let trust_problem = write_trust_bundle(settings, observed, &mut states, &guard, sink)?;
-    // 4. The records, written as decided.
+    for op in std::mem::take(&mut boundary.deletes) {
+        sink(op)?;
+    }
+    // 5. The records, written as decided.
     write_records(settings, observed, &records, &policy, &guard, sink)?;
-    // 5. Status and metrics, per federation in name order. The data-plane probe's result only
+    // 6. Status and metrics, per federation in name order. The data-plane probe's result only
     //    ever sets its condition and gauge (docs/operating.md, "Data-plane probe").
-    let managed = ConditionType::managed(settings.dataplane_probe);
+    let managed = ConditionType::managed_with(
+        settings.dataplane_probe,
+        boundary.mode != authz::Mode::Unmanaged,
+    );
     let mut out_metrics = vec![metrics::expire()];
     out_metrics.extend(guard.report());
     for st in &states {
@@ -129,7 +144,8 @@ pub fn reconcile_into(
         if let Some(c) = &dataplane {
             conditions.push(c.clone());
         }
-        if let Some(op) = status_patch(st, report, &conditions, managed, now) {
+        conditions.extend(authz::condition(settings, &boundary, st));
+        if let Some(op) = status_patch(st, report, &conditions, &managed, now) {
             if budget::fits(&op, None) {
                 sink(op)?;
             } else {
@@ -145,6 +161,7 @@ pub fn reconcile_into(
         if let Some((pinned, actual)) = mismatches.get(st.fed.name.as_str()) {
             out_metrics.push(pin::mismatch_metric(&st.fed.name, pinned, actual));
         }
+        authz::metric(&boundary, st, &mut out_metrics);
         if let Some(c) = &dataplane {
             metrics::dataplane_metric(st, c, &mut out_metrics);
         }
@@ -244,6 +261,9 @@ fn remove_everything_we_own(
                 log::warn!(target: "reconcile", "federation disabled, but our trust entries cannot be removed: {e}")
             }
         }
+    }
+    for op in authz::deletes_when_disabled(settings, observed) {
+        sink(op)?;
     }
     let namespace = settings.federation_namespace.as_str();
     for (snapshot, kind) in [
@@ -603,7 +623,7 @@ mod tests {
         outcome
             .metrics
             .iter()
-            .filter(|m| m["name"] == metrics::DATAPLANE_HEALTH)
+            .filter(|m| m["name"] == metrics::Metric::DataplaneHealth.name())
             .cloned()
             .collect()
     }

@@ -52,6 +52,13 @@ pub struct Settings {
     /// or more than half of them, are held before they are carried out (docs/security.md, "Platform failures").
     /// Zero holds nothing.
     pub mass_deletion_grace: Duration,
+    /// `AUTHORIZATION_POLICIES` (default on): bound what each peer's workloads reach to the
+    /// services exported to it (docs/security.md, "Exported means reachable"); off removes
+    /// the policies the hook wrote.
+    pub authorization_policies: bool,
+    /// `ISTIO_ROOT_NAMESPACE`: Istio's root namespace (`meshConfig.rootNamespace`), where a
+    /// policy without selector applies mesh-wide; the Istio namespace by default.
+    pub authz_root_namespace: String,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
@@ -117,19 +124,17 @@ pub enum SettingsError {
     },
 }
 
-/// Where settings come from: the values document (if any) and the environment, which wins.
+/// Where settings come from: the values document (if any), looked up by key path, and the
+/// environment, which wins. Both are lookups so that what the loader reads can be observed
+/// (the docs tests hold docs/reference/settings.md to it).
 struct Sources<'a> {
-    values: Option<&'a Value>,
+    values: &'a dyn Fn(&[&str]) -> Option<Value>,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Sources<'_> {
-    fn value(&self, path: &[&str]) -> Option<&Value> {
-        let mut v = self.values?;
-        for p in path {
-            v = v.get(p)?;
-        }
-        Some(v)
+    fn value(&self, path: &[&str]) -> Option<Value> {
+        (self.values)(path)
     }
 
     /// An environment variable; set but blank counts as unset.
@@ -148,8 +153,8 @@ impl Sources<'_> {
         };
         let mut enabled = match self.value(&["istio", "federation", "enabled"]) {
             None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => parse_bool(s).ok_or_else(|| malformed(format!("{s:?}")))?,
+            Some(Value::Bool(b)) => b,
+            Some(Value::String(s)) => parse_bool(&s).ok_or_else(|| malformed(format!("{s:?}")))?,
             Some(other) => return Err(malformed(other.to_string())),
         };
         if let Some(s) = self.env("ISTIO_FEDERATION_ENABLED") {
@@ -355,6 +360,21 @@ impl Settings {
         values: Option<&Value>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
+        let lookup = |path: &[&str]| {
+            let mut v = values?;
+            for p in path {
+                v = v.get(p)?;
+            }
+            Some(v.clone())
+        };
+        Settings::load_from(&lookup, env)
+    }
+
+    /// [`Settings::load`] with the values document as a lookup by key path.
+    pub(crate) fn load_from(
+        values: &dyn Fn(&[&str]) -> Option<Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
         let src = Sources { values, env };
         Ok(Settings {
             enabled: src.enabled()?,
@@ -381,6 +401,11 @@ impl Settings {
             root_retention: src.root_retention()?,
             dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
             mass_deletion_grace: src.mass_deletion_grace()?,
+            authorization_policies: src.flag("AUTHORIZATION_POLICIES", true)?,
+            authz_root_namespace: match src.env("ISTIO_ROOT_NAMESPACE") {
+                Some(_) => src.namespace("ISTIO_ROOT_NAMESPACE")?,
+                None => src.namespace("ISTIO_NAMESPACE")?,
+            },
         })
     }
 

@@ -10,6 +10,7 @@
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+enum_with_all! {
 /// A condition reason, as written to `status.conditions[].reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
@@ -73,6 +74,12 @@ pub enum Reason {
     /// The mesh config's `serviceEntryVisibility` hides the federation namespace's
     /// ServiceEntries from other namespaces.
     HiddenByServiceEntryVisibility,
+    /// The AuthorizationPolicy bounding the peer is not in place yet: its roots are not added
+    /// until it is (docs/security.md, "Exported means reachable").
+    AwaitingAuthorizationPolicy,
+    /// `AUTHORIZATION_POLICIES=false`: the peer's workloads are not bounded by the hook.
+    EnforcementDisabled,
+}
 }
 
 impl Reason {
@@ -106,6 +113,8 @@ impl Reason {
             Reason::ClusterUuidMismatch => "ClusterUUIDMismatch",
             Reason::ClusterLocalTrustDomain => "ClusterLocalTrustDomain",
             Reason::HiddenByServiceEntryVisibility => "HiddenByServiceEntryVisibility",
+            Reason::AwaitingAuthorizationPolicy => "AwaitingAuthorizationPolicy",
+            Reason::EnforcementDisabled => "EnforcementDisabled",
         }
     }
 }
@@ -176,6 +185,11 @@ mod tests {
                 Reason::HiddenByServiceEntryVisibility,
                 "HiddenByServiceEntryVisibility",
             ),
+            (
+                Reason::AwaitingAuthorizationPolicy,
+                "AwaitingAuthorizationPolicy",
+            ),
+            (Reason::EnforcementDisabled, "EnforcementDisabled"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

@@ -13,9 +13,6 @@ use crate::protocol::federation::Federation;
 use crate::protocol::labels::{CLUSTER_UUID_REPINNED_ANNOTATION, REPIN_CLUSTER_UUID_ANNOTATION};
 use serde_json::{json, Value};
 
-/// The gauge: 1 while a federation's peer publishes another UUID than the pinned one.
-pub(crate) const MISMATCH_GAUGE: &str = "d8_istio_federation_peer_cluster_uuid_mismatch";
-
 /// (pinned, actual) when the fresh public document of `fed` names another UUID than the one
 /// pinned and the operator has not re-pinned to it. `report` is the network phase's, before
 /// admission turns the refusal into a failure.
@@ -32,15 +29,8 @@ pub(crate) fn mismatch(fed: &Federation, report: Option<&FetchReport>) -> Option
 
 /// The gauge of one mismatch.
 pub(crate) fn mismatch_metric(fed: &str, pinned: &str, actual: &str) -> Value {
-    crate::discovery::status::metrics::set_labelled(
-        MISMATCH_GAUGE,
-        1.0,
-        &[
-            ("federation_name", fed),
-            ("pinned_uuid", pinned),
-            ("actual_uuid", actual),
-        ],
-    )
+    use crate::discovery::status::metrics::{set, Metric};
+    set(Metric::PeerClusterUuidMismatch, 1.0, &[fed, pinned, actual])
 }
 
 /// The write that clears an honoured re-pin annotation: the admitted fresh public document of

@@ -594,6 +594,7 @@ fn resource_of(kind: &str) -> (&'static str, &'static str) {
         "Service" => ("", "services"),
         "ServiceEntry" => ("networking.istio.io", "serviceentries"),
         "DestinationRule" => ("networking.istio.io", "destinationrules"),
+        "AuthorizationPolicy" => ("security.istio.io", "authorizationpolicies"),
         other => panic!("unexpected kind {other}"),
     }
 }
@@ -650,6 +651,19 @@ fn needed(env: &[(String, String)]) -> Need {
             &["create", "get", "update", "delete"],
         ); // CreateOrUpdate, Delete
     }
+    // The boundary's AuthorizationPolicies in the root namespace: CreateOrUpdate, Delete.
+    let root_ns = env
+        .iter()
+        .find(|(k, _)| k == "ISTIO_ROOT_NAMESPACE")
+        .map_or(istio_ns, |(_, v)| v.as_str());
+    need(
+        &mut n,
+        "security.istio.io",
+        "authorizationpolicies",
+        root_ns,
+        "",
+        &["create", "get", "update", "delete"],
+    );
     need(&mut n, "", "secrets", fed_ns, "", &["create"]); // CreateIfNotExists key pair, CreateOrUpdate metadata
     need(
         &mut n,
@@ -1325,6 +1339,8 @@ fn the_product_emits_only_operations_the_rbac_model_knows() {
         ("CreateIfNotExists", "ConfigMap"),
         ("Delete", "ServiceEntry"),
         ("Delete", "DestinationRule"),
+        ("CreateOrUpdate", "AuthorizationPolicy"),
+        ("Delete", "AuthorizationPolicy"),
         ("JSONPatch", "ConfigMap"),
         ("JSONPatch", "Secret"),
         ("MergePatch", "IstioFederation"),

@@ -10,6 +10,7 @@
 //! budget) and [`status`] (conditions, the status patch, metrics). [`run`] is the imperative
 //! shell around them; [`plan`] runs the same core offline.
 
+pub(crate) mod authz;
 pub mod budget;
 pub mod config;
 pub(crate) mod diff;

@@ -3,6 +3,7 @@
 //!
 //! No I/O and no clock: `now` is passed in. The same input gives byte-identical output.
 
+use crate::discovery::authz;
 use crate::discovery::budget;
 use crate::discovery::diff::{self, DeletePolicy, Operation, Scope};
 use crate::discovery::intake::admission::{self, UuidOwners};
@@ -86,9 +87,20 @@ pub fn reconcile_into(
     } = decide_states(settings, feds, fetched, &own);
     let fetched = admitted.as_ref();
     let rules = rules(settings, &own, &uuid_owners);
-    // 2. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
+    // 2. The boundary of what each peer may reach, before any trust it bounds: policies
+    //    created or updated first, a root added only once its domain's policy is observed,
+    //    policies deleted last (docs/security.md, "Exported means reachable").
+    let mut boundary = authz::plan(settings, observed, &states);
+    authz::hold_trust_without_policy(settings, observed, &boundary, &mut states);
+    for op in std::mem::take(&mut boundary.writes) {
+        sink(op)?;
+    }
+    // 3. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
     let trust_problem = write_trust_bundle(settings, observed, &mut states, sink)?;
-    // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
+    for op in std::mem::take(&mut boundary.deletes) {
+        sink(op)?;
+    }
+    // 4. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
     //    budget, written as decided, deletes only where allowed.
     let (mut records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
     import_policy::set_export_to(&mut records, &states, &settings.federation_namespace);
@@ -103,9 +115,12 @@ pub fn reconcile_into(
             .map(|st| st.fed.name.as_str()),
     );
     write_records(settings, observed, &records, &policy, sink)?;
-    // 4. Status and metrics, per federation in name order. The data-plane probe's result only
+    // 5. Status and metrics, per federation in name order. The data-plane probe's result only
     //    ever sets its condition and gauge (docs/operating.md, "Data-plane probe").
-    let managed = ConditionType::managed(settings.dataplane_probe);
+    let managed = ConditionType::managed_with(
+        settings.dataplane_probe,
+        boundary.mode != authz::Mode::Unmanaged,
+    );
     let mut out_metrics = vec![metrics::expire()];
     for st in &states {
         let report = fetched.get(&st.fed.name);
@@ -117,7 +132,8 @@ pub fn reconcile_into(
         if let Some(c) = &dataplane {
             conditions.push(c.clone());
         }
-        if let Some(op) = status_patch(st, report, &conditions, managed, now) {
+        conditions.extend(authz::condition(settings, &boundary, st));
+        if let Some(op) = status_patch(st, report, &conditions, &managed, now) {
             if budget::fits(&op, None) {
                 sink(op)?;
             } else {
@@ -127,6 +143,7 @@ pub fn reconcile_into(
             }
         }
         federation_metrics(st, report, &mut out_metrics);
+        authz::metric(&boundary, st, &mut out_metrics);
         if let Some(c) = &dataplane {
             metrics::dataplane_metric(st, c, &mut out_metrics);
         }
@@ -226,6 +243,9 @@ fn remove_everything_we_own(
                 log::warn!(target: "reconcile", "federation disabled, but our trust entries cannot be removed: {e}")
             }
         }
+    }
+    for op in authz::deletes_when_disabled(settings, observed) {
+        sink(op)?;
     }
     let namespace = settings.federation_namespace.as_str();
     for (snapshot, kind) in [
@@ -540,7 +560,7 @@ mod tests {
         outcome
             .metrics
             .iter()
-            .filter(|m| m["name"] == metrics::DATAPLANE_HEALTH)
+            .filter(|m| m["name"] == metrics::Metric::DataplaneHealth.name())
             .cloned()
             .collect()
     }

@@ -48,6 +48,13 @@ pub struct Settings {
     /// `DATAPLANE_PROBE` (default off): probe every peer's health-check service through the
     /// mesh each run (docs/operating.md, "Data-plane probe"). Needs the hook's pod in the mesh.
     pub dataplane_probe: bool,
+    /// `AUTHORIZATION_POLICIES` (default on): bound what each peer's workloads reach to the
+    /// services exported to it (docs/security.md, "Exported means reachable"); off removes
+    /// the policies the hook wrote.
+    pub authorization_policies: bool,
+    /// `ISTIO_ROOT_NAMESPACE`: Istio's root namespace (`meshConfig.rootNamespace`), where a
+    /// policy without selector applies mesh-wide; the Istio namespace by default.
+    pub authz_root_namespace: String,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
@@ -109,19 +116,17 @@ pub enum SettingsError {
     },
 }
 
-/// Where settings come from: the values document (if any) and the environment, which wins.
+/// Where settings come from: the values document (if any), looked up by key path, and the
+/// environment, which wins. Both are lookups so that what the loader reads can be observed
+/// (the docs tests hold docs/reference/settings.md to it).
 struct Sources<'a> {
-    values: Option<&'a Value>,
+    values: &'a dyn Fn(&[&str]) -> Option<Value>,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Sources<'_> {
-    fn value(&self, path: &[&str]) -> Option<&Value> {
-        let mut v = self.values?;
-        for p in path {
-            v = v.get(p)?;
-        }
-        Some(v)
+    fn value(&self, path: &[&str]) -> Option<Value> {
+        (self.values)(path)
     }
 
     /// An environment variable; set but blank counts as unset.
@@ -140,8 +145,8 @@ impl Sources<'_> {
         };
         let mut enabled = match self.value(&["istio", "federation", "enabled"]) {
             None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => parse_bool(s).ok_or_else(|| malformed(format!("{s:?}")))?,
+            Some(Value::Bool(b)) => b,
+            Some(Value::String(s)) => parse_bool(&s).ok_or_else(|| malformed(format!("{s:?}")))?,
             Some(other) => return Err(malformed(other.to_string())),
         };
         if let Some(s) = self.env("ISTIO_FEDERATION_ENABLED") {
@@ -335,6 +340,21 @@ impl Settings {
         values: Option<&Value>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
+        let lookup = |path: &[&str]| {
+            let mut v = values?;
+            for p in path {
+                v = v.get(p)?;
+            }
+            Some(v.clone())
+        };
+        Settings::load_from(&lookup, env)
+    }
+
+    /// [`Settings::load`] with the values document as a lookup by key path.
+    pub(crate) fn load_from(
+        values: &dyn Fn(&[&str]) -> Option<Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
         let src = Sources { values, env };
         Ok(Settings {
             enabled: src.enabled()?,
@@ -360,6 +380,11 @@ impl Settings {
             limits: src.limits()?,
             root_retention: src.root_retention()?,
             dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
+            authorization_policies: src.flag("AUTHORIZATION_POLICIES", true)?,
+            authz_root_namespace: match src.env("ISTIO_ROOT_NAMESPACE") {
+                Some(_) => src.namespace("ISTIO_ROOT_NAMESPACE")?,
+                None => src.namespace("ISTIO_NAMESPACE")?,
+            },
         })
     }
 

@@ -57,6 +57,16 @@ fn read_owned(obj: &Value) -> Owned {
     }
 }
 
+/// The trust domains with roots of ours in the trust object (its ownership annotation).
+pub(crate) fn owned_trust_domains(obj: &Value) -> BTreeSet<String> {
+    read_owned(obj).into_keys().collect()
+}
+
+/// Our installed roots' fingerprints, by trust domain.
+pub(crate) fn owned_fingerprints(obj: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    read_owned(obj)
+}
+
 fn owns(owned: &Owned, td: &str, fp: &str) -> bool {
     owned.get(td).is_some_and(|s| s.contains(fp))
 }

@@ -30,6 +30,7 @@ use crate::discovery::budget::{json_len, MAX_OBJECT_BYTES};
 use crate::discovery::diff::{Manifest, Operation};
 use crate::discovery::observed::Observed;
 use crate::discovery::state::FedState;
+use crate::discovery::status::metrics::{self, Metric};
 use crate::discovery::status::patch::{Condition, ConditionStatus, ConditionType};
 use crate::discovery::trust::trust_bundle;
 use crate::hook::k8s;
@@ -325,16 +326,10 @@ pub(crate) fn condition(settings: &Settings, plan: &Plan, st: &FedState) -> Opti
 pub(crate) fn metric(plan: &Plan, st: &FedState, out: &mut Vec<Value>) {
     let td = st.fed.trust_domain.to_ascii_lowercase();
     if let (Mode::On, Some(b)) = (plan.mode, plan.boundaries.get(&td)) {
-        out.push(crate::hook::metrics::set(
-            crate::discovery::status::metrics::GROUP,
-            REACHABLE_SERVICES,
+        out.push(metrics::set(
+            Metric::ReachableServices,
             b.services as f64,
-            &[
-                ("federation_name", st.fed.name.as_str()),
-                ("trust_domain", td.as_str()),
-            ],
+            &[st.fed.name.as_str(), td.as_str()],
         ));
     }
 }
-
-pub(crate) const REACHABLE_SERVICES: &str = "d8_istio_federation_reachable_services";

@@ -32,6 +32,9 @@ pub(crate) enum Metric {
     /// Deckhouse's data-plane gauge: 1 when the probe of the peer's health-check service
     /// succeeded this run, else 0 (docs/operating.md, "Data-plane probe").
     DataplaneHealth,
+    /// How many of our services the peer's workloads may reach (docs/security.md, "Exported
+    /// means reachable"), while the boundary is enforced.
+    ReachableServices,
 }
 }
 
@@ -49,6 +52,7 @@ impl Metric {
             }
             Metric::ImportedServices => "d8_istio_federation_imported_services",
             Metric::DataplaneHealth => "d8_istio_alliance_dataplane_health_check",
+            Metric::ReachableServices => "d8_istio_federation_reachable_services",
         }
     }
 
@@ -63,6 +67,7 @@ impl Metric {
             Metric::RetainedRootUntil => &["federation_name", "trust_domain", "fingerprint"],
             Metric::ImportedServices => &["federation_name"],
             Metric::DataplaneHealth => &["alliance_kind", "name", "remote_cluster_uuid"],
+            Metric::ReachableServices => &["federation_name", "trust_domain"],
         }
     }
 }
@@ -73,7 +78,7 @@ pub fn expire() -> Value {
 }
 
 /// One gauge of `metric`, with `values` for its [`Metric::labels`] in order.
-fn set(metric: Metric, value: f64, values: &[&str]) -> Value {
+pub(crate) fn set(metric: Metric, value: f64, values: &[&str]) -> Value {
     debug_assert_eq!(metric.labels().len(), values.len(), "{metric:?}");
     let labels: Vec<(&str, &str)> = metric
         .labels()

@@ -1,6 +1,8 @@
 //! istio-federation-hook: dispatch only. Each program's imperative shell lives beside its core
 //! (`discovery::run`, `export::run`, `serve`); docs/ARCHITECTURE.md draws the data flow.
 
+#![warn(clippy::too_many_lines)]
+
 use istio_federation_hook::hook::logging;
 use istio_federation_hook::{discovery, doctor, export, serve};
 use std::process::ExitCode;

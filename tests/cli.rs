@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::process::Command;
 
 fn config_with(env: &[(&str, &str)]) -> (i32, String, String) {
@@ -69,10 +69,36 @@ fn config_validates_against_the_shell_operator_schema_in_both_modes() {
                 "trust_bundle",
                 "local_root_ca",
                 "service_entries",
-                "destination_rules"
+                "destination_rules",
+                "authorization_policies",
+                "public_services"
             ]
         );
         assert_eq!(cfg["schedule"][0]["crontab"], "* * * * *");
+    }
+    // The boundary's policies are watched in Istio's root namespace: ISTIO_NAMESPACE unless
+    // ISTIO_ROOT_NAMESPACE says otherwise.
+    for (env, ns) in [
+        (vec![("ISTIO_NAMESPACE", "istio-system")], "istio-system"),
+        (
+            vec![
+                ("ISTIO_NAMESPACE", "istio-system"),
+                ("ISTIO_ROOT_NAMESPACE", "mesh-root"),
+            ],
+            "mesh-root",
+        ),
+    ] {
+        let (_, stdout, _) = config_with(&env);
+        let cfg: Value = serde_json::from_str(&stdout).unwrap();
+        let b = &cfg["kubernetes"][6];
+        assert_eq!(
+            (&b["kind"], &b["apiVersion"]),
+            (
+                &json!("AuthorizationPolicy"),
+                &json!("security.istio.io/v1")
+            )
+        );
+        assert_eq!(b["namespace"]["nameSelector"]["matchNames"], json!([ns]));
     }
     let (_, stdout, _) = config_with(&[("TRUST_BUNDLE_MODE", "cacerts")]);
     let cfg: Value = serde_json::from_str(&stdout).unwrap();
@@ -111,6 +137,54 @@ fn jq_filters_compile_with_jq() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The operator's annotations on an IstioFederation (distrust, re-pin, the cluster.local
+/// opt-in) are part of the federations binding's filter result, so setting one runs the hook
+/// at once (docs/how-it-works.md, "Remote discovery"; docs/security.md).
+#[test]
+fn federations_filter_delivers_the_operators_annotations() {
+    let (_, stdout, _) = config_with(&[]);
+    let cfg: Value = serde_json::from_str(&stdout).unwrap();
+    let binding = cfg["kubernetes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "federations")
+        .expect("federations binding");
+    let filter = binding["jqFilter"].as_str().unwrap();
+    let run = |annotations: &str| -> String {
+        let fed = format!(
+            r#"{{"metadata": {{"name": "b", "annotations": {annotations}}}, "spec": {{"trustDomain": "b.local"}}}}"#
+        );
+        let out = Command::new("jq")
+            .args(["-c", filter])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(fed.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("jq is installed (apt-get install jq)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let none = run("{}");
+    for key in [
+        "federation.istio.deckhouse.io/distrust-roots",
+        "federation.istio.deckhouse.io/repin-cluster-uuid",
+        "federation.istio.deckhouse.io/accept-cluster-local-trust-domain",
+    ] {
+        let with = run(&format!(r#"{{"{key}": "x"}}"#));
+        assert_ne!(with, none, "{key} is not in the filter result");
+    }
+    assert_eq!(run(r#"{"unrelated": "x"}"#), none);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! observed object and the desired one. Nothing is written to `KUBERNETES_PATCH_PATH` or
 //! `METRICS_PATH`, and no peer is contacted.
 
+use crate::discovery::authz;
 use crate::discovery::diff::{Manifest, Operation};
 use crate::discovery::observed::Observed;
 use crate::discovery::reconcile;
@@ -234,6 +235,28 @@ impl<'a> Context<'a> {
 
     fn explain(&self, op: &Operation) -> Planned {
         match op {
+            Operation::CreateOrUpdate(Manifest::Json(v)) if authz::plan_text::is_policy(v) => {
+                let (action, reason) = authz::plan_text::write(self.settings, self.observed, v);
+                Planned {
+                    action,
+                    kind: authz::policy::KIND.into(),
+                    namespace: k8s::namespace(v).unwrap_or("").into(),
+                    name: k8s::name(v).unwrap_or("").into(),
+                    reason,
+                }
+            }
+            Operation::Delete {
+                kind,
+                namespace,
+                name,
+                ..
+            } if kind == authz::policy::KIND => Planned {
+                action: "delete",
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                reason: authz::plan_text::delete(self.settings, self.observed, name),
+            },
             Operation::CreateOrUpdate(Manifest::Istio(d)) => self.write(d),
             Operation::CreateOrUpdate(Manifest::Json(v))
             | Operation::CreateIfNotExists(Manifest::Json(v)) => Planned {

@@ -52,6 +52,17 @@ pub struct Settings {
     /// every minute). shell-operator's cron (robfig/cron v2) also takes a seconds field first
     /// (`*/5 * * * * *`) and `@every 30s`-style descriptors (reference/settings.md).
     pub hook_schedule: String,
+    /// `MASS_DELETION_GRACE` (default 5m): how long deletes that would remove all federations,
+    /// or more than half of them, are held before they are carried out (docs/security.md, "Platform failures").
+    /// Zero holds nothing.
+    pub mass_deletion_grace: Duration,
+    /// `AUTHORIZATION_POLICIES` (default on): bound what each peer's workloads reach to the
+    /// services exported to it (docs/security.md, "Exported means reachable"); off removes
+    /// the policies the hook wrote.
+    pub authorization_policies: bool,
+    /// `ISTIO_ROOT_NAMESPACE`: Istio's root namespace (`meshConfig.rootNamespace`), where a
+    /// policy without selector applies mesh-wide; the Istio namespace by default.
+    pub authz_root_namespace: String,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
@@ -77,6 +88,10 @@ impl Default for PeerLimits {
 /// `ROOT_RETENTION` when unset: two days, longer than an Istio workload certificate lives
 /// (24 h by default), so every workload of a rotating peer is re-issued before its old root goes.
 pub(crate) const DEFAULT_ROOT_RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// `MASS_DELETION_GRACE` when unset: five schedule runs, long enough for shell-operator to
+/// restart a lost informer, short enough that a real mass deletion waits only minutes.
+pub(crate) const DEFAULT_MASS_DELETION_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// Name of the plug-in CA Secret istiod reads.
 pub(crate) const CACERTS_SECRET: &str = "cacerts";
@@ -113,19 +128,17 @@ pub enum SettingsError {
     },
 }
 
-/// Where settings come from: the values document (if any) and the environment, which wins.
+/// Where settings come from: the values document (if any), looked up by key path, and the
+/// environment, which wins. Both are lookups so that what the loader reads can be observed
+/// (the docs tests hold docs/reference/settings.md to it).
 struct Sources<'a> {
-    values: Option<&'a Value>,
+    values: &'a dyn Fn(&[&str]) -> Option<Value>,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Sources<'_> {
-    fn value(&self, path: &[&str]) -> Option<&Value> {
-        let mut v = self.values?;
-        for p in path {
-            v = v.get(p)?;
-        }
-        Some(v)
+    fn value(&self, path: &[&str]) -> Option<Value> {
+        (self.values)(path)
     }
 
     /// An environment variable; set but blank counts as unset.
@@ -144,8 +157,8 @@ impl Sources<'_> {
         };
         let mut enabled = match self.value(&["istio", "federation", "enabled"]) {
             None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => parse_bool(s).ok_or_else(|| malformed(format!("{s:?}")))?,
+            Some(Value::Bool(b)) => b,
+            Some(Value::String(s)) => parse_bool(&s).ok_or_else(|| malformed(format!("{s:?}")))?,
             Some(other) => return Err(malformed(other.to_string())),
         };
         if let Some(s) = self.env("ISTIO_FEDERATION_ENABLED") {
@@ -267,6 +280,18 @@ impl Sources<'_> {
         }
     }
 
+    /// `MASS_DELETION_GRACE`: any duration, zero included (`0s` = deletes are never held).
+    fn mass_deletion_grace(&self) -> Result<Duration, SettingsError> {
+        match self.env("MASS_DELETION_GRACE") {
+            None => Ok(DEFAULT_MASS_DELETION_GRACE),
+            Some(s) => parse_duration(&s).ok_or_else(|| SettingsError::Malformed {
+                setting: "MASS_DELETION_GRACE",
+                expected: "a duration like 5m, 30s or 0s",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
     /// A boolean from the environment, `default` when unset.
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, SettingsError> {
         match self.env(name) {
@@ -357,6 +382,21 @@ impl Settings {
         values: Option<&Value>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
+        let lookup = |path: &[&str]| {
+            let mut v = values?;
+            for p in path {
+                v = v.get(p)?;
+            }
+            Some(v.clone())
+        };
+        Settings::load_from(&lookup, env)
+    }
+
+    /// [`Settings::load`] with the values document as a lookup by key path.
+    pub(crate) fn load_from(
+        values: &dyn Fn(&[&str]) -> Option<Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
         let src = Sources { values, env };
         Ok(Settings {
             enabled: src.enabled()?,
@@ -383,6 +423,12 @@ impl Settings {
             root_retention: src.root_retention()?,
             dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
             hook_schedule: src.hook_schedule()?,
+            mass_deletion_grace: src.mass_deletion_grace()?,
+            authorization_policies: src.flag("AUTHORIZATION_POLICIES", true)?,
+            authz_root_namespace: match src.env("ISTIO_ROOT_NAMESPACE") {
+                Some(_) => src.namespace("ISTIO_ROOT_NAMESPACE")?,
+                None => src.namespace("ISTIO_NAMESPACE")?,
+            },
         })
     }
 
@@ -620,6 +666,20 @@ mod tests {
                 .to_string(),
             "DATAPLANE_PROBE: expected true or false, got \"sometimes\""
         );
+    }
+
+    #[test]
+    fn mass_deletion_grace_defaults_to_5m_and_names_itself() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::from_secs(300));
+        let s = load(None, &[("MASS_DELETION_GRACE", "20s")]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::from_secs(20));
+        let s = load(None, &[("MASS_DELETION_GRACE", "0s")]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::ZERO);
+        let e = load(None, &[("MASS_DELETION_GRACE", "a while")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MASS_DELETION_GRACE"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+enum_with_all! {
 /// A condition reason, as written to `status.conditions[].reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
@@ -65,6 +66,15 @@ pub enum Reason {
     ConfigurationError,
     /// No public metadata of the peer yet, so there is nothing to probe (Deckhouse's reason).
     MetadataUnavailable,
+    /// The fresh public metadata names another `clusterUUID` than the one pinned in the
+    /// cached public metadata (Deckhouse's reason); nothing of it is used until re-pinned.
+    ClusterUuidMismatch,
+    /// The AuthorizationPolicy bounding the peer is not in place yet: its roots are not added
+    /// until it is (docs/security.md, "Exported means reachable").
+    AwaitingAuthorizationPolicy,
+    /// `AUTHORIZATION_POLICIES=false`: the peer's workloads are not bounded by the hook.
+    EnforcementDisabled,
+}
 }
 
 impl Reason {
@@ -95,6 +105,9 @@ impl Reason {
             Reason::ProbeFailed => "ProbeFailed",
             Reason::ConfigurationError => "ConfigurationError",
             Reason::MetadataUnavailable => "MetadataUnavailable",
+            Reason::ClusterUuidMismatch => "ClusterUUIDMismatch",
+            Reason::AwaitingAuthorizationPolicy => "AwaitingAuthorizationPolicy",
+            Reason::EnforcementDisabled => "EnforcementDisabled",
         }
     }
 }
@@ -159,6 +172,12 @@ mod tests {
             (Reason::ProbeFailed, "ProbeFailed"),
             (Reason::ConfigurationError, "ConfigurationError"),
             (Reason::MetadataUnavailable, "MetadataUnavailable"),
+            (Reason::ClusterUuidMismatch, "ClusterUUIDMismatch"),
+            (
+                Reason::AwaitingAuthorizationPolicy,
+                "AwaitingAuthorizationPolicy",
+            ),
+            (Reason::EnforcementDisabled, "EnforcementDisabled"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

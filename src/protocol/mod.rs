@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub(crate) mod claims;
+pub(crate) mod exports;
 pub mod failure;
 pub mod federation;
 pub(crate) mod json;

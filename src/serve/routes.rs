@@ -459,6 +459,16 @@ mod tests {
         assert_eq!(Endpoint::Spiffe.label(), "spiffe_bundle");
     }
 
+    /// docs/reference/metrics.md lists what `/metrics` renders (src/docs_tests.rs): every metric
+    /// with the labels of its series, after one request so the request counter has one.
+    #[test]
+    fn metrics_reference_lists_every_serve_metric_with_its_labels() {
+        let m = Metrics::new();
+        m.count_request(Endpoint::Public, StatusCode::OK);
+        let exported = crate::docs_tests::exposition_metrics(&m.render());
+        crate::docs_tests::assert_metrics_documented("serve", &exported);
+    }
+
     #[test]
     fn metrics_text() {
         let m = Metrics::new();

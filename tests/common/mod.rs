@@ -3,6 +3,7 @@
 //! the emitted patches, and validation against the real schemas and Istio's webhook rules.
 #![allow(dead_code)]
 
+pub mod go_yaml;
 pub mod istio;
 
 use base64::Engine;
@@ -307,6 +308,13 @@ pub fn check_operations(ops: &[Value]) -> Vec<String> {
                 }
                 ses.push(obj.clone());
             }
+            if obj["kind"] == "AuthorizationPolicy" {
+                problems.extend(
+                    istio::check_authorization_policy(obj)
+                        .into_iter()
+                        .map(|e| format!("operation {i}: AuthorizationPolicy: {e}")),
+                );
+            }
             if obj["kind"] == "DestinationRule" {
                 problems.extend(
                     istio::check_destination_rule(obj)
@@ -406,6 +414,7 @@ impl Store {
         match (kind, name) {
             ("ServiceEntry", _) => "service_entries",
             ("DestinationRule", _) => "destination_rules",
+            ("AuthorizationPolicy", _) => "authorization_policies",
             ("IstioFederation", _) => "federations",
             ("Secret", "istio-federation-metadata") => "metadata_secret",
             ("Secret", "d8-remote-authn-keypair") => "authn_keypair",

@@ -41,6 +41,7 @@ fn path_of(binding: &Value) -> String {
         "Service" => "services",
         "ServiceEntry" => "serviceentries",
         "DestinationRule" => "destinationrules",
+        "AuthorizationPolicy" => "authorizationpolicies",
         other => panic!("a binding of kind {other}: add it here"),
     };
     let prefix = if api.contains('/') {
@@ -119,93 +120,108 @@ fn as_sa(sa: &Path, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// One write check: kubectl arguments and the manifest on stdin, if any.
+type Check = (String, Option<String>);
+
 /// Every kind of write the hooks' operations become, as server-side dry runs by the
-/// ServiceAccount. Objects a write needs to exist are created first by the harness.
+/// ServiceAccount: CreateOrUpdate (POST, then GET + PUT), CreateIfNotExists (POST), Delete
+/// (DELETE) on each kind the hooks own, and the PATCHes of status, the metadata Secret and the
+/// trust bundle exactly as shell-operator sends them (no GET first). Objects a write needs to
+/// exist are created first by the harness, and removed after.
 pub fn write_refusals(k: &Kube, sa: &Path, env: &[(String, String)]) -> Vec<String> {
     let fed_ns = setting(env, "FEDERATION_NAMESPACE");
     let istio_ns = setting(env, "ISTIO_NAMESPACE");
     let api = setting(env, "ISTIO_NETWORKING_API_VERSION");
-    let mode = setting(env, "TRUST_BUNDLE_MODE");
-    let mesh = setting(env, "MESH_CONFIG_NAME");
-    let se = format!(
-        "apiVersion: {api}\nkind: ServiceEntry\nmetadata: {{name: rbac-probe, namespace: {fed_ns}, labels: {{app.kubernetes.io/managed-by: istio-federation-hook}}}}\n\
-         spec: {{hosts: [rbac-probe.example.org], location: MESH_INTERNAL, resolution: STATIC, ports: [{{number: 80, name: http, protocol: HTTP}}], endpoints: [{{address: 127.0.0.1}}]}}\n"
-    );
-    let dr = format!(
-        "apiVersion: {api}\nkind: DestinationRule\nmetadata: {{name: rbac-probe, namespace: {fed_ns}, labels: {{app.kubernetes.io/managed-by: istio-federation-hook}}}}\n\
-         spec: {{host: rbac-probe.example.org, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}\n"
-    );
+    let root_ns = env
+        .iter()
+        .find(|(k, _)| k == "ISTIO_ROOT_NAMESPACE")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(istio_ns);
+    let managed = "labels: {app.kubernetes.io/managed-by: istio-federation-hook}";
+    // (resource for kubectl, namespace, manifest) of every kind the hooks own.
+    let owned = [
+        (
+            format!("serviceentries.{}", api.split('/').next().unwrap_or("")),
+            fed_ns,
+            format!(
+                "apiVersion: {api}\nkind: ServiceEntry\nmetadata: {{name: NAME, namespace: {fed_ns}, {managed}}}\n\
+                 spec: {{hosts: [rbac-probe.example.org], location: MESH_INTERNAL, resolution: STATIC, \
+                 ports: [{{number: 80, name: http, protocol: HTTP}}], endpoints: [{{address: 127.0.0.1}}]}}\n"
+            ),
+        ),
+        (
+            format!("destinationrules.{}", api.split('/').next().unwrap_or("")),
+            fed_ns,
+            format!(
+                "apiVersion: {api}\nkind: DestinationRule\nmetadata: {{name: NAME, namespace: {fed_ns}, {managed}}}\n\
+                 spec: {{host: rbac-probe.example.org, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}\n"
+            ),
+        ),
+        (
+            "authorizationpolicies.security.istio.io".to_string(),
+            root_ns,
+            format!(
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: NAME, namespace: {root_ns}, {managed}}}\n\
+                 spec: {{action: ALLOW, rules: [{{from: [{{source: {{principals: [rbac-probe.example.org/ns/x/sa/y]}}}}]}}]}}\n"
+            ),
+        ),
+    ];
     let secret = |name: &str| {
         format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {fed_ns}}}\ndata: {{}}\n")
     };
     let fed = "apiVersion: deckhouse.io/v1alpha1\nkind: IstioFederation\nmetadata: {name: rbac-probe}\n\
                spec: {trustDomain: rbac-probe.example.org, metadataEndpoint: 'https://127.0.0.1:1/metadata/'}\n";
-    // What must exist for update, patch and delete to reach authorization on a real object.
+    let existing: Vec<String> = owned
+        .iter()
+        .map(|(_, _, m)| m.replace("NAME", "rbac-probe"))
+        .collect();
     k.apply(&format!(
-        "{se}---\n{dr}---\n{}---\n{fed}",
+        "{}---\n{}---\n{fed}",
+        existing.join("---\n"),
         secret("istio-federation-metadata")
     ));
     let dry = "--dry-run=server";
-    let mut checks: Vec<(Vec<String>, Option<String>)> = vec![
-        (
-            vec!["create".into(), dry.into(), "-f".into(), "-".into()],
-            Some(se.replace("rbac-probe,", "rbac-probe-new,")),
-        ),
-        (
-            vec!["create".into(), dry.into(), "-f".into(), "-".into()],
-            Some(dr.replace("rbac-probe,", "rbac-probe-new,")),
-        ),
-        (
-            vec!["replace".into(), dry.into(), "-f".into(), "-".into()],
-            Some(se.clone()),
-        ),
-        (
-            vec!["replace".into(), dry.into(), "-f".into(), "-".into()],
-            Some(dr.clone()),
-        ),
-        (
-            vec!["create".into(), dry.into(), "-f".into(), "-".into()],
-            Some(secret("d8-remote-authn-keypair")),
-        ),
-        (
-            vec!["replace".into(), dry.into(), "-f".into(), "-".into()],
-            Some(secret("istio-federation-metadata")),
-        ),
-    ];
-    let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
-    for kind in ["serviceentries", "destinationrules"] {
-        let group = format!("{kind}.{}", api.split('/').next().unwrap_or(""));
-        checks.push((words(&format!("get {group} rbac-probe -n {fed_ns}")), None));
+    let mut checks: Vec<Check> = Vec::new();
+    for ((resource, ns, manifest), current) in owned.iter().zip(&existing) {
         checks.push((
-            words(&format!("delete {group} rbac-probe -n {fed_ns} {dry}")),
-            None,
+            format!("create {dry} -f -"),
+            Some(manifest.replace("NAME", "rbac-probe-new")),
         ));
+        checks.push((format!("get {resource} rbac-probe -n {ns}"), None));
+        checks.push((format!("replace {dry} -f -"), Some(current.clone())));
+        checks.push((format!("delete {resource} rbac-probe -n {ns} {dry}"), None));
     }
     checks.push((
-        words(&format!("get secret istio-federation-metadata -n {fed_ns}")),
+        format!("create {dry} -f -"),
+        Some(secret("d8-remote-authn-keypair")),
+    ));
+    checks.push((
+        format!("get secret istio-federation-metadata -n {fed_ns}"),
         None,
     ));
-    // PATCHes as shell-operator sends them (merge and JSON patches, no GET first).
+    checks.push((
+        format!("replace {dry} -f -"),
+        Some(secret("istio-federation-metadata")),
+    ));
     let mut patches = vec![
         format!("/api/v1/namespaces/{fed_ns}/secrets/istio-federation-metadata"),
         "/apis/deckhouse.io/v1alpha1/istiofederations/rbac-probe/status".to_string(),
     ];
-    if mode == "cacerts" {
+    if setting(env, "TRUST_BUNDLE_MODE") == "cacerts" {
         patches.push(format!("/api/v1/namespaces/{istio_ns}/secrets/cacerts"));
     } else {
+        let mesh = setting(env, "MESH_CONFIG_NAME");
         patches.push(format!("/api/v1/namespaces/{istio_ns}/configmaps/{mesh}"));
+        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: rbac-probe, namespace: {istio_ns}}}\n");
+        checks.push((format!("create {dry} -f -"), Some(cm)));
     }
     let token = sa_token(sa);
     let mut refused: Vec<String> = patches
         .iter()
         .filter_map(|p| {
-            let (code, body) = k.request(
-                &token,
-                "PATCH",
-                &format!("{p}?dryRun=All"),
-                "application/merge-patch+json",
-                "{}",
-            );
+            let path = format!("{p}?dryRun=All");
+            let (code, body) =
+                k.request(&token, "PATCH", &path, "application/merge-patch+json", "{}");
             let message = serde_json::from_str::<Value>(&body)
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_string))
@@ -213,29 +229,13 @@ pub fn write_refusals(k: &Kube, sa: &Path, env: &[(String, String)]) -> Vec<Stri
             (code == 403).then(|| format!("PATCH {p}: Forbidden: {message}"))
         })
         .collect();
-    if mode != "cacerts" {
-        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: rbac-probe, namespace: {istio_ns}}}\n");
-        checks.push((
-            vec!["create".into(), dry.into(), "-f".into(), "-".into()],
-            Some(cm),
-        ));
-    }
     refused.extend(checks.iter().filter_map(|(args, stdin)| {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let a: Vec<&str> = args.split(' ').collect();
         as_sa(sa, &a, stdin.as_deref()).err()
     }));
     k.ok(&["delete", "istiofederation", "rbac-probe"], None);
-    for kind in ["serviceentries", "destinationrules"] {
-        k.ok(
-            &[
-                "delete",
-                &format!("{kind}.networking.istio.io"),
-                "rbac-probe",
-                "-n",
-                fed_ns,
-            ],
-            None,
-        );
+    for (resource, ns, _) in &owned {
+        k.ok(&["delete", resource, "rbac-probe", "-n", ns], None);
     }
     k.ok(
         &[

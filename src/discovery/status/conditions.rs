@@ -217,6 +217,15 @@ fn trust_condition_of_published(
     now: i64,
 ) -> Condition {
     let td = &st.fed.trust_domain;
+    if let Some(problem) = trust_problem.filter(|p| !p.still_installed(td).is_empty()) {
+        // Whatever else is true of the peer's roots, these are still trusted: say so first.
+        return Condition::new(
+            TRUST,
+            False,
+            Reason::TrustBundleUnavailable,
+            format!("{problem}."),
+        );
+    }
     if let Some(f) = &st.trust_hold {
         return Condition::new(
             TRUST,

@@ -11,31 +11,92 @@ use crate::protocol::metadata::PublicMetadata;
 use serde_json::Value;
 
 pub const GROUP: &str = "federation_discovery";
-pub(crate) const FETCH_ERRORS: &str = "d8_istio_federation_metadata_endpoints_fetch_error_count";
-pub(crate) const ROOT_CA_EXPIRY: &str =
-    "d8_istio_federation_remote_root_ca_expiry_timestamp_seconds";
-pub(crate) const IMPORTED_SERVICES: &str = "d8_istio_federation_imported_services";
-pub(crate) const FETCH_DURATION: &str = "d8_istio_federation_fetch_duration_seconds";
-/// notAfter of every root the peer publishes that is a CA certificate, trusted or not, with
-/// `state` `trusted`, `expired` or `distrusted`: an expired root still has a series, so
-/// `IstioFederationRemoteRootCAExpired` can fire.
-pub(crate) const PUBLISHED_ROOT_EXPIRY: &str =
-    "d8_istio_federation_published_root_ca_expiry_timestamp_seconds";
-/// When each retained root (published no more) leaves the trust bundle.
-pub(crate) const RETAINED_ROOT_UNTIL: &str =
-    "d8_istio_federation_retained_root_ca_until_timestamp_seconds";
 
-/// Deckhouse's data-plane gauge: 1 when the probe of the peer's health-check service
-/// succeeded this run, else 0 (docs/operating.md, "Data-plane probe").
-pub(crate) const DATAPLANE_HEALTH: &str = "d8_istio_alliance_dataplane_health_check";
+enum_with_all! {
+/// Every metric the hook sets. [`set`] takes one of these, so a new metric is a new variant,
+/// and `ALL` lists it for the test that holds docs/reference/metrics.md to the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Metric {
+    /// Deckhouse's gauge: 0/1 per URL tried this run.
+    FetchErrors,
+    FetchDuration,
+    /// The earliest notAfter among the trusted roots.
+    RootCaExpiry,
+    /// notAfter of every root the peer publishes that is a CA certificate, trusted or not, with
+    /// `state` `trusted`, `expired` or `distrusted`: an expired root still has a series, so
+    /// `IstioFederationRemoteRootCAExpired` can fire.
+    PublishedRootExpiry,
+    /// When each retained root (published no more) leaves the trust bundle.
+    RetainedRootUntil,
+    ImportedServices,
+    /// Deckhouse's data-plane gauge: 1 when the probe of the peer's health-check service
+    /// succeeded this run, else 0 (docs/operating.md, "Data-plane probe").
+    DataplaneHealth,
+    /// How many of our services the peer's workloads may reach (docs/security.md, "Exported
+    /// means reachable"), while the boundary is enforced.
+    ReachableServices,
+    /// 1 while the peer's fresh public metadata names another clusterUUID than the pinned one
+    /// (docs/how-it-works.md, "Remote discovery").
+    PeerClusterUuidMismatch,
+    /// While the mass-deletion guard holds deletes: how many federations they would remove
+    /// (docs/security.md, "Platform failures").
+    MassDeletionHeld,
+}
+}
+
+impl Metric {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Metric::FetchErrors => "d8_istio_federation_metadata_endpoints_fetch_error_count",
+            Metric::FetchDuration => "d8_istio_federation_fetch_duration_seconds",
+            Metric::RootCaExpiry => "d8_istio_federation_remote_root_ca_expiry_timestamp_seconds",
+            Metric::PublishedRootExpiry => {
+                "d8_istio_federation_published_root_ca_expiry_timestamp_seconds"
+            }
+            Metric::RetainedRootUntil => {
+                "d8_istio_federation_retained_root_ca_until_timestamp_seconds"
+            }
+            Metric::ImportedServices => "d8_istio_federation_imported_services",
+            Metric::DataplaneHealth => "d8_istio_alliance_dataplane_health_check",
+            Metric::ReachableServices => "d8_istio_federation_reachable_services",
+            Metric::PeerClusterUuidMismatch => "d8_istio_federation_peer_cluster_uuid_mismatch",
+            Metric::MassDeletionHeld => "d8_istio_federation_mass_deletion_held_federations",
+        }
+    }
+
+    /// The label names, in the order [`set`] takes their values.
+    pub(crate) fn labels(self) -> &'static [&'static str] {
+        match self {
+            Metric::FetchErrors | Metric::FetchDuration => &["federation_name", "endpoint"],
+            Metric::RootCaExpiry => &["federation_name", "trust_domain"],
+            Metric::PublishedRootExpiry => {
+                &["federation_name", "trust_domain", "fingerprint", "state"]
+            }
+            Metric::RetainedRootUntil => &["federation_name", "trust_domain", "fingerprint"],
+            Metric::ImportedServices => &["federation_name"],
+            Metric::DataplaneHealth => &["alliance_kind", "name", "remote_cluster_uuid"],
+            Metric::ReachableServices => &["federation_name", "trust_domain"],
+            Metric::PeerClusterUuidMismatch => &["federation_name", "pinned_uuid", "actual_uuid"],
+            Metric::MassDeletionHeld => &[],
+        }
+    }
+}
 
 /// The group's `expire`, first of every run's metric operations.
 pub fn expire() -> Value {
     metrics::expire(GROUP)
 }
 
-fn set(name: &str, value: f64, labels: &[(&str, &str)]) -> Value {
-    metrics::set(GROUP, name, value, labels)
+/// One gauge of `metric`, with `values` for its [`Metric::labels`] in order.
+pub(crate) fn set(metric: Metric, value: f64, values: &[&str]) -> Value {
+    debug_assert_eq!(metric.labels().len(), values.len(), "{metric:?}");
+    let labels: Vec<(&str, &str)> = metric
+        .labels()
+        .iter()
+        .copied()
+        .zip(values.iter().copied())
+        .collect();
+    metrics::set(GROUP, metric.name(), value, &labels)
 }
 
 pub(crate) fn federation_metrics(
@@ -54,20 +115,21 @@ pub(crate) fn federation_metrics(
                 .map(|a| (&a.url, a.result.is_err(), a.seconds)),
         ];
         for (url, failed, seconds) in attempts.into_iter().flatten() {
-            let labels = [("federation_name", name), ("endpoint", url.as_str())];
-            out.push(set(FETCH_ERRORS, if failed { 1.0 } else { 0.0 }, &labels));
-            out.push(set(FETCH_DURATION, seconds, &labels));
+            let labels = [name, url.as_str()];
+            out.push(set(
+                Metric::FetchErrors,
+                if failed { 1.0 } else { 0.0 },
+                &labels,
+            ));
+            out.push(set(Metric::FetchDuration, seconds, &labels));
         }
     }
     if let Some(p) = &st.public {
         if let Some(min) = p.roots.iter().map(|r| r.not_after).min() {
             out.push(set(
-                ROOT_CA_EXPIRY,
+                Metric::RootCaExpiry,
                 min as f64,
-                &[
-                    ("federation_name", name),
-                    ("trust_domain", &st.fed.trust_domain),
-                ],
+                &[name, &st.fed.trust_domain],
             ));
         }
     }
@@ -79,11 +141,7 @@ pub(crate) fn federation_metrics(
         }
         _ => 0,
     };
-    out.push(set(
-        IMPORTED_SERVICES,
-        imported as f64,
-        &[("federation_name", name)],
-    ));
+    out.push(set(Metric::ImportedServices, imported as f64, &[name]));
 }
 
 /// The data-plane gauge of one federation, from its `DataplaneConnectionReady` of this run,
@@ -97,13 +155,9 @@ pub(crate) fn dataplane_metric(st: &FedState, condition: &Condition, out: &mut V
         .unwrap_or("unknown");
     let healthy = condition.status == ConditionStatus::True;
     out.push(set(
-        DATAPLANE_HEALTH,
+        Metric::DataplaneHealth,
         if healthy { 1.0 } else { 0.0 },
-        &[
-            ("alliance_kind", "IstioFederation"),
-            ("name", st.fed.name.as_str()),
-            ("remote_cluster_uuid", uuid),
-        ],
+        &["IstioFederation", st.fed.name.as_str(), uuid],
     ));
 }
 
@@ -125,26 +179,17 @@ fn root_metrics(st: &FedState, out: &mut Vec<Value>) {
         let all: Vec<_> = trusted.chain(expired(p)).chain(distrusted).collect();
         for (fp, not_after, state) in all {
             out.push(set(
-                PUBLISHED_ROOT_EXPIRY,
+                Metric::PublishedRootExpiry,
                 not_after as f64,
-                &[
-                    ("federation_name", name),
-                    ("trust_domain", td),
-                    ("fingerprint", &fp),
-                    ("state", state),
-                ],
+                &[name, td, &fp, state],
             ));
         }
     }
     for r in &st.retention.retained {
         out.push(set(
-            RETAINED_ROOT_UNTIL,
+            Metric::RetainedRootUntil,
             r.until as f64,
-            &[
-                ("federation_name", name),
-                ("trust_domain", td),
-                ("fingerprint", &r.root.fingerprint),
-            ],
+            &[name, td, &r.root.fingerprint],
         ));
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 /// A successful fetch rewrites unchanged metadata only when the stored timestamp is older.
 const TIMESTAMP_REFRESH: i64 = 10 * 60;
 
+enum_with_all! {
 /// The condition types this hook writes, in the order they are written. Other types on the
 /// object are read and kept as JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,10 @@ pub(crate) enum ConditionType {
     ServicesImported,
     /// The data-plane probe's verdict (Deckhouse's type); managed only with `DATAPLANE_PROBE`.
     DataplaneConnectionReady,
+    /// What the peer's workloads may reach (docs/security.md, "Exported means reachable");
+    /// managed while the run carries the AuthorizationPolicy snapshot.
+    ExportBoundaryReady,
+}
 }
 
 impl ConditionType {
@@ -57,6 +62,15 @@ impl ConditionType {
         }
     }
 
+    /// [`Self::managed`], then `ExportBoundaryReady` while the boundary is managed.
+    pub(crate) fn managed_with(dataplane_probe: bool, boundary: bool) -> Vec<ConditionType> {
+        let mut out = Self::managed(dataplane_probe).to_vec();
+        if boundary {
+            out.push(ConditionType::ExportBoundaryReady);
+        }
+        out
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConditionType::PublicMetadataExchangeReady => "PublicMetadataExchangeReady",
@@ -64,6 +78,7 @@ impl ConditionType {
             ConditionType::TrustBundleReady => "TrustBundleReady",
             ConditionType::ServicesImported => "ServicesImported",
             ConditionType::DataplaneConnectionReady => "DataplaneConnectionReady",
+            ConditionType::ExportBoundaryReady => "ExportBoundaryReady",
         }
     }
 

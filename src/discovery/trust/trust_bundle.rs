@@ -57,6 +57,16 @@ fn read_owned(obj: &Value) -> Owned {
     }
 }
 
+/// The trust domains with roots of ours in the trust object (its ownership annotation).
+pub(crate) fn owned_trust_domains(obj: &Value) -> BTreeSet<String> {
+    read_owned(obj).into_keys().collect()
+}
+
+/// Our installed roots' fingerprints, by trust domain.
+pub(crate) fn owned_fingerprints(obj: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    read_owned(obj)
+}
+
 fn owns(owned: &Owned, td: &str, fp: &str) -> bool {
     owned.get(td).is_some_and(|s| s.contains(fp))
 }
@@ -97,6 +107,13 @@ pub enum TrustBundleError {
     /// The mesh-config ConfigMap's `data.mesh` cannot be read or rendered.
     #[error("{0}")]
     MeshConfig(String),
+    /// The edit is refused, and with it the removal of entries we own that should go: they
+    /// stay installed. `installed` holds their `(trust domain, fingerprint)`.
+    #[error("{message}")]
+    Stuck {
+        message: String,
+        installed: Vec<(String, String)>,
+    },
     /// cacerts mode, and the plug-in CA Secret does not exist: we never create it.
     #[error("Secret {namespace}/{CACERTS_SECRET} not found: cacerts mode appends peer roots to the plug-in CA's root-cert.pem and never creates that Secret (use TRUST_BUNDLE_MODE=mesh-config, or install a plug-in CA)")]
     CacertsMissing { namespace: String },
@@ -114,9 +131,7 @@ pub fn plan(
     desired: &[TrustEntry],
 ) -> Result<Option<Operation>, TrustBundleError> {
     match settings.trust_bundle_mode {
-        TrustBundleMode::MeshConfig => {
-            plan_mesh_config(settings, observed, desired).map_err(TrustBundleError::MeshConfig)
-        }
+        TrustBundleMode::MeshConfig => plan_mesh_config(settings, observed, desired),
         TrustBundleMode::Cacerts => plan_cacerts(settings, observed, desired),
     }
 }
@@ -247,16 +262,21 @@ pub(crate) fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
 /// The entries to hand to [`plan`]: `desired`, plus the entries we own for every federation
 /// that keeps its trust entries this run ([`FedState::keeps_trust_entries`]). [`plan`] removes
 /// every owned entry it is not given, so keeping means giving it back.
+///
+/// `held` names trust domains whose entries stay although no federation claims them: the
+/// mass-deletion guard holds their removal ([`crate::discovery::mass_deletion`]).
 pub(crate) fn target_entries(
     settings: &Settings,
     observed: Option<&Value>,
     states: &[FedState],
     desired: Vec<TrustEntry>,
+    held: &BTreeSet<String>,
 ) -> Vec<TrustEntry> {
     let mut keep: BTreeSet<String> = states
         .iter()
         .filter(|st| st.keeps_trust_entries())
         .map(|st| st.fed.trust_domain.clone())
+        .chain(held.iter().cloned())
         .collect();
     // A federation whose spec.trustDomain is refused may have had entries under the domain it
     // named before: every owned entry no other federation claims stays until it is fixed.
@@ -425,13 +445,14 @@ fn plan_mesh_config(
     settings: &Settings,
     observed: Option<&Value>,
     desired: &[TrustEntry],
-) -> Result<Option<Operation>, String> {
+) -> Result<Option<Operation>, TrustBundleError> {
     let Some(obj) = observed else {
         return Ok(create_mesh_config(settings, desired));
     };
-    let (old, doc) = parse_mesh(settings, obj)?;
+    let (old, doc) = parse_mesh(settings, obj).map_err(TrustBundleError::MeshConfig)?;
     let owned = read_owned(obj);
-    let plan = plan_entries(&entry_keys(&doc), &owned, desired);
+    let keys = entry_keys(&doc);
+    let plan = plan_entries(&keys, &owned, desired);
     if !plan.changes_entries() && !annotation_changes(obj, &owned, &plan.owned) {
         return Ok(None);
     }
@@ -439,7 +460,7 @@ fn plan_mesh_config(
     if plan.changes_entries() {
         let new = doc
             .rewrite(&plan.keep, &new_entries(&plan.add))
-            .map_err(|e| format!("{}: {e}; not editing it", mesh_config_object(settings)))?;
+            .map_err(|e| refused_edit(settings, &e.to_string(), &keys, &plan.keep))?;
         ops = mesh_data_ops(obj, old, new);
     }
     annotation_ops(obj, &owned, &plan.owned, &mut ops);
@@ -450,6 +471,52 @@ fn plan_mesh_config(
         name: settings.mesh_config_name.clone(),
         patch: ops,
     }))
+}
+
+/// Why an edit of the mesh text is refused. When it would have removed entries we own, those
+/// stay installed, and the error names them: a condition must never read as if their roots
+/// were no longer trusted.
+fn refused_edit(
+    settings: &Settings,
+    why: &str,
+    keys: &[Option<(String, String)>],
+    keep: &[bool],
+) -> TrustBundleError {
+    let message = format!("{}: {why}; not editing it", mesh_config_object(settings));
+    let installed: Vec<(String, String)> = keys
+        .iter()
+        .zip(keep)
+        .filter(|(_, &k)| !k)
+        .filter_map(|(e, _)| e.clone())
+        .collect();
+    if installed.is_empty() {
+        return TrustBundleError::MeshConfig(message);
+    }
+    let names: Vec<String> = installed
+        .iter()
+        .map(|(td, fp)| format!("{td} root sha256:{}", &fp[..fp.len().min(16)]))
+        .collect();
+    TrustBundleError::Stuck {
+        message: format!(
+            "{message}, so trust entries that should go cannot be removed and are still installed: {}",
+            names.join(", ")
+        ),
+        installed,
+    }
+}
+
+impl TrustBundleError {
+    /// Fingerprints of the entries for `trust_domain` that should have gone but stay installed.
+    pub(crate) fn still_installed(&self, trust_domain: &str) -> Vec<&str> {
+        match self {
+            TrustBundleError::Stuck { installed, .. } => installed
+                .iter()
+                .filter(|(td, _)| td == trust_domain)
+                .map(|(_, fp)| fp.as_str())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Adds the ops that set (or remove) the ownership annotation. Never the first op of a patch
@@ -737,12 +804,14 @@ mod tests {
         let cm = configmap("caCertificates: []\ncaCertificates: []\n", None);
         assert_eq!(
             plan_mesh_config(&s, Some(&cm), &[b_entry()]),
-            Err("ConfigMap d8-istio/istio: data.mesh has caCertificates more than once (lines 1, 2); not editing it".into())
+            Err(TrustBundleError::MeshConfig("ConfigMap d8-istio/istio: data.mesh has caCertificates more than once (lines 1, 2); not editing it".into()))
         );
         let cm = json!({"data": {"mesh": 42}});
         assert_eq!(
             plan_mesh_config(&s, Some(&cm), &[b_entry()]),
-            Err("ConfigMap d8-istio/istio: data.mesh is not a string".into())
+            Err(TrustBundleError::MeshConfig(
+                "ConfigMap d8-istio/istio: data.mesh is not a string".into()
+            ))
         );
     }
 }

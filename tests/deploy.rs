@@ -202,8 +202,9 @@ const D8_LAYOUT_COMPONENTS: [&str; 2] = ["cacerts-mode", "existing-namespaces"];
 struct Variant {
     name: &'static str,
     docs: Vec<Value>,
-    /// The rendering without cacerts-mode, for variants with it: the component's own rules
-    /// are the ones that must each be needed.
+    /// The rendering without the component that adds rights (cacerts-mode,
+    /// federation-gateway), for variants with one: the component's own rules are the ones that
+    /// must each be needed.
     without_cacerts: Option<Vec<Value>>,
 }
 
@@ -226,6 +227,11 @@ fn make_variants() -> Vec<Variant> {
             name: "deploy/overlays/example",
             docs: render(&deploy().join("overlays/example")),
             without_cacerts: None,
+        },
+        Variant {
+            name: "base + federation-gateway",
+            docs: Overlay::new(None, &["federation-gateway"]).render(),
+            without_cacerts: Some(base.clone()),
         },
         Variant {
             name: "base + cacerts-mode",
@@ -525,6 +531,9 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
         "b.local",
         "cluster-b.example",
         "cluster.local.example",
+        // Admitted by the CRD; the hook accepts it only with the opt-in annotation (README,
+        // "Security").
+        "cluster.local",
         "a1.b-2.c3",
     ] {
         let mut ok = fed.clone();
@@ -565,12 +574,65 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
         json!({"trustDomain": "b_c.local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b..local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "-b.local", "metadataEndpoint": "https://h/"}),
-        json!({"trustDomain": "cluster.local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": format!("{}.b", "a".repeat(64)), "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b.local", "metadataEndpoint": "https://user:secret@h/"}),
     ] {
         let obj = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "x"}, "spec": bad});
         assert!(!errors(&validator, &obj).is_empty(), "accepted {obj}");
+    }
+}
+
+/// Newer Deckhouse peers and components write fields this hook does not know; the CRD must keep
+/// them (declared, or preserved), or the API server prunes them on every write.
+#[test]
+fn crd_keeps_deckhouses_newest_status_and_metadata_shapes() {
+    let schema = crd_schema(&variants()[0].docs);
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let fed = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "b"},
+        "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/metadata/"},
+        "status": {
+            "dataPlaneHealth": {"isConnected": true, "lastProbeTimestamp": "2027-01-01T00:00:00Z",
+                "lastSuccessProbeTimestamp": "2027-01-01T00:00:00Z", "message": "ok"},
+            "metadataCache": {
+                "public": {"clusterUUID": "u", "authnKeyPub": "k", "rootCA": "r"},
+                "private": {"clusterID": "u",
+                    "ingressGateways": [{"address": "1.1.1.1", "port": 15443}],
+                    "ambientGateways": [{"address": "1.1.1.2", "port": 15008, "network": "n"}],
+                    "publicServices": [{"hostname": "a.b.local", "ports": [{"name": "http", "port": 80}]}]}}}});
+    let errs = errors(&validator, &fed);
+    assert!(errs.is_empty(), "{errs:?}");
+    let mut pruned = Vec::new();
+    kept(&fed, &schema, "", &mut pruned);
+    assert!(pruned.is_empty(), "the API server would prune {pruned:?}");
+}
+
+/// Like [`undeclared`], but a schema with `x-kubernetes-preserve-unknown-fields: true` keeps
+/// everything below it, as the API server's pruning does.
+fn kept(obj: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+    if schema["x-kubernetes-preserve-unknown-fields"] == true && schema.get("properties").is_none()
+    {
+        return;
+    }
+    match obj {
+        Value::Object(m) => {
+            if path.ends_with(".metadata") && schema.get("properties").is_none() {
+                return;
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            for (k, v) in m {
+                match props.and_then(|p| p.get(k)) {
+                    Some(s) => kept(v, s, &format!("{path}.{k}"), out),
+                    None if schema["x-kubernetes-preserve-unknown-fields"] == true => {}
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                kept(v, &schema["items"], &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -595,6 +657,7 @@ fn resource_of(kind: &str) -> (&'static str, &'static str) {
         "ServiceEntry" => ("networking.istio.io", "serviceentries"),
         "DestinationRule" => ("networking.istio.io", "destinationrules"),
         "AuthorizationPolicy" => ("security.istio.io", "authorizationpolicies"),
+        "Gateway" => ("networking.istio.io", "gateways"),
         other => panic!("unexpected kind {other}"),
     }
 }
@@ -648,8 +711,8 @@ fn needed(env: &[(String, String)]) -> Need {
             r,
             fed_ns,
             "",
-            &["create", "get", "update", "delete"],
-        ); // CreateOrUpdate, Delete
+            &["create", "get", "update", "patch", "delete"],
+        ); // CreateOrUpdate, JSONPatch (a held delete's mark), Delete
     }
     // The boundary's AuthorizationPolicies in the root namespace: CreateOrUpdate, Delete.
     let root_ns = env
@@ -664,6 +727,21 @@ fn needed(env: &[(String, String)]) -> Need {
         "",
         &["create", "get", "update", "delete"],
     );
+    // FEDERATION_GATEWAY: its hosts are kept by JSONPatch.
+    if let Some((gw_ns, gw_name)) = env
+        .iter()
+        .find(|(k, _)| k == "FEDERATION_GATEWAY")
+        .and_then(|(_, v)| v.split_once('/'))
+    {
+        need(
+            &mut n,
+            "networking.istio.io",
+            "gateways",
+            gw_ns,
+            gw_name,
+            &["patch"],
+        );
+    }
     need(&mut n, "", "secrets", fed_ns, "", &["create"]); // CreateIfNotExists key pair, CreateOrUpdate metadata
     need(
         &mut n,
@@ -681,6 +759,14 @@ fn needed(env: &[(String, String)]) -> Need {
         "",
         &["patch"],
     ); // status MergePatch
+    need(
+        &mut n,
+        "deckhouse.io",
+        "istiofederations",
+        "",
+        "",
+        &["patch"],
+    ); // JSONPatch (re-pin done)
     if cacerts {
         need(&mut n, "", "secrets", istio_ns, "cacerts", &["patch"]);
     } else {
@@ -855,8 +941,10 @@ fn rbac_covers_exactly_what_the_hooks_need() {
                     .into_iter()
                     .filter(|d| !before.contains(&id(d)))
                     .collect();
-                assert!(!added.is_empty(), "{}: cacerts-mode adds no role", v.name);
-                assert_eq!(setting(&hook_env(&v.docs), "TRUST_BUNDLE_MODE"), "cacerts");
+                assert!(!added.is_empty(), "{}: the component adds no role", v.name);
+                if v.name.contains("cacerts") {
+                    assert_eq!(setting(&hook_env(&v.docs), "TRUST_BUNDLE_MODE"), "cacerts");
+                }
                 added
             }
         };
@@ -1340,9 +1428,13 @@ fn the_product_emits_only_operations_the_rbac_model_knows() {
         ("Delete", "ServiceEntry"),
         ("Delete", "DestinationRule"),
         ("CreateOrUpdate", "AuthorizationPolicy"),
+        ("JSONPatch", "Gateway"),
         ("Delete", "AuthorizationPolicy"),
         ("JSONPatch", "ConfigMap"),
         ("JSONPatch", "Secret"),
+        ("JSONPatch", "ServiceEntry"),
+        ("JSONPatch", "DestinationRule"),
+        ("JSONPatch", "IstioFederation"),
         ("MergePatch", "IstioFederation"),
     ]
     .into_iter()

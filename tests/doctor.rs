@@ -606,3 +606,33 @@ fn gateway_names_are_resolved_and_held_to_the_address_rules() {
         "doctor connected to the loopback address a gateway name resolved to"
     );
 }
+
+/// `--pinned-uuid`: a peer answering with another clusterUUID fails the public check as the
+/// hook refuses it (ClusterUUIDMismatch), and no token is sent to it.
+#[test]
+fn a_peer_with_another_uuid_than_pinned_fails_and_gets_no_token() {
+    let s = setup();
+    let mut args = s.args();
+    args.extend([
+        "--pinned-uuid".to_string(),
+        "uuid-pinned-earlier".to_string(),
+    ]);
+    let out = doctor(&strs(&args));
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.detail("public").contains("ClusterUUIDMismatch"),
+        "{}",
+        out.detail("public")
+    );
+    assert!(out.detail("public").contains("uuid-pinned-earlier"));
+    assert!(out.detail("public").contains(PEER_UUID));
+    assert!(
+        s.peer.server.requests_to(support::PRIVATE_PATH).is_empty(),
+        "a token was sent"
+    );
+    // Pinned to the UUID the peer publishes: every check passes.
+    let mut args = s.args();
+    args.extend(["--pinned-uuid".to_string(), PEER_UUID.to_string()]);
+    let out = doctor(&strs(&args));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}

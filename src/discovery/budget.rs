@@ -176,6 +176,7 @@ pub(crate) fn plan_trust_bundle(
     settings: &Settings,
     trust_object: Option<&Value>,
     states: &mut [FedState],
+    held: &std::collections::BTreeSet<String>,
 ) -> Result<Option<Operation>, TrustBundleError> {
     let what = match settings.trust_bundle_mode {
         crate::hook::settings::TrustBundleMode::MeshConfig => format!(
@@ -190,7 +191,7 @@ pub(crate) fn plan_trust_bundle(
     };
     loop {
         let desired = trust_bundle::desired_entries(states);
-        let target = trust_bundle::target_entries(settings, trust_object, states, desired);
+        let target = trust_bundle::target_entries(settings, trust_object, states, desired, held);
         let Some(op) = trust_bundle::plan(settings, trust_object, &target)? else {
             return Ok(None);
         };

@@ -48,6 +48,10 @@ pub struct Settings {
     /// `DATAPLANE_PROBE` (default off): probe every peer's health-check service through the
     /// mesh each run (docs/operating.md, "Data-plane probe"). Needs the hook's pod in the mesh.
     pub dataplane_probe: bool,
+    /// `MASS_DELETION_GRACE` (default 5m): how long deletes that would remove all federations,
+    /// or more than half of them, are held before they are carried out (docs/security.md, "Platform failures").
+    /// Zero holds nothing.
+    pub mass_deletion_grace: Duration,
     /// `AUTHORIZATION_POLICIES` (default on): bound what each peer's workloads reach to the
     /// services exported to it (docs/security.md, "Exported means reachable"); off removes
     /// the policies the hook wrote.
@@ -55,6 +59,10 @@ pub struct Settings {
     /// `ISTIO_ROOT_NAMESPACE`: Istio's root namespace (`meshConfig.rootNamespace`), where a
     /// policy without selector applies mesh-wide; the Istio namespace by default.
     pub authz_root_namespace: String,
+    /// `FEDERATION_GATEWAY` (`<namespace>/<name>`, off by default): the federation Gateway
+    /// whose AUTO_PASSTHROUGH servers' `hosts` the hook keeps equal to the hosts exported to at
+    /// least one peer (docs/security.md, "Exported means reachable").
+    pub federation_gateway: Option<(String, String)>,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
@@ -80,6 +88,10 @@ impl Default for PeerLimits {
 /// `ROOT_RETENTION` when unset: two days, longer than an Istio workload certificate lives
 /// (24 h by default), so every workload of a rotating peer is re-issued before its old root goes.
 pub(crate) const DEFAULT_ROOT_RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// `MASS_DELETION_GRACE` when unset: five schedule runs, long enough for shell-operator to
+/// restart a lost informer, short enough that a real mass deletion waits only minutes.
+pub(crate) const DEFAULT_MASS_DELETION_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// Name of the plug-in CA Secret istiod reads.
 pub(crate) const CACERTS_SECRET: &str = "cacerts";
@@ -268,6 +280,18 @@ impl Sources<'_> {
         }
     }
 
+    /// `MASS_DELETION_GRACE`: any duration, zero included (`0s` = deletes are never held).
+    fn mass_deletion_grace(&self) -> Result<Duration, SettingsError> {
+        match self.env("MASS_DELETION_GRACE") {
+            None => Ok(DEFAULT_MASS_DELETION_GRACE),
+            Some(s) => parse_duration(&s).ok_or_else(|| SettingsError::Malformed {
+                setting: "MASS_DELETION_GRACE",
+                expected: "a duration like 5m, 30s or 0s",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
     /// A boolean from the environment, `default` when unset.
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, SettingsError> {
         match self.env(name) {
@@ -318,6 +342,30 @@ impl Sources<'_> {
                 setting: name,
                 expected: "an integer 1..100000",
                 got: format!("{s:?}"),
+            }),
+        }
+    }
+
+    /// `FEDERATION_GATEWAY`: `<namespace>/<name>` of a Gateway; unset or `none`: not managed.
+    fn federation_gateway(&self) -> Result<Option<(String, String)>, SettingsError> {
+        let Some(v) = self.env("FEDERATION_GATEWAY") else {
+            return Ok(None);
+        };
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        match v.split_once('/') {
+            Some((ns, name))
+                if crate::hook::k8s::is_dns1123_label(ns)
+                    && crate::hook::k8s::is_object_name(name) =>
+            {
+                Ok(Some((ns.to_string(), name.to_string())))
+            }
+            _ => Err(SettingsError::Malformed {
+                setting: "FEDERATION_GATEWAY",
+                expected: "<namespace>/<name> of a Gateway, or none",
+                got: format!("{v:?}"),
             }),
         }
     }
@@ -380,11 +428,13 @@ impl Settings {
             limits: src.limits()?,
             root_retention: src.root_retention()?,
             dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
+            mass_deletion_grace: src.mass_deletion_grace()?,
             authorization_policies: src.flag("AUTHORIZATION_POLICIES", true)?,
             authz_root_namespace: match src.env("ISTIO_ROOT_NAMESPACE") {
                 Some(_) => src.namespace("ISTIO_ROOT_NAMESPACE")?,
                 None => src.namespace("ISTIO_NAMESPACE")?,
             },
+            federation_gateway: src.federation_gateway()?,
         })
     }
 
@@ -548,6 +598,20 @@ mod tests {
                 .to_string(),
             "DATAPLANE_PROBE: expected true or false, got \"sometimes\""
         );
+    }
+
+    #[test]
+    fn mass_deletion_grace_defaults_to_5m_and_names_itself() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::from_secs(300));
+        let s = load(None, &[("MASS_DELETION_GRACE", "20s")]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::from_secs(20));
+        let s = load(None, &[("MASS_DELETION_GRACE", "0s")]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::ZERO);
+        let e = load(None, &[("MASS_DELETION_GRACE", "a while")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MASS_DELETION_GRACE"), "{e}");
     }
 
     #[test]

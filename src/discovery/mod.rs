@@ -27,5 +27,6 @@ pub mod report;
 pub(crate) mod retention;
 pub mod run;
 pub(crate) mod service_entries;
+pub(crate) mod shares;
 pub(crate) mod status;
 pub mod trust_bundle;

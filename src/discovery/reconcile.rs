@@ -16,7 +16,7 @@ use super::report::FetchReport;
 use super::retention;
 use super::service_entries::{self, Record};
 use super::status::{status_patch, ConditionType};
-use super::trust_bundle::{self, TrustBundleError};
+use super::trust_bundle::{self, TrustBundleError, TrustEntry};
 use crate::hook::settings::Settings;
 use crate::protocol::federation::Federation;
 use crate::protocol::metadata::Own;
@@ -77,16 +77,20 @@ pub fn reconcile_into(
         root_fingerprints: &own_fps,
         now,
     };
+    // The entries we own in the trust object, read once: retention keeps only roots installed
+    // for the peer's trust domain, and the shares keep the installed ones first.
+    let installed = installed_entries(settings, observed);
     // 1. Which documents are admitted, and which metadata each federation works from.
     let Decided {
         admitted,
         uuid_owners,
         mut states,
-    } = decide_states(settings, feds, fetched, &own);
+    } = decide_states(settings, feds, fetched, &own, installed.as_deref());
     let fetched = admitted.as_ref();
     let rules = rules(settings, &own, &uuid_owners);
     // 2. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
-    let trust_problem = write_trust_bundle(settings, observed, &mut states, sink)?;
+    let installed = installed.unwrap_or_default();
+    let trust_problem = write_trust_bundle(settings, observed, &installed, &mut states, sink)?;
     // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
     //    budget, written as decided, deletes only where allowed.
     let (mut records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
@@ -151,17 +155,31 @@ fn decide_states<'f, 'r>(
     feds: &'f [Federation],
     fetched: &'r BTreeMap<String, FetchReport>,
     own: &Own,
+    installed: Option<&[TrustEntry]>,
 ) -> Decided<'f, 'r> {
     let (admitted, uuid_owners) = admission::admit(feds, fetched, &settings.limits);
     let rules = rules(settings, own, &uuid_owners);
     let mut states = effective::states(feds, admitted.as_ref(), &rules);
-    retention::apply(&mut states, admitted.as_ref(), own, settings.root_retention);
+    let retention = retention::Context {
+        own,
+        installed,
+        retention: settings.root_retention,
+    };
+    retention::apply(&mut states, admitted.as_ref(), &retention);
+    budget::hold_over_fleet_share(&mut states, &rules);
     budget::hold_large_status(&mut states, admitted.as_ref(), &rules);
     Decided {
         admitted,
         uuid_owners,
         states,
     }
+}
+
+/// The entries we own in the trust object; `None` without its snapshot or when it cannot be
+/// read (then nothing is known to be installed, and nothing is concluded from that).
+fn installed_entries(settings: &Settings, observed: &Observed) -> Option<Vec<TrustEntry>> {
+    let object = observed.trust_object?.first();
+    trust_bundle::installed_entries(settings, object)
 }
 
 /// What every federation's metadata is judged by this run.
@@ -196,7 +214,8 @@ pub(crate) fn probe_jobs(
         root_fingerprints: &own_fps,
         now,
     };
-    decide_states(settings, feds, fetched, &own)
+    let installed = installed_entries(settings, observed);
+    decide_states(settings, feds, fetched, &own, installed.as_deref())
         .states
         .iter()
         .filter(|st| fetched.contains_key(&st.fed.name))
@@ -243,6 +262,7 @@ fn remove_everything_we_own(
 fn write_trust_bundle(
     settings: &Settings,
     observed: &Observed,
+    installed: &[TrustEntry],
     states: &mut [FedState],
     sink: &mut Sink,
 ) -> Result<Option<TrustBundleError>, String> {
@@ -255,7 +275,7 @@ fn write_trust_bundle(
         log::warn!(target: "reconcile", "trust entries unchanged while IstioFederation(s) {} cannot be read", broken.join(", "));
         return Ok(None);
     }
-    match budget::plan_trust_bundle(settings, trust_object, states) {
+    match budget::plan_trust_bundle(settings, trust_object, installed, states) {
         Ok(Some(op)) => sink(op)?,
         Ok(None) => {}
         Err(e) => {

@@ -38,6 +38,13 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 /// bundle cannot blow up logs or status fields.
 const MAX_LABEL_IN_MESSAGE: usize = 64;
 
+/// The largest root certificate accepted, in bytes of DER: 16 KiB. Real roots are 1–3 KB (an
+/// RSA-8192 key with long name constraints stays under 5 KB); a larger one is padded (a long
+/// SAN list, say), and every byte of it is a byte of the shared trust bundle (README,
+/// "Security"). At the limit, one federation's 8 published and 8 retained roots still take
+/// under half of the 900 KiB budget.
+pub const MAX_ROOT_DER_BYTES: usize = 16 * 1024;
+
 /// One PEM block found in a text. `start..end` is the byte span in the input covering the
 /// `-----BEGIN …-----` line through the end of the `-----END …-----` line INCLUDING the line
 /// terminator that follows it (if any), so removing that span removes the block cleanly.
@@ -229,6 +236,11 @@ pub enum CertRejection {
     },
     /// x509-parser refused the DER (or there were bytes after the certificate).
     Unparsable(String),
+    /// The DER is larger than [`MAX_ROOT_DER_BYTES`].
+    TooLarge {
+        /// Its length in bytes.
+        bytes: usize,
+    },
     /// No BasicConstraints extension with CA:TRUE.
     NotCa,
     /// `now` is after the certificate's notAfter.
@@ -283,6 +295,10 @@ impl std::fmt::Display for CertRejection {
                 write!(f, "not a certificate (PEM label {})", shorten(label))
             }
             CertRejection::Unparsable(e) => write!(f, "cannot be parsed as X.509: {e}"),
+            CertRejection::TooLarge { bytes } => write!(
+                f,
+                "{bytes} bytes of DER, more than the {MAX_ROOT_DER_BYTES} bytes a root may have"
+            ),
             CertRejection::NotCa => {
                 f.write_str("not a CA certificate (BasicConstraints CA:TRUE missing)")
             }
@@ -349,8 +365,8 @@ pub struct RootCheck {
 /// valid at `now` (not_before <= now <= not_after). Duplicate certificates within the bundle
 /// are accepted once (later copies are dropped silently, not rejected).
 ///
-/// Checks run in the order label, parse, own root, Go's parser, root rules, CA, not-yet-valid,
-/// expired; a block gets the first reason that applies. Err(message) only when the text holds
+/// Checks run in the order label, size ([`MAX_ROOT_DER_BYTES`]), parse, own root, Go's parser,
+/// root rules, CA, not-yet-valid, expired; a block gets the first reason that applies. Err(message) only when the text holds
 /// no PEM block at all or [`pem_blocks`] fails.
 pub fn check_roots(
     pem_bundle: &str,
@@ -387,6 +403,11 @@ fn check_root(
     if block.label != "CERTIFICATE" {
         return Err(CertRejection::NotCertificate {
             label: block.label.clone(),
+        });
+    }
+    if block.der.len() > MAX_ROOT_DER_BYTES {
+        return Err(CertRejection::TooLarge {
+            bytes: block.der.len(),
         });
     }
     let cert = parse_certificate(&block.der).map_err(CertRejection::Unparsable)?;

@@ -1,6 +1,6 @@
 //! Wall time of the fetch phase against many local TLS peers that each answer after a fixed
-//! delay, compared with the slowest single peer chain (what README, "Performance", promises:
-//! about the time of the slowest federation) and with N × the single-peer time (what a
+//! delay, compared with the slowest single peer chain (what docs/contributing.md, "Performance",
+//! promises: about the time of the slowest federation) and with N × the single-peer time (what a
 //! sequential fetch, as Deckhouse's hook does it, would cost). No assertions: it prints a table.
 //!
 //! Run: `cargo bench --bench fetch` (add `--profile dev` to skip the release build; the
@@ -10,8 +10,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use istio_federation_hook::discovery::fetch::fetch_all;
-use istio_federation_hook::discovery::report::FetchReport;
+use istio_federation_hook::discovery::network::fetch::fetch_all;
+use istio_federation_hook::discovery::network::report::FetchReport;
 use istio_federation_hook::hook::settings::Settings;
 use istio_federation_hook::protocol::federation::Federation;
 use istio_federation_hook::protocol::metadata::Own;

@@ -3,7 +3,7 @@
 //! (pinned to another core). Reports requests/s, p50/p99 latency and the server's CPU use
 //! for public.json and for JWT-verified federation.json, and the server's peak RSS.
 //!
-//! Then the idle flood (README, *Security*): one client holds 1,600 idle sockets against the
+//! Then the idle flood (docs/security.md): one client holds 1,600 idle sockets against the
 //! default cap of 512 — silent, one head byte a second, idle keep-alive — and reopens any the
 //! server closes, while a few legitimate peers fetch public.json on fresh connections. Reports
 //! their latency from `connect` to the complete answer (p50/p99/max), those not answered within

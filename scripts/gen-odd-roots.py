@@ -772,6 +772,41 @@ def tbs_extra_element(n):
     return build(n, tbs_extra=NULL)
 
 
+# --- trailing elements inside a DER field: Go's parser ignores them, BoringSSL (Envoy) refuses
+# the certificate, and with it the whole validation context (tests/go_oracle.rs) ----------------
+
+
+@entry("a NULL after the value inside the subjectKeyIdentifier extension's SEQUENCE")
+def extension_extra_element(n):
+    spk = spki_parts("rsa2048")[1]
+    exts = ca_extensions(spk)
+    exts[2] = seq(oid(SKID), octets(octets(hashlib.sha1(spk).digest())), NULL)
+    return build(n, extensions=exts)
+
+
+@entry("a NULL after the value inside the CN attribute of the subject and issuer")
+def name_entry_extra_element(n):
+    name = seq(set_of(seq(oid(O), tlv(0x13, b"go-oracle"))),
+               set_of(seq(oid(CN), tlv(0x0C, n.encode()), NULL)))
+    return build(n, subject=name, issuer=name)
+
+
+@entry("a NULL after notAfter inside the validity SEQUENCE")
+def validity_extra_element(n):
+    return build(n, not_after=utc("450101000000Z") + NULL)
+
+
+@entry("a NULL after the parameters inside both signature algorithm identifiers")
+def algorithm_identifier_extra_element(n):
+    alg = seq(oid(SHA256_RSA), NULL, NULL)
+    return build(n, inner_alg=alg, outer_alg=alg)
+
+
+@entry("a NULL after the key inside the subjectPublicKeyInfo SEQUENCE")
+def public_key_extra_element(n):
+    return build(n, spki_der=tlv(0x30, parse(spki("rsa2048"))[1] + NULL))
+
+
 @entry("rfc822Name name constraint naming a mailbox")
 def name_constraints_mailbox(n):
     spk = spki_parts("rsa2048")[1]

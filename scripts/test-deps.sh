@@ -10,6 +10,9 @@
 #                            crypto/x509, and Go >= 1.23 in module mode is what refuses
 #                            negative serials (from the distribution's backports suite)
 #   golang-k8s-sigs-yaml-dev the YAML parser istiod reads MeshConfig with (sigs.k8s.io/yaml)
+#   android-libboringssl-dev the BoringSSL oracle (tests/c/boringssl_roots.c): Envoy loads trusted
+#                            roots with BoringSSL; the tests build a small C program against it
+#   gcc                      builds that program
 #   prometheus (promtool)    `promtool test rules` on deploy/'s alerts
 #   kubectl                  `kubectl kustomize deploy`; the machine image ships kubectl 1.32
 #                            (kustomize v5). Debian's kubernetes-client is far older, so it is
@@ -30,6 +33,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x "$GO_BIN" ] || backports+=(golang-1.23-go)
 [ -d /usr/share/gocode/src/sigs.k8s.io/yaml ] || need+=(golang-k8s-sigs-yaml-dev)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+[ -f /usr/include/android/openssl/x509.h ] || need+=(android-libboringssl-dev)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
 
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "test-deps: kubectl (with kustomize v5, e.g. kubectl >= 1.27) is not on PATH: install it from https://kubernetes.io/docs/tasks/tools/" >&2

@@ -1,6 +1,8 @@
 //! istio-federation-hook: dispatch only. Each program's imperative shell lives beside its core
 //! (`discovery::run`, `export::run`, `serve`); docs/ARCHITECTURE.md draws the data flow.
 
+#![warn(clippy::too_many_lines)]
+
 use istio_federation_hook::hook::logging;
 use istio_federation_hook::{discovery, doctor, export, serve};
 use std::process::ExitCode;
@@ -19,7 +21,7 @@ const USAGE: &str = "usage:
 
 A run reads the binding context from $BINDING_CONTEXT_PATH (or stdin) and writes object patches
 to $KUBERNETES_PATCH_PATH (or $D8_TEST_KUBERNETES_PATCH_SET_FILE, or stdout) and metrics to
-$METRICS_PATH. Settings come from $VALUES_PATH and the environment; see README.md.";
+$METRICS_PATH. Settings come from $VALUES_PATH and the environment; see docs/reference/settings.md.";
 
 fn main() -> ExitCode {
     logging::init();

@@ -6,7 +6,7 @@
 //! Placeholders in the test files:
 //! - `{{series:CASE:METRIC[:label=value,…]}}` — the first `set` of METRIC in
 //!   `testdata/discovery/CASE/metrics.ndjson` whose labels match, as a series selector with the
-//!   `hook` label shell-operator adds (README, "Metrics");
+//!   `hook` label shell-operator adds (docs/reference/metrics.md);
 //! - `{{label:CASE:METRIC:NAME[:label=value,…]}}` — one label value of that series.
 //!
 //! A golden case's endpoint placeholder `{{peer:endpoint}}` becomes a realistic URL here.

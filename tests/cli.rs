@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::process::Command;
 
 fn config_with(env: &[(&str, &str)]) -> (i32, String, String) {
@@ -69,10 +69,36 @@ fn config_validates_against_the_shell_operator_schema_in_both_modes() {
                 "trust_bundle",
                 "local_root_ca",
                 "service_entries",
-                "destination_rules"
+                "destination_rules",
+                "authorization_policies",
+                "public_services"
             ]
         );
         assert_eq!(cfg["schedule"][0]["crontab"], "* * * * *");
+    }
+    // The boundary's policies are watched in Istio's root namespace: ISTIO_NAMESPACE unless
+    // ISTIO_ROOT_NAMESPACE says otherwise.
+    for (env, ns) in [
+        (vec![("ISTIO_NAMESPACE", "istio-system")], "istio-system"),
+        (
+            vec![
+                ("ISTIO_NAMESPACE", "istio-system"),
+                ("ISTIO_ROOT_NAMESPACE", "mesh-root"),
+            ],
+            "mesh-root",
+        ),
+    ] {
+        let (_, stdout, _) = config_with(&env);
+        let cfg: Value = serde_json::from_str(&stdout).unwrap();
+        let b = &cfg["kubernetes"][6];
+        assert_eq!(
+            (&b["kind"], &b["apiVersion"]),
+            (
+                &json!("AuthorizationPolicy"),
+                &json!("security.istio.io/v1")
+            )
+        );
+        assert_eq!(b["namespace"]["nameSelector"]["matchNames"], json!([ns]));
     }
     let (_, stdout, _) = config_with(&[("TRUST_BUNDLE_MODE", "cacerts")]);
     let cfg: Value = serde_json::from_str(&stdout).unwrap();
@@ -116,7 +142,7 @@ fn jq_filters_compile_with_jq() {
 #[test]
 fn export_public_services_filter_delivers_the_export_to_annotation() {
     // shell-operator only re-runs the hook when a binding's filter result changes, so the
-    // annotation must be part of it (README, "Choosing what to share").
+    // annotation must be part of it (docs/sharing.md).
     let out = Command::new(bin())
         .env_clear()
         .args(["export", "--config"])

@@ -1,6 +1,7 @@
 //! Static checks of `deploy/` and the `Dockerfile` (no cluster or Docker engine here).
 //!
-//! `deploy/` is a kustomize base (README "Packaging with kustomize"), so every check runs on what
+//! `deploy/` is a kustomize base (docs/getting-started.md, "Packaging with kustomize"), so every
+//! check runs on what
 //! `kubectl kustomize` renders — the base, the example overlay, and overlays made here with the
 //! optional components and with values unlike the base's — and a wrong patch or replacement
 //! fails like a wrong manifest. Checked: the objects parse and no part is missing; the CRD
@@ -559,7 +560,7 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
         json!({"trustDomain": "cluster b", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b"}),
         json!({"trustDomain": "b", "metadataEndpoint": "http://h/"}),
-        // Tighter than Deckhouse's: what the hook would refuse with InvalidSpec (README, "Security").
+        // Tighter than Deckhouse's: what the hook would refuse with InvalidSpec (docs/security.md).
         json!({"trustDomain": "B.Local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b_c.local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b..local", "metadataEndpoint": "https://h/"}),
@@ -593,6 +594,7 @@ fn resource_of(kind: &str) -> (&'static str, &'static str) {
         "Service" => ("", "services"),
         "ServiceEntry" => ("networking.istio.io", "serviceentries"),
         "DestinationRule" => ("networking.istio.io", "destinationrules"),
+        "AuthorizationPolicy" => ("security.istio.io", "authorizationpolicies"),
         other => panic!("unexpected kind {other}"),
     }
 }
@@ -649,6 +651,19 @@ fn needed(env: &[(String, String)]) -> Need {
             &["create", "get", "update", "delete"],
         ); // CreateOrUpdate, Delete
     }
+    // The boundary's AuthorizationPolicies in the root namespace: CreateOrUpdate, Delete.
+    let root_ns = env
+        .iter()
+        .find(|(k, _)| k == "ISTIO_ROOT_NAMESPACE")
+        .map_or(istio_ns, |(_, v)| v.as_str());
+    need(
+        &mut n,
+        "security.istio.io",
+        "authorizationpolicies",
+        root_ns,
+        "",
+        &["create", "get", "update", "delete"],
+    );
     need(&mut n, "", "secrets", fed_ns, "", &["create"]); // CreateIfNotExists key pair, CreateOrUpdate metadata
     need(
         &mut n,
@@ -1001,7 +1016,7 @@ fn overlay_values_land_everywhere() {
 
 /// Deckhouse's newest alliance-healthcheck picks, from a peer's private `publicServices`, the
 /// first host that begins with `alliance-healthcheck-` and contains `.d8-istio.svc.`
-/// (README "Packaging with kustomize").
+/// (docs/getting-started.md, "Packaging with kustomize").
 fn deckhouse_probes(host: &str) -> bool {
     host.starts_with("alliance-healthcheck-") && host.contains(".d8-istio.svc.")
 }
@@ -1324,6 +1339,8 @@ fn the_product_emits_only_operations_the_rbac_model_knows() {
         ("CreateIfNotExists", "ConfigMap"),
         ("Delete", "ServiceEntry"),
         ("Delete", "DestinationRule"),
+        ("CreateOrUpdate", "AuthorizationPolicy"),
+        ("Delete", "AuthorizationPolicy"),
         ("JSONPatch", "ConfigMap"),
         ("JSONPatch", "Secret"),
         ("MergePatch", "IstioFederation"),

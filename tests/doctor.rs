@@ -1,7 +1,7 @@
 //! `doctor` against healthy and hostile peers on 127.0.0.1 (tests/support): every check's
 //! status and hint, the exit codes, the signed request as the hook signs it, the bound of
-//! `--timeout`, and the gateway probe through the test-only gateway map (README, "Operating
-//! federations"). Nothing is ever sent to the test data's non-loopback addresses.
+//! `--timeout`, and the gateway probe through the test-only gateway map (docs/operating.md).
+//! Nothing is ever sent to the test data's non-loopback addresses.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Rotation end to end (README, "Rotating roots and keys"), through the binary with the
+//! Rotation end to end (docs/rotation.md), through the binary with the
 //! cluster simulation of the two-cluster test: cluster A rotates its Istio root while B
 //! federates with it, with the clock of every discovery and export run pinned and moved past
 //! the retention (`ISTIO_FEDERATION_HOOK_NOW`). At every round a workload certificate of A
@@ -189,7 +189,7 @@ fn a_rotating_root_stays_trusted_by_the_peer_until_retention_ends() {
     // (hours after T0, A's istio-ca-root-cert, old leaf trusted by B, new leaf trusted by B,
     //  roots in A's rootCA). A drops the old root at +2h: A publishes it until +50h, B sees
     // it gone in the fresh document of its first run after that (+51h) and retains it for
-    // its own 48h (README: both sides retain), until +99h.
+    // its own 48h (docs/rotation.md: both sides retain), until +99h.
     let rounds: [(i64, &str, bool, bool, usize); 8] = [
         (1, &both, true, true, 2),
         (2, &new_root.cert_pem, true, true, 2),

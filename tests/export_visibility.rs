@@ -1,4 +1,4 @@
-//! Per-peer visibility end to end (README, "Choosing what to share"): Services annotated
+//! Per-peer visibility end to end (docs/sharing.md): Services annotated
 //! `federation.istio.deckhouse.io/export-to`, the export hook run through the real binary, its
 //! Secret mounted the way kubelet mounts it, and the real `serve` over TLS answering each peer
 //! with its own view.

@@ -7,8 +7,8 @@ mod support;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use istio_federation_hook::discovery::fetch::fetch_all;
-use istio_federation_hook::discovery::report::FetchReport;
+use istio_federation_hook::discovery::network::fetch::fetch_all;
+use istio_federation_hook::discovery::network::report::FetchReport;
 use istio_federation_hook::hook::settings::Settings;
 use istio_federation_hook::protocol::failure::{Failure, Reason};
 use istio_federation_hook::protocol::federation::Federation;

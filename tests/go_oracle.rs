@@ -1,13 +1,19 @@
-//! The Go oracle: istiod parses every trust anchor with Go's `crypto/x509.ParseCertificate` and
-//! requires `IsCA`; one root it refuses drops the whole trust source (README "Security"). This
-//! test builds `tests/go/x509oracle` with the distribution's Go 1.23 — module mode, `go 1.23`
-//! in go.mod (what makes Go refuse negative serials), no network — runs it over every root of
-//! testdata/go-oracle/roots/ (made by scripts/gen-odd-roots.py) and checks, for every entry:
+//! The root oracles. istiod parses every trust anchor with Go's `crypto/x509.ParseCertificate`
+//! and requires `IsCA`; one root it refuses drops the whole trust source (docs/security.md).
+//! Envoy loads the same roots with BoringSSL (`PEM_X509_INFO_read_bio`, `X509_STORE_add_cert`);
+//! one root it refuses fails the whole validation context, for every peer. This test builds
+//! `tests/go/x509oracle` with the distribution's Go 1.23 — module mode, `go 1.23` in go.mod
+//! (what makes Go refuse negative serials), no network — and `tests/c/boringssl_roots.c`
+//! against Debian's BoringSSL, runs both over every root of testdata/go-oracle/roots/ (made by
+//! scripts/gen-odd-roots.py) and over roots generated here, and checks, for every entry:
 //!
-//! - the hook accepts a root only when Go parses it and calls it a CA (acceptance ⊆ Go's);
-//! - Go's verdict and the hook's are exactly those of testdata/go-oracle/expected.tsv, which is
-//!   reviewed by hand (`UPDATE_GOLDEN=1` rewrites it).
+//! - the hook accepts a root only when Go parses it and calls it a CA and BoringSSL loads it
+//!   (acceptance ⊆ Go's ∩ BoringSSL's);
+//! - on the corpus, the three verdicts are exactly those of testdata/go-oracle/expected.tsv,
+//!   which is reviewed by hand (`UPDATE_GOLDEN=1` rewrites it).
 
+#[path = "support/boringssl.rs"]
+mod boringssl;
 #[path = "support/odd_roots.rs"]
 mod odd_roots;
 use istio_federation_hook::protocol::certs;
@@ -143,15 +149,20 @@ fn descriptions() -> BTreeMap<String, String> {
 }
 
 #[test]
-fn our_roots_are_a_subset_of_what_go_accepts() {
+fn our_roots_are_a_subset_of_what_go_and_boringssl_accept() {
     let files = corpus();
     assert!(files.len() >= 30, "only {} corpus entries", files.len());
     let go = go_verdicts(&oracle(), &files, None);
+    let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
+    let boring = boringssl::verdicts(
+        &boringssl::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("boringssl")),
+        &paths,
+    );
 
     let mut lines = vec![
         "# Verdicts on testdata/go-oracle/roots/ (tests/go_oracle.rs; review every change by hand)."
             .to_string(),
-        "# name<TAB>Go 1.23 ParseCertificate + IsCA<TAB>the hook's check_roots".to_string(),
+        "# name<TAB>Go 1.23 ParseCertificate + IsCA<TAB>BoringSSL as Envoy loads a CA list<TAB>the hook's check_roots".to_string(),
     ];
     let mut violations = Vec::new();
     let descriptions = descriptions();
@@ -159,19 +170,24 @@ fn our_roots_are_a_subset_of_what_go_accepts() {
         let theirs = go
             .get(name)
             .unwrap_or_else(|| panic!("no Go verdict for {name}"));
+        let envoy = boring
+            .get(name)
+            .unwrap_or_else(|| panic!("no BoringSSL verdict for {name}"));
         let ours = our_verdict(path);
-        if ours == "accepted" && theirs != "ca" {
-            violations.push(format!("{name}: the hook accepts it, Go says {theirs:?}"));
+        if ours == "accepted" && (theirs != "ca" || envoy != "ok") {
+            violations.push(format!(
+                "{name}: the hook accepts it, Go says {theirs:?}, BoringSSL says {envoy:?}"
+            ));
         }
         let description = descriptions
             .get(name)
             .unwrap_or_else(|| panic!("{name} is not in index.tsv"));
         lines.push(format!("# {description}"));
-        lines.push(format!("{name}\t{theirs}\t{ours}"));
+        lines.push(format!("{name}\t{theirs}\t{envoy}\t{ours}"));
     }
     assert!(
         violations.is_empty(),
-        "roots the hook would give istiod that Go refuses or does not call a CA:\n{}",
+        "roots the hook would give istiod and Envoy that Go or BoringSSL refuses:\n{}",
         violations.join("\n")
     );
 
@@ -242,4 +258,211 @@ fn go_version_parsing() {
     assert_eq!(go_minor("go version go1.24rc1 linux/amd64"), Some((1, 24)));
     assert_eq!(go_minor("go version go1.19.8 linux/amd64"), Some((1, 19)));
     assert_eq!(go_minor("garbage"), None);
+}
+
+/// One DER element as the generator below sees it: constructed ones with their children,
+/// OCTET and BIT STRINGs that wrap exactly one constructed element (extension values, RSA
+/// keys) with that element, everything else as its bytes.
+#[derive(Clone)]
+enum Der {
+    Raw(Vec<u8>),
+    Cons(u8, Vec<Der>),
+    /// tag, the bytes before the wrapped element (a BIT STRING's unused-bits octet), the element.
+    Wrapped(u8, Vec<u8>, Box<Der>),
+}
+
+/// (tag, body, rest) of the first element: single-byte tags, definite lengths.
+fn der_split(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+fn der_children(mut body: &[u8]) -> Option<Vec<Der>> {
+    let mut kids = Vec::new();
+    while !body.is_empty() {
+        let (tag, inner, rest) = der_split(body)?;
+        kids.push(der_tree(tag, inner));
+        body = rest;
+    }
+    Some(kids)
+}
+
+fn der_tree(tag: u8, body: &[u8]) -> Der {
+    let raw = || Der::Raw(der_encode(tag, body));
+    if tag & 0x20 != 0 {
+        return der_children(body).map_or_else(raw, |kids| Der::Cons(tag, kids));
+    }
+    let (prefix, inner) = match (tag, body) {
+        (0x04, b) => (&b[..0], b),
+        (0x03, [0, b @ ..]) => (&body[..1], b),
+        _ => return raw(),
+    };
+    match der_split(inner) {
+        Some((t, b, [])) if t & 0x20 != 0 => match der_tree(t, b) {
+            cons @ Der::Cons(..) => Der::Wrapped(tag, prefix.to_vec(), Box::new(cons)),
+            _ => raw(),
+        },
+        _ => raw(),
+    }
+}
+
+fn der_encode(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = body.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn der_bytes(d: &Der) -> Vec<u8> {
+    match d {
+        Der::Raw(b) => b.clone(),
+        Der::Cons(tag, kids) => {
+            der_encode(*tag, &kids.iter().flat_map(der_bytes).collect::<Vec<u8>>())
+        }
+        Der::Wrapped(tag, prefix, inner) => {
+            der_encode(*tag, &[prefix.clone(), der_bytes(inner)].concat())
+        }
+    }
+}
+
+/// Every constructed element of the tree, as child-index paths (the root is `[]`).
+fn der_paths(d: &Der, path: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    match d {
+        Der::Cons(_, kids) => {
+            out.push(path.clone());
+            for (i, k) in kids.iter().enumerate() {
+                path.push(i);
+                der_paths(k, path, out);
+                path.pop();
+            }
+        }
+        Der::Wrapped(_, _, inner) => der_paths(inner, path, out),
+        Der::Raw(_) => {}
+    }
+}
+
+/// The tree with `extra` appended to the children of the constructed element at `path`.
+fn der_with_trailing(d: &Der, path: &[usize], extra: &[u8]) -> Der {
+    match d {
+        Der::Wrapped(tag, prefix, inner) => Der::Wrapped(
+            *tag,
+            prefix.clone(),
+            Box::new(der_with_trailing(inner, path, extra)),
+        ),
+        Der::Cons(tag, kids) => {
+            let mut kids = kids.clone();
+            match path.split_first() {
+                None => kids.push(Der::Raw(extra.to_vec())),
+                Some((&i, rest)) => kids[i] = der_with_trailing(&kids[i], rest, extra),
+            }
+            Der::Cons(*tag, kids)
+        }
+        Der::Raw(_) => d.clone(),
+    }
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+fn der_of_pem(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+/// Generated roots: every well-formed control of the corpus with one trailing element (a NULL,
+/// an INTEGER 0) appended inside each of its constructed DER fields in turn — an extension, a
+/// name entry, the validity, an algorithm identifier, the public key, an extension's value…
+/// Go's parser ignores many of these, BoringSSL refuses them: the hook must accept none that
+/// either refuses.
+#[test]
+fn generated_roots_with_trailing_elements_are_a_subset_of_both() {
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("generated-roots");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let mut files = Vec::new();
+    for (name, path) in corpus().iter().filter(|(n, _)| n.starts_with("ok-")) {
+        let der = der_of_pem(&std::fs::read_to_string(path).unwrap());
+        let (tag, body, rest) = der_split(&der).unwrap();
+        assert!(rest.is_empty(), "{name}");
+        let tree = der_tree(tag, body);
+        let mut paths = Vec::new();
+        der_paths(&tree, &mut Vec::new(), &mut paths);
+        for p in paths {
+            for (what, extra) in [("null", &[5u8, 0][..]), ("int0", &[2, 1, 0][..])] {
+                let at: Vec<String> = p.iter().map(usize::to_string).collect();
+                let stem = format!("{name}+{what}@{}", at.join("."));
+                let file = work.join(format!("{stem}.pem"));
+                let mutated = der_bytes(&der_with_trailing(&tree, &p, extra));
+                std::fs::write(&file, pem_of(&mutated)).unwrap();
+                files.push((stem, file));
+            }
+        }
+    }
+    assert!(files.len() > 300, "only {} generated roots", files.len());
+    let go = go_verdicts(&oracle(), &files, None);
+    let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
+    let boring = boringssl::verdicts(&boringssl::build(&work.join("bin")), &paths);
+    let (mut ours_n, mut go_only, mut violations) = (0, Vec::new(), Vec::new());
+    for (name, path) in &files {
+        let (g, b) = (&go[name], &boring[name]);
+        if g == "ca" && b != "ok" {
+            go_only.push(format!("{name}: {b}"));
+        }
+        if our_verdict(path) == "accepted" {
+            ours_n += 1;
+            if g != "ca" || b != "ok" {
+                violations.push(format!("{name}: Go says {g:?}, BoringSSL says {b:?}"));
+            }
+        }
+    }
+    eprintln!(
+        "{} generated roots; the hook accepts {ours_n}; Go accepts {} that BoringSSL refuses:\n{}",
+        files.len(),
+        go_only.len(),
+        go_only.join("\n")
+    );
+    assert!(
+        violations.is_empty(),
+        "generated roots the hook accepts that Go or BoringSSL refuses:\n{}",
+        violations.join("\n")
+    );
 }

@@ -16,7 +16,7 @@
 //! `{{peer:endpoint}}` and its CA as `{{peer:ca}}`. Outputs show the endpoint as
 //! `{{peer:endpoint}}` and fetch durations, which are measured, as 0. With a
 //! `peer/healthz.status` too, a loopback proxy standing in for the sidecar (`HTTP_PROXY`)
-//! answers the data-plane probe with that HTTP status (README, "Data-plane probe").
+//! answers the data-plane probe with that HTTP status (docs/operating.md, "Data-plane probe").
 
 mod common;
 mod support;
@@ -261,9 +261,36 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
         &env,
         values.as_deref(),
     );
+    // Two exceptions, the two halves of "policy before trust" (docs/security.md, "Exported
+    // means reachable"): a run that creates a peer's AuthorizationPolicy holds that peer's
+    // new roots, and the next run — the one the policy's watch event starts — adds them,
+    // writing no policy; a run that removes a peer's last root keeps its policy, and the next
+    // run deletes it, and nothing else. The run after that must write nothing.
+    let writes_policy = |ops: &[serde_json::Value]| {
+        ops.iter()
+            .any(|op| op["object"]["kind"] == "AuthorizationPolicy")
+    };
+    let only_policy_deletes = |ops: &[serde_json::Value]| {
+        ops.iter()
+            .all(|op| op["operation"] == "Delete" && op["kind"] == "AuthorizationPolicy")
+    };
+    let again_ops = ndjson(&again.patches);
+    let second_half = !again_ops.is_empty()
+        && ((writes_policy(&ops) && !writes_policy(&again_ops)) || only_policy_deletes(&again_ops));
+    let again = if again.code == 0 && second_half {
+        store.apply(&again_ops);
+        run_hook_with(
+            &args,
+            &store.binding_context("refresh_remote_metadata").to_string(),
+            &env,
+            values.as_deref(),
+        )
+    } else {
+        again
+    };
     if again.code != 0 || !again.patches.is_empty() {
         failures.push(format!(
-            "{name}: second run after applying the patches is not a no-op (exit {}):\n{}",
+            "{name}: a later run after applying the patches is not a no-op (exit {}):\n{}",
             again.code, again.patches
         ));
     }

@@ -1,6 +1,6 @@
-//! The mesh config is edited surgically (README, "Trust bundle modes"). Over the corpus of
-//! real-world mesh configs in `testdata/mesh-configs/` (comments, anchors and merge keys, odd
-//! scalars, flow maps, a JSON document, CRLF, document markers, no / empty / null
+//! The mesh config is edited surgically (docs/how-it-works.md, "Trust bundle modes"). Over the
+//! corpus of real-world mesh configs in `testdata/mesh-configs/` (comments, anchors and merge keys,
+//! odd scalars, flow maps, a JSON document, CRLF, document markers, no / empty / null
 //! `caCertificates`, foreign entries, Istio's default mesh config), three runs of the trust
 //! bundle plan — add b's and c's roots, rotate b's, remove all — must each:
 //!
@@ -13,13 +13,13 @@
 
 mod common;
 
-use istio_federation_hook::discovery::trust_bundle::{self, TrustEntry};
+use common::go_yaml::go_read;
+
+use istio_federation_hook::discovery::trust::trust_bundle::{self, TrustEntry};
 use istio_federation_hook::hook::settings::Settings;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const ANNOTATION: &str = "federation.istio.deckhouse.io/managed-trust-entries";
 
@@ -319,53 +319,6 @@ fn outside_identical(before: &str, after: &str) -> Result<(), String> {
         }
         (None, None) => eq(before, after, "text without an entry"),
     }
-}
-
-/// Go's reading of each text (`{"json": …}` or `{"error": …}`), one Go process for all.
-fn go_read(texts: &[String]) -> Vec<Value> {
-    let go = std::env::var("GO").unwrap_or_else(|_| "/usr/lib/go-1.23/bin/go".into());
-    assert!(
-        Path::new(&go).exists() || std::env::var("GO").is_ok(),
-        "Go 1.23 is not at {go}: run scripts/test-deps.sh (Debian: golang-1.23-go golang-k8s-sigs-yaml-dev), or set GO"
-    );
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("meshyaml");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let bin = tmp.join("meshyaml");
-    let out = Command::new(&go)
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(common::root().join("tests/go/meshyaml"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOCACHE", tmp.join("cache"))
-        .env("GOPATH", tmp.join("gopath"))
-        .output()
-        .expect("run go build");
-    assert!(
-        out.status.success(),
-        "go build of tests/go/meshyaml failed (needs golang-k8s-sigs-yaml-dev under /usr/share/gocode):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut paths = Vec::new();
-    for (i, t) in texts.iter().enumerate() {
-        let p = tmp.join(format!("text-{i}.yaml"));
-        std::fs::write(&p, t).unwrap();
-        paths.push(p);
-    }
-    let out = Command::new(&bin)
-        .args(&paths)
-        .output()
-        .expect("run meshyaml");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = common::ndjson(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(lines.len(), texts.len());
-    lines
 }
 
 fn without_ca(v: &Value) -> (Value, Vec<Value>) {

@@ -7,7 +7,7 @@
 
 mod support;
 
-use istio_federation_hook::discovery::fetch::fetch_all;
+use istio_federation_hook::discovery::network::fetch::fetch_all;
 use istio_federation_hook::protocol::metadata::{Gateway, Own};
 use std::fs;
 use std::net::{TcpListener, TcpStream};

@@ -1,6 +1,6 @@
 //! `plan` against the offline run, on every golden case of `testdata/discovery/`: the same
 //! operations in the same order (each with a reason), nothing written to the patch or metrics
-//! files, and the run's failure reproduced as plan's (README, "Operating federations").
+//! files, and the run's failure reproduced as plan's (docs/operating.md).
 
 mod common;
 

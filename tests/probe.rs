@@ -1,14 +1,14 @@
-//! The data-plane probe (README, "Data-plane probe") end to end through the real binary: a
-//! loopback HTTPS peer serves the metadata, and a tiny loopback HTTP/1.1 proxy stands in for
-//! the sidecar (`HTTP_PROXY`). The proxy receives the absolute-form request and answers it
-//! itself, so the peer's health-check host is never resolved and nothing leaves loopback.
+//! The data-plane probe (docs/operating.md, "Data-plane probe") end to end through the real binary:
+//! a loopback HTTPS peer serves the metadata, and a tiny loopback HTTP/1.1 proxy stands in for the
+//! sidecar (`HTTP_PROXY`). The proxy receives the absolute-form request and answers it itself, so
+//! the peer's health-check host is never resolved and nothing leaves loopback.
 
 mod common;
 mod support;
 
 use base64::Engine;
 use common::{ndjson, run_hook, run_hook_with, Store};
-use istio_federation_hook::discovery::probe::{self, ProbeResult};
+use istio_federation_hook::discovery::network::probe::{self, ProbeResult};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::pki::{Ca, SigningKeys};

@@ -645,7 +645,7 @@ fn spiffe_bundle_for_ec_roots() {
 
 #[test]
 fn spiffe_bundle_takes_sequence_and_hint_from_the_secret_and_sees_them_change() {
-    // export writes spiffe-sequence / spiffe-refresh-hint (README, "Rotating roots and keys");
+    // export writes spiffe-sequence / spiffe-refresh-hint (docs/rotation.md);
     // serve re-reads them with the rest of the file set.
     let (a, _) = rcgen_root(&rcgen::PKCS_ECDSA_P256_SHA256, "Root A");
     let (b, _) = rcgen_root(&rcgen::PKCS_ECDSA_P256_SHA256, "Root B");
@@ -1288,7 +1288,7 @@ fn at_the_cap_the_longest_waiting_connection_makes_room() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Idle-connection floods (README, *Security*: idle connections cannot lock peers out)
+// Idle-connection floods (docs/security.md: idle connections cannot lock peers out)
 
 #[path = "support/idle_flood.rs"]
 mod idle_flood;

@@ -8,11 +8,12 @@
 //! only stable Rust.
 //!
 //! Every function panics (the fuzzer's "crash") when the product panics or when an
-//! invariant stated in README.md does not hold; it returns normally otherwise.
+//! invariant stated in docs/ does not hold; it returns normally otherwise.
 
 use base64::Engine as _;
 use istio_federation_hook::discovery::observed::{self, Observed};
-use istio_federation_hook::discovery::{metrics, reconcile};
+use istio_federation_hook::discovery::reconcile;
+use istio_federation_hook::discovery::status::metrics;
 use istio_federation_hook::hook::binding;
 use istio_federation_hook::hook::operations::{self as patch, Operation};
 use istio_federation_hook::hook::settings::Settings;
@@ -426,14 +427,14 @@ fn check_discovery(
         );
     }
     // Trust domains of the peers: the own one (in any case) is skipped by the hook, and one
-    // that cannot name a peer (README, "Security") has nothing imported for it.
+    // that cannot name a peer (docs/security.md) has nothing imported for it.
     let peer_domains: BTreeSet<&str> = feds
         .iter()
         .filter_map(|f| f.pointer("/spec/trustDomain")?.as_str())
         .filter(|td| !td.eq_ignore_ascii_case(&settings.cluster_domain))
         .filter(|td| names::peer_trust_domain_problem(td).is_none())
         .collect();
-    // README, "Security": two hosts never share one object name.
+    // docs/security.md: two hosts never share one object name.
     let mut host_of: BTreeMap<&str, &str> = BTreeMap::new();
     for op in ops {
         let o = &op["object"];
@@ -477,7 +478,7 @@ fn check_discovery(
                     ours,
                     "Delete of an object that is not a managed object of the input: {op}"
                 );
-                // Deletes are pinned to what the hook owns (README, "Security").
+                // Deletes are pinned to what the hook owns (docs/security.md).
                 assert!(
                     matches!(str_of(op, "kind"), Some("ServiceEntry" | "DestinationRule"))
                         && str_of(op, "namespace") == Some(settings.federation_namespace.as_str())
@@ -537,7 +538,8 @@ fn check_discovery(
     }
 }
 
-/// No emitted object and no status patch over the object budget (README, "Security").
+/// No emitted object and no status patch over the object budget (docs/security.md, "Limits
+/// and shares").
 fn within_budget(op: &Value, stored: &Value) {
     use istio_federation_hook::discovery::budget::MAX_OBJECT_BYTES;
     let size = stored.to_string().len();
@@ -612,9 +614,9 @@ fn check_created(o: &Value, peer_domains: &BTreeSet<&str>, settings: &Settings) 
     }
 }
 
-/// README: "A run over a cluster that already matches emits nothing." Applies the operations
-/// to the snapshots (as the API server would) and reconciles again: nothing may be emitted.
-/// Judged only where the input can be a real cluster (see [`apply`]).
+/// docs/how-it-works.md: "A run over a cluster that already matches emits nothing." Applies the
+/// operations to the snapshots (as the API server would) and reconciles again: nothing may be
+/// emitted. Judged only where the input can be a real cluster (see [`apply`]).
 fn check_zero_churn(settings: &Settings, snapshots: &BTreeMap<String, Vec<Value>>, ops: &[Value]) {
     if ops.is_empty() {
         return;
@@ -942,7 +944,7 @@ fn check_private(p: &metadata::PrivateMetadata) {
     }
 }
 
-/// README, "Security": a second opinion on gateway addresses, from std's classifications
+/// docs/security.md: a second opinion on gateway addresses, from std's classifications
 /// rather than the hook's own: never loopback, unspecified, link-local, multicast, broadcast or
 /// IPv4 in IPv6, never localhost, never a single label, never all numbers and dots.
 fn plausible_gateway(a: &str) -> bool {
@@ -1027,7 +1029,7 @@ const GO_CRITICAL_OK: [&str; 7] = [
 ];
 
 /// What an accepted root must satisfy so that istiod's Go parser reads it and calls it a CA
-/// (README "Security"), checked through x509-parser's view of the certificate and ring — not
+/// (docs/security.md), checked through x509-parser's view of the certificate and ring — not
 /// through the checks in certs.rs: version 3; a positive, minimally encoded serial of at most
 /// 20 bytes; each extension once; basicConstraints CA:TRUE without a negative path length; an
 /// RSA key of 2048–8192 bits with an odd exponent 3..2^31-1, an EC point ring accepts on P-256

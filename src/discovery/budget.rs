@@ -1,15 +1,15 @@
 //! The object budget: no object and no status patch the hook writes may exceed
-//! [`MAX_OBJECT_BYTES`] serialized, well under what the API server and etcd accept (README,
-//! "Security"). When a run would exceed it, the federations responsible are held at their
-//! last-known-good — the largest contributor first, ties by name, so the choice never depends
-//! on map order — and every other federation proceeds.
+//! [`MAX_OBJECT_BYTES`] serialized, well under what the API server and etcd accept
+//! (docs/security.md, "Limits and shares"). When a run would exceed it, the federations responsible
+//! are held at their last-known-good — the largest contributor first, ties by name, so the choice
+//! never depends on map order — and every other federation proceeds.
 
-use super::diff::{Manifest, Operation};
-use super::effective::{FedState, Rules, TrustExcess};
-use super::report::{Attempt, FetchReport};
-use super::service_entries::{self, Record};
-use super::shares::{self, Item};
-use super::trust_bundle::{self, TrustBundleError, TrustEntry};
+use crate::discovery::diff::{Manifest, Operation};
+use crate::discovery::network::report::{Attempt, FetchReport};
+use crate::discovery::services::service_entries::{self, Record};
+use crate::discovery::shares::{self, Item};
+use crate::discovery::state::{FedState, Rules, TrustExcess};
+use crate::discovery::trust::trust_bundle::{self, TrustBundleError, TrustEntry};
 use crate::hook::settings::{Settings, TrustBundleMode};
 use crate::protocol::failure::{Failure, Reason};
 use serde::Serialize;

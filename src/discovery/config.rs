@@ -1,4 +1,5 @@
-//! The discovery hook's shell-operator configuration (`--config`; README, "Remote discovery").
+//! The discovery hook's shell-operator configuration (`--config`; docs/how-it-works.md, "Remote
+//! discovery").
 //!
 //! Every Kubernetes binding and the schedule share one `group`, so every run — whatever
 //! triggered it — sees complete snapshots of everything the reconcile needs. jq filters keep
@@ -6,7 +7,10 @@
 //! the hook: a Modified event is only delivered when the filtered view changes.
 
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET, LOCAL_ROOT_CONFIGMAP};
-use crate::protocol::labels::{DISTRUST_ROOTS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::protocol::labels::{
+    DISTRUST_ROOTS_ANNOTATION, EXPORT_TO_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    PUBLIC_SERVICE_LABEL,
+};
 use crate::protocol::secret::KEYPAIR_SECRET;
 use serde_json::{json, Value};
 
@@ -17,6 +21,11 @@ pub const TRUST_BUNDLE: &str = "trust_bundle";
 pub(crate) const LOCAL_ROOT: &str = "local_root_ca";
 pub const SERVICE_ENTRIES: &str = "service_entries";
 pub const DESTINATION_RULES: &str = "destination_rules";
+/// Our AuthorizationPolicies in Istio's root namespace (docs/security.md, "Exported means
+/// reachable").
+pub const AUTHORIZATION_POLICIES: &str = "authorization_policies";
+/// The exported Services with their ports and `export-to`: what each peer may reach.
+pub const PUBLIC_SERVICES: &str = "public_services";
 pub(crate) const SCHEDULE: &str = "refresh_remote_metadata";
 pub(crate) const GROUP: &str = "istio_federation";
 pub(crate) const QUEUE: &str = "istio-federation";
@@ -72,7 +81,7 @@ pub(crate) fn discovery_config(s: &Settings) -> Value {
                 "apiVersion": "deckhouse.io/v1alpha1",
                 "kind": "IstioFederation",
                 // The distrust annotation is an emergency brake: changing it must trigger a
-                // run at once, not wait for the schedule (README, "Rotating roots and keys").
+                // run at once, not wait for the schedule (docs/rotation.md).
                 "jqFilter": format!("{{spec: .spec, distrustRoots: .metadata.annotations[\"{DISTRUST_ROOTS_ANNOTATION}\"]}}"),
                 "group": GROUP,
                 "queue": QUEUE,
@@ -100,6 +109,26 @@ pub(crate) fn discovery_config(s: &Settings) -> Value {
             },
             managed(SERVICE_ENTRIES, "ServiceEntry"),
             managed(DESTINATION_RULES, "DestinationRule"),
+            {
+                "name": AUTHORIZATION_POLICIES,
+                "apiVersion": "security.istio.io/v1",
+                "kind": "AuthorizationPolicy",
+                "namespace": in_namespace(&s.authz_root_namespace),
+                "labelSelector": {"matchLabels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+                "jqFilter": "{labels: .metadata.labels, annotations: .metadata.annotations, spec: .spec}",
+                "group": GROUP,
+                "queue": QUEUE,
+            },
+            {
+                "name": PUBLIC_SERVICES,
+                "apiVersion": "v1",
+                "kind": "Service",
+                "labelSelector": {"matchLabels": {PUBLIC_SERVICE_LABEL: ""}},
+                // Only what decides the boundary: a change of endpoints or status is no event.
+                "jqFilter": format!("{{exportTo: .metadata.annotations[\"{EXPORT_TO_ANNOTATION}\"], ports: [.spec.ports[]?.port]}}"),
+                "group": GROUP,
+                "queue": QUEUE,
+            },
         ],
         "schedule": [
             {"name": SCHEDULE, "crontab": "* * * * *", "group": GROUP, "queue": QUEUE}

@@ -1,7 +1,7 @@
 //! The diff of the desired Istio objects against the observed ones: only what changes is
 //! written, and only objects the hook owns are ever deleted.
 
-use super::istio_objects::{Desired, Observed, Snapshot};
+use crate::discovery::services::istio_objects::{Desired, Observed, Snapshot};
 use crate::protocol::labels::FEDERATIONS_ANNOTATION;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -102,7 +102,7 @@ impl<'a> DeletePolicy<'a> {
 }
 
 /// What a snapshot's deletes are pinned to: the one kind it is of and the namespace the hook
-/// writes to. Whatever else a snapshot delivers is never deleted (README, "Security").
+/// writes to. Whatever else a snapshot delivers is never deleted (docs/security.md).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Scope<'a> {
     /// `ServiceEntry` or `DestinationRule`, exactly.
@@ -227,7 +227,7 @@ mod tests {
     }
 
     fn desired(name: &str, host: &str) -> Desired {
-        use crate::discovery::istio_objects::*;
+        use crate::discovery::services::istio_objects::*;
         Desired {
             api_version: "networking.istio.io/v1beta1".into(),
             kind: "DestinationRule",

@@ -2,9 +2,9 @@
 //! context of the run carried that binding, so its state is unknown (and nothing is deleted
 //! on its account).
 
-use super::config;
-use super::istio_objects;
-use super::trust_bundle;
+use crate::discovery::config;
+use crate::discovery::services::istio_objects;
+use crate::discovery::trust::trust_bundle;
 use crate::hook::binding::BindingInput;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
@@ -26,6 +26,11 @@ pub struct Observed<'a> {
     pub local_root: Option<&'a [Value]>,
     pub service_entries: Option<istio_objects::Snapshot<'a>>,
     pub destination_rules: Option<istio_objects::Snapshot<'a>>,
+    /// Our AuthorizationPolicies in the root namespace (`None`: the boundary is not managed
+    /// this run, see [`super::authz`]).
+    pub authorization_policies: Option<&'a [Value]>,
+    /// The exported (labelled) Services, read as the export hook reads them.
+    pub public_services: Option<&'a [Value]>,
 }
 
 /// The bindings whose (possibly huge) snapshots are parsed one object at a time, straight into
@@ -85,6 +90,8 @@ impl<'a> Observed<'a> {
             local_root: b.snapshot(config::LOCAL_ROOT),
             service_entries: managed_objects(b, config::SERVICE_ENTRIES),
             destination_rules: managed_objects(b, config::DESTINATION_RULES),
+            authorization_policies: b.snapshot(config::AUTHORIZATION_POLICIES),
+            public_services: b.snapshot(config::PUBLIC_SERVICES),
         }
     }
 

@@ -1,18 +1,19 @@
 //! `istio-federation-hook plan`: what an offline discovery run would do, and why, without
-//! doing it (README, "Operating federations").
+//! doing it (docs/operating.md).
 //!
 //! The operations are not re-derived: the binding context and the settings are read by the
-//! same functions a run uses, the real [`super::reconcile`] runs with cached metadata only
+//! same functions a run uses, the real [`crate::discovery::reconcile`] runs with cached metadata only
 //! (as `ISTIO_FEDERATION_HOOK_OFFLINE=true` does) and a collecting sink, so the list is exactly
 //! the one the run would write, in its order. Each operation is then explained from the
 //! observed object and the desired one. Nothing is written to `KUBERNETES_PATCH_PATH` or
 //! `METRICS_PATH`, and no peer is contacted.
 
-use super::diff::{Manifest, Operation};
-use super::import_policy;
-use super::istio_objects::{self, Desired, OrderedMap, Spec};
-use super::observed::Observed;
-use super::reconcile;
+use crate::discovery::authz;
+use crate::discovery::diff::{Manifest, Operation};
+use crate::discovery::observed::Observed;
+use crate::discovery::reconcile;
+use crate::discovery::services::import_policy;
+use crate::discovery::services::istio_objects::{self, Desired, OrderedMap, Spec};
 use crate::hook::io;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
@@ -119,11 +120,11 @@ fn parse_args(args: &[&str]) -> Result<Option<Output>, String> {
     Ok(Some(output))
 }
 
-/// Reads the settings and the binding context as [`super::run::run`] does and plans the
+/// Reads the settings and the binding context as [`crate::discovery::run::run`] does and plans the
 /// offline run.
 pub(crate) fn plan_from_environment() -> Result<Plan, String> {
-    let (settings, bytes) = super::run::settings_and_context()?;
-    let input = super::run::read_snapshots(&bytes)?;
+    let (settings, bytes) = crate::discovery::run::settings_and_context()?;
+    let input = crate::discovery::run::read_snapshots(&bytes)?;
     let now = io::now()?;
     let observed = Observed::from_binding(&input);
     Ok(plan(&settings, &observed, now))
@@ -234,6 +235,28 @@ impl<'a> Context<'a> {
 
     fn explain(&self, op: &Operation) -> Planned {
         match op {
+            Operation::CreateOrUpdate(Manifest::Json(v)) if authz::plan_text::is_policy(v) => {
+                let (action, reason) = authz::plan_text::write(self.settings, self.observed, v);
+                Planned {
+                    action,
+                    kind: authz::policy::KIND.into(),
+                    namespace: k8s::namespace(v).unwrap_or("").into(),
+                    name: k8s::name(v).unwrap_or("").into(),
+                    reason,
+                }
+            }
+            Operation::Delete {
+                kind,
+                namespace,
+                name,
+                ..
+            } if kind == authz::policy::KIND => Planned {
+                action: "delete",
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                reason: authz::plan_text::delete(self.settings, self.observed, name),
+            },
             Operation::CreateOrUpdate(Manifest::Istio(d)) => self.write(d),
             Operation::CreateOrUpdate(Manifest::Json(v))
             | Operation::CreateIfNotExists(Manifest::Json(v)) => Planned {
@@ -345,7 +368,7 @@ impl<'a> Context<'a> {
     }
 
     /// "excluded by spec.import.excludeHosts of federation b" when the import policy of a
-    /// federation the object came from leaves `host` out (README, "Choosing what to share").
+    /// federation the object came from leaves `host` out (docs/sharing.md).
     fn left_out_by_policy(
         &self,
         host: &str,
@@ -495,7 +518,7 @@ impl<'a> Context<'a> {
 }
 
 fn conditions_managed(t: &str, dataplane_probe: bool) -> bool {
-    use super::status::ConditionType;
+    use crate::discovery::status::patch::ConditionType;
     ConditionType::from_wire(t, ConditionType::managed(dataplane_probe)).is_some()
 }
 

@@ -3,20 +3,22 @@
 //!
 //! No I/O and no clock: `now` is passed in. The same input gives byte-identical output.
 
-use super::admission::{self, UuidOwners};
-use super::budget;
-use super::conditions;
-use super::diff::{self, DeletePolicy, Operation, Scope};
-use super::effective::{self, FedState, Rules};
-use super::import_policy;
-use super::istio_objects;
-use super::metrics::{self, federation_metrics};
-use super::observed::{own_root_fingerprints, Observed};
-use super::report::FetchReport;
-use super::retention;
-use super::service_entries::{self, Record};
-use super::status::{status_patch, ConditionType};
-use super::trust_bundle::{self, TrustBundleError, TrustEntry};
+use crate::discovery::authz;
+use crate::discovery::budget;
+use crate::discovery::diff::{self, DeletePolicy, Operation, Scope};
+use crate::discovery::intake::admission::{self, UuidOwners};
+use crate::discovery::intake::effective;
+use crate::discovery::network::report::FetchReport;
+use crate::discovery::observed::{own_root_fingerprints, Observed};
+use crate::discovery::services::import_policy;
+use crate::discovery::services::istio_objects;
+use crate::discovery::services::service_entries::{self, Record};
+use crate::discovery::state::{FedState, Rules};
+use crate::discovery::status::conditions;
+use crate::discovery::status::metrics::{self, federation_metrics};
+use crate::discovery::status::patch::{status_patch, ConditionType};
+use crate::discovery::trust::retention;
+use crate::discovery::trust::trust_bundle::{self, TrustBundleError, TrustEntry};
 use crate::hook::settings::Settings;
 use crate::protocol::federation::Federation;
 use crate::protocol::metadata::Own;
@@ -88,10 +90,21 @@ pub fn reconcile_into(
     } = decide_states(settings, feds, fetched, &own, installed.as_deref());
     let fetched = admitted.as_ref();
     let rules = rules(settings, &own, &uuid_owners);
-    // 2. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
+    // 2. The boundary of what each peer may reach, before any trust it bounds: policies
+    //    created or updated first, a root added only once its domain's policy is observed,
+    //    policies deleted last (docs/security.md, "Exported means reachable").
+    let mut boundary = authz::plan(settings, observed, &states);
+    authz::hold_trust_without_policy(settings, observed, &boundary, &mut states);
+    for op in std::mem::take(&mut boundary.writes) {
+        sink(op)?;
+    }
+    // 3. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
     let installed = installed.unwrap_or_default();
     let trust_problem = write_trust_bundle(settings, observed, &installed, &mut states, sink)?;
-    // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
+    for op in std::mem::take(&mut boundary.deletes) {
+        sink(op)?;
+    }
+    // 4. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
     //    budget, written as decided, deletes only where allowed.
     let (mut records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
     import_policy::set_export_to(&mut records, &states, &settings.federation_namespace);
@@ -106,9 +119,12 @@ pub fn reconcile_into(
             .map(|st| st.fed.name.as_str()),
     );
     write_records(settings, observed, &records, &policy, sink)?;
-    // 4. Status and metrics, per federation in name order. The data-plane probe's result only
-    //    ever sets its condition and gauge (README, "Data-plane probe").
-    let managed = ConditionType::managed(settings.dataplane_probe);
+    // 5. Status and metrics, per federation in name order. The data-plane probe's result only
+    //    ever sets its condition and gauge (docs/operating.md, "Data-plane probe").
+    let managed = ConditionType::managed_with(
+        settings.dataplane_probe,
+        boundary.mode != authz::Mode::Unmanaged,
+    );
     let mut out_metrics = vec![metrics::expire()];
     for st in &states {
         let report = fetched.get(&st.fed.name);
@@ -120,7 +136,8 @@ pub fn reconcile_into(
         if let Some(c) = &dataplane {
             conditions.push(c.clone());
         }
-        if let Some(op) = status_patch(st, report, &conditions, managed, now) {
+        conditions.extend(authz::condition(settings, &boundary, st));
+        if let Some(op) = status_patch(st, report, &conditions, &managed, now) {
             if budget::fits(&op, None) {
                 sink(op)?;
             } else {
@@ -130,6 +147,7 @@ pub fn reconcile_into(
             }
         }
         federation_metrics(st, report, &mut out_metrics);
+        authz::metric(&boundary, st, &mut out_metrics);
         if let Some(c) = &dataplane {
             metrics::dataplane_metric(st, c, &mut out_metrics);
         }
@@ -195,7 +213,7 @@ fn rules<'a>(settings: &'a Settings, own: &'a Own<'a>, uuid_owners: &'a UuidOwne
 /// The data-plane probes of this run, as `(federation, url)`: every federation the network
 /// phase worked on whose effective metadata names a health-check service. The states are
 /// decided exactly as [`reconcile_into`] decides them, so the target probed is the one its
-/// condition names. Pure: the run shell does the requests (README, "Data-plane probe").
+/// condition names. Pure: the run shell does the requests (docs/operating.md, "Data-plane probe").
 pub(crate) fn probe_jobs(
     settings: &Settings,
     observed: &Observed,
@@ -221,7 +239,10 @@ pub(crate) fn probe_jobs(
         .filter(|st| fetched.contains_key(&st.fed.name))
         .filter_map(|st| {
             let host = conditions::probe_target(st).ok()?;
-            Some((st.fed.name.clone(), super::probe::url(host)))
+            Some((
+                st.fed.name.clone(),
+                crate::discovery::network::probe::url(host),
+            ))
         })
         .collect()
 }
@@ -241,6 +262,9 @@ fn remove_everything_we_own(
                 log::warn!(target: "reconcile", "federation disabled, but our trust entries cannot be removed: {e}")
             }
         }
+    }
+    for op in authz::deletes_when_disabled(settings, observed) {
+        sink(op)?;
     }
     let namespace = settings.federation_namespace.as_str();
     for (snapshot, kind) in [
@@ -337,8 +361,8 @@ fn write_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::istio_objects::Snapshot;
-    use crate::discovery::report::ProbeResult;
+    use crate::discovery::network::report::ProbeResult;
+    use crate::discovery::services::istio_objects::Snapshot;
     use crate::protocol::certs;
     use crate::protocol::federation::Federation;
     use crate::protocol::labels::{
@@ -505,7 +529,7 @@ mod tests {
     /// A federation with public metadata from this run's fetch and a cached private document
     /// publishing `hosts` behind one gateway.
     fn probed(hosts: &[&str]) -> (Observed<'static>, BTreeMap<String, FetchReport>) {
-        use crate::discovery::report::Attempt;
+        use crate::discovery::network::report::Attempt;
         use crate::protocol::metadata::PublicMetadata;
         let services: Vec<Value> = hosts
             .iter()
@@ -556,7 +580,7 @@ mod tests {
         outcome
             .metrics
             .iter()
-            .filter(|m| m["name"] == metrics::DATAPLANE_HEALTH)
+            .filter(|m| m["name"] == metrics::Metric::DataplaneHealth.name())
             .cloned()
             .collect()
     }

@@ -1,8 +1,9 @@
 //! One discovery run, the imperative shell: read the settings and the binding context, fetch
 //! (unless offline), probe the data plane (with `DATAPLANE_PROBE`), hand everything to the
-//! pure [`super::reconcile`], stream its operations into the patch file and write its metrics.
+//! pure [`crate::discovery::reconcile`], stream its operations into the patch file and write its metrics.
 
-use super::{config, fetch, observed, probe, reconcile};
+use crate::discovery::network::{fetch, probe};
+use crate::discovery::{config, observed, reconcile};
 use crate::hook::io::{self, METRICS_OUTPUT, PATCH_OUTPUT};
 use crate::hook::settings::Settings;
 use crate::hook::{binding, metrics, operations};

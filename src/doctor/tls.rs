@@ -1,7 +1,7 @@
 //! What the peer's endpoint presents in its TLS handshake: the certificate chain, names and
 //! validity, read so `doctor` can say *why* verification failed (expired, wrong name, unknown
 //! CA). This is inspection only: the verdict is always the one of the discovery hook's own
-//! HTTPS client ([`crate::discovery::fetch`]). The capturing verifier below therefore accepts
+//! HTTPS client ([`crate::discovery::network::fetch`]). The capturing verifier below therefore accepts
 //! any chain, but still has rustls check the handshake signatures with the same ring provider
 //! the hook uses; no cryptography is written here.
 

@@ -1,7 +1,7 @@
-//! The export hook (README, "Export: publishing our own metadata"): renders this cluster's own
-//! metadata — what peers fetch — into Secret `<FEDERATION_NAMESPACE>/istio-federation-metadata`,
-//! which `serve` mounts and answers from. Formats are Deckhouse's metadata-exporter's, so a
-//! Deckhouse cluster can federate with us.
+//! The export hook (docs/how-it-works.md, "Export: publishing our own metadata"): renders this
+//! cluster's own metadata — what peers fetch — into Secret
+//! `<FEDERATION_NAMESPACE>/istio-federation-metadata`, which `serve` mounts and answers from.
+//! Formats are Deckhouse's metadata-exporter's, so a Deckhouse cluster can federate with us.
 //!
 //! Like discovery, a pure function of the snapshots: `main` generates a key pair when none
 //! exists (randomness is I/O) and passes it in.
@@ -43,7 +43,7 @@ pub mod bindings {
     pub(crate) const FEDERATIONS: &str = "federations";
     pub const METADATA: &str = "metadata_secret";
     /// Runs export every minute too: a retired root leaves `rootCA` when its retention ends
-    /// even if nothing else changes (README, "Rotating roots and keys").
+    /// even if nothing else changes (docs/rotation.md).
     pub(crate) const SCHEDULE: &str = "export_schedule";
     pub(crate) const GROUP: &str = "istio_federation_export";
     pub(crate) const QUEUE: &str = "istio-federation-export";
@@ -147,7 +147,7 @@ fn advertised_gateways(input: &BindingInput) -> Result<Option<Vec<Gateway>>, Str
                 Ok(()) => {
                     out.insert(Gateway { address: a, port: p });
                 }
-                // Peers drop such an address (README, "Security"): publishing it would only
+                // Peers drop such an address (docs/security.md): publishing it would only
                 // hide that the list is wrong, so the list is refused like any invalid item.
                 Err(refusal) => {
                     return Err(format!(
@@ -347,11 +347,11 @@ pub fn reconcile(
             files.insert(RETIRED_LOCAL_ROOTS_JSON.into(), retired);
         }
     }
-    // The SPIFFE bundle's sequence and refresh hint (README, "Rotating roots and keys").
+    // The SPIFFE bundle's sequence and refresh hint (docs/rotation.md).
     rotation::spiffe_files(&old, &mut files, settings.root_retention, ns);
     let federation = federation_json(settings, input, &old);
     let remote = remote_public_metadata(input, settings);
-    // Per-peer visibility (README, "Choosing what to share"): only when a Service is restricted.
+    // Per-peer visibility (docs/sharing.md): only when a Service is restricted.
     if let Some(v) = visibility::render(input, settings, &federation, &remote) {
         files.insert(VISIBILITY_JSON.into(), v);
     }
@@ -428,8 +428,7 @@ fn public_json(
         .filter(|s| !s.trim().is_empty());
     let key = public_key(input, new_key).filter(|k| certs::parse_ed25519_public_pem(k).is_ok());
     if let (Some(key), Some(root)) = (&key, root) {
-        // Plus our roots that left the ConfigMap within ROOT_RETENTION (README, "Rotating
-        // roots and keys").
+        // Plus our roots that left the ConfigMap within ROOT_RETENTION (docs/rotation.md).
         let published = rotation::publish(
             root,
             rotation::root_ca_of(old.get(PUBLIC_JSON)).as_deref(),

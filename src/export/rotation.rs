@@ -1,4 +1,4 @@
-//! Root rotation on the publishing side (README, "Rotating roots and keys"): a root that
+//! Root rotation on the publishing side (docs/rotation.md): a root that
 //! leaves ConfigMap `istio-ca-root-cert` stays in `public.json`'s `rootCA` for
 //! `ROOT_RETENTION` from the first export run that saw it gone, never past its own notAfter,
 //! so peers — ours and Deckhouse's, which keep no retention of their own — keep trusting our
@@ -18,7 +18,8 @@
 //! are written only when they differ from what their absence means (1, and the hint of the
 //! default retention), so a cluster that never rotates keeps the Secret it had.
 
-use crate::discovery::retention::{self, RetiredRoot};
+use crate::discovery::state::RetiredRoot;
+use crate::discovery::trust::retention;
 use crate::hook::timefmt;
 use crate::protocol::certs;
 use crate::protocol::metadata::Own;

@@ -28,7 +28,7 @@ pub fn run() -> Result<(), String> {
         None
     };
     // The reconcile clock, pinned by ISTIO_FEDERATION_HOOK_NOW as discovery's is: retention
-    // ends by it (README, "Rotating roots and keys").
+    // ends by it (docs/rotation.md).
     let now = io::now()?;
     let outcome = super::reconcile(&settings, &input, new_key.as_ref(), now);
     if let Some((what, out)) = io::open_output(&PATCH_OUTPUT, true)? {

@@ -1,4 +1,4 @@
-//! Which peer sees which exported service (README, "Choosing what to share").
+//! Which peer sees which exported service (docs/sharing.md).
 //!
 //! A labelled Service annotated `federation.istio.deckhouse.io/export-to: "<trust domain>[, …]"`
 //! is published only to the peers whose IstioFederation has one of those `spec.trustDomain`s;
@@ -17,21 +17,12 @@ use super::bindings;
 use crate::hook::binding::BindingInput;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
+use crate::protocol::exports::parse_export_to;
 use crate::protocol::federation::Federation;
 use crate::protocol::labels::{EXPORT_TO_ANNOTATION, PUBLIC_SERVICE_LABEL};
 use crate::protocol::visibility;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The trust domains an `export-to` value names: comma separated, spaces allowed, compared
-/// case-insensitively.
-pub(crate) fn parse_export_to(value: &str) -> BTreeSet<String> {
-    value
-        .split(',')
-        .map(|td| td.trim().to_ascii_lowercase())
-        .filter(|td| !td.is_empty())
-        .collect()
-}
 
 /// Restricted hostname → trust domains allowed to see it, from the `public_services` snapshot
 /// (the Services [`super::public_services`] exports, with the same hostnames). Also the
@@ -144,21 +135,4 @@ pub(super) fn render(
         })
         .collect();
     Some(visibility::render(federation_json, &allowed_uuids))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn export_to_values() {
-        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        assert_eq!(parse_export_to("b.local"), set(&["b.local"]));
-        assert_eq!(
-            parse_export_to(" b.local,C.Local ,, b.local "),
-            set(&["b.local", "c.local"])
-        );
-        assert!(parse_export_to("").is_empty());
-        assert!(parse_export_to(" , ").is_empty());
-    }
 }

@@ -1,5 +1,5 @@
-//! Binding-context parsing: the contexts shell-operator hands a hook run (README, "Bad input",
-//! for what is refused and how).
+//! Binding-context parsing: the contexts shell-operator hands a hook run (docs/security.md, "Bad
+//! input", for what is refused and how).
 //!
 //! The hook reconciles from *snapshots*, never from single events: a run may combine many
 //! contexts (Synchronization, Event, Schedule, Group, none), and the latest snapshot of each

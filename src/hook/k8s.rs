@@ -1,6 +1,6 @@
 //! The few Kubernetes naming rules and object accessors the product needs. Objects stay
 //! `serde_json::Value`: the hook reads a handful of fields from each and must tolerate every
-//! other field a real API server adds (README, "Hook contract").
+//! other field a real API server adds (docs/how-it-works.md, "The hook contract").
 
 use serde_json::Value;
 
@@ -18,6 +18,15 @@ pub(crate) fn is_dns1123_label(s: &str) -> bool {
 /// DNS-1123 subdomain: dot-separated DNS-1123 labels, at most 253 characters.
 pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// The loose pattern `^[0-9a-zA-Z._-]+$` older IstioFederation CRDs declared for
+/// `spec.trustDomain`; still what `CLUSTER_DOMAIN` is checked against (docs/reference/settings.md).
+pub(crate) fn is_trust_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// A Kubernetes object name: what apimachinery's `IsDNS1123Subdomain` accepts — at most 253

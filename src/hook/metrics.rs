@@ -1,5 +1,5 @@
-//! Metric operations for `$METRICS_PATH` (README, "Hook contract"): one JSON object per line,
-//! each naming its group so a run can expire everything it set before.
+//! Metric operations for `$METRICS_PATH` (docs/how-it-works.md, "The hook contract"): one JSON
+//! object per line, each naming its group so a run can expire everything it set before.
 
 use serde_json::{json, Map, Value};
 use std::io::Write;

@@ -1,6 +1,6 @@
 //! The shell-operator hook contract, nothing Istio-specific: reading the binding context and
 //! the settings, writing object operations and metrics as NDJSON, logging to stderr, and the
-//! I/O edge every hook run shares (README, "Hook contract").
+//! I/O edge every hook run shares (docs/how-it-works.md, "The hook contract").
 
 pub mod binding;
 pub(crate) mod io;

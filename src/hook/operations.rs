@@ -1,5 +1,5 @@
-//! shell-operator object operations, the wire format of `$KUBERNETES_PATCH_PATH` (README,
-//! "Hook contract").
+//! shell-operator object operations, the wire format of `$KUBERNETES_PATCH_PATH`
+//! (docs/how-it-works.md, "The hook contract").
 //!
 //! Every operation is rendered as one JSON object per line; a JSON array is never written
 //! (shell-operator cannot read one). The manifest type is a parameter: export writes plain

@@ -1,11 +1,11 @@
 //! Settings: built-in defaults, then the addon-operator values file (`VALUES_PATH`), then the
-//! environment — later wins (README, "Settings"). Parsed once, validated once; every error
+//! environment — later wins (docs/reference/settings.md). Parsed once, validated once; every error
 //! names the setting so an operator knows what to fix.
 
 use serde_json::Value;
 use std::time::Duration;
 
-/// Where remote roots go (README, "Trust bundle modes").
+/// Where remote roots go (docs/how-it-works.md, "Trust bundle modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustBundleMode {
     /// `caCertificates` of the MeshConfig YAML in a ConfigMap (recommended).
@@ -40,19 +40,26 @@ pub struct Settings {
     pub fetch_concurrency: usize,
     pub fetch_max_bytes: u64,
     /// `MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER`,
-    /// `MAX_SERVICES_TOTAL` (README, "Settings").
+    /// `MAX_SERVICES_TOTAL` (docs/reference/settings.md).
     pub limits: PeerLimits,
     /// How long a root a peer stopped publishing stays trusted (`ROOT_RETENTION`, default 48h;
-    /// zero drops it at once). README, "Rotating roots and keys".
+    /// zero drops it at once). docs/rotation.md.
     pub root_retention: Duration,
     /// `DATAPLANE_PROBE` (default off): probe every peer's health-check service through the
-    /// mesh each run (README, "Data-plane probe"). Needs the hook's pod in the mesh.
+    /// mesh each run (docs/operating.md, "Data-plane probe"). Needs the hook's pod in the mesh.
     pub dataplane_probe: bool,
+    /// `AUTHORIZATION_POLICIES` (default on): bound what each peer's workloads reach to the
+    /// services exported to it (docs/security.md, "Exported means reachable"); off removes
+    /// the policies the hook wrote.
+    pub authorization_policies: bool,
+    /// `ISTIO_ROOT_NAMESPACE`: Istio's root namespace (`meshConfig.rootNamespace`), where a
+    /// policy without selector applies mesh-wide; the Istio namespace by default.
+    pub authz_root_namespace: String,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
 /// peer cannot grow the objects every federation shares past what the API server accepts
-/// (README, "Security").
+/// (docs/security.md, "Limits and shares").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerLimits {
     pub roots: usize,
@@ -84,7 +91,7 @@ pub(crate) const CACERTS_SECRET: &str = "cacerts";
 pub(crate) const LOCAL_ROOT_CONFIGMAP: &str = "istio-ca-root-cert";
 
 /// A setting that cannot be used. Every variant names the setting, so an operator knows what
-/// to fix; the texts are what the hook prints before it exits (README, "Settings").
+/// to fix; the texts are what the hook prints before it exits (docs/reference/settings.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     /// A value of the wrong form: `TRUST_BUNDLE_MODE: expected mesh-config or cacerts, got "x"`.
@@ -113,19 +120,17 @@ pub enum SettingsError {
     },
 }
 
-/// Where settings come from: the values document (if any) and the environment, which wins.
+/// Where settings come from: the values document (if any), looked up by key path, and the
+/// environment, which wins. Both are lookups so that what the loader reads can be observed
+/// (the docs tests hold docs/reference/settings.md to it).
 struct Sources<'a> {
-    values: Option<&'a Value>,
+    values: &'a dyn Fn(&[&str]) -> Option<Value>,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Sources<'_> {
-    fn value(&self, path: &[&str]) -> Option<&Value> {
-        let mut v = self.values?;
-        for p in path {
-            v = v.get(p)?;
-        }
-        Some(v)
+    fn value(&self, path: &[&str]) -> Option<Value> {
+        (self.values)(path)
     }
 
     /// An environment variable; set but blank counts as unset.
@@ -144,8 +149,8 @@ impl Sources<'_> {
         };
         let mut enabled = match self.value(&["istio", "federation", "enabled"]) {
             None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => parse_bool(s).ok_or_else(|| malformed(format!("{s:?}")))?,
+            Some(Value::Bool(b)) => b,
+            Some(Value::String(s)) => parse_bool(&s).ok_or_else(|| malformed(format!("{s:?}")))?,
             Some(other) => return Err(malformed(other.to_string())),
         };
         if let Some(s) = self.env("ISTIO_FEDERATION_ENABLED") {
@@ -356,6 +361,21 @@ impl Settings {
         values: Option<&Value>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
+        let lookup = |path: &[&str]| {
+            let mut v = values?;
+            for p in path {
+                v = v.get(p)?;
+            }
+            Some(v.clone())
+        };
+        Settings::load_from(&lookup, env)
+    }
+
+    /// [`Settings::load`] with the values document as a lookup by key path.
+    pub(crate) fn load_from(
+        values: &dyn Fn(&[&str]) -> Option<Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
         let src = Sources { values, env };
         Ok(Settings {
             enabled: src.enabled()?,
@@ -381,6 +401,11 @@ impl Settings {
             limits: src.limits()?,
             root_retention: src.root_retention()?,
             dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
+            authorization_policies: src.flag("AUTHORIZATION_POLICIES", true)?,
+            authz_root_namespace: match src.env("ISTIO_ROOT_NAMESPACE") {
+                Some(_) => src.namespace("ISTIO_ROOT_NAMESPACE")?,
+                None => src.namespace("ISTIO_NAMESPACE")?,
+            },
         })
     }
 
@@ -395,7 +420,7 @@ impl Settings {
                 env: "CLUSTER_DOMAIN",
             });
         }
-        if !crate::protocol::names::is_trust_domain(&self.cluster_domain) {
+        if !crate::hook::k8s::is_trust_domain(&self.cluster_domain) {
             return Err(SettingsError::InvalidName {
                 setting: "CLUSTER_DOMAIN / global.discovery.clusterDomain",
                 value: self.cluster_domain.clone(),

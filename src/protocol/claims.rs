@@ -1,6 +1,6 @@
 //! Which IstioFederation a peer's cluster UUID belongs to. Discovery (whether a peer's public
 //! metadata is accepted) and export (which key may read our private metadata as that UUID)
-//! decide it with the one function here, so the two can never disagree (README, "Security").
+//! decide it with the one function here, so the two can never disagree (docs/security.md).
 //!
 //! A UUID cached by a federation stays with it whatever the names: a newly added federation
 //! that publishes the same UUID cannot take it over. Only when several federations claim a

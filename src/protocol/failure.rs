@@ -1,5 +1,5 @@
 //! The vocabulary of what went wrong with a peer: every condition reason the hook writes, and
-//! [`Failure`], a reason with its operator-facing message (README, "Conditions").
+//! [`Failure`], a reason with its operator-facing message (docs/reference/conditions.md).
 //!
 //! The reasons are one closed set so that a decision about a reason is a `match`, never a
 //! comparison of strings, and so that the texts — Deckhouse's names where Deckhouse has one,
@@ -10,6 +10,7 @@
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+enum_with_all! {
 /// A condition reason, as written to `status.conditions[].reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
@@ -65,6 +66,12 @@ pub enum Reason {
     ConfigurationError,
     /// No public metadata of the peer yet, so there is nothing to probe (Deckhouse's reason).
     MetadataUnavailable,
+    /// The AuthorizationPolicy bounding the peer is not in place yet: its roots are not added
+    /// until it is (docs/security.md, "Exported means reachable").
+    AwaitingAuthorizationPolicy,
+    /// `AUTHORIZATION_POLICIES=false`: the peer's workloads are not bounded by the hook.
+    EnforcementDisabled,
+}
 }
 
 impl Reason {
@@ -95,6 +102,8 @@ impl Reason {
             Reason::ProbeFailed => "ProbeFailed",
             Reason::ConfigurationError => "ConfigurationError",
             Reason::MetadataUnavailable => "MetadataUnavailable",
+            Reason::AwaitingAuthorizationPolicy => "AwaitingAuthorizationPolicy",
+            Reason::EnforcementDisabled => "EnforcementDisabled",
         }
     }
 }
@@ -159,6 +168,11 @@ mod tests {
             (Reason::ProbeFailed, "ProbeFailed"),
             (Reason::ConfigurationError, "ConfigurationError"),
             (Reason::MetadataUnavailable, "MetadataUnavailable"),
+            (
+                Reason::AwaitingAuthorizationPolicy,
+                "AwaitingAuthorizationPolicy",
+            ),
+            (Reason::EnforcementDisabled, "EnforcementDisabled"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.to_string(), text);

@@ -1,5 +1,6 @@
-//! The IstioFederation object (`deckhouse.io/v1alpha1`, cluster-scoped; README, "Remote
-//! discovery") as the hook reads it: spec fields, and the status it (or Deckhouse) cached earlier.
+//! The IstioFederation object (`deckhouse.io/v1alpha1`, cluster-scoped; docs/how-it-works.md,
+//! "Remote discovery") as the hook reads it: spec fields, and the status it (or Deckhouse) cached
+//! earlier.
 
 use crate::hook::k8s;
 use crate::protocol::names;
@@ -11,7 +12,7 @@ use serde_json::Value;
 pub(crate) const API_VERSION: &str = "deckhouse.io/v1alpha1";
 pub(crate) const KIND: &str = "IstioFederation";
 
-/// A spec that can be read but must not be acted on as it stands (README, "Conditions",
+/// A spec that can be read but must not be acted on as it stands (docs/reference/conditions.md,
 /// `InvalidSpec`): the object is named, so the problem goes to its conditions instead of
 /// freezing every federation as an unreadable spec does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,16 +58,16 @@ pub struct Federation {
     pub conditions: Vec<Value>,
     /// `spec.import`, or what is wrong with it (naming the field). A wrong import policy is
     /// not a wrong federation: the rest of the spec still works, and discovery keeps what
-    /// this federation imported earlier until it is fixed (README, "Choosing what to share").
+    /// this federation imported earlier until it is fixed (docs/sharing.md).
     pub import: Result<ImportSpec, String>,
-    /// `status.retiredRoots` as stored, unvalidated (see `discovery::retention`).
+    /// `status.retiredRoots` as stored, unvalidated (see `discovery::trust::retention`).
     pub retired_roots: Option<Value>,
     /// The `federation.istio.deckhouse.io/distrust-roots` annotation, unparsed.
     pub distrust_roots: Option<String>,
 }
 
-/// `spec.import`: which remote hosts are imported and for which namespaces (README, "Choosing
-/// what to share"). Each list is validated as a whole; matching is discovery's decision.
+/// `spec.import`: which remote hosts are imported and for which namespaces (docs/sharing.md). Each
+/// list is validated as a whole; matching is discovery's decision.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportSpec {
     /// `spec.import.hosts`: host globs, at least one of which a host must match; `None` (the

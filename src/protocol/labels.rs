@@ -14,12 +14,11 @@ pub(crate) const TRUST_ENTRIES_ANNOTATION: &str =
 /// Services carrying this label (value "") are exported to peers (Deckhouse's label).
 pub(crate) const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-service";
 /// On an exported Service: the trust domains (comma-separated) of the only peers it is
-/// published to (README, "Choosing what to share"). Absent: every peer.
+/// published to (docs/sharing.md). Absent: every peer.
 pub(crate) const EXPORT_TO_ANNOTATION: &str = "federation.istio.deckhouse.io/export-to";
 
 /// Annotation on an IstioFederation: comma-separated SHA-256 fingerprints (hex, as in
-/// [`TRUST_ENTRIES_ANNOTATION`]) of roots never to trust, published or retained (README,
-/// "Rotating roots and keys").
+/// [`TRUST_ENTRIES_ANNOTATION`]) of roots never to trust, published or retained (docs/rotation.md).
 pub(crate) const DISTRUST_ROOTS_ANNOTATION: &str = "federation.istio.deckhouse.io/distrust-roots";
 
 /// A Kubernetes label value is at most 63 characters of `[-_.A-Za-z0-9]`, beginning and ending
@@ -34,7 +33,7 @@ pub fn is_label_value(s: &str) -> bool {
             && b[b.len() - 1].is_ascii_alphanumeric())
 }
 
-/// `name` as a label value (README, "Security"): unchanged when it is one already
+/// `name` as a label value (docs/security.md): unchanged when it is one already
 /// (every name up to 63 characters, as Deckhouse writes it); otherwise the first 52 usable
 /// characters, `-`, and the first 10 hex digits of the SHA-256 of the whole name — stable
 /// across runs and distinct for distinct names. The full names stay in the

@@ -1,8 +1,11 @@
 //! Names peers send us, checked as the systems downstream read them: host names as Istio takes
 //! them in a ServiceEntry, trust domains as Istio and SPIFFE compare them, gateway addresses as
-//! Envoy would dial them, and endpoint URLs as they may be shown (README, "Security").
+//! Envoy would dial them, and endpoint URLs as they may be shown (docs/security.md).
 
 use crate::hook::k8s::is_dns1123_subdomain;
+/// The settings check `CLUSTER_DOMAIN` with it too, so it lives with the naming rules in
+/// `hook::k8s`, which `hook` can use without `protocol`.
+pub(crate) use crate::hook::k8s::is_trust_domain;
 use crate::protocol::text;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,22 +20,13 @@ pub(crate) fn is_service_hostname(s: &str) -> bool {
     !last.bytes().all(|c| c.is_ascii_digit())
 }
 
-/// The loose pattern `^[0-9a-zA-Z._-]+$` older IstioFederation CRDs declared for
-/// `spec.trustDomain`; still what `CLUSTER_DOMAIN` is checked against (README, "Settings").
-pub(crate) fn is_trust_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-}
-
 /// Istio's alias for "the local trust domain" in authorization policies: a peer's root trusted
 /// for it could mint identities our policies read as local ones.
 pub(crate) const LOCAL_TRUST_DOMAIN_ALIAS: &str = "cluster.local";
 
 /// Why `spec.trustDomain` cannot name a peer, or `None` when it can: it must be lower-case
 /// DNS-1123 labels joined by dots (at most 253 characters) and not [`LOCAL_TRUST_DOMAIN_ALIAS`]
-/// (README, "Conditions", `InvalidSpec`). The message names the field and the value.
+/// (docs/reference/conditions.md, `InvalidSpec`). The message names the field and the value.
 pub fn peer_trust_domain_problem(s: &str) -> Option<String> {
     let shown = shorten(s);
     if s.eq_ignore_ascii_case(LOCAL_TRUST_DOMAIN_ALIAS) {
@@ -62,7 +56,7 @@ pub(crate) fn is_ip_literal(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok()
 }
 
-/// Why a gateway address is refused (README, "Security"). The `Display` text completes
+/// Why a gateway address is refused (docs/security.md). The `Display` text completes
 /// "address "…" ".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GatewayRefusal {
@@ -200,7 +194,7 @@ pub(crate) fn has_userinfo(url: &str) -> bool {
 }
 
 /// `url` with any user information replaced by `***`, for logs, metrics, conditions and
-/// messages: a URL's credentials are never printed (README, "Security").
+/// messages: a URL's credentials are never printed (docs/security.md).
 pub(crate) fn redact_url(url: &str) -> String {
     let auth = authority(url);
     match auth.rfind('@') {

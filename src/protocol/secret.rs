@@ -25,7 +25,7 @@ pub(crate) const SCOPE_PRIVATE_FEDERATION: &str = "private-federation";
 pub(crate) const VISIBILITY_JSON: &str = "federation-visibility.json";
 
 /// Our own roots that left `istio-ca-root-cert` and are still published in `public.json`
-/// (README, "Rotating roots and keys"): `[{fingerprint, pem, retiredAt, until}]`, written by
+/// (docs/rotation.md): `[{fingerprint, pem, retiredAt, until}]`, written by
 /// export only while there is one, read back by the next export run.
 pub(crate) const RETIRED_LOCAL_ROOTS_JSON: &str = "retired-local-roots.json";
 /// The SPIFFE bundle's `spiffe_sequence` (decimal), which export increases whenever the set

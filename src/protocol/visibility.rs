@@ -1,5 +1,5 @@
 //! Per-peer visibility of exported services: the `federation-visibility.json` file of the
-//! metadata Secret, which export writes and `serve` reads (README, "Choosing what to share").
+//! metadata Secret, which export writes and `serve` reads (docs/sharing.md).
 //!
 //! `federation.json` stays the complete document (every labelled Service, Deckhouse's format).
 //! When at least one Service is restricted with `federation.istio.deckhouse.io/export-to`,

@@ -19,7 +19,7 @@
 //!   request head (16 KiB → 431), bodies (4 KiB → 413, slow → 408), the time to send a head
 //!   (which is also the keep-alive idle time), stalled writes, TLS handshakes and the number of
 //!   concurrent connections. No request data is ever unwrapped; the token is never logged.
-//! - **Idle connections cannot lock peers out** (README, *Security*). A cap alone is not
+//! - **Idle connections cannot lock peers out** (docs/security.md). A cap alone is not
 //!   enough: one client holding the cap with idle sockets and reopening any that close kept
 //!   every peer in the listen backlog (0 of 5 requests answered in 10 s at 1,600 sockets against
 //!   512), because the backlog is first come, first served and, once full, the kernel drops new

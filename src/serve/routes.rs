@@ -388,7 +388,7 @@ fn federation(
     );
     match verified {
         Ok(claims) => {
-            // The peer's own view (README, "Choosing what to share"); never a guess when the
+            // The peer's own view (docs/sharing.md); never a guess when the
             // visibility file is unusable.
             let body = match &snapshot.visibility {
                 Visibility::Unrestricted => body.clone(),
@@ -457,6 +457,16 @@ mod tests {
             assert_eq!(Endpoint::route(path), Endpoint::Other, "{path}");
         }
         assert_eq!(Endpoint::Spiffe.label(), "spiffe_bundle");
+    }
+
+    /// docs/reference/metrics.md lists what `/metrics` renders (src/docs_tests.rs): every metric
+    /// with the labels of its series, after one request so the request counter has one.
+    #[test]
+    fn metrics_reference_lists_every_serve_metric_with_its_labels() {
+        let m = Metrics::new();
+        m.count_request(Endpoint::Public, StatusCode::OK);
+        let exported = crate::docs_tests::exposition_metrics(&m.render());
+        crate::docs_tests::assert_metrics_documented("serve", &exported);
     }
 
     #[test]

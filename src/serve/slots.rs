@@ -11,7 +11,7 @@
 //! so a one-byte-a-second client ages like a silent one. Connections being answered are never
 //! shed: when every slot is answering, the new connection waits for a slot to free.
 //!
-//! Why shedding and not the alternatives (README, *Security*):
+//! Why shedding and not the alternatives (docs/security.md):
 //! - queueing new connections behind idle ones (what `serve` did) lets one client that holds
 //!   the cap and reopens what closes keep everybody else in the listen backlog for good;
 //! - a short deadline for the first bytes does not stop a client that sends one byte a second,

@@ -4,7 +4,7 @@
 //! Deckhouse's exporter builds it from the first certificate of `rootCA` with a constant
 //! sequence and a 28-day refresh hint; we serve every root of `rootCA` (so a consumer trusts
 //! both roots while we rotate), with the sequence and hint export keeps in the metadata Secret
-//! (README, "Rotating roots and keys"). Deckhouse supports only RSA
+//! (docs/rotation.md). Deckhouse supports only RSA
 //! keys, and hard-codes the exponent to `AQAB`. We build the same document for RSA roots but
 //! with the certificate's real exponent, and also for EC roots (P-256/P-384/P-521, RFC 7518
 //! §6.2) which Deckhouse answers with 500 — Istio's own CA defaults to RSA, but plugged-in CAs
@@ -20,8 +20,7 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
 /// What the SPIFFE bundle says besides its keys, from the metadata Secret's
-/// `spiffe-sequence` and `spiffe-refresh-hint` (written by export, README "Rotating roots and
-/// keys").
+/// `spiffe-sequence` and `spiffe-refresh-hint` (written by export, docs/rotation.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BundleInfo {
     pub sequence: u64,

@@ -99,7 +99,7 @@ pub(super) struct Snapshot {
     pub own_uuid: Result<String, String>,
     pub spiffe: Spiffe,
     pub federation: FileState,
-    /// Which peer sees which service (README, "Choosing what to share").
+    /// Which peer sees which service (docs/sharing.md).
     pub visibility: Visibility,
     /// Peer UUID → Ed25519 public key, from remote-public-metadata.json.
     pub peers: Result<HashMap<String, [u8; 32]>, String>,
@@ -265,7 +265,7 @@ fn load(dir: &Path) -> Snapshot {
 }
 
 /// The SPIFFE bundle's sequence and refresh hint, from `spiffe-sequence` and
-/// `spiffe-refresh-hint` (README, "Rotating roots and keys"); an absent key means its default,
+/// `spiffe-refresh-hint` (docs/rotation.md); an absent key means its default,
 /// an unusable one too (with a log line).
 fn bundle_info(dir: &Path) -> spiffe::BundleInfo {
     let mut info = spiffe::BundleInfo::default();

@@ -358,3 +358,123 @@ pub fn check_export_to(v: &Value, namespace: &str, service_entry: bool) -> Vec<S
     }
     out
 }
+
+/// The `openAPIV3Schema` of AuthorizationPolicy `version` in a copied CRD file.
+fn authorization_policy_schema(file: &str, version: &str) -> Value {
+    let text = std::fs::read_to_string(super::root().join(file)).expect("schema file");
+    let crd: Value = serde_saphyr::from_str(&text).expect("schema YAML");
+    crd["spec"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["name"] == version)
+        .expect("version")["schema"]["openAPIV3Schema"]
+        .clone()
+}
+
+/// Fields of `obj` the structural `schema` does not declare: the API server prunes them, so an
+/// object relying on one would silently lose it.
+fn undeclared(schema: &Value, obj: &Value, path: &str, out: &mut Vec<String>) {
+    match obj {
+        Value::Object(m) => {
+            if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+                return;
+            }
+            for (k, v) in m {
+                match schema.get("properties").and_then(|p| p.get(k)) {
+                    Some(s) => undeclared(s, v, &format!("{path}.{k}"), out),
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    undeclared(s, v, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The API server's checks on an AuthorizationPolicy, for the oldest (1.24) and newest (1.31)
+/// CRD we support: JSON schema, no pruned field, and the CEL rules of the CRD
+/// (`x-kubernetes-validations`), written out from the CRD text.
+pub fn check_authorization_policy(obj: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (file, release) in [
+        (
+            "testdata/schemas/istio-authorizationpolicy-crd-1.24.yaml",
+            "1.24",
+        ),
+        (
+            "testdata/schemas/istio-authorizationpolicy-crd.yaml",
+            "1.31",
+        ),
+    ] {
+        let version = obj["apiVersion"]
+            .as_str()
+            .and_then(|a| a.strip_prefix("security.istio.io/"))
+            .unwrap_or("");
+        let schema = authorization_policy_schema(file, version);
+        let v = jsonschema::validator_for(&schema).expect("CRD schema");
+        for e in v.iter_errors(obj) {
+            problems.push(format!(
+                "{release} CRD schema: {e} at {}",
+                e.instance_path()
+            ));
+        }
+        let mut pruned = Vec::new();
+        undeclared(&schema, &json_without_metadata(obj), "", &mut pruned);
+        for p in pruned {
+            problems.push(format!("{release} CRD prunes {p}"));
+        }
+    }
+    let spec = &obj["spec"];
+    // CEL: only one of targetRefs or selector can be set.
+    let set = ["selector", "targetRef", "targetRefs"]
+        .iter()
+        .filter(|k| spec.get(**k).is_some())
+        .count();
+    if set > 1 {
+        problems.push("CEL: only one of targetRefs or selector can be set".into());
+    }
+    // CEL: Cannot set serviceAccounts with namespaces or principals.
+    for rule in spec["rules"].as_array().into_iter().flatten() {
+        for from in rule["from"].as_array().into_iter().flatten() {
+            let s = &from["source"];
+            let sa = s.get("serviceAccounts").is_some() || s.get("notServiceAccounts").is_some();
+            let other = ["principals", "notPrincipals", "namespaces", "notNamespaces"]
+                .iter()
+                .any(|k| s.get(*k).is_some());
+            if sa && other {
+                problems
+                    .push("CEL: Cannot set serviceAccounts with namespaces or principals".into());
+            }
+        }
+    }
+    // CEL on selector.matchLabels: no wildcard, no empty key.
+    for (k, v) in spec["selector"]["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if k.contains('*') || k.is_empty() || v.as_str().is_some_and(|v| v.contains('*')) {
+            problems.push("CEL: wildcard or empty key in selector.matchLabels".into());
+        }
+    }
+    problems
+}
+
+/// `apiVersion`, `kind` and `metadata` are the API server's (TypeMeta, ObjectMeta), not the
+/// CRD schema's.
+fn json_without_metadata(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        for k in ["apiVersion", "kind", "metadata"] {
+            m.remove(k);
+        }
+    }
+    o
+}

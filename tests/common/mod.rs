@@ -3,6 +3,7 @@
 //! the emitted patches, and validation against the real schemas and Istio's webhook rules.
 #![allow(dead_code)]
 
+pub mod go_yaml;
 pub mod istio;
 
 use base64::Engine;
@@ -307,6 +308,13 @@ pub fn check_operations(ops: &[Value]) -> Vec<String> {
                 }
                 ses.push(obj.clone());
             }
+            if obj["kind"] == "AuthorizationPolicy" {
+                problems.extend(
+                    istio::check_authorization_policy(obj)
+                        .into_iter()
+                        .map(|e| format!("operation {i}: AuthorizationPolicy: {e}")),
+                );
+            }
             if obj["kind"] == "DestinationRule" {
                 problems.extend(
                     istio::check_destination_rule(obj)
@@ -318,8 +326,9 @@ pub fn check_operations(ops: &[Value]) -> Vec<String> {
     }
     problems.extend(istio::check_service_entries(&ses));
     for (i, op) in ops.iter().enumerate() {
-        // The object budget (README, "Security"): objects and status patches at most 900 KiB.
-        // A JSON patch is checked by what it carries, which bounds the object it makes.
+        // The object budget (docs/security.md, "Limits and shares"): objects and status patches at
+        // most 900 KiB. A JSON patch is checked by what it carries, which bounds the object it
+        // makes.
         let carried = op
             .get("object")
             .or_else(|| op.get("mergePatch"))
@@ -405,6 +414,7 @@ impl Store {
         match (kind, name) {
             ("ServiceEntry", _) => "service_entries",
             ("DestinationRule", _) => "destination_rules",
+            ("AuthorizationPolicy", _) => "authorization_policies",
             ("IstioFederation", _) => "federations",
             ("Secret", "istio-federation-metadata") => "metadata_secret",
             ("Secret", "d8-remote-authn-keypair") => "authn_keypair",

@@ -1,5 +1,5 @@
 //! An idle-connection flood for `serve`'s test and bench: one client holding many loopback
-//! sockets with no request in progress, reopening any the server closes (README, *Security*).
+//! sockets with no request in progress, reopening any the server closes (docs/security.md).
 //! Included with `#[path]` by `tests/serve.rs` and `benches/serve.rs`.
 #![allow(dead_code)]
 

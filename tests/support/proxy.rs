@@ -1,5 +1,5 @@
 //! A loopback HTTP/1.1 forward proxy standing in for an Istio sidecar in the data-plane probe
-//! tests (README, "Data-plane probe"): it receives the probe's absolute-form request and
+//! tests (docs/operating.md, "Data-plane probe"): it receives the probe's absolute-form request and
 //! answers it itself, so the peer's health-check host is never resolved or dialled.
 
 use std::io::{BufRead, BufReader, Write};

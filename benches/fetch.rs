@@ -2,6 +2,9 @@
 //! delay, compared with the slowest single peer chain (what docs/contributing.md, "Performance",
 //! promises: about the time of the slowest federation) and with N × the single-peer time (what a
 //! sequential fetch, as Deckhouse's hook does it, would cost). No assertions: it prints a table.
+//! With the peer's UUID cached (pinned) the private request waits for the public answer, so
+//! those rows cost two round trips per peer, like the uncached ones (docs/how-it-works.md,
+//! "Remote discovery").
 //!
 //! Run: `cargo bench --bench fetch` (add `--profile dev` to skip the release build; the
 //! numbers are dominated by the peers' delays either way). Under `cargo test --all-targets`
@@ -140,7 +143,7 @@ fn main() {
         .map(|_| bench.run(&defaults, &single_cached).0)
         .min()
         .unwrap_or_default();
-    row("single peer, UUID cached (one round trip)", 1, 1, t1c);
+    row("single peer, UUID pinned (public, then private)", 1, 1, t1c);
 
     let mut all = single;
     for n in [50, 200] {
@@ -154,7 +157,7 @@ fn main() {
     let cached = bench.feds(&all[..50], true);
     let (wall, out) = bench.run(&defaults, &cached);
     row(
-        "UUID cached: public + private in parallel",
+        "UUID pinned: private waits for the public UUID",
         50,
         ok_count(&out),
         wall,
@@ -162,7 +165,7 @@ fn main() {
     let cached = bench.feds(&all[..200], true);
     let (wall, out) = bench.run(&defaults, &cached);
     row(
-        "UUID cached: public + private in parallel",
+        "UUID pinned: private waits for the public UUID",
         200,
         ok_count(&out),
         wall,

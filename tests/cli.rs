@@ -139,6 +139,54 @@ fn jq_filters_compile_with_jq() {
     }
 }
 
+/// The operator's annotations on an IstioFederation (distrust, re-pin, the cluster.local
+/// opt-in) are part of the federations binding's filter result, so setting one runs the hook
+/// at once (docs/how-it-works.md, "Remote discovery"; docs/security.md).
+#[test]
+fn federations_filter_delivers_the_operators_annotations() {
+    let (_, stdout, _) = config_with(&[]);
+    let cfg: Value = serde_json::from_str(&stdout).unwrap();
+    let binding = cfg["kubernetes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "federations")
+        .expect("federations binding");
+    let filter = binding["jqFilter"].as_str().unwrap();
+    let run = |annotations: &str| -> String {
+        let fed = format!(
+            r#"{{"metadata": {{"name": "b", "annotations": {annotations}}}, "spec": {{"trustDomain": "b.local"}}}}"#
+        );
+        let out = Command::new("jq")
+            .args(["-c", filter])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(fed.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("jq is installed (apt-get install jq)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let none = run("{}");
+    for key in [
+        "federation.istio.deckhouse.io/distrust-roots",
+        "federation.istio.deckhouse.io/repin-cluster-uuid",
+        "federation.istio.deckhouse.io/accept-cluster-local-trust-domain",
+    ] {
+        let with = run(&format!(r#"{{"{key}": "x"}}"#));
+        assert_ne!(with, none, "{key} is not in the filter result");
+    }
+    assert_eq!(run(r#"{"unrelated": "x"}"#), none);
+}
+
 #[test]
 fn export_public_services_filter_delivers_the_export_to_annotation() {
     // shell-operator only re-runs the hook when a binding's filter result changes, so the

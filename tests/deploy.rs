@@ -525,6 +525,9 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
         "b.local",
         "cluster-b.example",
         "cluster.local.example",
+        // Admitted by the CRD; the hook accepts it only with the opt-in annotation (README,
+        // "Security").
+        "cluster.local",
         "a1.b-2.c3",
     ] {
         let mut ok = fed.clone();
@@ -565,12 +568,65 @@ fn crd_accepts_and_keeps_everything_the_hook_writes() {
         json!({"trustDomain": "b_c.local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b..local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "-b.local", "metadataEndpoint": "https://h/"}),
-        json!({"trustDomain": "cluster.local", "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": format!("{}.b", "a".repeat(64)), "metadataEndpoint": "https://h/"}),
         json!({"trustDomain": "b.local", "metadataEndpoint": "https://user:secret@h/"}),
     ] {
         let obj = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "x"}, "spec": bad});
         assert!(!errors(&validator, &obj).is_empty(), "accepted {obj}");
+    }
+}
+
+/// Newer Deckhouse peers and components write fields this hook does not know; the CRD must keep
+/// them (declared, or preserved), or the API server prunes them on every write.
+#[test]
+fn crd_keeps_deckhouses_newest_status_and_metadata_shapes() {
+    let schema = crd_schema(&variants()[0].docs);
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let fed = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "b"},
+        "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/metadata/"},
+        "status": {
+            "dataPlaneHealth": {"isConnected": true, "lastProbeTimestamp": "2027-01-01T00:00:00Z",
+                "lastSuccessProbeTimestamp": "2027-01-01T00:00:00Z", "message": "ok"},
+            "metadataCache": {
+                "public": {"clusterUUID": "u", "authnKeyPub": "k", "rootCA": "r"},
+                "private": {"clusterID": "u",
+                    "ingressGateways": [{"address": "1.1.1.1", "port": 15443}],
+                    "ambientGateways": [{"address": "1.1.1.2", "port": 15008, "network": "n"}],
+                    "publicServices": [{"hostname": "a.b.local", "ports": [{"name": "http", "port": 80}]}]}}}});
+    let errs = errors(&validator, &fed);
+    assert!(errs.is_empty(), "{errs:?}");
+    let mut pruned = Vec::new();
+    kept(&fed, &schema, "", &mut pruned);
+    assert!(pruned.is_empty(), "the API server would prune {pruned:?}");
+}
+
+/// Like [`undeclared`], but a schema with `x-kubernetes-preserve-unknown-fields: true` keeps
+/// everything below it, as the API server's pruning does.
+fn kept(obj: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+    if schema["x-kubernetes-preserve-unknown-fields"] == true && schema.get("properties").is_none()
+    {
+        return;
+    }
+    match obj {
+        Value::Object(m) => {
+            if path.ends_with(".metadata") && schema.get("properties").is_none() {
+                return;
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            for (k, v) in m {
+                match props.and_then(|p| p.get(k)) {
+                    Some(s) => kept(v, s, &format!("{path}.{k}"), out),
+                    None if schema["x-kubernetes-preserve-unknown-fields"] == true => {}
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                kept(v, &schema["items"], &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -648,8 +704,8 @@ fn needed(env: &[(String, String)]) -> Need {
             r,
             fed_ns,
             "",
-            &["create", "get", "update", "delete"],
-        ); // CreateOrUpdate, Delete
+            &["create", "get", "update", "patch", "delete"],
+        ); // CreateOrUpdate, JSONPatch (a held delete's mark), Delete
     }
     // The boundary's AuthorizationPolicies in the root namespace: CreateOrUpdate, Delete.
     let root_ns = env
@@ -681,6 +737,14 @@ fn needed(env: &[(String, String)]) -> Need {
         "",
         &["patch"],
     ); // status MergePatch
+    need(
+        &mut n,
+        "deckhouse.io",
+        "istiofederations",
+        "",
+        "",
+        &["patch"],
+    ); // JSONPatch (re-pin done)
     if cacerts {
         need(&mut n, "", "secrets", istio_ns, "cacerts", &["patch"]);
     } else {
@@ -1343,6 +1407,9 @@ fn the_product_emits_only_operations_the_rbac_model_knows() {
         ("Delete", "AuthorizationPolicy"),
         ("JSONPatch", "ConfigMap"),
         ("JSONPatch", "Secret"),
+        ("JSONPatch", "ServiceEntry"),
+        ("JSONPatch", "DestinationRule"),
+        ("JSONPatch", "IstioFederation"),
         ("MergePatch", "IstioFederation"),
     ]
     .into_iter()

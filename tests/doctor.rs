@@ -559,3 +559,33 @@ fn usage_errors_exit_2() {
     assert_eq!(out.code, 1);
     assert_eq!(out.statuses()[0], "url=fail");
 }
+
+/// `--pinned-uuid`: a peer answering with another clusterUUID fails the public check as the
+/// hook refuses it (ClusterUUIDMismatch), and no token is sent to it.
+#[test]
+fn a_peer_with_another_uuid_than_pinned_fails_and_gets_no_token() {
+    let s = setup();
+    let mut args = s.args();
+    args.extend([
+        "--pinned-uuid".to_string(),
+        "uuid-pinned-earlier".to_string(),
+    ]);
+    let out = doctor(&strs(&args));
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.detail("public").contains("ClusterUUIDMismatch"),
+        "{}",
+        out.detail("public")
+    );
+    assert!(out.detail("public").contains("uuid-pinned-earlier"));
+    assert!(out.detail("public").contains(PEER_UUID));
+    assert!(
+        s.peer.server.requests_to(support::PRIVATE_PATH).is_empty(),
+        "a token was sent"
+    );
+    // Pinned to the UUID the peer publishes: every check passes.
+    let mut args = s.args();
+    args.extend(["--pinned-uuid".to_string(), PEER_UUID.to_string()]);
+    let out = doctor(&strs(&args));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}

@@ -340,7 +340,8 @@ fn a_federation_within_its_share_never_loses_trust_to_anothers_excess() {
 }
 
 /// Finding 7: an administrator's entry "our root + another root" for the peer's trust domain is
-/// not ours: it is neither removed as a duplicate nor taken away with our entry.
+/// not ours: it is neither removed as a duplicate nor taken away with our entry when the root is
+/// distrusted.
 #[test]
 fn an_entry_someone_else_wrote_is_never_removed_even_when_it_starts_with_our_root() {
     let b_root = cert("peer-b-root");
@@ -372,8 +373,9 @@ fn an_entry_someone_else_wrote_is_never_removed_even_when_it_starts_with_our_roo
             !ops.iter().any(|o| o["kind"] == "ConfigMap"),
             "{name}: {ops:?}"
         );
-        // The federation is deleted: our entry goes, the administrator's stays.
-        s.objects.insert("federations".into(), vec![]);
+        // The root is distrusted: our entry goes at once, the administrator's stays.
+        s.objects.get_mut("federations").unwrap()[0]["metadata"]["annotations"] =
+            json!({"federation.istio.deckhouse.io/distrust-roots": fp(&b_root)});
         run(&mut s, &base_env());
         assert_eq!(trusted(&s, "b.local"), [admin_pem], "{name}");
     }

@@ -93,6 +93,16 @@ const CASES: &[Case] = &[
         round_trip: true,
     },
     Case {
+        file: "byte-order-mark.yaml",
+        owned: &[],
+        round_trip: true,
+    },
+    Case {
+        file: "document-end-null.yaml",
+        owned: &[],
+        round_trip: true,
+    },
+    Case {
         file: "foreign-same-root.yaml",
         owned: &[("c.local", "peer-c-root")],
         round_trip: false,

@@ -196,3 +196,127 @@ fn owned_entries_that_cannot_be_removed_are_named_as_still_installed() {
         "the text was edited although the removal is refused"
     );
 }
+
+/// What the hook must do with a text: install b's entry (and remove it again), or refuse the
+/// edit with a `TrustBundleUnavailable` message containing this text.
+enum Want {
+    Installed,
+    Refused(&'static str),
+}
+
+/// A root mapping whose merge keys repeat an alias of a large anchor, about 800 KB: Go refuses
+/// it ("document contains excessive aliasing") after a bounded amount of work.
+fn merge_key_bomb() -> String {
+    let entries: Vec<String> = (0..2000).map(|i| format!("k{i}: {i}")).collect();
+    let anchor = format!("a: &a {{{}}}\n", entries.join(", "));
+    let merges = "<<: *a\n".repeat((800_000 - anchor.len()) / 7);
+    format!("trustDomain: my.cluster\n{anchor}{merges}")
+}
+
+/// Finding 5: texts Go's YAML 1.1 reader reads differently from a YAML 1.2 parser. The hook's
+/// view of the keys must be Go's, or the edit is refused naming the line; what it writes Go
+/// must read, with b's entry in it, and removing it must give Go's reading of the text before.
+#[test]
+fn the_editor_sees_the_keys_go_sees() {
+    let cases: Vec<(&str, String, Want)> = vec![
+        (
+            "U+2028 ends a comment for Go",
+            "trustDomain: my.cluster\n# note\u{2028}caCertificates: [{pem: x}]\n".into(),
+            Want::Refused("line 2"),
+        ),
+        (
+            "U+0085 ends a comment for Go",
+            "trustDomain: my.cluster\n# note\u{85}caCertificates: [{pem: x}]\n".into(),
+            Want::Refused("line 2"),
+        ),
+        (
+            "a !!binary key Go decodes to caCertificates",
+            "trustDomain: my.cluster\n? !!binary Y2FDZXJ0aWZpY2F0ZXM=\n: [{pem: x}]\n".into(),
+            Want::Refused("line 2"),
+        ),
+        (
+            "a !!binary key Go decodes to another name",
+            "? !!binary Zm9v\n: 1\ntrustDomain: my.cluster\n".into(),
+            Want::Installed,
+        ),
+        (
+            "a byte-order mark before the first key",
+            "\u{feff}trustDomain: my.cluster\n".into(),
+            Want::Installed,
+        ),
+        (
+            "a byte-order mark before caCertificates",
+            "\u{feff}caCertificates:\n- spiffeBundleUrl: https://bundle.example/x.json\n".into(),
+            Want::Installed,
+        ),
+        (
+            "a document end marker after a null caCertificates",
+            "caCertificates:\n...\n".into(),
+            Want::Installed,
+        ),
+        (
+            "a document end marker after the only other key",
+            "trustDomain: my.cluster\n...\n".into(),
+            Want::Installed,
+        ),
+        (
+            "merge keys over a large anchor",
+            merge_key_bomb(),
+            Want::Refused("excessive aliasing"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, want) in &cases {
+        let mut s = cluster(text);
+        let ops = run(&mut s, true);
+        let with_b = mesh(&s);
+        let cond = trust_condition(&ops).unwrap_or(Value::Null);
+        let msg = cond["message"].as_str().unwrap_or("");
+        match want {
+            Want::Refused(what) => {
+                if with_b != *text
+                    || cond["reason"] != "TrustBundleUnavailable"
+                    || !msg.contains(what)
+                {
+                    failures.push(format!(
+                        "{name}: expected a refusal naming {what:?}; condition {msg:?}; text changed: {}",
+                        with_b != *text
+                    ));
+                }
+            }
+            Want::Installed => {
+                s.objects.insert("federations".into(), vec![]);
+                run(&mut s, true);
+                let after = mesh(&s);
+                let go = go_read(&[text.clone(), with_b.clone(), after.clone()]);
+                let rest = |d: &Value| {
+                    let mut d = d["json"].clone();
+                    if let Some(o) = d.as_object_mut() {
+                        o.remove("caCertificates");
+                    }
+                    d
+                };
+                match (go_list(&go[0]), go_list(&go[1]), go_list(&go[2])) {
+                    (Ok(before), Ok(with), Ok(end)) => {
+                        if !trusts_b(&with) || rest(&go[1]) != rest(&go[0]) {
+                            failures.push(format!(
+                                "{name}: to Go, b's entry is missing or other keys changed: {}",
+                                go[1]
+                            ));
+                        }
+                        if end != before || go[2] != go[0] {
+                            failures.push(format!(
+                                "{name}: after removal Go reads {}, before {}",
+                                go[2], go[0]
+                            ));
+                        }
+                    }
+                    other => failures.push(format!(
+                        "{name}: Go cannot read a text: {other:?}\n{with_b:?}\n{after:?}; condition {msg:?}"
+                    )),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

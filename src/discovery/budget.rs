@@ -225,7 +225,8 @@ fn trust_object_name(settings: &Settings) -> String {
 }
 
 /// The trust bundle's operation within the budget, decided in one pass (README, "Security"):
-/// the entries kept as installed (federations whose metadata cannot be read, or held) stay;
+/// the entries kept as installed (federations whose metadata cannot be read, or held, and the
+/// trust domains in `held`) stay;
 /// what the budget leaves beside them and beside everything that is not ours is shared between
 /// the federations that want roots ([`shares::allocate`]); a federation over its share loses
 /// its newest roots and says so ([`FedState::trust_excess`]). The mesh edit is planned once
@@ -236,8 +237,9 @@ pub(crate) fn plan_trust_bundle(
     trust_object: Option<&Value>,
     installed: &[TrustEntry],
     states: &mut [FedState],
+    held: &std::collections::BTreeSet<String>,
 ) -> Result<Option<Operation>, TrustBundleError> {
-    let kept = trust_bundle::target_entries(settings, trust_object, states, Vec::new());
+    let kept = trust_bundle::target_entries(settings, trust_object, states, Vec::new(), held);
     let base = match trust_bundle::plan(settings, trust_object, &kept)? {
         Some(op) => stored_size(&op, trust_object),
         None => trust_object.map_or(NEW_OBJECT_BYTES, json_len),

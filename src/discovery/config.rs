@@ -8,8 +8,8 @@
 
 use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET, LOCAL_ROOT_CONFIGMAP};
 use crate::protocol::labels::{
-    DISTRUST_ROOTS_ANNOTATION, EXPORT_TO_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    PUBLIC_SERVICE_LABEL,
+    ACCEPT_CLUSTER_LOCAL_ANNOTATION, DISTRUST_ROOTS_ANNOTATION, EXPORT_TO_ANNOTATION,
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, PUBLIC_SERVICE_LABEL, REPIN_CLUSTER_UUID_ANNOTATION,
 };
 use crate::protocol::secret::KEYPAIR_SECRET;
 use serde_json::{json, Value};
@@ -80,9 +80,10 @@ pub(crate) fn discovery_config(s: &Settings) -> Value {
                 "name": FEDERATIONS,
                 "apiVersion": "deckhouse.io/v1alpha1",
                 "kind": "IstioFederation",
-                // The distrust annotation is an emergency brake: changing it must trigger a
-                // run at once, not wait for the schedule (docs/rotation.md).
-                "jqFilter": format!("{{spec: .spec, distrustRoots: .metadata.annotations[\"{DISTRUST_ROOTS_ANNOTATION}\"]}}"),
+                // The distrust annotation is an emergency brake, and a re-pin or the cluster.local
+                // opt-in an operator's act: changing one must trigger a run at once, not wait
+                // for the schedule (docs/rotation.md, docs/how-it-works.md).
+                "jqFilter": format!("{{spec: .spec, distrustRoots: .metadata.annotations[\"{DISTRUST_ROOTS_ANNOTATION}\"], repinClusterUUID: .metadata.annotations[\"{REPIN_CLUSTER_UUID_ANNOTATION}\"], acceptClusterLocal: .metadata.annotations[\"{ACCEPT_CLUSTER_LOCAL_ANNOTATION}\"]}}"),
                 "group": GROUP,
                 "queue": QUEUE,
             },

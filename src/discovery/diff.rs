@@ -2,7 +2,7 @@
 //! written, and only objects the hook owns are ever deleted.
 
 use crate::discovery::services::istio_objects::{Desired, Observed, Snapshot};
-use crate::protocol::labels::FEDERATIONS_ANNOTATION;
+use crate::protocol::labels::{DELETION_HELD_ANNOTATION, FEDERATIONS_ANNOTATION};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -19,9 +19,12 @@ pub enum Manifest {
 pub(crate) type Operation = crate::hook::operations::Operation<Manifest>;
 
 /// Whether `observed` already is `desired` as far as we care: same spec, and every label and
-/// annotation we set present with our value (other writers' labels are fine).
+/// annotation we set present with our value (other writers' labels are fine). An object still
+/// marked by a mass-deletion hold that ended is rewritten without the mark
+/// ([`crate::discovery::mass_deletion`]).
 fn matches(desired: &Desired, observed: &Observed) -> bool {
     observed.spec.as_ref() == Some(&desired.spec)
+        && !observed.annotations.contains_key(DELETION_HELD_ANNOTATION)
         && desired
             .metadata
             .labels
@@ -45,7 +48,10 @@ fn with_foreign_metadata(mut desired: Desired, observed: &Observed) -> Desired {
         (&mut desired.metadata.annotations, &observed.annotations),
     ] {
         for (k, v) in &theirs.0 {
-            if !ours.contains_key(k) && !k.starts_with("kubectl.kubernetes.io/") {
+            if !ours.contains_key(k)
+                && !k.starts_with("kubectl.kubernetes.io/")
+                && k != DELETION_HELD_ANNOTATION
+            {
                 ours.0.push((k.clone(), v.clone()));
             }
         }

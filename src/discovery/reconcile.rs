@@ -8,6 +8,8 @@ use crate::discovery::budget;
 use crate::discovery::diff::{self, DeletePolicy, Operation, Scope};
 use crate::discovery::intake::admission::{self, UuidOwners};
 use crate::discovery::intake::effective;
+use crate::discovery::intake::pin;
+use crate::discovery::mass_deletion::{self, Guard};
 use crate::discovery::network::report::FetchReport;
 use crate::discovery::observed::{own_root_fingerprints, Observed};
 use crate::discovery::services::import_policy;
@@ -79,10 +81,15 @@ pub fn reconcile_into(
         root_fingerprints: &own_fps,
         now,
     };
+    // 1. Which documents are admitted, and which metadata each federation works from. A peer
+    //    publishing another UUID than the pinned one is refused (and reported below).
+    let mismatches: BTreeMap<&str, (String, String)> = feds
+        .iter()
+        .filter_map(|f| Some((f.name.as_str(), pin::mismatch(f, fetched.get(&f.name))?)))
+        .collect();
     // The entries we own in the trust object, read once: retention keeps only roots installed
     // for the peer's trust domain, and the shares keep the installed ones first.
     let installed = installed_entries(settings, observed);
-    // 1. Which documents are admitted, and which metadata each federation works from.
     let Decided {
         admitted,
         uuid_owners,
@@ -98,34 +105,40 @@ pub fn reconcile_into(
     for op in std::mem::take(&mut boundary.writes) {
         sink(op)?;
     }
-    // 3. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
-    let installed = installed.unwrap_or_default();
-    let trust_problem = write_trust_bundle(settings, observed, &installed, &mut states, sink)?;
-    for op in std::mem::take(&mut boundary.deletes) {
-        sink(op)?;
-    }
-    // 4. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
-    //    budget, written as decided, deletes only where allowed.
+    // 3. ServiceEntries and DestinationRules: hosts with their longest trust domain, within
+    //    budget; deletes only where allowed, and never most federations' at once.
     let (mut records, warnings) = budget::merge_within_budget(settings, &mut states, &rules);
     import_policy::set_export_to(&mut records, &states, &settings.federation_namespace);
     for w in warnings {
         log::warn!(target: "service_entries", "{w}");
     }
+    let held_back: Vec<String> = states
+        .iter()
+        .filter(|st| st.holds_back_deletes())
+        .map(|st| st.fed.name.clone())
+        .collect();
     let policy = DeletePolicy::new(
         &observed.broken_federations,
-        states
-            .iter()
-            .filter(|st| st.holds_back_deletes())
-            .map(|st| st.fed.name.as_str()),
+        held_back.iter().map(String::as_str),
     );
-    write_records(settings, observed, &records, &policy, sink)?;
-    // 5. Status and metrics, per federation in name order. The data-plane probe's result only
+    let guard = assess_mass_deletion(settings, observed, feds, &records, &policy, now);
+    // 4. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
+    let installed = installed.unwrap_or_default();
+    let trust_problem =
+        write_trust_bundle(settings, observed, &installed, &mut states, &guard, sink)?;
+    for op in std::mem::take(&mut boundary.deletes) {
+        sink(op)?;
+    }
+    // 5. The records, written as decided.
+    write_records(settings, observed, &records, &policy, &guard, sink)?;
+    // 6. Status and metrics, per federation in name order. The data-plane probe's result only
     //    ever sets its condition and gauge (docs/operating.md, "Data-plane probe").
     let managed = ConditionType::managed_with(
         settings.dataplane_probe,
         boundary.mode != authz::Mode::Unmanaged,
     );
     let mut out_metrics = vec![metrics::expire()];
+    out_metrics.extend(guard.report());
     for st in &states {
         let report = fetched.get(&st.fed.name);
         let mut conditions = conditions::for_federation(st, report, trust_problem.as_ref(), now);
@@ -146,7 +159,13 @@ pub fn reconcile_into(
                 log::error!(target: "reconcile", "IstioFederation {}: status patch exceeds the object budget; not written", st.fed.name);
             }
         }
+        if let Some(op) = pin::repin_done(st.fed, report, now) {
+            sink(op)?;
+        }
         federation_metrics(st, report, &mut out_metrics);
+        if let Some((pinned, actual)) = mismatches.get(st.fed.name.as_str()) {
+            out_metrics.push(pin::mismatch_metric(&st.fed.name, pinned, actual));
+        }
         authz::metric(&boundary, st, &mut out_metrics);
         if let Some(c) = &dataplane {
             metrics::dataplane_metric(st, c, &mut out_metrics);
@@ -288,6 +307,7 @@ fn write_trust_bundle(
     observed: &Observed,
     installed: &[TrustEntry],
     states: &mut [FedState],
+    guard: &Guard,
     sink: &mut Sink,
 ) -> Result<Option<TrustBundleError>, String> {
     let Some(trust_object) = observed.trust_object.map(|t| t.first()) else {
@@ -299,7 +319,8 @@ fn write_trust_bundle(
         log::warn!(target: "reconcile", "trust entries unchanged while IstioFederation(s) {} cannot be read", broken.join(", "));
         return Ok(None);
     }
-    match budget::plan_trust_bundle(settings, trust_object, installed, states) {
+    let held = guard.held_domains();
+    match budget::plan_trust_bundle(settings, trust_object, installed, states, &held) {
         Ok(Some(op)) => sink(op)?,
         Ok(None) => {}
         Err(e) => {
@@ -307,7 +328,48 @@ fn write_trust_bundle(
             return Ok(Some(e));
         }
     }
+    if let Some(op) = guard.trust_record(settings, trust_object) {
+        sink(op)?;
+    }
     Ok(None)
+}
+
+/// Whether this run would remove most federations at once (docs/security.md, "Platform failures"): the objects
+/// it would delete and the trust domains no federation claims any more.
+fn assess_mass_deletion(
+    settings: &Settings,
+    observed: &Observed,
+    feds: &[Federation],
+    records: &[Record],
+    policy: &DeletePolicy,
+    now: i64,
+) -> Guard {
+    let wanted: BTreeSet<String> = records.iter().map(|r| r.name.clone()).collect();
+    let keep = |o: &istio_objects::Observed| policy.keeps(o);
+    let ns = settings.federation_namespace.as_str();
+    let mut doomed = Vec::new();
+    for (snapshot, kind) in [
+        (&observed.service_entries, "ServiceEntry"),
+        (&observed.destination_rules, "DestinationRule"),
+    ] {
+        let scope = Scope {
+            kind,
+            namespace: ns,
+        };
+        doomed.extend(mass_deletion::doomed(
+            snapshot.as_ref(),
+            &wanted,
+            &keep,
+            &scope,
+        ));
+    }
+    let inputs = mass_deletion::Inputs {
+        feds,
+        broken: &observed.broken_federations,
+        trust_object: observed.trust_object.and_then(|t| t.first()),
+        doomed,
+    };
+    Guard::assess(settings, inputs, now)
 }
 
 /// One record at a time: its DestinationRule, then its ServiceEntry (so mTLS is in place
@@ -319,6 +381,7 @@ fn write_records(
     observed: &Observed,
     records: &[Record],
     policy: &DeletePolicy,
+    guard: &Guard,
     sink: &mut Sink,
 ) -> Result<(), String> {
     let api = settings.networking_api_version.as_str();
@@ -342,7 +405,7 @@ fn write_records(
         }
         wanted.insert(r.name.clone());
     }
-    let keep = |o: &istio_objects::Observed| policy.keeps(o);
+    let keep = |o: &istio_objects::Observed| policy.keeps(o) || guard.keeps(o);
     for (snapshot, kind) in [
         (&observed.service_entries, "ServiceEntry"),
         (&observed.destination_rules, "DestinationRule"),
@@ -351,7 +414,8 @@ fn write_records(
             kind,
             namespace: ns,
         };
-        for op in diff::deletes(snapshot.as_ref(), &wanted, &keep, &scope) {
+        let deletes = diff::deletes(snapshot.as_ref(), &wanted, &keep, &scope);
+        for op in guard.take_marks().into_iter().chain(deletes) {
             sink(op)?;
         }
     }

@@ -76,7 +76,12 @@ pub(super) fn request_hint(f: &Failure, noun: &str, timeout: Duration) -> String
     }
 }
 
-pub(super) fn public_check(opts: &Options, report: &FetchReport, now: i64) -> Check {
+pub(super) fn public_check(
+    opts: &Options,
+    fed: &Federation,
+    report: &FetchReport,
+    now: i64,
+) -> Check {
     let Some(attempt) = &report.public else {
         return Check::skip("public", "not requested");
     };
@@ -90,6 +95,14 @@ pub(super) fn public_check(opts: &Options, report: &FetchReport, now: i64) -> Ch
             )
         }
     };
+    // The pin, judged as the hook judges it (docs/how-it-works.md, "Remote discovery").
+    if let Some(f) = crate::protocol::claims::pin_problem(fed, p) {
+        return Check::fail(
+            "public",
+            format!("{}: {}", f.reason, f.message),
+            "the endpoint answers as another cluster: if the peer was reinstalled or restored, re-pin the IstioFederation; otherwise find out who answers there before trusting it",
+        );
+    }
     let roots: Vec<String> = p
         .roots
         .iter()
@@ -142,7 +155,10 @@ pub(super) fn private_check(opts: &Options, settings: &Settings, report: &FetchR
     let attempt: &Attempt<PrivateMetadata> = match (&report.private, &report.private_skipped) {
         (Some(a), _) => a,
         (None, Some(f)) if f.reason == Reason::AwaitingPublic => {
-            return Check::skip("private", "public metadata failed, so the token has no audience")
+            return Check::skip(
+                "private",
+                "public metadata failed or names another clusterUUID than --pinned-uuid, so no token is sent",
+            )
         }
         (None, Some(f)) => {
             return Check::fail(

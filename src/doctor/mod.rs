@@ -35,8 +35,8 @@ use options::{fetch_settings, parse_args, Options, Output};
 use serde::Serialize;
 
 pub(crate) const USAGE: &str = "usage: istio-federation-hook doctor --endpoint URL [--ca FILE] [--insecure]
-         [--trust-domain TD] [--key PRIV_PEM --uuid OWN_UUID] [--probe-gateways]
-         [--timeout DURATION] [--output text|json]
+         [--trust-domain TD] [--key PRIV_PEM --uuid OWN_UUID] [--pinned-uuid PEER_UUID]
+         [--probe-gateways] [--timeout DURATION] [--output text|json]
 
 Checks one peer's metadata endpoint the way the discovery hook fetches it, step by step:
 url, dns, tcp, tls, public, private, gateways. Each check is ok, warn, fail or skip, with a
@@ -51,6 +51,9 @@ hint for what to fix.
                        against it; needed with --key
   --key PRIV_PEM       our request-signing key (priv.pem of Secret d8-istio/d8-remote-authn-keypair)
   --uuid OWN_UUID      our cluster UUID (the token's subject); --key and --uuid go together
+  --pinned-uuid UUID   the peer's clusterUUID as the IstioFederation pins it
+                       (status.metadataCache.public.clusterUUID): public fails on another UUID,
+                       and no token is sent to it, as in the hook
   --probe-gateways     TCP-connect to every ingress gateway the peer advertises
   --timeout DURATION   bound of each step, like FETCH_TIMEOUT (default 10s)
   --output text|json   default text
@@ -149,7 +152,7 @@ fn walk(opts: &Options, settings: &Settings, checks: &mut Vec<Check>) -> Result<
         return Err(Stop::failed(tls, "tls failed"));
     }
     checks.push(tls);
-    checks.push(public_check(opts, &report, now));
+    checks.push(public_check(opts, &fed, &report, now));
     checks.push(private_check(opts, settings, &report));
     checks.push(gateways_step(opts, &report));
     Ok(())

@@ -29,6 +29,8 @@ pub(crate) struct Options {
     /// PEM text of `--key`.
     pub key: Option<String>,
     pub uuid: Option<String>,
+    /// `--pinned-uuid`: the peer UUID the federation is pinned to.
+    pub pinned_uuid: Option<String>,
     pub probe_gateways: bool,
     pub timeout: Duration,
     pub(super) output: Output,
@@ -36,6 +38,17 @@ pub(crate) struct Options {
 
 pub(super) fn read_file(flag: &str, path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{flag} {path}: {e}"))
+}
+
+/// A UUID argument, shaped as the hook accepts a cluster UUID.
+fn sane_uuid(flag: &str, u: &str) -> Result<String, String> {
+    if metadata::is_sane_uuid(u) {
+        Ok(u.to_string())
+    } else {
+        Err(format!(
+            "{flag} {u:?}: expected at most 128 letters, digits, '-', '_' or '.'"
+        ))
+    }
 }
 
 /// `Ok(None)` for `--help`.
@@ -46,6 +59,7 @@ pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
     let mut trust_domain = None;
     let mut key = None;
     let mut uuid = None;
+    let mut pinned_uuid = None;
     let mut probe_gateways = false;
     let mut timeout = Duration::from_secs(10);
     let mut output = Output::Text;
@@ -85,15 +99,8 @@ pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
                 trust_domain = Some(td.to_string());
             }
             "--key" => key = Some(read_file("--key", value()?)?),
-            "--uuid" => {
-                let u = value()?;
-                if !metadata::is_sane_uuid(u) {
-                    return Err(format!(
-                        "--uuid {u:?}: expected at most 128 letters, digits, '-', '_' or '.'"
-                    ));
-                }
-                uuid = Some(u.to_string());
-            }
+            "--uuid" => uuid = Some(sane_uuid("--uuid", value()?)?),
+            "--pinned-uuid" => pinned_uuid = Some(sane_uuid("--pinned-uuid", value()?)?),
             "--probe-gateways" => probe_gateways = true,
             "--timeout" => {
                 let v = value()?;
@@ -129,6 +136,7 @@ pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
         trust_domain,
         key,
         uuid,
+        pinned_uuid,
         probe_gateways,
         timeout,
         output,
@@ -144,7 +152,7 @@ pub(super) fn federation(opts: &Options) -> Result<Federation, String> {
     if opts.insecure {
         md.insert("enableInsecureConnection".into(), true.into());
     }
-    let obj = serde_json::json!({
+    let mut obj = serde_json::json!({
         "apiVersion": crate::protocol::federation::API_VERSION,
         "kind": crate::protocol::federation::KIND,
         "metadata": {"name": "doctor"},
@@ -154,6 +162,10 @@ pub(super) fn federation(opts: &Options) -> Result<Federation, String> {
             "metadata": md,
         },
     });
+    // The pin, as the hook reads it from the cached public metadata.
+    if let Some(u) = &opts.pinned_uuid {
+        obj["status"] = serde_json::json!({"metadataCache": {"public": {"clusterUUID": u}}});
+    }
     Federation::parse(&obj).map_err(|e| {
         e.replace(
             "IstioFederation doctor: spec.metadataEndpoint",

@@ -48,6 +48,10 @@ pub struct Settings {
     /// `DATAPLANE_PROBE` (default off): probe every peer's health-check service through the
     /// mesh each run (docs/operating.md, "Data-plane probe"). Needs the hook's pod in the mesh.
     pub dataplane_probe: bool,
+    /// `MASS_DELETION_GRACE` (default 5m): how long deletes that would remove all federations,
+    /// or more than half of them, are held before they are carried out (docs/security.md, "Platform failures").
+    /// Zero holds nothing.
+    pub mass_deletion_grace: Duration,
     /// `AUTHORIZATION_POLICIES` (default on): bound what each peer's workloads reach to the
     /// services exported to it (docs/security.md, "Exported means reachable"); off removes
     /// the policies the hook wrote.
@@ -84,6 +88,10 @@ impl Default for PeerLimits {
 /// `ROOT_RETENTION` when unset: two days, longer than an Istio workload certificate lives
 /// (24 h by default), so every workload of a rotating peer is re-issued before its old root goes.
 pub(crate) const DEFAULT_ROOT_RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// `MASS_DELETION_GRACE` when unset: five schedule runs, long enough for shell-operator to
+/// restart a lost informer, short enough that a real mass deletion waits only minutes.
+pub(crate) const DEFAULT_MASS_DELETION_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// Name of the plug-in CA Secret istiod reads.
 pub(crate) const CACERTS_SECRET: &str = "cacerts";
@@ -272,6 +280,18 @@ impl Sources<'_> {
         }
     }
 
+    /// `MASS_DELETION_GRACE`: any duration, zero included (`0s` = deletes are never held).
+    fn mass_deletion_grace(&self) -> Result<Duration, SettingsError> {
+        match self.env("MASS_DELETION_GRACE") {
+            None => Ok(DEFAULT_MASS_DELETION_GRACE),
+            Some(s) => parse_duration(&s).ok_or_else(|| SettingsError::Malformed {
+                setting: "MASS_DELETION_GRACE",
+                expected: "a duration like 5m, 30s or 0s",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
     /// A boolean from the environment, `default` when unset.
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, SettingsError> {
         match self.env(name) {
@@ -401,6 +421,7 @@ impl Settings {
             limits: src.limits()?,
             root_retention: src.root_retention()?,
             dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
+            mass_deletion_grace: src.mass_deletion_grace()?,
             authorization_policies: src.flag("AUTHORIZATION_POLICIES", true)?,
             authz_root_namespace: match src.env("ISTIO_ROOT_NAMESPACE") {
                 Some(_) => src.namespace("ISTIO_ROOT_NAMESPACE")?,
@@ -580,6 +601,20 @@ mod tests {
                 .to_string(),
             "DATAPLANE_PROBE: expected true or false, got \"sometimes\""
         );
+    }
+
+    #[test]
+    fn mass_deletion_grace_defaults_to_5m_and_names_itself() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::from_secs(300));
+        let s = load(None, &[("MASS_DELETION_GRACE", "20s")]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::from_secs(20));
+        let s = load(None, &[("MASS_DELETION_GRACE", "0s")]).unwrap();
+        assert_eq!(s.mass_deletion_grace, Duration::ZERO);
+        let e = load(None, &[("MASS_DELETION_GRACE", "a while")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MASS_DELETION_GRACE"), "{e}");
     }
 
     #[test]

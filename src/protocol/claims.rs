@@ -6,8 +6,11 @@
 //! that publishes the same UUID cannot take it over. Only when several federations claim a
 //! UUID that none of them has cached yet does the first by name win.
 
+use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::Federation;
+use crate::protocol::labels::REPIN_CLUSTER_UUID_ANNOTATION;
 use crate::protocol::metadata;
+use crate::protocol::metadata::PublicMetadata;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -18,6 +21,31 @@ pub(crate) fn cached_uuid(fed: &Federation) -> Option<&str> {
         .get("clusterUUID")
         .and_then(Value::as_str)
         .filter(|u| metadata::is_sane_uuid(u))
+}
+
+/// Why a fresh public document is refused as a whole: it names another `clusterUUID` than the
+/// one pinned in the cached public metadata, and the operator has not re-pinned the federation
+/// to it (docs/how-it-works.md, "Remote discovery"). A peer reinstalled, restored from another cluster's
+/// backup, or an impostor at the same endpoint cannot take over the federation's trust and
+/// imports this way.
+pub(crate) fn pin_problem(fed: &Federation, p: &PublicMetadata) -> Option<Failure> {
+    let pinned = cached_uuid(fed)?;
+    if pinned == p.cluster_uuid || fed.repin_uuid.as_deref() == Some(p.cluster_uuid.as_str()) {
+        return None;
+    }
+    let repin = match fed.repin_uuid.as_deref() {
+        Some(other) => {
+            format!(" (annotation {REPIN_CLUSTER_UUID_ANNOTATION} names {other:?}, not this UUID)")
+        }
+        None => String::new(),
+    };
+    Some(Failure::new(
+        Reason::ClusterUuidMismatch,
+        format!(
+            "the peer now publishes clusterUUID {:?}, but this federation is pinned to {pinned:?}{repin}: the document is refused, no request is signed for the new UUID, and everything imported stays as it was. If the peer was reinstalled or restored, re-pin with annotation {REPIN_CLUSTER_UUID_ANNOTATION}={}",
+            p.cluster_uuid, p.cluster_uuid
+        ),
+    ))
 }
 
 /// What one federation claims this run: the UUID in its `status.metadataCache.public`, and the

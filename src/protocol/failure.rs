@@ -66,6 +66,9 @@ pub enum Reason {
     ConfigurationError,
     /// No public metadata of the peer yet, so there is nothing to probe (Deckhouse's reason).
     MetadataUnavailable,
+    /// The fresh public metadata names another `clusterUUID` than the one pinned in the
+    /// cached public metadata (Deckhouse's reason); nothing of it is used until re-pinned.
+    ClusterUuidMismatch,
     /// The AuthorizationPolicy bounding the peer is not in place yet: its roots are not added
     /// until it is (docs/security.md, "Exported means reachable").
     AwaitingAuthorizationPolicy,
@@ -102,6 +105,7 @@ impl Reason {
             Reason::ProbeFailed => "ProbeFailed",
             Reason::ConfigurationError => "ConfigurationError",
             Reason::MetadataUnavailable => "MetadataUnavailable",
+            Reason::ClusterUuidMismatch => "ClusterUUIDMismatch",
             Reason::AwaitingAuthorizationPolicy => "AwaitingAuthorizationPolicy",
             Reason::EnforcementDisabled => "EnforcementDisabled",
         }
@@ -168,6 +172,7 @@ mod tests {
             (Reason::ProbeFailed, "ProbeFailed"),
             (Reason::ConfigurationError, "ConfigurationError"),
             (Reason::MetadataUnavailable, "MetadataUnavailable"),
+            (Reason::ClusterUuidMismatch, "ClusterUUIDMismatch"),
             (
                 Reason::AwaitingAuthorizationPolicy,
                 "AwaitingAuthorizationPolicy",

@@ -64,6 +64,12 @@ pub struct Federation {
     pub retired_roots: Option<Value>,
     /// The `federation.istio.deckhouse.io/distrust-roots` annotation, unparsed.
     pub distrust_roots: Option<String>,
+    /// The `federation.istio.deckhouse.io/repin-cluster-uuid` annotation: the peer UUID the
+    /// operator re-pins this federation to (README, "Remote discovery").
+    pub repin_uuid: Option<String>,
+    /// The `federation.istio.deckhouse.io/accept-cluster-local-trust-domain` annotation is
+    /// `"true"`: `spec.trustDomain: cluster.local` is accepted (README, "Security").
+    pub accept_cluster_local: bool,
 }
 
 /// `spec.import`: which remote hosts are imported and for which namespaces (docs/sharing.md). Each
@@ -184,6 +190,10 @@ struct Parts {
     retired_roots: Option<Value>,
     /// The distrust annotation, when it is a string.
     distrust_roots: Option<String>,
+    /// The re-pin annotation, when it is a string.
+    repin_uuid: Option<String>,
+    /// The cluster.local opt-in annotation, when it is a string.
+    accept_cluster_local: Option<String>,
 }
 
 impl Federation {
@@ -310,6 +320,13 @@ impl Federation {
             import,
             retired_roots: p.retired_roots.filter(|v| !v.is_null()),
             distrust_roots: p.distrust_roots,
+            repin_uuid: p
+                .repin_uuid
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty()),
+            accept_cluster_local: p
+                .accept_cluster_local
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         })
     }
 
@@ -341,7 +358,9 @@ fn shorten(s: &str) -> String {
 /// The one typed reading of an IstioFederation object (see [`Parts`]).
 mod read {
     use super::Parts;
-    use crate::protocol::labels::DISTRUST_ROOTS_ANNOTATION;
+    use crate::protocol::labels::{
+        ACCEPT_CLUSTER_LOCAL_ANNOTATION, DISTRUST_ROOTS_ANNOTATION, REPIN_CLUSTER_UUID_ANNOTATION,
+    };
     use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde_json::value::RawValue;
     use serde_json::Value;
@@ -364,14 +383,23 @@ mod read {
                 private_ts: cache.private_ts,
                 conditions: status.conditions,
                 retired_roots: status.retired_roots,
-                distrust_roots: meta
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(DISTRUST_ROOTS_ANNOTATION))
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                distrust_roots: annotation(&meta.annotations, DISTRUST_ROOTS_ANNOTATION),
+                repin_uuid: annotation(&meta.annotations, REPIN_CLUSTER_UUID_ANNOTATION),
+                accept_cluster_local: annotation(
+                    &meta.annotations,
+                    ACCEPT_CLUSTER_LOCAL_ANNOTATION,
+                ),
             })
         }
+    }
+
+    /// One annotation, when it is a string.
+    fn annotation(annotations: &Option<Value>, key: &str) -> Option<String> {
+        annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
     }
 
     #[derive(Default)]

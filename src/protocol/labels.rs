@@ -21,6 +21,30 @@ pub(crate) const EXPORT_TO_ANNOTATION: &str = "federation.istio.deckhouse.io/exp
 /// [`TRUST_ENTRIES_ANNOTATION`]) of roots never to trust, published or retained (docs/rotation.md).
 pub(crate) const DISTRUST_ROOTS_ANNOTATION: &str = "federation.istio.deckhouse.io/distrust-roots";
 
+/// On a managed ServiceEntry or DestinationRule whose delete is held by the mass-deletion
+/// guard: when the run that first held it saw the state (RFC 3339). The delete is carried out
+/// on the first run at least `MASS_DELETION_GRACE` later (docs/security.md, "Platform failures").
+pub(crate) const DELETION_HELD_ANNOTATION: &str =
+    "federation.istio.deckhouse.io/deletion-held-since";
+/// On the trust-bundle object: JSON `{trustDomain: RFC 3339}`, the trust entries whose removal
+/// the mass-deletion guard holds, and since when.
+pub(crate) const TRUST_REMOVAL_HELD_ANNOTATION: &str =
+    "federation.istio.deckhouse.io/trust-removal-held-since";
+
+/// Annotation on an IstioFederation: the peer clusterUUID the operator re-pins the federation
+/// to (docs/how-it-works.md, "Remote discovery"). Honoured once, when the fresh public metadata carries
+/// exactly that UUID; then recorded in [`CLUSTER_UUID_REPINNED_ANNOTATION`] and removed.
+pub(crate) const REPIN_CLUSTER_UUID_ANNOTATION: &str =
+    "federation.istio.deckhouse.io/repin-cluster-uuid";
+/// Annotation on an IstioFederation: the last re-pin, `<old> -> <new> at <RFC 3339>`.
+pub(crate) const CLUSTER_UUID_REPINNED_ANNOTATION: &str =
+    "federation.istio.deckhouse.io/cluster-uuid-repinned";
+
+/// Annotation on an IstioFederation (value `"true"`): accept `spec.trustDomain: cluster.local`
+/// for this peer (docs/security.md, "Platform failures"). At most one federation may use it.
+pub(crate) const ACCEPT_CLUSTER_LOCAL_ANNOTATION: &str =
+    "federation.istio.deckhouse.io/accept-cluster-local-trust-domain";
+
 /// A Kubernetes label value is at most 63 characters of `[-_.A-Za-z0-9]`, beginning and ending
 /// with a letter or digit (or empty).
 pub fn is_label_value(s: &str) -> bool {

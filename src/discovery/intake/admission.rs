@@ -106,8 +106,14 @@ pub(crate) fn admit<'r>(
     limits: &PeerLimits,
 ) -> (Cow<'r, BTreeMap<String, FetchReport>>, UuidOwners) {
     let mut reports = Cow::Borrowed(fetched);
-    refuse(&mut reports, |_, r| {
-        let public = fresh_public(Some(r)).and_then(|p| public_over_limits(p, limits));
+    let by_name: BTreeMap<&str, &Federation> = feds.iter().map(|f| (f.name.as_str(), f)).collect();
+    refuse(&mut reports, |name, r| {
+        let public = fresh_public(Some(r)).and_then(|p| {
+            by_name
+                .get(name)
+                .and_then(|fed| claims::pin_problem(fed, p))
+                .or_else(|| public_over_limits(p, limits))
+        });
         let private = match &r.private {
             Some(Attempt { result: Ok(p), .. }) if public.is_none() => private_problem(p, limits),
             _ => None,

@@ -28,15 +28,18 @@
 //!   One client is built per distinct (CA, insecure) combination and shared by all
 //!   federations using it, so the system store is loaded once per combination, not per
 //!   request.
-//! * **One round trip when possible.** When the peer's clusterUUID is already cached in
-//!   status, the private request (whose JWT audience is that UUID) runs in parallel with the
-//!   public one; should the fresh public document name another UUID, the speculative result
-//!   is discarded and the private request is repeated with the new audience. The outcome is
-//!   the same as the sequential chain, only faster.
+//! * **The peer's identity is pinned: two round trips.** The private request (whose JWT
+//!   audience is the peer's UUID) waits for the fresh public document, and goes out only when
+//!   that document's `clusterUUID` is the one pinned in the cached public metadata (or the
+//!   operator re-pinned the federation to it): a token sent to whoever answers at the endpoint
+//!   now is what an impostor would replay. It used to go out together with the public
+//!   request, addressed to the cached UUID; the pin costs the second round trip
+//!   (docs/how-it-works.md, "Remote discovery").
 
 use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::settings::Settings;
 use crate::protocol::certs;
+use crate::protocol::claims;
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::Federation;
 use crate::protocol::jwt::{self, Claims};
@@ -298,7 +301,11 @@ fn settle(ctx: &Context, fed: &Federation, p: Progress) -> FetchReport {
         Some(a) => a,
         None => late(ctx, fed, fed.public_url(), Kind::Public, p.public_started),
     };
-    let skipped = skip_reason(&ctx.key, public.result.is_ok());
+    let public_ok = public
+        .result
+        .as_ref()
+        .is_ok_and(|p| claims::pin_problem(fed, p).is_none());
+    let skipped = skip_reason(&ctx.key, public_ok);
     let private = match (p.private, &skipped) {
         (Some(a), _) => Some(a),
         (None, Some(_)) => None,
@@ -437,64 +444,29 @@ fn fetch_one(ctx: &Context, fed: &Federation, slot: &Mutex<Progress>) {
         client: &client,
     };
     let key = ctx.key.as_ref().ok();
-    let cached_uuid = key.and_then(|_| cached_peer_uuid(fed, &ctx.own_uuid));
-
-    let (public, speculative) = match (key, cached_uuid) {
-        (Some(key), Some(uuid)) => {
-            // Public and private in parallel; the private token is addressed to the cached UUID.
-            std::thread::scope(|s| {
-                lock(slot).private_started = Some(Instant::now());
-                let (url, domain, peer) = (&private_url, &fed.trust_domain, uuid.clone());
-                let handle = std::thread::Builder::new()
-                    .name("fetch-private".into())
-                    .spawn_scoped(s, move || request.private(url, key, &peer, domain));
-                lock(slot).public_started = Some(Instant::now());
-                let public = request.public(&public_url, &own);
-                if let Err(f) = &public.result {
-                    warn_failure(fed, &public_url, f);
-                }
-                lock(slot).public = Some(public.clone());
-                let speculative = handle.ok().and_then(|h| h.join().ok()).map(|a| (uuid, a));
-                (public, speculative)
-            })
-        }
-        _ => {
-            lock(slot).public_started = Some(Instant::now());
-            let public = request.public(&public_url, &own);
-            if let Err(f) = &public.result {
-                warn_failure(fed, &public_url, f);
-            }
-            lock(slot).public = Some(public.clone());
-            (public, None)
-        }
-    };
-
+    lock(slot).public_started = Some(Instant::now());
+    let public = request.public(&public_url, &own);
+    if let Err(f) = &public.result {
+        warn_failure(fed, &public_url, f);
+    }
+    lock(slot).public = Some(public.clone());
     let (Ok(public_md), Some(key)) = (&public.result, key) else {
         return; // private not due: settle() reports why
     };
-    let private = match speculative {
-        Some((uuid, attempt)) if uuid == public_md.cluster_uuid => attempt,
-        _ => {
-            lock(slot).private_started = Some(Instant::now());
-            request.private(
-                &private_url,
-                key,
-                &public_md.cluster_uuid,
-                &fed.trust_domain,
-            )
-        }
-    };
+    if claims::pin_problem(fed, public_md).is_some() {
+        return; // not the pinned peer: no token for it (admission says why)
+    }
+    lock(slot).private_started = Some(Instant::now());
+    let private = request.private(
+        &private_url,
+        key,
+        &public_md.cluster_uuid,
+        &fed.trust_domain,
+    );
     if let Err(f) = &private.result {
         warn_failure(fed, &private_url, f);
     }
     lock(slot).private = Some(private);
-}
-
-/// The peer's clusterUUID from `status.metadataCache.public`, if it is one we could address a
-/// token to (the same shape public validation demands, and not our own).
-fn cached_peer_uuid(fed: &Federation, own_uuid: &str) -> Option<String> {
-    let uuid = fed.cached_public.as_ref()?.get("clusterUUID")?.as_str()?;
-    (metadata::is_sane_uuid(uuid) && uuid != own_uuid).then(|| uuid.to_string())
 }
 
 /// One client and the shared settings, for the two requests of a federation.
@@ -961,21 +933,5 @@ mod tests {
         assert!(ca_certificates(junk)
             .unwrap_err()
             .starts_with("PEM block 1"));
-    }
-
-    #[test]
-    fn cached_uuid_must_be_addressable() {
-        let mut fed = Federation::parse(&serde_json::json!({
-            "metadata": {"name": "b"},
-            "spec": {"trustDomain": "b.local", "metadataEndpoint": "https://h/metadata/"},
-            "status": {"metadataCache": {"public": {"clusterUUID": "peer-1"}}}
-        }))
-        .unwrap();
-        assert_eq!(cached_peer_uuid(&fed, "own"), Some("peer-1".to_string()));
-        assert_eq!(cached_peer_uuid(&fed, "peer-1"), None);
-        fed.cached_public = Some(serde_json::json!({"clusterUUID": "a b"}));
-        assert_eq!(cached_peer_uuid(&fed, "own"), None);
-        fed.cached_public = Some(serde_json::json!({"clusterUUID": 5}));
-        assert_eq!(cached_peer_uuid(&fed, "own"), None);
     }
 }

@@ -35,6 +35,12 @@ pub(crate) enum Metric {
     /// How many of our services the peer's workloads may reach (docs/security.md, "Exported
     /// means reachable"), while the boundary is enforced.
     ReachableServices,
+    /// 1 while the peer's fresh public metadata names another clusterUUID than the pinned one
+    /// (docs/how-it-works.md, "Remote discovery").
+    PeerClusterUuidMismatch,
+    /// While the mass-deletion guard holds deletes: how many federations they would remove
+    /// (docs/security.md, "Platform failures").
+    MassDeletionHeld,
 }
 }
 
@@ -53,6 +59,8 @@ impl Metric {
             Metric::ImportedServices => "d8_istio_federation_imported_services",
             Metric::DataplaneHealth => "d8_istio_alliance_dataplane_health_check",
             Metric::ReachableServices => "d8_istio_federation_reachable_services",
+            Metric::PeerClusterUuidMismatch => "d8_istio_federation_peer_cluster_uuid_mismatch",
+            Metric::MassDeletionHeld => "d8_istio_federation_mass_deletion_held_federations",
         }
     }
 
@@ -68,6 +76,8 @@ impl Metric {
             Metric::ImportedServices => &["federation_name"],
             Metric::DataplaneHealth => &["alliance_kind", "name", "remote_cluster_uuid"],
             Metric::ReachableServices => &["federation_name", "trust_domain"],
+            Metric::PeerClusterUuidMismatch => &["federation_name", "pinned_uuid", "actual_uuid"],
+            Metric::MassDeletionHeld => &[],
         }
     }
 }

@@ -50,6 +50,13 @@ pub(crate) enum Refusal {
     Check(String),
     /// Removing the entries an edit would add fails on its result: the edit is not made.
     Undo(Box<Refusal>),
+    /// A character Go's YAML 1.1 reader reads as a line break (U+0085, U+2028, U+2029) or a
+    /// byte-order mark after the start: the two readers would not see the same keys. Its line.
+    GoReadsOtherwise(char, usize),
+    /// A top-level `!!binary` key Go decodes to `caCertificates`; its line.
+    BinaryKey(usize),
+    /// Go refuses the text: its aliases expand beyond what Go's reader allows.
+    ExcessiveAliasing,
 }
 
 impl fmt::Display for Refusal {
@@ -85,6 +92,19 @@ impl fmt::Display for Refusal {
             Refusal::Check(what) => write!(
                 f,
                 "editing {KEY} in data.mesh would change {what} (self-check failed)"
+            ),
+            Refusal::GoReadsOtherwise(c, line) => write!(
+                f,
+                "data.mesh has U+{:04X} on line {line}, which Go's YAML reader (istiod) reads differently from this editor",
+                u32::from(*c)
+            ),
+            Refusal::BinaryKey(line) => write!(
+                f,
+                "the !!binary key on line {line} of data.mesh is {KEY} to Go's YAML reader (istiod)"
+            ),
+            Refusal::ExcessiveAliasing => write!(
+                f,
+                "data.mesh expands its aliases beyond what Go's YAML reader accepts (istiod refuses it: document contains excessive aliasing)"
             ),
             Refusal::Undo(why) => write!(
                 f,
@@ -141,6 +161,8 @@ struct Tree {
     root: Option<usize>,
     /// Start of an explicit `...` document end marker.
     doc_end: Option<usize>,
+    /// Whether the document starts with an explicit `---`.
+    explicit_start: bool,
 }
 
 fn syntax(e: &ScanError) -> Refusal {
@@ -220,7 +242,8 @@ impl Tree {
                 .map_or(range.start, |t| t.min(range.start));
             let line = span.start.line();
             let (kind, anchor, tag) = match event {
-                Event::DocumentStart(..) => {
+                Event::DocumentStart(explicit, _) => {
+                    tree.explicit_start = explicit;
                     documents += 1;
                     if documents > 1 {
                         return Err(Refusal::MultipleDocuments);
@@ -409,8 +432,7 @@ impl Tree {
 
     /// Whether a merge key's value — a mapping, an alias of one, or a list of those, through
     /// their own merge keys — has `caCertificates`. Each node is visited once.
-    fn supplies_key(&self, idx: usize) -> bool {
-        let mut seen = HashSet::new();
+    fn supplies_key(&self, idx: usize, seen: &mut HashSet<usize>) -> bool {
         let mut stack = vec![idx];
         while let Some(i) = stack.pop() {
             let i = self.resolve(i);
@@ -476,6 +498,91 @@ impl Tree {
                 _ => None,
             })
             .collect()
+    }
+}
+
+/// Refuses what Go's YAML 1.1 reader reads as a line break and YAML 1.2 does not (NEL, LS,
+/// PS: a comment ends there for Go, so Go may see a key this editor reads as comment text),
+/// and a byte-order mark anywhere but at the start (Go reads it as part of a key).
+fn go_line_breaks(text: &str) -> Result<(), Refusal> {
+    let odd = text.char_indices().find(|&(i, c)| {
+        matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') || (c == '\u{feff}' && i > 0)
+    });
+    match odd {
+        None => Ok(()),
+        Some((i, c)) => Err(Refusal::GoReadsOtherwise(
+            c,
+            text[..i].bytes().filter(|&b| b == b'\n').count() + 1,
+        )),
+    }
+}
+
+impl Tree {
+    /// What Go decodes a `!!binary` scalar to (`None` for anything else, or bad base64).
+    fn binary_key(&self, idx: usize) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let n = &self.nodes[idx];
+        let binary = n
+            .tag
+            .as_ref()
+            .is_some_and(|(h, s)| h == "tag:yaml.org,2002:" && s == "binary");
+        let (value, _) = self.scalar(idx).filter(|_| binary)?;
+        let compact: String = value.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .ok()
+    }
+
+    /// Go's reader (gopkg.in/yaml.v2, under sigs.k8s.io/yaml) counts every node it decodes,
+    /// through aliases and merge keys, and refuses the document when too large a share comes
+    /// from aliases (`allowedAliasRatio`). The same count in the same order: the work is
+    /// bounded by Go's own limit (4 million decodes, or fewer than the text's node count over
+    /// 0.9 beyond that), and a text Go refuses is refused here before anything else reads it.
+    fn go_alias_budget(&self) -> Result<(), Refusal> {
+        const LOW: u64 = 400_000;
+        const HIGH: u64 = 4_000_000;
+        let allowed = |decodes: u64| match decodes {
+            d if d <= LOW => 0.99,
+            d if d >= HIGH => 0.10,
+            d => 0.99 - 0.89 * ((d - LOW) as f64 / (HIGH - LOW) as f64),
+        };
+        let Some(root) = self.root else {
+            return Ok(());
+        };
+        let (mut decodes, mut aliased) = (1u64, 0u64); // the document node
+        let mut stack = vec![(root, 0u32)];
+        while let Some((i, depth)) = stack.pop() {
+            decodes += 1;
+            aliased += u64::from(depth > 0);
+            if aliased > 100 && decodes > 1000 && aliased as f64 / decodes as f64 > allowed(decodes)
+            {
+                return Err(Refusal::ExcessiveAliasing);
+            }
+            match &self.nodes[i].kind {
+                Kind::Alias(target) => stack.push((*target, depth + 1)),
+                Kind::Seq { items, .. } => stack.extend(items.iter().rev().map(|&c| (c, depth))),
+                Kind::Map { entries, .. } => {
+                    for &(k, v) in entries.iter().rev() {
+                        if self.is_merge_key(k) {
+                            self.push_merge(v, depth, &mut stack);
+                        } else {
+                            stack.push((v, depth));
+                            stack.push((k, depth));
+                        }
+                    }
+                }
+                Kind::Scalar { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A merge key's value as Go decodes it: a list's items last to first, without the list.
+    fn push_merge(&self, v: usize, depth: u32, stack: &mut Vec<(usize, u32)>) {
+        match &self.nodes[v].kind {
+            Kind::Seq { items, .. } => stack.extend(items.iter().map(|&c| (c, depth))),
+            _ => stack.push((v, depth)),
+        }
     }
 }
 
@@ -589,13 +696,29 @@ pub(crate) fn render_new(add: &[NewEntry]) -> String {
     render_entry(add, 0, "\n")
 }
 
+/// The length of a byte-order mark that opens the text: the first line starts after it.
+fn bom(text: &str) -> usize {
+    if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
+    }
+}
+
 fn line_start(text: &str, pos: usize) -> usize {
-    text[..pos].rfind('\n').map_or(0, |i| i + 1)
+    text[..pos]
+        .rfind('\n')
+        .map_or(bom(text).min(pos), |i| i + 1)
+}
+
+/// Whether `pos` starts a line.
+fn at_line_start(text: &str, pos: usize) -> bool {
+    pos <= bom(text) || text.as_bytes()[pos - 1] == b'\n'
 }
 
 /// `pos` when it starts a line, else the start of the next line (or the end of the text).
 fn next_line(text: &str, pos: usize) -> usize {
-    if pos == 0 || text.as_bytes()[pos - 1] == b'\n' {
+    if at_line_start(text, pos) {
         return pos;
     }
     text[pos..].find('\n').map_or(text.len(), |i| pos + i + 1)
@@ -691,7 +814,9 @@ impl<'a> MeshDoc<'a> {
         {
             return Err(Refusal::BareCarriageReturn);
         }
+        go_line_breaks(text)?;
         let tree = Tree::parse(text)?;
+        tree.go_alias_budget()?;
         let root = match tree.root {
             None => None,
             Some(r) => match &tree.nodes[r].kind {
@@ -722,6 +847,10 @@ impl<'a> MeshDoc<'a> {
         Ok(doc)
     }
 
+    fn root_index(&self) -> usize {
+        self.root.map_or(0, |(r, _)| r)
+    }
+
     fn root_entries(&self) -> &[(usize, usize)] {
         match self.root.map(|(r, _)| &self.tree.nodes[r].kind) {
             Some(Kind::Map { entries, .. }) => entries,
@@ -733,10 +862,15 @@ impl<'a> MeshDoc<'a> {
     fn locate(&self) -> Result<Option<Located>, Refusal> {
         let t = &self.tree;
         let mut found = Vec::new();
+        // Shared by every merge key: a node one of them has searched is not searched again.
+        let mut searched = HashSet::new();
         for &(k, v) in self.root_entries() {
             let key = t.resolve(k);
-            if t.is_merge_key(key) && t.supplies_key(v) {
+            if t.is_merge_key(key) && t.supplies_key(v, &mut searched) {
                 return Err(Refusal::MergeKey(t.nodes[k].line));
+            }
+            if t.binary_key(key).as_deref() == Some(KEY.as_bytes()) {
+                return Err(Refusal::BinaryKey(t.nodes[k].line));
             }
             if t.scalar(key).is_some_and(|(s, _)| s == KEY) {
                 found.push((k, v));
@@ -879,7 +1013,7 @@ impl<'a> MeshDoc<'a> {
 
     /// `with`, preceded by a line break when `pos` does not start a line.
     fn at_line(&self, pos: usize, with: String) -> Edit {
-        let with = if pos > 0 && self.text.as_bytes()[pos - 1] != b'\n' {
+        let with = if !at_line_start(self.text, pos) {
             format!("{}{with}", self.nl)
         } else {
             with
@@ -925,7 +1059,8 @@ impl<'a> MeshDoc<'a> {
                     .root_entries()
                     .first()
                     .ok_or(Refusal::Layout("the root mapping", 1))?;
-                let first_props = t.nodes[first].props;
+                // The mapping starts at its first key, or at the `?` of a complex one.
+                let first_props = t.nodes[first].props.min(t.nodes[self.root_index()].start);
                 let indent = self
                     .indent_of(first_props)
                     .ok_or(Refusal::Layout("the indentation", t.nodes[first].line))?;
@@ -1001,6 +1136,20 @@ impl<'a> MeshDoc<'a> {
         let end = next_line(self.text, t.content_end(self.text, node.value));
         let key = t.nodes[node.key].props;
         let ls = line_start(self.text, key);
+        let only_key = self.root_entries().len() == 1;
+        if only_key && t.doc_end.is_some() && !t.explicit_start {
+            // `...` with no content before it is a text Go refuses: the key stays, as null.
+            let nl = if self.text[..end].ends_with('\n') {
+                self.nl
+            } else {
+                ""
+            };
+            return Edit {
+                start: node.after_colon,
+                end,
+                with: nl.to_string(),
+            };
+        }
         if only_spaces(&self.text[ls..key]) {
             return Edit {
                 start: ls,
@@ -1122,6 +1271,11 @@ impl<'a> MeshDoc<'a> {
     ) -> Result<MeshDoc<'o>, Refusal> {
         let after = MeshDoc::parse(out)
             .map_err(|e| Refusal::Check(format!("the text's validity ({e})")))?;
+        if after.root.is_none() && after.tree.doc_end.is_some() && !after.tree.explicit_start {
+            return Err(Refusal::Check(
+                "the text into a lone document end marker, which Go refuses".into(),
+            ));
+        }
         let others = |d: &MeshDoc| -> Vec<(usize, usize)> {
             let skip = d.node.map(|l| l.key);
             d.root_entries()
@@ -1232,6 +1386,29 @@ mod tests {
             out,
             format!("---\na: 1\ncaCertificates:\n{}...\n", ours("b.local"))
         );
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_kept_and_not_indentation() {
+        let text = "\u{feff}a: 1\n";
+        let out = edit(text, &[], &[B]).unwrap();
+        assert_eq!(out, format!("{text}caCertificates:\n{}", ours("b.local")));
+        assert_eq!(edit(&out, &[false], &[]).unwrap(), text);
+        assert_eq!(
+            edit("\u{feff}", &[], &[B]).unwrap(),
+            format!("\u{feff}{}", render_new(&[B]))
+        );
+    }
+
+    #[test]
+    fn an_emptied_list_before_a_document_end_stays_as_null() {
+        // `...` alone is a text Go refuses.
+        let text = "caCertificates:\n...\n";
+        let out = edit(text, &[], &[B]).unwrap();
+        assert_eq!(out, format!("caCertificates:\n{}...\n", ours("b.local")));
+        assert_eq!(edit(&out, &[false], &[]).unwrap(), text);
+        let doc = MeshDoc::parse("a: 1\n").unwrap();
+        assert!(doc.check("...\n", &[], &[]).is_err());
     }
 
     #[test]
@@ -1488,6 +1665,29 @@ mod tests {
             refusal("a: &a {x: 1}\nb: &b {<<: {caCertificates: []}}\n<<: [*a, *b]\n"),
             Refusal::MergeKey(3)
         );
+        // What Go's YAML 1.1 reader sees otherwise: line breaks, a late BOM, binary keys.
+        assert_eq!(
+            refusal("a: 1\n# x\u{2028}caCertificates: []\n"),
+            Refusal::GoReadsOtherwise('\u{2028}', 2)
+        );
+        assert_eq!(
+            refusal("# x\u{85}b: 1\n"),
+            Refusal::GoReadsOtherwise('\u{85}', 1)
+        );
+        assert_eq!(
+            refusal("a: 1\n\u{feff}b: 2\n"),
+            Refusal::GoReadsOtherwise('\u{feff}', 2)
+        );
+        assert_eq!(
+            refusal("a: 1\n? !!binary Y2FDZXJ0aWZpY2F0ZXM=\n: []\n"),
+            Refusal::BinaryKey(2)
+        );
+        // Go's boundary, found with tests/go/meshyaml: 132 merges of this anchor are read,
+        // 133 are "document contains excessive aliasing".
+        let entries: Vec<String> = (0..200).map(|i| format!("k{i}: {i}")).collect();
+        let merges = |n| format!("a: &a {{{}}}\n{}", entries.join(", "), "<<: *a\n".repeat(n));
+        assert!(MeshDoc::parse(&merges(132)).is_ok());
+        assert_eq!(refusal(&merges(133)), Refusal::ExcessiveAliasing);
         // A merge that does not supply caCertificates, and anchors nobody uses, are fine.
         let ok = "base: &b {x: 1}\n<<: *b\ncaCertificates: &unused []\n";
         assert!(edit(ok, &[], &[B]).is_ok());

@@ -347,16 +347,21 @@ pub(crate) fn desired_entries(states: &[FedState]) -> Vec<TrustEntry> {
 /// The entries to hand to [`plan`]: `desired`, plus the entries we own for every federation
 /// that keeps its trust entries this run ([`FedState::keeps_trust_entries`]). [`plan`] removes
 /// every owned entry it is not given, so keeping means giving it back.
+///
+/// `held` names trust domains whose entries stay although no federation claims them: the
+/// mass-deletion guard holds their removal ([`crate::discovery::mass_deletion`]).
 pub(crate) fn target_entries(
     settings: &Settings,
     observed: Option<&Value>,
     states: &[FedState],
     desired: Vec<TrustEntry>,
+    held: &BTreeSet<String>,
 ) -> Vec<TrustEntry> {
     let mut keep: BTreeSet<String> = states
         .iter()
         .filter(|st| st.keeps_trust_entries())
         .map(|st| st.fed.trust_domain.clone())
+        .chain(held.iter().cloned())
         .collect();
     // A federation whose spec.trustDomain is refused may have had entries under the domain it
     // named before: every owned entry no other federation claims stays until it is fixed.

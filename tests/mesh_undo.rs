@@ -30,8 +30,7 @@ fn env(enabled: bool) -> Vec<(String, String)> {
         ("CLUSTER_UUID".into(), "deadbeef-mycluster".into()),
         ("ISTIO_FEDERATION_HOOK_OFFLINE".into(), "true".into()),
         ("ROOT_RETENTION".into(), "0s".into()),
-        // "federation deleted" removes the only federation: without this the mass-deletion
-        // guard (docs/security.md) holds the removal, which is not what these cases test.
+        // Deleting b is the removal of every federation: no grace, as an operator deleting it.
         ("MASS_DELETION_GRACE".into(), "0s".into()),
     ]
 }

@@ -545,7 +545,12 @@ mod deckhouse_shapes {
             json!({"dataPlaneHealth": health});
         let out = pin::online(&store);
         for kind in ["PrivateMetadataExchangeReady", "ServicesImported"] {
-            assert_eq!(pin::condition(&out.ops, kind)["status"], "True", "{kind}: {}", out.stderr);
+            assert_eq!(
+                pin::condition(&out.ops, kind)["status"],
+                "True",
+                "{kind}: {}",
+                out.stderr
+            );
         }
         store.apply(&out.ops);
         let status = &store.objects["federations"][0]["status"];

@@ -202,8 +202,9 @@ const D8_LAYOUT_COMPONENTS: [&str; 2] = ["cacerts-mode", "existing-namespaces"];
 struct Variant {
     name: &'static str,
     docs: Vec<Value>,
-    /// The rendering without cacerts-mode, for variants with it: the component's own rules
-    /// are the ones that must each be needed.
+    /// The rendering without the component that adds rights (cacerts-mode,
+    /// federation-gateway), for variants with one: the component's own rules are the ones that
+    /// must each be needed.
     without_cacerts: Option<Vec<Value>>,
 }
 
@@ -226,6 +227,11 @@ fn make_variants() -> Vec<Variant> {
             name: "deploy/overlays/example",
             docs: render(&deploy().join("overlays/example")),
             without_cacerts: None,
+        },
+        Variant {
+            name: "base + federation-gateway",
+            docs: Overlay::new(None, &["federation-gateway"]).render(),
+            without_cacerts: Some(base.clone()),
         },
         Variant {
             name: "base + cacerts-mode",
@@ -651,6 +657,7 @@ fn resource_of(kind: &str) -> (&'static str, &'static str) {
         "ServiceEntry" => ("networking.istio.io", "serviceentries"),
         "DestinationRule" => ("networking.istio.io", "destinationrules"),
         "AuthorizationPolicy" => ("security.istio.io", "authorizationpolicies"),
+        "Gateway" => ("networking.istio.io", "gateways"),
         other => panic!("unexpected kind {other}"),
     }
 }
@@ -720,6 +727,21 @@ fn needed(env: &[(String, String)]) -> Need {
         "",
         &["create", "get", "update", "delete"],
     );
+    // FEDERATION_GATEWAY: its hosts are kept by JSONPatch.
+    if let Some((gw_ns, gw_name)) = env
+        .iter()
+        .find(|(k, _)| k == "FEDERATION_GATEWAY")
+        .and_then(|(_, v)| v.split_once('/'))
+    {
+        need(
+            &mut n,
+            "networking.istio.io",
+            "gateways",
+            gw_ns,
+            gw_name,
+            &["patch"],
+        );
+    }
     need(&mut n, "", "secrets", fed_ns, "", &["create"]); // CreateIfNotExists key pair, CreateOrUpdate metadata
     need(
         &mut n,
@@ -919,8 +941,10 @@ fn rbac_covers_exactly_what_the_hooks_need() {
                     .into_iter()
                     .filter(|d| !before.contains(&id(d)))
                     .collect();
-                assert!(!added.is_empty(), "{}: cacerts-mode adds no role", v.name);
-                assert_eq!(setting(&hook_env(&v.docs), "TRUST_BUNDLE_MODE"), "cacerts");
+                assert!(!added.is_empty(), "{}: the component adds no role", v.name);
+                if v.name.contains("cacerts") {
+                    assert_eq!(setting(&hook_env(&v.docs), "TRUST_BUNDLE_MODE"), "cacerts");
+                }
                 added
             }
         };
@@ -1404,6 +1428,7 @@ fn the_product_emits_only_operations_the_rbac_model_knows() {
         ("Delete", "ServiceEntry"),
         ("Delete", "DestinationRule"),
         ("CreateOrUpdate", "AuthorizationPolicy"),
+        ("JSONPatch", "Gateway"),
         ("Delete", "AuthorizationPolicy"),
         ("JSONPatch", "ConfigMap"),
         ("JSONPatch", "Secret"),

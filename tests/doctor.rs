@@ -560,6 +560,53 @@ fn usage_errors_exit_2() {
     assert_eq!(out.statuses()[0], "url=fail");
 }
 
+/// A gateway given as a DNS name is resolved first, and what it resolves to is held to the
+/// rules an advertised address is: a name resolving to loopback is never dialled (not even
+/// through the test map), and the output says what each name resolved to.
+#[test]
+fn gateway_names_are_resolved_and_held_to_the_address_rules() {
+    let s = setup();
+    let gateways = r#"{"ingressGateways": [{"address": "gw-loop.b.example", "port": 15443}, {"address": "gw.b.example", "port": 15443}],
+        "publicServices": [{"hostname": "web.prod.svc.b.local", "ports": [{"name": "http", "port": 8080}]}]}"#;
+    s.peer.serve_private(Route::ok(gateways), &s.own);
+    // Were the loopback name dialled, this listener would see it.
+    let loopback = TcpListener::bind("127.0.0.1:0").unwrap();
+    loopback.set_nonblocking(true).unwrap();
+    let alive = TcpListener::bind("127.0.0.1:0").unwrap();
+    let map = format!(
+        "gw-loop.b.example:15443={},gw.b.example:15443={}",
+        loopback.local_addr().unwrap(),
+        alive.local_addr().unwrap()
+    );
+    let mut args = s.args();
+    args.push("--probe-gateways".into());
+    let out = doctor_env(
+        &strs(&args),
+        &[
+            (
+                "ISTIO_FEDERATION_HOOK_TEST_RESOLVE",
+                "gw-loop.b.example=127.0.0.1,gw.b.example=203.0.113.10",
+            ),
+            ("ISTIO_FEDERATION_HOOK_TEST_GATEWAY_MAP", &map),
+        ],
+    );
+    assert_eq!(out.status("gateways"), "fail", "{}", out.stdout);
+    let d = out.detail("gateways");
+    assert!(
+        d.contains("gw-loop.b.example:15443 resolves to 127.0.0.1 (refused: is a loopback address): not connecting"),
+        "{d}"
+    );
+    assert!(
+        d.contains("gw.b.example:15443 resolves to 203.0.113.10 via 127.0.0.1:")
+            && d.contains("connected"),
+        "{d}"
+    );
+    assert!(
+        loopback.accept().is_err(),
+        "doctor connected to the loopback address a gateway name resolved to"
+    );
+}
+
 /// `--pinned-uuid`: a peer answering with another clusterUUID fails the public check as the
 /// hook refuses it (ClusterUUIDMismatch), and no token is sent to it.
 #[test]

@@ -126,7 +126,29 @@ fn a_healthy_peer_is_true_and_a_503_is_false_and_nothing_is_removed() {
     let mut store = cluster(&peer, &ca, &own_keys);
     let env = env(&proxy, &[]);
 
-    // Run 1: imported, and the probe through the "sidecar" answers 200.
+    // Run 1: both hosts imported; the health check has no ServiceEntry before this run, so it
+    // is not probed yet (the request could only fail, or leave the mesh by another route).
+    let out = run(&store, &env);
+    let imported = out
+        .ops
+        .iter()
+        .filter(|o| o["object"]["kind"] == "ServiceEntry")
+        .count();
+    assert_eq!(imported, 2, "both hosts are imported");
+    assert!(
+        proxy.seen().is_empty(),
+        "probed before its ServiceEntry existed: {:?}",
+        proxy.seen()
+    );
+    assert_eq!(dataplane(&out.ops), None);
+    assert!(
+        out.stderr.contains("has no ServiceEntry yet"),
+        "{}",
+        out.stderr
+    );
+    store.apply(&out.ops);
+
+    // Run 2: imported, and the probe through the "sidecar" answers 200.
     let out = run(&store, &env);
     let c = dataplane(&out.ops).unwrap_or_else(|| panic!("{:?}\n{}", out.ops, out.stderr));
     assert_eq!(
@@ -161,20 +183,14 @@ fn a_healthy_peer_is_true_and_a_503_is_false_and_nothing_is_removed() {
         Some(OWN_UUID)
     );
     assert_eq!(seen[0].header("host"), Some(HEALTHCHECK));
-    let imported = out
-        .ops
-        .iter()
-        .filter(|o| o["object"]["kind"] == "ServiceEntry")
-        .count();
-    assert_eq!(imported, 2, "both hosts are imported");
     store.apply(&out.ops);
 
-    // Run 2: nothing changed, nothing written (the condition carries no timing).
+    // Run 3: nothing changed, nothing written (the condition carries no timing).
     let out = run(&store, &env);
     assert!(out.ops.is_empty(), "{:?}", out.ops);
     assert_eq!(gauge(&out.metrics).map(|g| g.0), Some(1.0));
 
-    // Run 3: the peer's health check answers 503: False, gauge 0, nothing removed.
+    // Run 4: the peer's health check answers 503: False, gauge 0, nothing removed.
     proxy.set(Answer::Status(503));
     let out = run(&store, &env);
     assert_eq!(out.ops.len(), 1, "only the status patch: {:?}", out.ops);
@@ -198,7 +214,7 @@ fn a_healthy_peer_is_true_and_a_503_is_false_and_nothing_is_removed() {
     assert_eq!(store.all("ServiceEntry").len(), 2);
     assert_eq!(store.all("DestinationRule").len(), 2);
 
-    // Run 4: still failing: the same condition, no status churn.
+    // Run 5: still failing: the same condition, no status churn.
     let out = run(&store, &env);
     assert!(out.ops.is_empty(), "{:?}", out.ops);
 
@@ -258,7 +274,11 @@ fn a_proxy_that_never_answers_is_bounded_by_the_timeout_and_the_deadline() {
     let own_keys = SigningKeys::generate();
     let peer = peer_publishing(&ca, &own_keys, &["web.prod.svc.b.local", HEALTHCHECK]);
     let proxy = Proxy::start(Answer::Never);
-    let store = cluster(&peer, &ca, &own_keys);
+    let mut store = cluster(&peer, &ca, &own_keys);
+    // The first run imports the health check; only then is it probed.
+    let first = run(&store, &env(&proxy, &[]));
+    store.apply(&first.ops);
+    assert!(proxy.seen().is_empty());
 
     // The probe's own 5 s timeout, well inside FETCH_DEADLINE=10s.
     let out = run(&store, &env(&proxy, &[]));

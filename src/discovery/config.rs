@@ -26,6 +26,8 @@ pub const DESTINATION_RULES: &str = "destination_rules";
 pub const AUTHORIZATION_POLICIES: &str = "authorization_policies";
 /// The exported Services with their ports and `export-to`: what each peer may reach.
 pub const PUBLIC_SERVICES: &str = "public_services";
+/// The federation Gateway named by `FEDERATION_GATEWAY`, when set.
+pub const FEDERATION_GATEWAY: &str = "federation_gateway";
 pub(crate) const SCHEDULE: &str = "refresh_remote_metadata";
 pub(crate) const GROUP: &str = "istio_federation";
 pub(crate) const QUEUE: &str = "istio-federation";
@@ -46,6 +48,26 @@ fn in_namespace(ns: &str) -> Value {
 
 /// Renders the configVersion v1 config for the discovery hook.
 pub(crate) fn discovery_config(s: &Settings) -> Value {
+    let mut cfg = bindings(s);
+    if let (Some((ns, name)), Some(list)) = (
+        &s.federation_gateway,
+        cfg.get_mut("kubernetes").and_then(Value::as_array_mut),
+    ) {
+        list.push(json!({
+            "name": FEDERATION_GATEWAY,
+            "apiVersion": s.networking_api_version,
+            "kind": "Gateway",
+            "namespace": in_namespace(ns),
+            "nameSelector": {"matchNames": [name]},
+            "jqFilter": "{servers: .spec.servers}",
+            "group": GROUP,
+            "queue": QUEUE,
+        }));
+    }
+    cfg
+}
+
+fn bindings(s: &Settings) -> Value {
     // The trust-bundle object: the mesh-config ConfigMap or the plug-in CA Secret, read alike.
     let (kind, name) = match s.trust_bundle_mode {
         TrustBundleMode::MeshConfig => ("ConfigMap", s.mesh_config_name.as_str()),

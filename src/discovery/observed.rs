@@ -31,6 +31,8 @@ pub struct Observed<'a> {
     pub authorization_policies: Option<&'a [Value]>,
     /// The exported (labelled) Services, read as the export hook reads them.
     pub public_services: Option<&'a [Value]>,
+    /// The Gateway `FEDERATION_GATEWAY` names (when set).
+    pub federation_gateway: Option<&'a [Value]>,
 }
 
 /// The bindings whose (possibly huge) snapshots are parsed one object at a time, straight into
@@ -93,6 +95,7 @@ impl<'a> Observed<'a> {
             destination_rules: managed_objects(b, config::DESTINATION_RULES),
             authorization_policies: b.snapshot(config::AUTHORIZATION_POLICIES),
             public_services: b.snapshot(config::PUBLIC_SERVICES),
+            federation_gateway: b.snapshot(config::FEDERATION_GATEWAY),
         }
     }
 

@@ -257,6 +257,19 @@ impl<'a> Context<'a> {
                 name: name.clone(),
                 reason: authz::plan_text::delete(self.settings, self.observed, name),
             },
+            Operation::JsonPatch {
+                kind,
+                namespace,
+                name,
+                patch,
+                ..
+            } if kind == "Gateway" => Planned {
+                action: "patch",
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                reason: authz::plan_text::gateway(patch),
+            },
             Operation::CreateOrUpdate(Manifest::Istio(d)) => self.write(d),
             Operation::CreateOrUpdate(Manifest::Json(v))
             | Operation::CreateIfNotExists(Manifest::Json(v)) => Planned {

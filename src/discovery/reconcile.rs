@@ -213,9 +213,12 @@ fn rules<'a>(settings: &'a Settings, own: &'a Own<'a>, uuid_owners: &'a UuidOwne
 }
 
 /// The data-plane probes of this run, as `(federation, url)`: every federation the network
-/// phase worked on whose effective metadata names a health-check service. The states are
-/// decided exactly as [`reconcile_into`] decides them, so the target probed is the one its
-/// condition names. Pure: the run shell does the requests (docs/operating.md, "Data-plane probe").
+/// phase worked on whose effective metadata names a health-check service that is already
+/// imported — its ServiceEntry is in this run's snapshot. A host first seen this run is probed
+/// on a later run: before its ServiceEntry exists the request could only fail, or leave the
+/// mesh by another route. The states are decided exactly as [`reconcile_into`] decides them,
+/// so the target probed is the one its condition names. Pure: the run shell does the requests
+/// (docs/operating.md, "Data-plane probe").
 pub(crate) fn probe_jobs(
     settings: &Settings,
     observed: &Observed,
@@ -240,6 +243,11 @@ pub(crate) fn probe_jobs(
         .filter(|st| fetched.contains_key(&st.fed.name))
         .filter_map(|st| {
             let host = conditions::probe_target(st).ok()?;
+            let imported = observed.service_entries.as_ref()?;
+            if !imported.has_service_entry_for(host) {
+                log::info!(target: "probe", "IstioFederation {}: {host} has no ServiceEntry yet; probing it once it is imported", st.fed.name);
+                return None;
+            }
             Some((
                 st.fed.name.clone(),
                 crate::discovery::network::probe::url(host),
@@ -661,13 +669,37 @@ mod tests {
     #[test]
     fn the_probe_sets_only_its_condition_and_gauge() {
         let hc = "alliance-healthcheck-uuid-b.d8-istio.svc.b.local";
-        let (observed, mut fetched) = probed(&["web.prod.svc.b.local", hc]);
+        let (mut observed, mut fetched) = probed(&["web.prod.svc.b.local", hc]);
         let now = 1_800_000_000;
+        // Not imported yet (no ServiceEntry for the host in the snapshot): not probed.
+        assert!(probe_jobs(&with_probe(), &observed, &fetched, now).is_empty());
+        let se = |host: &str, managed: bool| {
+            let labels = if managed {
+                json!({crate::protocol::labels::MANAGED_BY_LABEL: crate::protocol::labels::MANAGED_BY_VALUE})
+            } else {
+                json!({})
+            };
+            json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry",
+                "metadata": {"name": format!("se-{host}"), "namespace": "d8-istio", "labels": labels},
+                "spec": {"hosts": [host], "location": "MESH_INTERNAL", "ports": [], "resolution": "STATIC", "endpoints": []}})
+        };
+        observed.service_entries = Some(
+            crate::discovery::services::istio_objects::Snapshot::from_values(&[
+                se("web.prod.svc.b.local", true),
+                se(hc, false),
+            ]),
+        );
+        assert!(probe_jobs(&with_probe(), &observed, &fetched, now).is_empty());
+        observed.service_entries =
+            Some(crate::discovery::services::istio_objects::Snapshot::from_values(&[se(hc, true)]));
         assert_eq!(
             probe_jobs(&with_probe(), &observed, &fetched, now),
             [("b".to_string(), format!("http://{hc}:80/healthz"))]
         );
         // Probe off: no job, no condition, no gauge.
+        assert!(probe_jobs(&settings(), &observed, &fetched, now).is_empty());
+        // The rest is decided from the reports; the stand-in ServiceEntry would be deleted.
+        observed.service_entries = None;
         assert!(probe_jobs(&settings(), &observed, &fetched, now).is_empty());
         let off = reconcile(&settings(), &observed, &fetched, now);
         assert_eq!((dataplane(&off), gauge(&off).len()), (None, 0));

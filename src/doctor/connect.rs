@@ -107,12 +107,37 @@ pub(super) fn tcp_step(
     }
 }
 
+/// Test-only resolver for `doctor` (docs/reference/settings.md): `NAME=IP,…`. When set, the
+/// names it lists resolve to those addresses and no other name resolves, so tests never ask
+/// the system resolver about their made-up names.
+pub(crate) const RESOLVE_ENV: &str = "ISTIO_FEDERATION_HOOK_TEST_RESOLVE";
+
+/// The test resolver's answer for `name`, when [`RESOLVE_ENV`] is set.
+fn test_resolve(name: &str, port: u16) -> Option<Result<Vec<SocketAddr>, String>> {
+    let table = crate::hook::io::env(RESOLVE_ENV).filter(|t| !t.trim().is_empty())?;
+    let addrs: Vec<SocketAddr> = table
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .filter_map(|(_, ip)| ip.trim().parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect();
+    Some(if addrs.is_empty() {
+        Err(format!("does not resolve (not in {RESOLVE_ENV})"))
+    } else {
+        Ok(addrs)
+    })
+}
+
 /// Resolves `host:port` within `timeout` (the system resolver cannot be interrupted, so it
 /// runs on its own thread and is abandoned if late).
 pub(super) fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
     let bare = host.trim_matches(['[', ']']);
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    if let Some(answer) = test_resolve(bare, port) {
+        return answer;
     }
     let (tx, rx) = mpsc::channel();
     let name = bare.to_string();

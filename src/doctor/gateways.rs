@@ -8,6 +8,7 @@ use super::options::Options;
 use crate::discovery::network::report::FetchReport;
 use crate::hook::io;
 use crate::protocol::metadata::Gateway;
+use crate::protocol::names;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -153,6 +154,9 @@ pub(super) fn gateways_check(gateways: &[Gateway], timeout: Duration) -> Check {
     )
 }
 
+/// One gateway: a DNS name is resolved first and what it resolves to is held to the rules an
+/// advertised IP address is (no loopback, link-local, …: [`names::check_gateway_address`]);
+/// refused addresses are never dialled, and the line says what the name resolved to.
 pub(super) fn probe_one(
     key: &str,
     target: Option<SocketAddr>,
@@ -161,14 +165,39 @@ pub(super) fn probe_one(
     timeout: Duration,
 ) -> Result<String, String> {
     let started = Instant::now();
-    let addrs = match target {
-        Some(t) => vec![t],
-        None => resolve(address, port, timeout).map_err(|e| format!("{key}: {e}"))?,
-    };
+    let mut resolved = String::new();
+    let mut addrs = Vec::new();
+    if !names::is_ip_literal(address) {
+        let all = resolve(address, port, timeout).map_err(|e| format!("{key}: {e}"))?;
+        let mut shown = Vec::new();
+        for a in all {
+            match names::check_gateway_address(&a.ip().to_string()) {
+                Ok(()) => {
+                    shown.push(a.ip().to_string());
+                    addrs.push(a);
+                }
+                Err(why) => shown.push(format!("{} (refused: {why})", a.ip())),
+            }
+        }
+        resolved = format!(" resolves to {}", shown.join(", "));
+        if addrs.is_empty() {
+            return Err(format!(
+                "{key}{resolved}: not connecting, a gateway address must be a remote one"
+            ));
+        }
+    } else if target.is_none() {
+        addrs = resolve(address, port, timeout).map_err(|e| format!("{key}: {e}"))?;
+    }
+    if let Some(t) = target {
+        addrs = vec![t];
+    }
     let left = timeout.saturating_sub(started.elapsed());
     let via = target.map(|t| format!(" via {t}")).unwrap_or_default();
     match connect_any(&addrs, left) {
-        Ok((_, took)) => Ok(format!("{key}{via} connected in {} ms", took.as_millis())),
-        Err((detail, _)) => Err(format!("{key}{via}: {detail}")),
+        Ok((_, took)) => Ok(format!(
+            "{key}{resolved}{via} connected in {} ms",
+            took.as_millis()
+        )),
+        Err((detail, _)) => Err(format!("{key}{resolved}{via}: {detail}")),
     }
 }

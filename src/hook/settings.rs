@@ -59,6 +59,10 @@ pub struct Settings {
     /// `ISTIO_ROOT_NAMESPACE`: Istio's root namespace (`meshConfig.rootNamespace`), where a
     /// policy without selector applies mesh-wide; the Istio namespace by default.
     pub authz_root_namespace: String,
+    /// `FEDERATION_GATEWAY` (`<namespace>/<name>`, off by default): the federation Gateway
+    /// whose AUTO_PASSTHROUGH servers' `hosts` the hook keeps equal to the hosts exported to at
+    /// least one peer (docs/security.md, "Exported means reachable").
+    pub federation_gateway: Option<(String, String)>,
 }
 
 /// What one peer's metadata may carry. A document over a limit is refused as a whole, so a
@@ -342,6 +346,30 @@ impl Sources<'_> {
         }
     }
 
+    /// `FEDERATION_GATEWAY`: `<namespace>/<name>` of a Gateway; unset or `none`: not managed.
+    fn federation_gateway(&self) -> Result<Option<(String, String)>, SettingsError> {
+        let Some(v) = self.env("FEDERATION_GATEWAY") else {
+            return Ok(None);
+        };
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        match v.split_once('/') {
+            Some((ns, name))
+                if crate::hook::k8s::is_dns1123_label(ns)
+                    && crate::hook::k8s::is_object_name(name) =>
+            {
+                Ok(Some((ns.to_string(), name.to_string())))
+            }
+            _ => Err(SettingsError::Malformed {
+                setting: "FEDERATION_GATEWAY",
+                expected: "<namespace>/<name> of a Gateway, or none",
+                got: format!("{v:?}"),
+            }),
+        }
+    }
+
     fn limits(&self) -> Result<PeerLimits, SettingsError> {
         let d = PeerLimits::default();
         Ok(PeerLimits {
@@ -406,6 +434,7 @@ impl Settings {
                 Some(_) => src.namespace("ISTIO_ROOT_NAMESPACE")?,
                 None => src.namespace("ISTIO_NAMESPACE")?,
             },
+            federation_gateway: src.federation_gateway()?,
         })
     }
 

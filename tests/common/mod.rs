@@ -415,6 +415,7 @@ impl Store {
             ("ServiceEntry", _) => "service_entries",
             ("DestinationRule", _) => "destination_rules",
             ("AuthorizationPolicy", _) => "authorization_policies",
+            ("Gateway", _) => "federation_gateway",
             ("IstioFederation", _) => "federations",
             ("Secret", "istio-federation-metadata") => "metadata_secret",
             ("Secret", "d8-remote-authn-keypair") => "authn_keypair",

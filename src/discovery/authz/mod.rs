@@ -23,6 +23,7 @@
 //! A run whose context carries no AuthorizationPolicy snapshot (a binding context from before
 //! this binding existed) leaves the boundary alone: nothing written, nothing held.
 
+pub(crate) mod gateway;
 pub(crate) mod plan_text;
 pub(crate) mod policy;
 
@@ -141,6 +142,11 @@ pub(crate) fn plan(settings: &Settings, observed: &Observed, states: &[FedState]
                 plan.writes.push(op);
             }
             plan.boundaries.insert(td.clone(), b);
+        }
+        // The Gateway follows the policies: a host it gains is already bounded.
+        if let Some(gw) = observed.federation_gateway {
+            let hosts = gateway::desired_hosts(&exports, &wanted);
+            plan.writes.extend(gateway::patch(settings, gw, &hosts));
         }
     } else {
         log::warn!(target: "authz", "this run carries no snapshot of exported Services; AuthorizationPolicies unchanged");

@@ -58,3 +58,24 @@ pub(crate) fn delete(settings: &Settings, observed: &Observed, name: &str) -> St
     }
     format!("no IstioFederation names trust domain {td} and none of its roots is trusted any more")
 }
+
+/// The reason of the federation Gateway's patch: the hosts it will carry.
+pub(crate) fn gateway(patch: &[Value]) -> String {
+    let hosts: Vec<&str> = patch
+        .iter()
+        .rev()
+        .find_map(|op| op.get("value").and_then(Value::as_array))
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if hosts == [super::gateway::NOTHING_EXPORTED] {
+        return "no service is exported to any peer: its AUTO_PASSTHROUGH hosts become a placeholder that matches none".into();
+    }
+    format!(
+        "its AUTO_PASSTHROUGH hosts become the {} host{} exported to at least one peer: {}",
+        hosts.len(),
+        if hosts.len() == 1 { "" } else { "s" },
+        hosts.join(", ")
+    )
+}

@@ -310,6 +310,20 @@ impl<'a> Snapshot<'a> {
         s
     }
 
+    /// Whether one of these objects is a ServiceEntry we manage for `host`. Only texts that
+    /// spell the host are parsed.
+    pub(crate) fn has_service_entry_for(&self, host: &str) -> bool {
+        let quoted = format!("\"{host}\"");
+        self.by_name
+            .values()
+            .filter(|t| t.contains(&quoted))
+            .filter_map(|t| Observed::parse(t))
+            .any(|o| {
+                o.is_managed()
+                    && matches!(&o.spec, Some(Spec::ServiceEntry(se)) if se.hosts.iter().any(|h| h == host))
+            })
+    }
+
     /// The object named `name`, parsed.
     pub(crate) fn get(&self, name: &str) -> Option<Observed> {
         Observed::parse(self.by_name.get(name)?)

@@ -10,6 +10,12 @@
 //! needs merely to parse the same bytes, measured in the same run (ratios, not absolute
 //! numbers, are what this shared machine can compare). Also: a no-op run on a small snapshot
 //! and `--config`, process start included. `cargo bench --bench scale`.
+//!
+//! - **holds**: 100 and 1,000 federations, each publishing one root and retaining 8 retired
+//!   ones, far more than the 900 KiB trust bundle holds: the shares must be decided in one pass
+//!   and the mesh edit planned once, so 1,000 federations take about 10× the time of 100
+//!   (target ≤ 12×), first run and the run after it. `cargo bench --bench scale -- holds`
+//!   runs only this case.
 
 use serde_json::{json, Value};
 use std::io::Write;
@@ -42,6 +48,115 @@ fn cert(name: &str) -> String {
             .join(format!("{name}.pem")),
     )
     .expect("fixture")
+}
+
+/// `n` self-signed CA roots (2020–2045), as a peer's Istio roots.
+fn generated_roots(n: usize) -> Vec<String> {
+    use base64::Engine;
+    (0..n)
+        .map(|i| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut params = rcgen::CertificateParams::default();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("bench root {i}"));
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2045, 1, 1);
+            let cert = params.self_signed(&key).expect("self-sign");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(cert.der());
+            let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+            for line in b64.as_bytes().chunks(64) {
+                pem.push_str(std::str::from_utf8(line).expect("ascii"));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+            pem
+        })
+        .collect()
+}
+
+fn sha256_hex(pem: &str) -> String {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("base64");
+    ring::digest::digest(&ring::digest::SHA256, &der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `n` federations, each publishing `roots[0]` and retaining `roots[1..]` (retired an hour
+/// ago), no services: the trust bundle alone is over the budget.
+fn holds_input(n: usize, roots: &[String]) -> Value {
+    let key = cert("peer-b-authn-pub");
+    let retired: Vec<Value> = roots[1..]
+        .iter()
+        .map(|pem| {
+            json!({"fingerprint": sha256_hex(pem), "pem": pem,
+            "retiredAt": "2026-12-31T23:00:00Z", "until": "2027-01-02T23:00:00Z"})
+        })
+        .collect();
+    let feds: Vec<Value> = (0..n)
+        .map(|i| {
+            let td = format!("c{i}.local");
+            json!({"object": {"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
+                "metadata": {"name": format!("f{i:04}"), "uid": format!("uid-{i}"), "resourceVersion": "1"},
+                "spec": {"trustDomain": td, "metadataEndpoint": format!("https://istio-metadata.c{i}.example/metadata/")},
+                "status": {"metadataCache": {
+                    "public": {"clusterUUID": format!("uuid-{i}"), "authnKeyPub": key, "rootCA": roots[0]},
+                    "publicLastFetchTimestamp": "2026-12-31T23:55:00Z"},
+                    "retiredRoots": retired}}})
+        })
+        .collect();
+    let mesh = json!({"object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "d8-istio", "resourceVersion": "1"},
+        "data": {"mesh": "trustDomain: my.cluster\n"}}});
+    json!([{"binding": "refresh_remote_metadata", "type": "Group", "groupName": "istio_federation", "snapshots": {
+        "federations": feds, "authn_keypair": [], "trust_bundle": [mesh], "local_root_ca": [], "service_entries": [], "destination_rules": []}}])
+}
+
+/// The holds case: first run and the run after it (its patches applied), for 100 and 1,000
+/// federations, best of `rounds`, and the ratios.
+fn holds_bench(bin: &Path, dir: &Path, rounds: usize) {
+    let roots = generated_roots(9);
+    let mut rows = Vec::new();
+    for n in [100usize, 1000] {
+        let input = holds_input(n, &roots);
+        let first_path = dir.join(format!("holds-{n}.json"));
+        std::fs::write(&first_path, serde_json::to_vec(&input).unwrap()).unwrap();
+        let first = best_of(rounds, || run_hook(bin, &first_path, dir));
+        let next_path = dir.join(format!("holds-{n}-next.json"));
+        std::fs::write(
+            &next_path,
+            serde_json::to_vec(&steady_input(input, &first.patches)).unwrap(),
+        )
+        .unwrap();
+        let next = best_of(rounds, || run_hook(bin, &next_path, dir));
+        let bundle = first
+            .patches
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"ConfigMap\""))
+            .map(str::len)
+            .sum::<usize>();
+        println!(
+            "holds: {n} federations x (1 + 8 retained roots): first run {:.0} ms ({} operations, trust-bundle patch {} KiB), next run {:.0} ms ({} operations)",
+            ms(first.wall),
+            first.patches.lines().count(),
+            bundle / 1024,
+            ms(next.wall),
+            next.patches.lines().count()
+        );
+        rows.push((first.wall, next.wall));
+    }
+    let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-9);
+    println!(
+        "holds: 1,000 / 100 federations: first run {:.1}x, next run {:.1}x (target <= 12x: linear)",
+        ratio(rows[0].0, rows[1].0),
+        ratio(rows[0].1, rows[1].1)
+    );
 }
 
 fn first_run_input() -> Value {
@@ -191,6 +306,15 @@ fn main() {
     }
     let bin = release_binary();
     let dir = tempfile::tempdir().expect("tempdir");
+    // SCALE_BENCH_HOLD_ROUNDS=N: rounds of the holds case (default 3).
+    let hold_rounds = std::env::var("SCALE_BENCH_HOLD_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    if std::env::args().any(|a| a == "holds") {
+        holds_bench(&bin, dir.path(), hold_rounds);
+        return;
+    }
     // SCALE_BENCH_KEEP=DIR keeps the generated inputs and outputs there for profiling.
     let keep = std::env::var_os("SCALE_BENCH_KEEP").map(PathBuf::from);
     let first_path = dir.path().join("first.json");
@@ -313,4 +437,5 @@ fn main() {
         ms(noop.wall),
         ms(config)
     );
+    holds_bench(&bin, dir.path(), hold_rounds);
 }

@@ -7,9 +7,10 @@
 use crate::discovery::diff::{Manifest, Operation};
 use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::discovery::services::service_entries::{self, Record};
-use crate::discovery::state::{FedState, Rules};
-use crate::discovery::trust::trust_bundle::{self, TrustBundleError};
-use crate::hook::settings::Settings;
+use crate::discovery::shares::{self, Item};
+use crate::discovery::state::{FedState, Rules, TrustExcess};
+use crate::discovery::trust::trust_bundle::{self, TrustBundleError, TrustEntry};
+use crate::hook::settings::{Settings, TrustBundleMode};
 use crate::protocol::failure::{Failure, Reason};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -129,14 +130,51 @@ fn too_large(what: &str) -> Failure {
     )
 }
 
-/// What the status patch of `st` would carry besides its conditions.
+/// What the status patch of `st` would carry: its metadata caches, `status.retiredRoots`, and
+/// room for its conditions (at most the size of the ones it has, plus [`STATUS_SLACK`]).
 fn status_estimate(st: &FedState, report: Option<&FetchReport>) -> usize {
     let public = match report.and_then(|r| r.public.as_ref()) {
         Some(Attempt { result: Ok(p), .. }) if st.trust_hold.is_none() => json_len(&p.to_cache()),
         _ => 0,
     };
     let private = st.private_cache.as_ref().map_or(0, json_len);
-    public + private + json_len(&st.fed.conditions) + STATUS_SLACK
+    let retired = st.retention.status.as_ref().map_or(0, json_len);
+    public + private + retired + json_len(&st.fed.conditions) + STATUS_SLACK
+}
+
+/// Holds every federation whose services exceed its share of `MAX_SERVICES_TOTAL`, the services
+/// one run imports from all federations together (README, "Security"): the share is max-min
+/// fair ([`shares::level`]), so a federation within it imports everything whatever the others
+/// publish. One over it works from its last-known-good private metadata if that fits the
+/// share, else imports nothing new and keeps what it has (`LimitExceeded`, naming the share).
+pub(crate) fn hold_over_fleet_share(states: &mut [FedState], rules: &Rules) {
+    let total = rules.limits.services_total;
+    let counts: Vec<usize> = states
+        .iter()
+        .map(|st| st.private.as_ref().map_or(0, |p| p.public_services.len()))
+        .collect();
+    let share = shares::level(&counts, total);
+    let sharing = counts.iter().filter(|&&n| n > 0).count();
+    for (st, &n) in states.iter_mut().zip(&counts) {
+        if n <= share {
+            continue;
+        }
+        log::error!(target: "reconcile", "IstioFederation {}: its {n} services exceed its share of {share} of MAX_SERVICES_TOTAL={total}; held at the last good metadata", st.fed.name);
+        st.hold_services(
+            Failure::new(
+                Reason::LimitExceeded,
+                format!("Its {n} services exceed its share of {share} of the services a run imports from all {sharing} federations (MAX_SERVICES_TOTAL={total})"),
+            ),
+            rules,
+        );
+        if st
+            .private
+            .as_ref()
+            .is_some_and(|p| p.public_services.len() > share)
+        {
+            st.private = None;
+        }
+    }
 }
 
 /// Holds, before anything is written, every federation whose status patch would exceed the
@@ -168,51 +206,95 @@ pub(crate) fn hold_large_status(
     }
 }
 
-/// The trust bundle's operation within the budget: while it would exceed it, the federation
-/// contributing the most certificate bytes (ties: first by name) is held at the entries
-/// installed for it. `None` when even holding every federation does not fit (the object is
-/// already over the budget without us): nothing is written then.
-pub(crate) fn plan_trust_bundle(
-    settings: &Settings,
-    trust_object: Option<&Value>,
-    states: &mut [FedState],
-    held: &std::collections::BTreeSet<String>,
-) -> Result<Option<Operation>, TrustBundleError> {
-    let what = match settings.trust_bundle_mode {
-        crate::hook::settings::TrustBundleMode::MeshConfig => format!(
-            "Trusting its roots in ConfigMap {}/{}",
+/// Room for the skeleton of a mesh-config ConfigMap we create (metadata, label, annotation).
+const NEW_OBJECT_BYTES: usize = 1024;
+
+/// The trust object as messages name it.
+fn trust_object_name(settings: &Settings) -> String {
+    match settings.trust_bundle_mode {
+        TrustBundleMode::MeshConfig => format!(
+            "ConfigMap {}/{}",
             settings.istio_namespace, settings.mesh_config_name
         ),
-        crate::hook::settings::TrustBundleMode::Cacerts => format!(
-            "Trusting its roots in Secret {}/{}",
+        TrustBundleMode::Cacerts => format!(
+            "Secret {}/{}",
             settings.istio_namespace,
             crate::hook::settings::CACERTS_SECRET
         ),
+    }
+}
+
+/// The trust bundle's operation within the budget, decided in one pass (README, "Security"):
+/// the entries kept as installed (federations whose metadata cannot be read, or held, and the
+/// trust domains in `held`) stay;
+/// what the budget leaves beside them and beside everything that is not ours is shared between
+/// the federations that want roots ([`shares::allocate`]); a federation over its share loses
+/// its newest roots and says so ([`FedState::trust_excess`]). The mesh edit is planned once
+/// more only if the size estimates were short. `None` when the object is over the budget
+/// without any of our new entries, or there is nothing to change.
+pub(crate) fn plan_trust_bundle(
+    settings: &Settings,
+    trust_object: Option<&Value>,
+    installed: &[TrustEntry],
+    states: &mut [FedState],
+    held: &std::collections::BTreeSet<String>,
+) -> Result<Option<Operation>, TrustBundleError> {
+    let kept = trust_bundle::target_entries(settings, trust_object, states, Vec::new(), held);
+    let base = match trust_bundle::plan(settings, trust_object, &kept)? {
+        Some(op) => stored_size(&op, trust_object),
+        None => trust_object.map_or(NEW_OBJECT_BYTES, json_len),
     };
-    loop {
-        let desired = trust_bundle::desired_entries(states);
-        let target = trust_bundle::target_entries(settings, trust_object, states, desired, held);
-        let Some(op) = trust_bundle::plan(settings, trust_object, &target)? else {
-            return Ok(None);
-        };
-        if fits(&op, trust_object) {
-            return Ok(Some(op));
+    if base > MAX_OBJECT_BYTES {
+        log::error!(target: "reconcile", "the trust bundle exceeds the object budget without any new entry of ours; not written");
+        return Ok(None);
+    }
+    let wants = trust_bundle::wanted(settings, states, installed, &kept);
+    let demands: Vec<Vec<Item>> = wants
+        .iter()
+        .map(|(_, w)| w.iter().map(|x| x.item).collect())
+        .collect();
+    let mut capacity = MAX_OBJECT_BYTES - base;
+    for _ in 0..3 {
+        let alloc = shares::allocate(&demands, capacity);
+        let mut target: Vec<TrustEntry> = Vec::new();
+        for ((_, w), &n) in wants.iter().zip(&alloc.granted) {
+            target.extend(w[..n].iter().map(|x| x.entry.clone()));
         }
-        let candidate = largest(states.iter().enumerate().filter_map(|(i, st)| {
-            let bytes: usize = st
-                .public
-                .iter()
-                .flat_map(|p| &p.roots)
-                .map(|r| r.pem.len())
-                .sum();
-            (st.trust_hold.is_none() && bytes > 0).then_some((bytes, st.fed.name.as_str(), i))
-        }));
-        let Some(i) = candidate else {
-            log::error!(target: "reconcile", "the trust bundle exceeds the object budget even with every federation held; not written");
-            return Ok(None);
-        };
-        log::error!(target: "reconcile", "IstioFederation {}: its roots would take the trust bundle over the object budget; held at the installed entries", states[i].fed.name);
-        states[i].hold_trust(too_large(&what));
+        target.extend(kept.iter().cloned());
+        let op = trust_bundle::plan(settings, trust_object, &target)?;
+        let size = op.as_ref().map_or(0, |op| stored_size(op, trust_object));
+        if size <= MAX_OBJECT_BYTES {
+            record_excess(settings, states, &wants, &alloc);
+            return Ok(op);
+        }
+        // Only if an estimate was short: the room shrinks by what it was short of.
+        capacity = capacity.saturating_sub(size - MAX_OBJECT_BYTES);
+    }
+    log::error!(target: "reconcile", "the trust bundle would exceed the object budget; not written");
+    Ok(None)
+}
+
+/// Marks every federation that did not get all it wants, naming the roots left out.
+fn record_excess(
+    settings: &Settings,
+    states: &mut [FedState],
+    wants: &[(usize, Vec<trust_bundle::Wanted>)],
+    alloc: &shares::Allocation,
+) {
+    let object = trust_object_name(settings);
+    for ((i, w), &n) in wants.iter().zip(&alloc.granted) {
+        if n == w.len() {
+            continue;
+        }
+        let left_out: Vec<String> = w[n..].iter().map(|x| x.entry.fingerprint.clone()).collect();
+        log::error!(target: "reconcile", "IstioFederation {}: {} of its root certificates exceed its share of the trust bundle ({} bytes); left out", states[*i].fed.name, left_out.len(), alloc.share);
+        states[*i].trust_excess = Some(TrustExcess {
+            object: object.clone(),
+            share: alloc.share,
+            federations: wants.len(),
+            trusted: n,
+            left_out,
+        });
     }
 }
 

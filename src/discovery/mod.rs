@@ -23,6 +23,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod run;
 pub(crate) mod services;
+pub(crate) mod shares;
 pub(crate) mod state;
 pub mod status;
 pub mod trust;

@@ -20,7 +20,7 @@ use crate::discovery::status::conditions;
 use crate::discovery::status::metrics::{self, federation_metrics};
 use crate::discovery::status::patch::{status_patch, ConditionType};
 use crate::discovery::trust::retention;
-use crate::discovery::trust::trust_bundle::{self, TrustBundleError};
+use crate::discovery::trust::trust_bundle::{self, TrustBundleError, TrustEntry};
 use crate::hook::settings::Settings;
 use crate::protocol::federation::Federation;
 use crate::protocol::metadata::Own;
@@ -87,11 +87,14 @@ pub fn reconcile_into(
         .iter()
         .filter_map(|f| Some((f.name.as_str(), pin::mismatch(f, fetched.get(&f.name))?)))
         .collect();
+    // The entries we own in the trust object, read once: retention keeps only roots installed
+    // for the peer's trust domain, and the shares keep the installed ones first.
+    let installed = installed_entries(settings, observed);
     let Decided {
         admitted,
         uuid_owners,
         mut states,
-    } = decide_states(settings, feds, fetched, &own);
+    } = decide_states(settings, feds, fetched, &own, installed.as_deref());
     let fetched = admitted.as_ref();
     let rules = rules(settings, &own, &uuid_owners);
     // 2. The boundary of what each peer may reach, before any trust it bounds: policies
@@ -120,7 +123,9 @@ pub fn reconcile_into(
     );
     let guard = assess_mass_deletion(settings, observed, feds, &records, &policy, now);
     // 4. The trust bundle: desired entries plus the ones kept, unless frozen; within budget.
-    let trust_problem = write_trust_bundle(settings, observed, &mut states, &guard, sink)?;
+    let installed = installed.unwrap_or_default();
+    let trust_problem =
+        write_trust_bundle(settings, observed, &installed, &mut states, &guard, sink)?;
     for op in std::mem::take(&mut boundary.deletes) {
         sink(op)?;
     }
@@ -189,17 +194,31 @@ fn decide_states<'f, 'r>(
     feds: &'f [Federation],
     fetched: &'r BTreeMap<String, FetchReport>,
     own: &Own,
+    installed: Option<&[TrustEntry]>,
 ) -> Decided<'f, 'r> {
     let (admitted, uuid_owners) = admission::admit(feds, fetched, &settings.limits);
     let rules = rules(settings, own, &uuid_owners);
     let mut states = effective::states(feds, admitted.as_ref(), &rules);
-    retention::apply(&mut states, admitted.as_ref(), own, settings.root_retention);
+    let retention = retention::Context {
+        own,
+        installed,
+        retention: settings.root_retention,
+    };
+    retention::apply(&mut states, admitted.as_ref(), &retention);
+    budget::hold_over_fleet_share(&mut states, &rules);
     budget::hold_large_status(&mut states, admitted.as_ref(), &rules);
     Decided {
         admitted,
         uuid_owners,
         states,
     }
+}
+
+/// The entries we own in the trust object; `None` without its snapshot or when it cannot be
+/// read (then nothing is known to be installed, and nothing is concluded from that).
+fn installed_entries(settings: &Settings, observed: &Observed) -> Option<Vec<TrustEntry>> {
+    let object = observed.trust_object?.first();
+    trust_bundle::installed_entries(settings, object)
 }
 
 /// What every federation's metadata is judged by this run.
@@ -237,7 +256,8 @@ pub(crate) fn probe_jobs(
         root_fingerprints: &own_fps,
         now,
     };
-    decide_states(settings, feds, fetched, &own)
+    let installed = installed_entries(settings, observed);
+    decide_states(settings, feds, fetched, &own, installed.as_deref())
         .states
         .iter()
         .filter(|st| fetched.contains_key(&st.fed.name))
@@ -295,6 +315,7 @@ fn remove_everything_we_own(
 fn write_trust_bundle(
     settings: &Settings,
     observed: &Observed,
+    installed: &[TrustEntry],
     states: &mut [FedState],
     guard: &Guard,
     sink: &mut Sink,
@@ -309,7 +330,7 @@ fn write_trust_bundle(
         return Ok(None);
     }
     let held = guard.held_domains();
-    match budget::plan_trust_bundle(settings, trust_object, states, &held) {
+    match budget::plan_trust_bundle(settings, trust_object, installed, states, &held) {
         Ok(Some(op)) => sink(op)?,
         Ok(None) => {}
         Err(e) => {

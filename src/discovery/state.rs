@@ -29,6 +29,9 @@ pub(crate) struct FedState<'f> {
     /// or its public cache would make its status patch exceed it: its roots stay as installed
     /// and its public cache is not rewritten (docs/reference/conditions.md, `ObjectTooLarge`).
     pub trust_hold: Option<Failure>,
+    /// Set when its roots exceed its share of the trust bundle: the newest of them are left out
+    /// (docs/security.md, "Limits and shares").
+    pub trust_excess: Option<TrustExcess>,
     /// Set when one of its ServiceEntries or its status patch would exceed the object budget:
     /// it works from its last-known-good private metadata, if that fits, and nothing of it is
     /// deleted.
@@ -36,6 +39,21 @@ pub(crate) struct FedState<'f> {
     /// Root rotation: retired roots still trusted, distrusted ones (filled by
     /// [`crate::discovery::trust::retention::apply`]).
     pub retention: Retention,
+}
+
+/// The roots of a federation left out of the trust bundle because they exceed its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TrustExcess {
+    /// The object the bundle is kept in, as messages name it (`ConfigMap d8-istio/istio`).
+    pub object: String,
+    /// Its share, in bytes of the object.
+    pub share: usize,
+    /// How many federations want roots in the bundle.
+    pub federations: usize,
+    /// How many of its roots are trusted.
+    pub trusted: usize,
+    /// The fingerprints of the roots left out, oldest first.
+    pub left_out: Vec<String>,
 }
 
 /// What every federation's metadata is judged by this run.
@@ -93,6 +111,7 @@ impl<'f> FedState<'f> {
             private_cache: None,
             left_out_by_policy: 0,
             trust_hold: None,
+            trust_excess: None,
             services_hold: None,
             retention: Retention::default(),
         }

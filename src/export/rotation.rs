@@ -86,7 +86,21 @@ pub(crate) fn publish(
         root_fingerprints: &[],
         now,
     };
-    let valid = retention::read_list(stored.as_ref(), &own, &owner, RETIRED_LOCAL_ROOTS_JSON);
+    // Only a root the last rootCA published stays published: the stored list is input, and an
+    // entry for a root we never published must not make peers trust it.
+    let last_published: BTreeSet<String> = old_root_ca
+        .map(certs::certificate_fingerprints)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut valid = retention::read_list(stored.as_ref(), &own, &owner, RETIRED_LOCAL_ROOTS_JSON);
+    valid.retain(|s| {
+        let published = last_published.contains(&s.root.fingerprint);
+        if !published {
+            log::warn!(target: "retention", "{owner}: {RETIRED_LOCAL_ROOTS_JSON} names root {} ({}), which the last public.json did not publish; dropped, not published", s.root.fingerprint, s.root.subject);
+        }
+        published
+    });
     let named = named_fingerprints(stored.as_ref());
     let current_fps: BTreeSet<String> = certs::certificate_fingerprints(current)
         .into_iter()

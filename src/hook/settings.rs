@@ -39,8 +39,8 @@ pub struct Settings {
     pub fetch_deadline: Duration,
     pub fetch_concurrency: usize,
     pub fetch_max_bytes: u64,
-    /// `MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER`
-    /// (docs/reference/settings.md).
+    /// `MAX_ROOTS_PER_PEER`, `MAX_SERVICES_PER_PEER`, `MAX_GATEWAYS_PER_PEER`,
+    /// `MAX_SERVICES_TOTAL` (docs/reference/settings.md).
     pub limits: PeerLimits,
     /// How long a root a peer stopped publishing stays trusted (`ROOT_RETENTION`, default 48h;
     /// zero drops it at once). docs/rotation.md.
@@ -73,6 +73,9 @@ pub struct PeerLimits {
     pub roots: usize,
     pub services: usize,
     pub gateways: usize,
+    /// `MAX_SERVICES_TOTAL`: the services one run imports from all federations together,
+    /// shared fairly between them (README, "Security").
+    pub services_total: usize,
 }
 
 impl Default for PeerLimits {
@@ -81,6 +84,7 @@ impl Default for PeerLimits {
             roots: 8,
             services: 2000,
             gateways: 64,
+            services_total: 50_000,
         }
     }
 }
@@ -346,6 +350,22 @@ impl Sources<'_> {
         }
     }
 
+    /// The fleet-wide cap: an integer 1..=1000000 (a run writing two million objects is
+    /// what the cap is there to prevent).
+    fn total_limit(&self, name: &'static str, default: usize) -> Result<usize, SettingsError> {
+        let Some(s) = self.env(name) else {
+            return Ok(default);
+        };
+        match s.trim().parse::<usize>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+            _ => Err(SettingsError::Malformed {
+                setting: name,
+                expected: "an integer 1..1000000",
+                got: format!("{s:?}"),
+            }),
+        }
+    }
+
     /// `FEDERATION_GATEWAY`: `<namespace>/<name>` of a Gateway; unset or `none`: not managed.
     fn federation_gateway(&self) -> Result<Option<(String, String)>, SettingsError> {
         let Some(v) = self.env("FEDERATION_GATEWAY") else {
@@ -376,6 +396,7 @@ impl Sources<'_> {
             roots: self.limit("MAX_ROOTS_PER_PEER", d.roots)?,
             services: self.limit("MAX_SERVICES_PER_PEER", d.services)?,
             gateways: self.limit("MAX_GATEWAYS_PER_PEER", d.gateways)?,
+            services_total: self.total_limit("MAX_SERVICES_TOTAL", d.services_total)?,
         })
     }
 }
@@ -549,7 +570,8 @@ mod tests {
             PeerLimits {
                 roots: 8,
                 services: 2000,
-                gateways: 64
+                gateways: 64,
+                services_total: 50_000,
             }
         );
     }
@@ -565,6 +587,16 @@ mod tests {
             (s.limits.roots, s.limits.services, s.limits.gateways),
             (2, 10, 64)
         );
+        let s = load(None, &[("MAX_SERVICES_TOTAL", "1000000")]).unwrap();
+        assert_eq!(s.limits.services_total, 1_000_000);
+        for bad in ["0", "1000001", "lots"] {
+            assert_eq!(
+                load(None, &[("MAX_SERVICES_TOTAL", bad)])
+                    .unwrap_err()
+                    .to_string(),
+                format!("MAX_SERVICES_TOTAL: expected an integer 1..1000000, got {bad:?}")
+            );
+        }
         for name in [
             "MAX_ROOTS_PER_PEER",
             "MAX_SERVICES_PER_PEER",

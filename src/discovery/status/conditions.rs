@@ -4,7 +4,7 @@
 
 use crate::discovery::network::probe;
 use crate::discovery::network::report::{FetchReport, ProbeResult};
-use crate::discovery::state::FedState;
+use crate::discovery::state::{FedState, TrustExcess};
 use crate::discovery::status::patch::{Condition, ConditionStatus, ConditionType};
 use crate::discovery::trust::retention;
 use crate::discovery::trust::trust_bundle::TrustBundleError;
@@ -298,6 +298,9 @@ fn trust_condition_of_published(
             format!("{problem}."),
         );
     }
+    if let Some(x) = &st.trust_excess {
+        return Condition::new(TRUST, False, Reason::ObjectTooLarge, excess_text(td, x));
+    }
     let n = public.roots.len();
     let mut msg = format!(
         "Trusting {n} root certificate{} for trust domain {td}.",
@@ -316,6 +319,35 @@ fn trust_condition_of_published(
         }
     }
     Condition::new(TRUST, True, Reason::Succeeded, msg)
+}
+
+/// The most fingerprints an excess message names.
+const EXCESS_NAMED: usize = 8;
+
+/// What `TrustBundleReady` says of a federation over its share of the trust bundle.
+fn excess_text(td: &str, x: &TrustExcess) -> String {
+    let named: Vec<&str> = x
+        .left_out
+        .iter()
+        .take(EXCESS_NAMED)
+        .map(|fp| fp.get(..16).unwrap_or(fp))
+        .collect();
+    let more = x.left_out.len().saturating_sub(EXCESS_NAMED);
+    let share = if x.share >= 10 * 1024 {
+        format!("{} KiB", x.share / 1024)
+    } else {
+        format!("{} bytes", x.share)
+    };
+    format!(
+        "Trusting {} of its {} root certificates for trust domain {td}: the other {} exceed its share of the trust bundle in {} ({share} of the 900 KiB budget, shared by {} federations with roots) and are not trusted, newest last: {}{}.",
+        x.trusted,
+        x.trusted + x.left_out.len(),
+        x.left_out.len(),
+        x.object,
+        x.federations,
+        named.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    )
 }
 
 /// `ServicesImported`: the first thing that stands in the way of importing — the policy, a

@@ -16,6 +16,7 @@
 
 use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::discovery::state::{FedState, Retention, RetiredRoot};
+use crate::discovery::trust::trust_bundle::TrustEntry;
 use crate::hook::timefmt;
 use crate::protocol::certs::{self, CertRejection, RootCert};
 use crate::protocol::federation::Federation;
@@ -242,15 +243,26 @@ fn newly_gone(fed: &Federation, fresh: Option<&PublicMetadata>, own: &Own) -> Ve
         .collect()
 }
 
+/// What rotation is decided with, besides the federations' states.
+pub(crate) struct Context<'a> {
+    pub own: &'a Own<'a>,
+    /// The entries we own in the trust object; `None` when it is not known (no snapshot, or
+    /// an object that cannot be read): nothing is then concluded from it.
+    pub installed: Option<&'a [TrustEntry]>,
+    pub retention: Duration,
+}
+
 /// Decides rotation for every federation and applies it to its state: distrusted roots leave
 /// `public.roots` (so nothing downstream trusts them), and `retention` says what is retained
-/// and what to write.
+/// and what to write. Only a root installed for the federation's trust domain is retained: a
+/// `status.retiredRoots` entry is input, and one naming a root we never trusted for that peer
+/// (written by hand, or kept from before a root was left out) must not add trust.
 pub(crate) fn apply(
     states: &mut [FedState],
     fetched: &BTreeMap<String, FetchReport>,
-    own: &Own,
-    retention: Duration,
+    cx: &Context,
 ) {
+    let own = cx.own;
     for st in states.iter_mut() {
         let fed = st.fed;
         let (distrust, bad) = fed
@@ -276,8 +288,22 @@ pub(crate) fn apply(
             Some(Attempt { result: Ok(p), .. }) => Some(p),
             _ => None,
         };
-        let gone = newly_gone(fed, fresh, own);
-        let stored = read_stored(fed, own);
+        let installed = |fp: &str| {
+            cx.installed.is_none_or(|all| {
+                all.iter()
+                    .any(|e| e.fingerprint == fp && e.trust_domain == fed.trust_domain)
+            })
+        };
+        let mut gone = newly_gone(fed, fresh, own);
+        gone.retain(|r| installed(&r.fingerprint));
+        let mut stored = read_stored(fed, own);
+        stored.retain(|s| {
+            let ok = installed(&s.root.fingerprint);
+            if !ok {
+                log::warn!(target: "retention", "IstioFederation {}: status.retiredRoots names root {} ({}), which is not installed for trust domain {}; dropped, not trusted", fed.name, s.root.fingerprint, s.root.subject, fed.trust_domain);
+            }
+            ok
+        });
         // Only a stored root can be published again (a newly gone one is, by definition, not
         // in the document this run works from): most runs skip reading the bundle again.
         let published: BTreeSet<String> = match (&st.public, stored.is_empty()) {
@@ -291,7 +317,7 @@ pub(crate) fn apply(
             gone.clone(),
             &published,
             &distrust,
-            retention,
+            cx.retention,
             own.now,
         );
         for r in &gone {

@@ -9,6 +9,7 @@
 //! concurrent writer makes the patch fail, and the next run recomputes from fresh state.
 
 use crate::discovery::diff::{Manifest, Operation};
+use crate::discovery::shares;
 use crate::discovery::state::FedState;
 use crate::discovery::trust::mesh_yaml::{self, MeshDoc, NewEntry};
 use crate::hook::k8s;
@@ -75,13 +76,27 @@ fn owned_json(owned: &Owned) -> String {
     serde_json::to_string(owned).unwrap_or_else(|_| "{}".to_string())
 }
 
-/// Fingerprint of the first certificate of a PEM text (what istiod looks at).
-fn first_cert_fingerprint(pem: &str) -> Option<String> {
-    certs::pem_blocks(pem)
-        .ok()?
-        .into_iter()
-        .find(|b| b.label == "CERTIFICATE")
-        .map(|b| certs::fingerprint(&b.der))
+/// Fingerprint of the certificate of a PEM text that holds exactly one block, a certificate:
+/// the only `pem` we ever write. An entry with more (an administrator's bundle "peer root +
+/// another root") is someone else's, even when its first certificate is one of ours.
+fn only_cert_fingerprint(pem: &str) -> Option<String> {
+    match certs::pem_blocks(pem).ok()?.as_slice() {
+        [b] if b.label == "CERTIFICATE" => Some(certs::fingerprint(&b.der)),
+        _ => None,
+    }
+}
+
+/// An upper bound of the bytes one entry adds to the trust object, as the API server stores
+/// it: in `mesh-config` mode the PEM lines indented in the YAML text (each newline escaped in
+/// JSON), the `pem`/`trustDomains` keys and the trust domain; in `cacerts` mode the PEM in
+/// base64; in both its fingerprint in the ownership annotation (JSON inside a JSON string).
+pub(crate) fn entry_cost(mode: TrustBundleMode, pem: &str, trust_domain: &str) -> usize {
+    let lines = pem.lines().count() + 1;
+    let text = match mode {
+        TrustBundleMode::MeshConfig => pem.len() + 6 * lines + 2 * trust_domain.len() + 48,
+        TrustBundleMode::Cacerts => pem.len().div_ceil(3) * 4 + 4,
+    };
+    text + 2 * trust_domain.len() + 80
 }
 
 /// Fingerprints of certificates in the trust object that are not ours: in `cacerts` mode these
@@ -173,7 +188,7 @@ fn entry_keys(doc: &MeshDoc) -> Vec<Option<(String, String)>> {
         .into_iter()
         .map(|e| {
             let (td, pem) = e?;
-            Some((td, first_cert_fingerprint(&pem)?))
+            Some((td, only_cert_fingerprint(&pem)?))
         })
         .collect()
 }
@@ -186,24 +201,33 @@ pub(crate) fn owned_entries(
     observed: Option<&Value>,
     trust_domains: &BTreeSet<String>,
 ) -> Vec<TrustEntry> {
-    let Some(obj) = observed else {
-        return Vec::new();
-    };
     if trust_domains.is_empty() {
         return Vec::new();
     }
+    let mut all = installed_entries(settings, observed).unwrap_or_default();
+    all.retain(|e| trust_domains.contains(&e.trust_domain));
+    all
+}
+
+/// Every entry we own in the trust object, in the object's order (the first one installed
+/// first); `None` when the object cannot be read. Nothing when it does not exist.
+pub(crate) fn installed_entries(
+    settings: &Settings,
+    observed: Option<&Value>,
+) -> Option<Vec<TrustEntry>> {
+    let Some(obj) = observed else {
+        return Some(Vec::new());
+    };
     let owned = read_owned(obj);
     let mut out = Vec::new();
     match settings.trust_bundle_mode {
         TrustBundleMode::MeshConfig => {
-            let Ok((_, doc)) = parse_mesh(settings, obj) else {
-                return out;
-            };
+            let (_, doc) = parse_mesh(settings, obj).ok()?;
             for (td, pem) in doc.entries().into_iter().flatten() {
-                let Some(fp) = first_cert_fingerprint(&pem) else {
+                let Some(fp) = only_cert_fingerprint(&pem) else {
                     continue;
                 };
-                if trust_domains.contains(&td) && owns(&owned, &td, &fp) {
+                if owns(&owned, &td, &fp) {
                     out.push(TrustEntry {
                         trust_domain: td,
                         pem,
@@ -213,16 +237,12 @@ pub(crate) fn owned_entries(
             }
         }
         TrustBundleMode::Cacerts => {
-            let Ok(text) = cacerts_root(obj) else {
-                return out;
-            };
-            let Ok(blocks) = certs::pem_blocks(&text) else {
-                return out;
-            };
+            let text = cacerts_root(obj).ok()?;
+            let blocks = certs::pem_blocks(&text).ok()?;
             for b in blocks.iter().filter(|b| b.label == "CERTIFICATE") {
                 let fp = certs::fingerprint(&b.der);
-                for td in trust_domains {
-                    if owns(&owned, td, &fp) {
+                for (td, fps) in &owned {
+                    if fps.contains(&fp) {
                         out.push(TrustEntry {
                             trust_domain: td.clone(),
                             pem: certs::to_pem("CERTIFICATE", &b.der),
@@ -231,6 +251,71 @@ pub(crate) fn owned_entries(
                     }
                 }
             }
+        }
+    }
+    Some(out)
+}
+
+/// One entry a federation wants, with what it costs the trust object and whether it is
+/// installed already.
+pub(crate) struct Wanted {
+    pub entry: TrustEntry,
+    pub item: shares::Item,
+}
+
+/// What each federation wants in the trust bundle, as `(index in states, entries)`: its
+/// accepted published roots, then the retired roots it retains (docs/rotation.md), once per
+/// (trust domain, fingerprint) — federations may share a trust domain and a root, and istiod
+/// must not see the same entry twice — and none that is distrusted or already among `kept`.
+/// In priority order: those installed first, in the object's order (oldest first), then the
+/// new ones in the order the peer lists them; the end of the list is what an over-share
+/// federation loses first. A federation held at its installed entries
+/// ([`FedState::trust_hold`]) wants nothing new.
+pub(crate) fn wanted(
+    settings: &Settings,
+    states: &[FedState],
+    installed: &[TrustEntry],
+    kept: &[TrustEntry],
+) -> Vec<(usize, Vec<Wanted>)> {
+    let position: BTreeMap<(&str, &str), usize> = installed
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ((e.trust_domain.as_str(), e.fingerprint.as_str()), i))
+        .collect();
+    let distrusted = crate::discovery::trust::retention::distrusted_anywhere(states);
+    let mut seen: BTreeSet<(&str, &str)> = kept
+        .iter()
+        .map(|e| (e.trust_domain.as_str(), e.fingerprint.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for (i, st) in states.iter().enumerate() {
+        if st.trust_hold.is_some() {
+            continue;
+        }
+        let td = st.fed.trust_domain.as_str();
+        let retained = st.retention.retained.iter().map(|r| &r.root);
+        let mut items: Vec<(Option<usize>, Wanted)> = Vec::new();
+        for root in st.public.iter().flat_map(|p| &p.roots).chain(retained) {
+            let fp = root.fingerprint.as_str();
+            if distrusted.contains(fp) || !seen.insert((td, fp)) {
+                continue;
+            }
+            let at = position.get(&(td, fp)).copied();
+            let item = shares::Item {
+                cost: entry_cost(settings.trust_bundle_mode, &root.pem, td),
+                in_place: at.is_some(),
+            };
+            let entry = TrustEntry {
+                trust_domain: td.to_string(),
+                pem: root.pem.clone(),
+                fingerprint: root.fingerprint.clone(),
+            };
+            items.push((at, Wanted { entry, item }));
+        }
+        // Stable: the new ones keep the peer's order, after every installed one.
+        items.sort_by_key(|(at, _)| at.unwrap_or(usize::MAX));
+        if !items.is_empty() {
+            out.push((i, items.into_iter().map(|(_, w)| w).collect()));
         }
     }
     out
@@ -690,7 +775,7 @@ mod tests {
         TrustEntry {
             trust_domain: "b.local".into(),
             pem: B_ROOT.into(),
-            fingerprint: first_cert_fingerprint(B_ROOT).expect("fixture certificate"),
+            fingerprint: only_cert_fingerprint(B_ROOT).expect("fixture certificate"),
         }
     }
 

@@ -23,4 +23,6 @@ mod tests;
 pub use keys::{generate_ed25519_pem, parse_ed25519_private_pem, parse_ed25519_public_pem};
 pub use pem::{pem_blocks, to_pem, PemBlock};
 pub use rejection::CertRejection;
-pub use roots::{certificate_fingerprints, check_roots, fingerprint, RootCert, RootCheck};
+pub use roots::{
+    certificate_fingerprints, check_roots, fingerprint, RootCert, RootCheck, MAX_ROOT_DER_BYTES,
+};

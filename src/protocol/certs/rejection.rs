@@ -21,6 +21,11 @@ pub enum CertRejection {
     },
     /// x509-parser refused the DER (or there were bytes after the certificate).
     Unparsable(String),
+    /// The DER is larger than [`super::MAX_ROOT_DER_BYTES`].
+    TooLarge {
+        /// Its length in bytes.
+        bytes: usize,
+    },
     /// No BasicConstraints extension with CA:TRUE.
     NotCa,
     /// `now` is after the certificate's notAfter.
@@ -75,6 +80,11 @@ impl std::fmt::Display for CertRejection {
                 write!(f, "not a certificate (PEM label {})", shorten(label))
             }
             CertRejection::Unparsable(e) => write!(f, "cannot be parsed as X.509: {e}"),
+            CertRejection::TooLarge { bytes } => write!(
+                f,
+                "{bytes} bytes of DER, more than the {} bytes a root may have",
+                super::MAX_ROOT_DER_BYTES
+            ),
             CertRejection::NotCa => {
                 f.write_str("not a CA certificate (BasicConstraints CA:TRUE missing)")
             }

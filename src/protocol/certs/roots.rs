@@ -8,6 +8,13 @@ use super::rejection::CertRejection;
 use super::rules::root_rules;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+/// The largest root certificate accepted, in bytes of DER: 16 KiB. Real roots are 1–3 KB (an
+/// RSA-8192 key with long name constraints stays under 5 KB); a larger one is padded (a long
+/// SAN list, say), and every byte of it is a byte of the shared trust bundle
+/// (docs/security.md). At the limit, one federation's 8 published and 8 retained roots still
+/// take under half of the 900 KiB budget.
+pub const MAX_ROOT_DER_BYTES: usize = 16 * 1024;
+
 /// Lower-case hex SHA-256 of the DER (ring::digest::SHA256).
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
@@ -50,8 +57,8 @@ pub struct RootCheck {
 /// valid at `now` (not_before <= now <= not_after). Duplicate certificates within the bundle
 /// are accepted once (later copies are dropped silently, not rejected).
 ///
-/// Checks run in the order label, parse, own root, Go's parser, root rules, CA, not-yet-valid,
-/// expired; a block gets the first reason that applies. Err(message) only when the text holds
+/// Checks run in the order label, size ([`MAX_ROOT_DER_BYTES`]), parse, own root, Go's parser,
+/// root rules, CA, not-yet-valid, expired; a block gets the first reason that applies. Err(message) only when the text holds
 /// no PEM block at all or [`pem_blocks`] fails.
 pub fn check_roots(
     pem_bundle: &str,
@@ -88,6 +95,11 @@ pub(super) fn check_root(
     if block.label != "CERTIFICATE" {
         return Err(CertRejection::NotCertificate {
             label: block.label.clone(),
+        });
+    }
+    if block.der.len() > MAX_ROOT_DER_BYTES {
+        return Err(CertRejection::TooLarge {
+            bytes: block.der.len(),
         });
     }
     let cert = parse_certificate(&block.der).map_err(CertRejection::Unparsable)?;

@@ -74,7 +74,7 @@ pub(crate) fn config(s: &Settings) -> Value {
             named(METADATA, "Secret", &s.federation_namespace, METADATA_SECRET, ".data"),
         ],
         "schedule": [
-            {"name": SCHEDULE, "crontab": "* * * * *", "group": GROUP, "queue": QUEUE}
+            {"name": SCHEDULE, "crontab": s.hook_schedule, "group": GROUP, "queue": QUEUE}
         ],
         "settings": {"executionMinInterval": "3s", "executionBurst": 3},
     })

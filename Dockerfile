@@ -10,7 +10,8 @@ COPY benches ./benches
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
  && cp target/x86_64-unknown-linux-musl/release/istio-federation-hook /istio-federation-hook
 
-FROM ghcr.io/flant/shell-operator:v1.6.2
+# The shell-operator version tests/platform.rs runs the hooks under (tests/platform/versions.env).
+FROM ghcr.io/flant/shell-operator:v1.20.2
 COPY --from=build /istio-federation-hook /usr/local/bin/istio-federation-hook
 COPY hooks/ /hooks/
 # addon-operator / Deckhouse module layout: copy hooks/istio-federation-discovery and

@@ -1,7 +1,7 @@
 # istio-federation-hook — see README.md.
 CARGO ?= cargo
 
-.PHONY: all build static demo demo-snapshot test test-deps lint golden bench clean
+.PHONY: all build static demo demo-snapshot test test-deps test-platform platform lint golden bench clean
 
 all: build
 
@@ -31,11 +31,22 @@ demo: build
 demo-snapshot: build
 	./scripts/demo.sh
 
-## test: every test (unit, golden, CLI contract, integration); UPDATE_GOLDEN=1 regenerates golden files.
-## scripts/test-deps.sh first installs what the tests use (as root) or names the one command to run.
+## test: every test (unit, golden, CLI contract, integration, the real platform); UPDATE_GOLDEN=1
+## regenerates golden files. scripts/test-deps.sh first installs what the tests use (as root) or
+## names the one command to run; tests/platform/build.sh builds the real platform's components
+## from their pinned Go modules once (tests/platform/versions.env; cached outside the tree).
 test:
 	scripts/test-deps.sh
-	$(CARGO) test --all-targets
+	tests/platform/build.sh
+	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" $(CARGO) test --all-targets
+
+## platform: build (or find cached) the real platform's components and print their versions
+platform:
+	tests/platform/build.sh
+
+## test-platform: only the suite against the real platform (tests/platform.rs)
+test-platform: platform
+	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" $(CARGO) test --test platform
 
 test-deps:
 	@scripts/test-deps.sh

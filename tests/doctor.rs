@@ -538,7 +538,6 @@ fn usage_errors_exit_2() {
         &["--endpoint", "https://h/", "--output", "yaml"],
         &["--endpoint", "https://h/", "--key", &key],
         &["--endpoint", "https://h/", "--uuid", "u"],
-        &["--endpoint", "https://h/", "--key", &key, "--uuid", "u"],
         &["--endpoint", "https://h/", "--ca", "/nonexistent/ca.pem"],
         &["--endpoint", "https://h/", "--ca", &not_ca],
     ] {
@@ -635,4 +634,75 @@ fn a_peer_with_another_uuid_than_pinned_fails_and_gets_no_token() {
     args.extend(["--pinned-uuid".to_string(), PEER_UUID.to_string()]);
     let out = doctor(&strs(&args));
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}
+
+/// A hostile peer's 401 echoes our bearer token and carries terminal control sequences:
+/// doctor prints neither the token (nor a part of it) nor a raw control character, in text
+/// or JSON output.
+#[test]
+fn a_peer_echoing_our_token_never_gets_it_printed() {
+    let s = setup();
+    let body = "Authentication error: JWT is signed for unknown source cluster; you sent {authorization} \u{1b}]0;owned\u{7}\u{1b}[2J done";
+    s.peer
+        .serve_private(Route::status(401, body).echoing_authorization(), &s.own);
+    for output in ["json", "text"] {
+        let mut args = s.args();
+        let at = args.iter().position(|a| a == "--output").unwrap();
+        args[at + 1] = output.into();
+        let out = doctor(&strs(&args));
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        let sent = s.peer.server.requests_to(support::PRIVATE_PATH);
+        let token = sent
+            .last()
+            .and_then(|r| r.authorization.clone())
+            .expect("a token was sent");
+        let token = token.strip_prefix("Bearer ").unwrap();
+        for part in token.split('.') {
+            assert!(
+                !out.stdout.contains(part),
+                "{output}: printed {part}:\n{}",
+                out.stdout
+            );
+        }
+        assert!(
+            !out.stdout.contains(['\u{1b}', '\u{7}']),
+            "{output}: raw control characters:\n{:?}",
+            out.stdout
+        );
+        let shown = if output == "json" {
+            out.detail("private")
+        } else {
+            out.stdout.clone()
+        };
+        assert!(
+            shown.contains("you sent Bearer [redacted: looks like a token]"),
+            "{output}: {shown}"
+        );
+    }
+}
+
+/// `--key` and `--uuid` without `--trust-domain`: the signed request runs, and the private
+/// check says what needed the trust domain instead of refusing the invocation.
+#[test]
+fn the_signed_request_runs_without_a_trust_domain() {
+    let s = setup();
+    let mut args = s.args();
+    let at = args.iter().position(|a| a == "--trust-domain").unwrap();
+    args.drain(at..at + 2);
+    let out = doctor(&strs(&args));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.status("private"), "warn", "{}", out.stdout);
+    let d = out.detail("private");
+    assert!(
+        d.starts_with("signed request accepted; 1 ingress gateway(s): ")
+            && d.ends_with(", 1 service(s), not checked against a trust domain"),
+        "{d}"
+    );
+    assert!(out.hint("private").contains("pass --trust-domain"));
+    let sent = s.peer.server.requests_to(support::PRIVATE_PATH);
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].claims.is_some(),
+        "the peer did not accept the token"
+    );
 }

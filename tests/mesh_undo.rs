@@ -30,6 +30,8 @@ fn env(enabled: bool) -> Vec<(String, String)> {
         ("CLUSTER_UUID".into(), "deadbeef-mycluster".into()),
         ("ISTIO_FEDERATION_HOOK_OFFLINE".into(), "true".into()),
         ("ROOT_RETENTION".into(), "0s".into()),
+        // Deleting b is the removal of every federation: no grace, as an operator deleting it.
+        ("MASS_DELETION_GRACE".into(), "0s".into()),
     ]
 }
 

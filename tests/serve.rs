@@ -832,6 +832,15 @@ fn private_metadata_refusals_have_deckhouse_texts() {
             b.token_with(OWN, "private-federation", t - 120, t - 60),
             jwt::AuthError::Expired,
         ),
+        // A lifetime no Deckhouse token has: exp 2^62, or just over an hour from now.
+        (
+            b.token_with(OWN, "private-federation", t, 1 << 62),
+            jwt::AuthError::LifetimeTooLong,
+        ),
+        (
+            b.token_with(OWN, "private-federation", t, t + 3700),
+            jwt::AuthError::LifetimeTooLong,
+        ),
         // E33: a sub we do not know.
         (
             stranger.token(),
@@ -900,6 +909,7 @@ fn private_metadata_refusals_have_deckhouse_texts() {
         "wrong_audience",
         "wrong_scope",
         "expired",
+        "lifetime_too_long",
         "unknown_subject",
         "bad_signature",
     ] {
@@ -928,7 +938,14 @@ fn private_metadata_refusals_have_deckhouse_texts() {
             &m,
             r#"istio_federation_metadata_requests_total{endpoint="federation",code="401"}"#
         ),
-        2 + 5 + 5 + 4 + 1
+        2 + 5 + 7 + 4 + 1
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"istio_federation_metadata_auth_failures_total{reason="lifetime_too_long"}"#
+        ),
+        2
     );
 }
 

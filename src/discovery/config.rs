@@ -154,7 +154,7 @@ fn bindings(s: &Settings) -> Value {
             },
         ],
         "schedule": [
-            {"name": SCHEDULE, "crontab": "* * * * *", "group": GROUP, "queue": QUEUE}
+            {"name": SCHEDULE, "crontab": s.hook_schedule, "group": GROUP, "queue": QUEUE}
         ],
         "settings": {"executionMinInterval": "3s", "executionBurst": 3},
     })

@@ -4,7 +4,7 @@
 
 use super::check::{human, Check, EXPIRY_WARNING};
 use super::gateways::gateway_key;
-use super::options::Options;
+use super::options::{Options, UNCHECKED_TRUST_DOMAIN};
 use crate::discovery::network::fetch;
 use crate::discovery::network::report::{Attempt, FetchReport};
 use crate::hook::settings::Settings;
@@ -149,7 +149,7 @@ pub(super) fn private_check(opts: &Options, settings: &Settings, report: &FetchR
     if opts.key.is_none() {
         return Check::skip(
             "private",
-            "not requested: pass --key, --uuid and --trust-domain to make the signed request",
+            "not requested: pass --key and --uuid to make the signed request",
         );
     }
     let attempt: &Attempt<PrivateMetadata> = match (&report.private, &report.private_skipped) {
@@ -199,6 +199,9 @@ pub(super) fn private_check(opts: &Options, settings: &Settings, report: &FetchR
             return Check::fail("private", detail, hint);
         }
     };
+    if opts.trust_domain.is_none() {
+        return unscoped_private(p);
+    }
     let gws: Vec<String> = p.ingress_gateways.iter().map(gateway_key).collect();
     let detail = format!(
         "{} ingress gateway(s){}{}, {} service(s) in {td}",
@@ -228,6 +231,38 @@ pub(super) fn private_check(opts: &Options, settings: &Settings, report: &FetchR
         );
     }
     Check::ok("private", detail)
+}
+
+/// The private check without `--trust-domain`: the signed request and everything but the
+/// services' scope are checked; the services all read as outside the placeholder trust domain
+/// and are counted, not judged, and the check says what needed the trust domain.
+fn unscoped_private(p: &PrivateMetadata) -> Check {
+    let outside = format!("outside trust domain {UNCHECKED_TRUST_DOMAIN}");
+    let (unscoped, dropped): (Vec<_>, Vec<_>) = p
+        .dropped
+        .iter()
+        .partition(|d| d.message.ends_with(&outside));
+    let gws: Vec<String> = p.ingress_gateways.iter().map(gateway_key).collect();
+    let mut detail = format!(
+        "signed request accepted; {} ingress gateway(s){}{}, {} service(s), not checked against a trust domain",
+        gws.len(),
+        if gws.is_empty() { "" } else { ": " },
+        gws.join(", "),
+        p.service_count() + unscoped.len()
+    );
+    if !dropped.is_empty() {
+        let listed: Vec<&str> = dropped.iter().take(5).map(|d| d.message.as_str()).collect();
+        detail.push_str(&format!(
+            "; dropped {}: {}",
+            dropped.len(),
+            listed.join("; ")
+        ));
+    }
+    Check::warn(
+        "private",
+        detail,
+        "which services the hook would import needs the peer's trust domain: pass --trust-domain (its spec.trustDomain); the token, the peer's answer and its gateways needed none",
+    )
 }
 
 /// `Reason: message`, naming the URL when the message does not.

@@ -47,8 +47,8 @@ hint for what to fix.
                        as spec.metadata.clusterCA is
   --insecure           do not verify the endpoint's certificate (spec.metadata.enableInsecureConnection;
                        ignored with --ca, as in the hook)
-  --trust-domain TD    the peer's trust domain (spec.trustDomain): private metadata is validated
-                       against it; needed with --key
+  --trust-domain TD    the peer's trust domain (spec.trustDomain): private metadata's services are
+                       checked against it (without it, the signed request still runs)
   --key PRIV_PEM       our request-signing key (priv.pem of Secret d8-istio/d8-remote-authn-keypair)
   --uuid OWN_UUID      our cluster UUID (the token's subject); --key and --uuid go together
   --pinned-uuid UUID   the peer's clusterUUID as the IstioFederation pins it

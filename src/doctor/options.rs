@@ -122,10 +122,11 @@ pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
     }
     let endpoint = endpoint.ok_or("--endpoint URL is required")?;
     match (&key, &uuid) {
-        (Some(_), None) => return Err("--key needs --uuid (our cluster UUID, the token's subject)".into()),
-        (None, Some(_)) => return Err("--uuid needs --key (the priv.pem that signs the request)".into()),
-        (Some(_), Some(_)) if trust_domain.is_none() => {
-            return Err("--key needs --trust-domain (private metadata is validated against the peer's trust domain)".into())
+        (Some(_), None) => {
+            return Err("--key needs --uuid (our cluster UUID, the token's subject)".into())
+        }
+        (None, Some(_)) => {
+            return Err("--uuid needs --key (the priv.pem that signs the request)".into())
         }
         _ => {}
     }
@@ -143,6 +144,11 @@ pub(crate) fn parse_args(args: &[&str]) -> Result<Option<Options>, String> {
     }))
 }
 
+/// The trust domain the federation carries without `--trust-domain`: a name no peer uses, so
+/// every service reads as outside it, and the private check tells those apart (see
+/// [`super::metadata::private_check`]).
+pub(super) const UNCHECKED_TRUST_DOMAIN: &str = "trust-domain-not-given.invalid";
+
 /// The IstioFederation the hook would read for these options.
 pub(super) fn federation(opts: &Options) -> Result<Federation, String> {
     let mut md = serde_json::Map::new();
@@ -157,7 +163,7 @@ pub(super) fn federation(opts: &Options) -> Result<Federation, String> {
         "kind": crate::protocol::federation::KIND,
         "metadata": {"name": "doctor"},
         "spec": {
-            "trustDomain": opts.trust_domain.as_deref().unwrap_or("peer.invalid"),
+            "trustDomain": opts.trust_domain.as_deref().unwrap_or(UNCHECKED_TRUST_DOMAIN),
             "metadataEndpoint": opts.endpoint,
             "metadata": md,
         },

@@ -48,6 +48,10 @@ pub struct Settings {
     /// `DATAPLANE_PROBE` (default off): probe every peer's health-check service through the
     /// mesh each run (docs/operating.md, "Data-plane probe"). Needs the hook's pod in the mesh.
     pub dataplane_probe: bool,
+    /// `HOOK_SCHEDULE`: the crontab of both hooks' schedule binding (default `* * * * *`,
+    /// every minute). shell-operator's cron (robfig/cron v2) also takes a seconds field first
+    /// (`*/5 * * * * *`) and `@every 30s`-style descriptors (reference/settings.md).
+    pub hook_schedule: String,
     /// `MASS_DELETION_GRACE` (default 5m): how long deletes that would remove all federations,
     /// or more than half of them, are held before they are carried out (docs/security.md, "Platform failures").
     /// Zero holds nothing.
@@ -308,6 +312,24 @@ impl Sources<'_> {
         }
     }
 
+    /// `HOOK_SCHEDULE`: checked here as shell-operator's cron parser reads it, so a typo is
+    /// this hook's one-line error instead of shell-operator refusing to start.
+    fn hook_schedule(&self) -> Result<String, SettingsError> {
+        let Some(s) = self.env("HOOK_SCHEDULE") else {
+            return Ok(DEFAULT_HOOK_SCHEDULE.to_string());
+        };
+        let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        if is_crontab(&s) {
+            Ok(s)
+        } else {
+            Err(SettingsError::Malformed {
+                setting: "HOOK_SCHEDULE",
+                expected: "a crontab of 5 fields, or 6 with seconds first, or @every <duration>",
+                got: format!("{s:?}"),
+            })
+        }
+    }
+
     fn fetch_concurrency(&self) -> Result<usize, SettingsError> {
         let Some(s) = self.env("FETCH_CONCURRENCY") else {
             return Ok(64);
@@ -449,6 +471,7 @@ impl Settings {
             limits: src.limits()?,
             root_retention: src.root_retention()?,
             dataplane_probe: src.flag("DATAPLANE_PROBE", false)?,
+            hook_schedule: src.hook_schedule()?,
             mass_deletion_grace: src.mass_deletion_grace()?,
             authorization_policies: src.flag("AUTHORIZATION_POLICIES", true)?,
             authz_root_namespace: match src.env("ISTIO_ROOT_NAMESPACE") {
@@ -486,6 +509,43 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// `HOOK_SCHEDULE` when unset: every minute.
+pub(crate) const DEFAULT_HOOK_SCHEDULE: &str = "* * * * *";
+
+/// A crontab robfig/cron v2 (shell-operator's parser) accepts: 5 fields (minute first) or 6
+/// (seconds first), each a list of `*`, `?`, numbers, ranges, steps or month/day names; or a
+/// descriptor (`@hourly`, `@every 30s`, ...). Field ranges are left to the parser.
+fn is_crontab(s: &str) -> bool {
+    if let Some(every) = s.strip_prefix("@every ") {
+        return every.len() > 1
+            && every.ends_with(['s', 'm', 'h'])
+            && every.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+    }
+    if s.starts_with('@') {
+        return [
+            "@yearly",
+            "@annually",
+            "@monthly",
+            "@weekly",
+            "@daily",
+            "@midnight",
+            "@hourly",
+        ]
+        .contains(&s);
+    }
+    let fields: Vec<&str> = s.split(' ').collect();
+    (5..=6).contains(&fields.len())
+        && fields.iter().all(|f| {
+            !f.is_empty()
+                && f.split(',').all(|part| {
+                    !part.is_empty()
+                        && part.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '*' | '?' | '/' | '-')
+                        })
+                })
+        })
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -552,6 +612,43 @@ mod tests {
             s.check_required()?;
         }
         Ok(s)
+    }
+
+    #[test]
+    fn hook_schedule_is_every_minute_unless_set_and_must_parse_as_a_crontab() {
+        assert_eq!(load(None, &[]).unwrap().hook_schedule, "* * * * *");
+        for ok in [
+            "*/5 * * * * *",
+            "0 */2 * * *",
+            "  */10   * * * * * ",
+            "@every 30s",
+            "@hourly",
+            "0 0 * * MON-FRI",
+            "0,30 * * ? * *",
+        ] {
+            let s = load(None, &[("HOOK_SCHEDULE", ok)]).unwrap();
+            assert_eq!(
+                s.hook_schedule,
+                ok.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
+        for bad in [
+            "* * * *",
+            "* * * * * * *",
+            "every minute",
+            "@every",
+            "@sometimes",
+            "*/5 * * * $ *",
+            "1,,2 * * * *",
+        ] {
+            let err = load(None, &[("HOOK_SCHEDULE", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("HOOK_SCHEDULE: expected a crontab"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

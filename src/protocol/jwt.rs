@@ -66,6 +66,11 @@ impl Claims {
     }
 }
 
+/// The longest a token may still be valid when it arrives: Deckhouse's tokens live 60 s; an
+/// hour leaves room for clock skew and stays compatible, while a token leaked from a log or a
+/// proxy cannot be replayed for years (`exp` 2^62 was accepted before).
+pub const MAX_TOKEN_LIFETIME: i64 = 3600;
+
 /// Signs as compact JWS: base64url-no-pad(`{"alg":"EdDSA"}`) + "." + base64url-no-pad(claims
 /// JSON) + "." + base64url-no-pad(Ed25519 signature over the first two parts joined by ".").
 pub fn sign(key: &Ed25519KeyPair, claims: &Claims) -> String {
@@ -108,6 +113,8 @@ pub enum AuthError {
     },
     /// exp is before now.
     Expired,
+    /// exp is more than [`MAX_TOKEN_LIFETIME`] seconds after now.
+    LifetimeTooLong,
     /// No public key is known for the token's sub ("" when absent).
     UnknownSubject(String),
     /// The signature does not verify with the key known for sub.
@@ -124,6 +131,7 @@ impl AuthError {
             AuthError::WrongAudience { .. } => "wrong_audience",
             AuthError::WrongScope { .. } => "wrong_scope",
             AuthError::Expired => "expired",
+            AuthError::LifetimeTooLong => "lifetime_too_long",
             AuthError::UnknownSubject(_) => "unknown_subject",
             AuthError::BadSignature => "bad_signature",
         }
@@ -147,6 +155,10 @@ impl std::fmt::Display for AuthError {
                 "JWT is signed for wrong scope. Expected: {expected}, Got: {got}"
             ),
             AuthError::Expired => f.write_str("JWT token expired"),
+            AuthError::LifetimeTooLong => write!(
+                f,
+                "JWT token expires more than {MAX_TOKEN_LIFETIME} s from now"
+            ),
             AuthError::UnknownSubject(sub) => {
                 write!(f, "JWT is signed for unknown source cluster {sub}")
             }
@@ -239,6 +251,9 @@ pub fn verify_bearer(
     let exp = raw.exp.ok_or_else(|| malformed("missing exp claim"))?;
     if exp < now {
         return Err(AuthError::Expired);
+    }
+    if exp.saturating_sub(now) > MAX_TOKEN_LIFETIME {
+        return Err(AuthError::LifetimeTooLong);
     }
     let sub = raw.sub.unwrap_or_default();
     let Some(public_key) = lookup(&sub) else {

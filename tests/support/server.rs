@@ -42,6 +42,9 @@ pub struct Route {
     pub endless: bool,
     /// Require a bearer token that passes this check.
     pub jwt: Option<JwtCheck>,
+    /// Replace `{authorization}` in the body with the request's Authorization header (a
+    /// hostile peer echoing our token back).
+    pub echo_authorization: bool,
 }
 
 impl Route {
@@ -59,6 +62,7 @@ impl Route {
             chunked: false,
             endless: false,
             jwt: None,
+            echo_authorization: false,
         }
     }
 
@@ -78,6 +82,11 @@ impl Route {
 
     pub fn with_delay(mut self, delay: Duration) -> Route {
         self.delay = delay;
+        self
+    }
+
+    pub fn echoing_authorization(mut self) -> Route {
+        self.echo_authorization = true;
         self
     }
 
@@ -406,10 +415,18 @@ fn answer(out: &mut impl Write, req: &Request, shared: &Shared) -> bool {
         mark_answered(shared, index);
         return ok;
     }
-    if route.chunked {
-        write_chunked(out, route.status, &route.body);
+    let body = if route.echo_authorization {
+        let header = req.header("authorization").unwrap_or_default();
+        String::from_utf8_lossy(&route.body)
+            .replace("{authorization}", &header)
+            .into_bytes()
     } else {
-        write_response(out, route.status, &extra, &route.body);
+        route.body.clone()
+    };
+    if route.chunked {
+        write_chunked(out, route.status, &body);
+    } else {
+        write_response(out, route.status, &extra, &body);
     }
     mark_answered(shared, index);
     true

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds the real platform the suite in tests/platform.rs runs: kube-apiserver, etcd,
+# shell-operator, istiod (pilot-discovery) and an xDS client, each from the Go module and version
+# pinned in tests/platform/versions.env, through the wrapper modules in tests/platform/modules/.
+#
+#   tests/platform/build.sh         build what is missing, one line per component on stdout
+#   tests/platform/build.sh --dir   print the directory the binaries are (or would be) in
+#
+# The binaries go to ${XDG_CACHE_HOME:-$HOME/.cache}/istio-federation-hook/platform/<key>/, where
+# <key> hashes versions.env, the wrapper modules (go.mod, go.sum, Go files) and `go version`: a
+# fresh clone on a warm machine rebuilds nothing, and a changed pin gets its own directory.
+# Exits non-zero naming module@version and the compiler's last lines when a build fails.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false -mod=readonly" CGO_ENABLED=0
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+if ! "$GO" version >/dev/null 2>&1; then
+  echo "platform: no Go toolchain (looked for 'go' on PATH and /usr/local/go/bin/go); install $GO_VERSION" >&2
+  exit 1
+fi
+
+key=$(
+  cd "$here"
+  {
+    cat versions.env
+    find modules -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort |
+      while read -r f; do echo "== $f"; cat "$f"; done
+    "$GO" version
+  } | sha256sum | cut -c1-16
+)
+dir=${XDG_CACHE_HOME:-$HOME/.cache}/istio-federation-hook/platform/$key
+if [ "${1:-}" = "--dir" ]; then
+  echo "$dir"
+  exit 0
+fi
+
+# The wrapper modules must require exactly what versions.env pins.
+pinned() { # pinned MODULE_DIR MODULE VERSION
+  local got
+  got=$(cd "$here/modules/$1" && "$GO" list -m -f '{{.Version}}' "$2" 2>/dev/null || true)
+  if [ "$got" != "$3" ]; then
+    echo "platform: tests/platform/modules/$1 requires $2 ${got:-(nothing)}, versions.env pins $3: run tests/platform/modules/update.sh" >&2
+    exit 1
+  fi
+}
+pinned kube-apiserver k8s.io/kubernetes "$KUBERNETES_VERSION"
+pinned kube-apiserver k8s.io/apiserver "$KUBERNETES_STAGING_VERSION"
+pinned etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+pinned shell-operator github.com/flant/shell-operator "$SHELL_OPERATOR_VERSION"
+pinned istio istio.io/istio "$ISTIO_VERSION"
+pinned crds sigs.k8s.io/controller-tools "$CONTROLLER_TOOLS_VERSION"
+pinned crds github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring "$PROMETHEUS_OPERATOR_APIS_VERSION"
+
+mkdir -p "$dir/bin" "$dir/logs"
+exec 9>"$dir/.lock"
+flock 9
+
+build() { # build NAME MODULE_DIR PACKAGE MODULE@VERSION
+  local name=$1 mdir=$2 pkg=$3 what=$4 state=cached log=$dir/logs/$1.log
+  if [ ! -x "$dir/bin/$name" ]; then
+    state=built
+    local t0=$SECONDS
+    if ! (cd "$here/modules/$mdir" && "$GO" build -trimpath -ldflags=-s -o "$dir/bin/$name.tmp" "$pkg") >"$log" 2>&1; then
+      echo "platform: FAILED to build $name from $what (go build $pkg in tests/platform/modules/$mdir):" >&2
+      tail -n 25 "$log" >&2
+      exit 1
+    fi
+    mv "$dir/bin/$name.tmp" "$dir/bin/$name"
+    state="built in $((SECONDS - t0))s"
+  fi
+  echo "platform: $name ${what/@/ } ($state)"
+}
+
+build etcd etcd . "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "k8s.io/kubernetes@$KUBERNETES_VERSION"
+# Istio's own CRDs, as its base chart installs them, from the same module istiod is built from.
+if [ ! -s "$dir/istio-crds.yaml" ]; then
+  src=$(cd "$here/modules/istio" && "$GO" list -m -f '{{.Dir}}' istio.io/istio)/manifests/charts/base/files/crd-all.gen.yaml
+  if [ ! -s "$src" ]; then
+    echo "platform: FAILED: istio.io/istio@$ISTIO_VERSION has no $src" >&2
+    exit 1
+  fi
+  cp "$src" "$dir/istio-crds.yaml.tmp" && mv "$dir/istio-crds.yaml.tmp" "$dir/istio-crds.yaml"
+fi
+# The PrometheusRule CRD (deploy/base/alerts.yaml), generated from prometheus-operator's API types.
+build controller-gen crds sigs.k8s.io/controller-tools/cmd/controller-gen \
+  "sigs.k8s.io/controller-tools@$CONTROLLER_TOOLS_VERSION"
+if [ ! -s "$dir/prometheusrule-crd.yaml" ]; then
+  rm -rf "$dir/crd-gen"
+  if ! (cd "$here/modules/crds" && "$dir/bin/controller-gen" crd:crdVersions=v1 \
+    paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 \
+    output:crd:dir="$dir/crd-gen") >"$dir/logs/crd-gen.log" 2>&1; then
+    echo "platform: FAILED to generate the PrometheusRule CRD from github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring@$PROMETHEUS_OPERATOR_APIS_VERSION:" >&2
+    tail -n 25 "$dir/logs/crd-gen.log" >&2
+    exit 1
+  fi
+  cp "$dir/crd-gen/monitoring.coreos.com_prometheusrules.yaml" "$dir/prometheusrule-crd.yaml"
+fi
+echo "platform: PrometheusRule CRD github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring $PROMETHEUS_OPERATOR_APIS_VERSION"
+build shell-operator shell-operator github.com/flant/shell-operator/cmd/shell-operator \
+  "github.com/flant/shell-operator@$SHELL_OPERATOR_VERSION"
+build istiod istio istio.io/istio/pilot/cmd/pilot-discovery "istio.io/istio@$ISTIO_VERSION"
+build xdsclient istio ./xdsclient "istio.io/istio@$ISTIO_VERSION"
+
+cp "$here/versions.env" "$dir/versions.env"
+echo "platform: binaries in $dir"

@@ -227,34 +227,20 @@ fn load_balancer_gateways(input: &BindingInput) -> Vec<Gateway> {
 
 /// Exported services: every Service labelled `federation.istio.deckhouse.io/public-service: ""`.
 fn public_services(input: &BindingInput, cluster_domain: &str) -> Vec<Value> {
-    let mut by_host: BTreeMap<String, Value> = BTreeMap::new();
-    for svc in input.snapshot(bindings::PUBLIC_SERVICES).unwrap_or(&[]) {
-        if k8s::label(svc, PUBLIC_SERVICE_LABEL) != Some("") {
-            continue; // e.g. value "true": Deckhouse's selector `key=` does not match it either
-        }
-        let (Some(name), Some(ns)) = (k8s::name(svc), k8s::namespace(svc)) else {
-            continue;
-        };
-        let ports: Vec<Value> = svc
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .map(|ports| {
-                ports
-                    .iter()
-                    .filter_map(|p| {
-                        let port = p.get("port")?.as_u64()?;
-                        Some(json!({"name": p.get("name").and_then(Value::as_str).unwrap_or(""), "port": port}))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let hostname = format!("{name}.{ns}.svc.{cluster_domain}");
-        by_host.insert(
-            hostname.clone(),
-            json!({"hostname": hostname, "ports": ports}),
-        );
-    }
-    by_host.into_values().collect()
+    // One reading of the labelled Services for what we advertise and what discovery lets
+    // peers reach (protocol::exports): the two must never disagree.
+    let services = input.snapshot(bindings::PUBLIC_SERVICES).unwrap_or(&[]);
+    crate::protocol::exports::exported(services, cluster_domain)
+        .into_iter()
+        .map(|e| {
+            let ports: Vec<Value> = e
+                .ports
+                .iter()
+                .map(|(name, port)| json!({"name": name, "port": port}))
+                .collect();
+            json!({"hostname": e.host, "ports": ports})
+        })
+        .collect()
 }
 
 /// Peers allowed to read our private metadata: the cached, valid public metadata of every

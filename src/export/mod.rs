@@ -6,6 +6,7 @@
 //! Like discovery, a pure function of the snapshots: `main` generates a key pair when none
 //! exists (randomness is I/O) and passes it in.
 
+pub(crate) mod identity;
 pub(crate) mod rotation;
 pub mod run;
 pub(crate) mod visibility;
@@ -17,7 +18,10 @@ use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET, LOCAL_ROO
 use crate::protocol::certs;
 use crate::protocol::claims;
 use crate::protocol::federation::Federation;
-use crate::protocol::labels::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PUBLIC_SERVICE_LABEL};
+use crate::protocol::labels::{
+    self, ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    PUBLIC_SERVICE_LABEL,
+};
 use crate::protocol::metadata::Gateway;
 use crate::protocol::names;
 use crate::protocol::secret::{
@@ -71,7 +75,9 @@ pub(crate) fn config(s: &Settings) -> Value {
             named(KEYPAIR, "Secret", &s.federation_namespace, KEYPAIR_SECRET, ".data"),
             {"name": FEDERATIONS, "apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
              "jqFilter": "{trustDomain: .spec.trustDomain, public: .status.metadataCache.public}", "group": GROUP, "queue": QUEUE},
-            named(METADATA, "Secret", &s.federation_namespace, METADATA_SECRET, ".data"),
+            // The acknowledgement of a changed own clusterUUID runs export at once.
+            named(METADATA, "Secret", &s.federation_namespace, METADATA_SECRET,
+                &format!("{{data: .data, acknowledge: .metadata.annotations[\"{ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION}\"]}}")),
     ]);
     if s.trust_bundle_mode == TrustBundleMode::Cacerts {
         // Which roots in istio-ca-root-cert are peers' (the annotation only; not the CA key).
@@ -107,6 +113,8 @@ pub struct NewKeyPair {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub operations: Vec<Operation>,
+    /// Metric operations: the group's expire, then the gauges ([`identity`]).
+    pub metrics: Vec<Value>,
 }
 
 fn b64(s: &str) -> String {
@@ -237,34 +245,20 @@ fn load_balancer_gateways(input: &BindingInput) -> Vec<Gateway> {
 
 /// Exported services: every Service labelled `federation.istio.deckhouse.io/public-service: ""`.
 fn public_services(input: &BindingInput, cluster_domain: &str) -> Vec<Value> {
-    let mut by_host: BTreeMap<String, Value> = BTreeMap::new();
-    for svc in input.snapshot(bindings::PUBLIC_SERVICES).unwrap_or(&[]) {
-        if k8s::label(svc, PUBLIC_SERVICE_LABEL) != Some("") {
-            continue; // e.g. value "true": Deckhouse's selector `key=` does not match it either
-        }
-        let (Some(name), Some(ns)) = (k8s::name(svc), k8s::namespace(svc)) else {
-            continue;
-        };
-        let ports: Vec<Value> = svc
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .map(|ports| {
-                ports
-                    .iter()
-                    .filter_map(|p| {
-                        let port = p.get("port")?.as_u64()?;
-                        Some(json!({"name": p.get("name").and_then(Value::as_str).unwrap_or(""), "port": port}))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let hostname = format!("{name}.{ns}.svc.{cluster_domain}");
-        by_host.insert(
-            hostname.clone(),
-            json!({"hostname": hostname, "ports": ports}),
-        );
-    }
-    by_host.into_values().collect()
+    // One reading of the labelled Services for what we advertise and what discovery lets
+    // peers reach (protocol::exports): the two must never disagree.
+    let services = input.snapshot(bindings::PUBLIC_SERVICES).unwrap_or(&[]);
+    crate::protocol::exports::exported(services, cluster_domain)
+        .into_iter()
+        .map(|e| {
+            let ports: Vec<Value> = e
+                .ports
+                .iter()
+                .map(|(name, port)| json!({"name": name, "port": port}))
+                .collect();
+            json!({"hostname": e.host, "ports": ports})
+        })
+        .collect()
 }
 
 /// Peers allowed to read our private metadata: the cached, valid public metadata of every
@@ -341,7 +335,10 @@ pub fn reconcile(
     new_key: Option<&NewKeyPair>,
     now: i64,
 ) -> Outcome {
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        metrics: vec![crate::hook::metrics::expire(identity::GROUP)],
+        ..Outcome::default()
+    };
     let ns = &settings.federation_namespace;
     let Some(secret_snapshot) = input.snapshot(bindings::METADATA) else {
         log::warn!(target: "export", "this run carries no snapshot of Secret {METADATA_SECRET}; nothing is exported");
@@ -358,7 +355,10 @@ pub fn reconcile(
     }
     let old = published_files(observed);
     let mut files: BTreeMap<String, String> = BTreeMap::new();
-    if let Some((public, retired)) = public_json(settings, input, new_key, &old, now) {
+    let (uuid, held) =
+        identity::uuid_to_publish(settings, old.get(PUBLIC_JSON).map(String::as_str), observed);
+    out.metrics.extend(held);
+    if let Some((public, retired)) = public_json(settings, &uuid, input, new_key, &old, now) {
         files.insert(PUBLIC_JSON.into(), public);
         if let Some(retired) = retired {
             files.insert(RETIRED_LOCAL_ROOTS_JSON.into(), retired);
@@ -431,6 +431,7 @@ fn key_pair_secret(ns: &str, k: &NewKeyPair) -> Operation {
 /// are kept (peers keep trusting what they trusted), and the gap is logged.
 fn public_json(
     settings: &Settings,
+    uuid: &str,
     input: &BindingInput,
     new_key: Option<&NewKeyPair>,
     old: &BTreeMap<String, String>,
@@ -463,7 +464,7 @@ fn public_json(
             now,
             ns,
         );
-        let public = json!({"clusterUUID": settings.cluster_uuid, "authnKeyPub": key, "rootCA": published.root_ca});
+        let public = json!({"clusterUUID": uuid, "authnKeyPub": key, "rootCA": published.root_ca});
         return Some((pretty(&public), published.retired_file()));
     }
     let missing = if key.is_none() {
@@ -631,7 +632,8 @@ mod tests {
             (bindings::LOCAL_ROOT, vec![root]),
             (bindings::TRUST_BUNDLE, vec![cacerts]),
         ]);
-        let (public, _) = public_json(&settings, &with, Some(&key), &BTreeMap::new(), 0).unwrap();
+        let (public, _) =
+            public_json(&settings, "uuid", &with, Some(&key), &BTreeMap::new(), 0).unwrap();
         let public: Value = serde_json::from_str(&public).unwrap();
         assert_eq!(public["rootCA"], own, "{public}");
         // The binding exists in cacerts mode only, and carries no key material.
@@ -659,7 +661,14 @@ mod tests {
         let old = BTreeMap::from([(PUBLIC_JSON.to_string(), "last\n".to_string())]);
         let no_root = input(&[(bindings::KEYPAIR, vec![])]);
         assert_eq!(
-            public_json(&settings, &no_root, Some(&key), &old, 0),
+            public_json(
+                &settings,
+                "deadbeef-mycluster",
+                &no_root,
+                Some(&key),
+                &old,
+                0
+            ),
             Some(("last\n".to_string(), None))
         );
         let root = json!({"data": {"root-cert.pem": "ROOT"}});
@@ -667,7 +676,15 @@ mod tests {
             (bindings::KEYPAIR, vec![]),
             (bindings::LOCAL_ROOT, vec![root]),
         ]);
-        let (fresh, _) = public_json(&settings, &with_root, Some(&key), &old, 0).unwrap();
+        let (fresh, _) = public_json(
+            &settings,
+            "deadbeef-mycluster",
+            &with_root,
+            Some(&key),
+            &old,
+            0,
+        )
+        .unwrap();
         assert!(fresh.contains("\"rootCA\": \"ROOT\""), "{fresh}");
     }
 

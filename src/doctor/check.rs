@@ -115,7 +115,6 @@ fn looks_like_token(word: &str) -> bool {
     })
 }
 
-
 /// Why the walk ended early: a step failed (every later step is then skipped, since each
 /// needs the one before it), or the invocation itself is unusable.
 pub(super) enum Stop {

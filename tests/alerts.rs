@@ -5,7 +5,8 @@
 //!
 //! Placeholders in the test files:
 //! - `{{series:CASE:METRIC[:label=value,…]}}` — the first `set` of METRIC in
-//!   `testdata/discovery/CASE/metrics.ndjson` whose labels match, as a series selector with the
+//!   `testdata/discovery/CASE/metrics.ndjson` (`export/CASE`: `testdata/export/CASE/…`, with
+//!   the export hook's `hook` label) whose labels match, as a series selector with the
 //!   `hook` label shell-operator adds (docs/reference/metrics.md);
 //! - `{{label:CASE:METRIC:NAME[:label=value,…]}}` — one label value of that series.
 //!
@@ -20,6 +21,7 @@ use std::process::Command;
 
 /// What shell-operator puts in the `hook` label: the hook's path under the hooks directory.
 const HOOK_LABEL: &str = "istio-federation-discovery";
+const EXPORT_HOOK_LABEL: &str = "istio-federation-export";
 const PEER_ENDPOINT: &str = "https://istio-metadata.b.example/metadata/";
 
 fn rules_spec() -> Value {
@@ -42,10 +44,12 @@ fn alert_names(spec: &Value) -> Vec<String> {
 
 /// The labels of the first matching `set` of `metric` in a golden case.
 fn golden_labels(case: &str, metric: &str, filter: &str) -> serde_json::Map<String, Value> {
-    let path = root()
-        .join("testdata/discovery")
-        .join(case)
-        .join("metrics.ndjson");
+    // `export/CASE` names an export golden case, anything else a discovery one.
+    let path = match case.strip_prefix("export/") {
+        Some(c) => root().join("testdata/export").join(c),
+        None => root().join("testdata/discovery").join(case),
+    }
+    .join("metrics.ndjson");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{}", path.display()));
     let wanted: Vec<(&str, &str)> = filter
         .split(',')
@@ -91,7 +95,12 @@ fn expand(text: &str) -> String {
                     .iter()
                     .map(|(k, v)| format!("{k}={:?}", v.as_str().unwrap_or("")))
                     .collect();
-                sel.push(format!("hook={HOOK_LABEL:?}"));
+                let hook = if case.starts_with("export/") {
+                    EXPORT_HOOK_LABEL
+                } else {
+                    HOOK_LABEL
+                };
+                sel.push(format!("hook={hook:?}"));
                 out.push_str(&format!("{metric}{{{}}}", sel.join(",")));
             }
             ["label", case, metric, name, filter @ ..] => {

@@ -412,7 +412,7 @@ fn snapshot_cases() -> Vec<(&'static str, Mutation, Expect)> {
                 "TrustBundleReady",
                 "False",
                 "InvalidSpec",
-                "spec.trustDomain \"cluster.local\" is Istio's alias for the local trust domain and cannot name a peer; no root certificate is trusted for it. Root certificates installed for it earlier are removed.",
+                "spec.trustDomain \"cluster.local\" is Istio's alias for the local trust domain and cannot name a peer without annotation federation.istio.deckhouse.io/accept-cluster-local-trust-domain: \"true\"; no root certificate is trusted for it. Root certificates installed for it earlier are removed.",
             ),
         ),
         (
@@ -894,7 +894,7 @@ fn snapshot_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "a second federation with Istio's local alias",
             |bc| add_federation(bc, "impostor", "cluster.local"),
-            Expect::Ok(r#"IstioFederation impostor: spec.trustDomain \"cluster.local\" is Istio's alias for the local trust domain and cannot name a peer; nothing is imported or trusted for it"#),
+            Expect::Ok(r#"IstioFederation impostor: spec.trustDomain \"cluster.local\" is Istio's alias for the local trust domain and cannot name a peer without annotation federation.istio.deckhouse.io/accept-cluster-local-trust-domain: \"true\"; nothing is imported or trusted for it"#),
         ),
         (
             "a second federation claiming our trust domain",

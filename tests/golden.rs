@@ -229,7 +229,12 @@ fn run_case(dir: &Path, failures: &mut Vec<String>) {
         failures.push(format!("{name}: {p}"));
     }
     for m in ndjson(&run.metrics) {
-        let ok = m["group"] == "federation_discovery"
+        let group = if args.first() == Some(&"export") {
+            "federation_export"
+        } else {
+            "federation_discovery"
+        };
+        let ok = m["group"] == group
             && (m["action"] == "expire"
                 || (m["action"] == "set"
                     && m["value"].is_number()

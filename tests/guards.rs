@@ -334,7 +334,7 @@ mod pin {
 
     const REPIN: &str = "federation.istio.deckhouse.io/repin-cluster-uuid";
 
-    fn cluster(peer: &Peer, ca: &Ca, own_keys: &SigningKeys) -> Store {
+    pub(super) fn cluster(peer: &Peer, ca: &Ca, own_keys: &SigningKeys) -> Store {
         let fed = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "cluster-b"},
             "spec": {"trustDomain": peer.trust_domain, "metadataEndpoint": format!("{}/", peer.endpoint()),
                      "metadata": {"clusterCA": ca.cert_pem}}});
@@ -352,7 +352,7 @@ mod pin {
         s
     }
 
-    fn online(store: &Store) -> Out {
+    pub(super) fn online(store: &Store) -> Out {
         run(
             store,
             common::NOW,
@@ -363,7 +363,7 @@ mod pin {
         )
     }
 
-    fn condition<'a>(ops: &'a [Value], kind: &str) -> &'a Value {
+    pub(super) fn condition<'a>(ops: &'a [Value], kind: &str) -> &'a Value {
         ops.iter()
             .find(|o| o["operation"] == "MergePatch")
             .and_then(|p| p["mergePatch"]["status"]["conditions"].as_array())
@@ -516,5 +516,52 @@ mod pin {
             "the annotation stays, nothing else is written: {:?}",
             out.ops
         );
+    }
+}
+
+/// Deckhouse's newest shapes (docs/compatibility.md): a private document with `clusterID` and
+/// `ambientGateways` is accepted, and the status patches keep what other writers put in the
+/// status (`dataPlaneHealth` of older alliance-healthcheck versions).
+mod deckhouse_shapes {
+    use super::*;
+    use support::pki::{Ca, SigningKeys};
+    use support::server::Route;
+    use support::Peer;
+
+    #[test]
+    fn newest_private_document_is_imported_and_foreign_status_is_kept() {
+        let ca = Ca::new("metadata endpoint CA");
+        let own_keys = SigningKeys::generate();
+        let peer = Peer::start(&ca, "uuid-cluster-b", "b.local", &own_keys);
+        let private = json!({"clusterID": "uuid-cluster-b",
+            "ingressGateways": [{"address": "198.51.100.7", "port": 15443}],
+            "ambientGateways": [{"address": "198.51.100.8", "port": 15008, "network": "b"}],
+            "publicServices": [{"hostname": "web.prod.svc.b.local", "ports": [{"name": "http", "port": 8080}]}]});
+        peer.serve_private(Route::ok(private.to_string()), &own_keys);
+        let mut store = pin::cluster(&peer, &ca, &own_keys);
+        let health = json!({"isConnected": true, "lastProbeTimestamp": "2026-12-31T23:59:00Z",
+            "lastSuccessProbeTimestamp": "2026-12-31T23:59:00Z", "message": "ok"});
+        store.objects.get_mut("federations").unwrap()[0]["status"] =
+            json!({"dataPlaneHealth": health});
+        let out = pin::online(&store);
+        for kind in ["PrivateMetadataExchangeReady", "ServicesImported"] {
+            assert_eq!(
+                pin::condition(&out.ops, kind)["status"],
+                "True",
+                "{kind}: {}",
+                out.stderr
+            );
+        }
+        store.apply(&out.ops);
+        let status = &store.objects["federations"][0]["status"];
+        assert_eq!(status["dataPlaneHealth"], health);
+        assert_eq!(
+            status["metadataCache"]["private"]["publicServices"][0]["hostname"],
+            "web.prod.svc.b.local"
+        );
+        assert_eq!(store.all("ServiceEntry").len(), 1);
+        // The cache it wrote, extra keys or not, is read back as valid: nothing changes.
+        let again = pin::online(&store);
+        assert!(again.ops.is_empty(), "{:?}", again.ops);
     }
 }

@@ -435,3 +435,52 @@ fn second_runs_explain_updates_and_replacements() {
         "{r:#?}"
     );
 }
+
+/// The platform guards in plan's words (docs/security.md, "Platform failures"): held deletes
+/// say so, and a federation whose peer publishes another clusterUUID shows the mismatch.
+#[test]
+fn plan_explains_held_deletes_and_shows_a_uuid_mismatch() {
+    let held = reasons(&plan_json("mass-deletion-empty-snapshot-held"));
+    assert_eq!(held.len(), 5, "{held:#?}");
+    assert!(
+        held[0].contains("trust entries whose removal the mass-deletion guard holds"),
+        "{held:#?}"
+    );
+    for r in &held[1..] {
+        assert!(
+            r.contains("delete held by the mass-deletion guard since 2027-01-01T00:00:00Z"),
+            "{r}"
+        );
+    }
+    // The mismatch case after its run: status carries ClusterUUIDMismatch; plan (offline)
+    // lists it among the federation's conditions, in JSON and in text.
+    let c = load(&root().join("testdata/discovery/cluster-uuid-mismatch-keeps-the-pin"));
+    let mut store = Store::from_binding_context(&serde_json::from_str(&c.bc).unwrap());
+    let patches = std::fs::read_to_string(
+        root().join("testdata/discovery/cluster-uuid-mismatch-keeps-the-pin/patches.ndjson"),
+    )
+    .unwrap();
+    store.apply(&ndjson(&expand(&patches, &root(), true)));
+    let bc = store.binding_context("refresh_remote_metadata").to_string();
+    let plan = run_hook_with(&["plan", "-o", "json"], &bc, &c.env, None);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let public = plan["federations"][0]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PublicMetadataExchangeReady")
+        .cloned()
+        .unwrap();
+    assert_eq!(public["reason"], "ClusterUUIDMismatch", "{plan}");
+    assert!(public["message"]
+        .as_str()
+        .unwrap()
+        .contains("uuid-impostor"));
+    let text = run_hook_with(&["plan"], &bc, &c.env, None);
+    assert!(
+        text.stdout.contains("ClusterUUIDMismatch"),
+        "{}",
+        text.stdout
+    );
+}

@@ -69,6 +69,7 @@ fn parse_federations(b: &BindingInput) -> (Option<Vec<Federation>>, Vec<String>)
         false
     };
     feds.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::protocol::federation::limit_cluster_local(&mut feds);
     (present.then_some(feds), broken)
 }
 

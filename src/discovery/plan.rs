@@ -17,7 +17,7 @@ use crate::discovery::services::istio_objects::{self, Desired, OrderedMap, Spec}
 use crate::hook::io;
 use crate::hook::k8s;
 use crate::hook::settings::Settings;
-use crate::protocol::labels::{FEDERATIONS_ANNOTATION, TRUST_ENTRIES_ANNOTATION};
+use crate::protocol::labels::{self, FEDERATIONS_ANNOTATION, TRUST_ENTRIES_ANNOTATION};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -310,7 +310,8 @@ impl<'a> Context<'a> {
                 kind: kind.clone(),
                 namespace: namespace.clone(),
                 name: name.clone(),
-                reason: self.trust_patch_reason(kind, namespace, name, patch),
+                reason: guard_patch_reason(patch)
+                    .unwrap_or_else(|| self.trust_patch_reason(kind, namespace, name, patch)),
             },
             Operation::StatusMergePatch {
                 kind, name, patch, ..
@@ -527,6 +528,48 @@ impl<'a> Context<'a> {
             });
         }
         format!("{what}: {}", parts.join("; "))
+    }
+}
+
+/// The patches of the platform guards (docs/security.md, "Platform failures"): the mark of a
+/// delete the mass-deletion guard holds, the trust domains it holds on the trust-bundle
+/// object, and a re-pin carried out on an IstioFederation.
+fn guard_patch_reason(patch: &[Value]) -> Option<String> {
+    let key = |p: &Value| {
+        let path = p.get("path").and_then(Value::as_str)?;
+        path.strip_prefix("/metadata/annotations/")
+            .map(|k| k.replace("~1", "/").replace("~0", "~"))
+    };
+    let value = |p: &Value| {
+        p.get("value")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let last = patch.last()?;
+    let op = last.get("op").and_then(Value::as_str)?;
+    match (key(last)?.as_str(), op) {
+        (labels::DELETION_HELD_ANNOTATION, _) => Some(format!(
+            "delete held by the mass-deletion guard since {}: the run would remove most federations at once; it goes when the same state is seen MASS_DELETION_GRACE later",
+            value(last)
+        )),
+        (labels::TRUST_REMOVAL_HELD_ANNOTATION, "remove") => {
+            Some("the mass-deletion guard holds no trust entries any more".into())
+        }
+        (labels::TRUST_REMOVAL_HELD_ANNOTATION, _) => Some(format!(
+            "trust entries whose removal the mass-deletion guard holds, and since when: {}",
+            value(last)
+        )),
+        (labels::CLUSTER_UUID_REPINNED_ANNOTATION, _) => Some(format!(
+            "re-pinned as annotation {} asked ({}); the annotation is cleared",
+            labels::REPIN_CLUSTER_UUID_ANNOTATION,
+            value(last)
+        )),
+        (labels::REPIN_CLUSTER_UUID_ANNOTATION, "remove") => Some(format!(
+            "annotation {} is honoured (the peer publishes that clusterUUID, pinned already) and cleared",
+            labels::REPIN_CLUSTER_UUID_ANNOTATION
+        )),
+        _ => None,
     }
 }
 

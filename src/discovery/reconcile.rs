@@ -12,9 +12,9 @@ use crate::discovery::intake::pin;
 use crate::discovery::mass_deletion::{self, Guard};
 use crate::discovery::network::report::FetchReport;
 use crate::discovery::observed::{own_root_fingerprints, Observed};
-use crate::discovery::services::import_policy;
 use crate::discovery::services::istio_objects;
 use crate::discovery::services::service_entries::{self, Record};
+use crate::discovery::services::{self, import_policy};
 use crate::discovery::state::{FedState, Rules};
 use crate::discovery::status::conditions;
 use crate::discovery::status::metrics::{self, federation_metrics};
@@ -139,6 +139,7 @@ pub fn reconcile_into(
     );
     let mut out_metrics = vec![metrics::expire()];
     out_metrics.extend(guard.report());
+    let hidden = hidden_service_entries(settings, observed);
     for st in &states {
         let report = fetched.get(&st.fed.name);
         let mut conditions = conditions::for_federation(st, report, trust_problem.as_ref(), now);
@@ -150,6 +151,7 @@ pub fn reconcile_into(
             conditions.push(c.clone());
         }
         conditions.extend(authz::condition(settings, &boundary, st));
+        conditions.extend(conditions::warnings(st, hidden.as_deref()));
         if let Some(op) = status_patch(st, report, &conditions, &managed, now) {
             if budget::fits(&op, None) {
                 sink(op)?;
@@ -340,6 +342,24 @@ fn write_trust_bundle(
         sink(op)?;
     }
     Ok(None)
+}
+
+/// Whether the mesh config the hook reads hides the ServiceEntries it writes (Istio 1.31's
+/// `serviceEntryVisibility`; docs/compatibility.md, "Ambient mode"): the condition's message.
+fn hidden_service_entries(settings: &Settings, observed: &Observed) -> Option<String> {
+    if settings.trust_bundle_mode != crate::hook::settings::TrustBundleMode::MeshConfig {
+        return None;
+    }
+    let mesh = observed
+        .trust_object
+        .and_then(|t| t.first())?
+        .pointer("/data/mesh")?
+        .as_str()?;
+    let object = format!(
+        "ConfigMap {}/{}",
+        settings.istio_namespace, settings.mesh_config_name
+    );
+    services::visibility::hidden(mesh, &settings.federation_namespace, &object)
 }
 
 /// Whether this run would remove most federations at once (docs/security.md, "Platform failures"): the objects

@@ -6,6 +6,7 @@
 //! Like discovery, a pure function of the snapshots: `main` generates a key pair when none
 //! exists (randomness is I/O) and passes it in.
 
+pub(crate) mod identity;
 pub(crate) mod rotation;
 pub mod run;
 pub(crate) mod visibility;
@@ -17,7 +18,9 @@ use crate::hook::settings::{Settings, LOCAL_ROOT_CONFIGMAP};
 use crate::protocol::certs;
 use crate::protocol::claims;
 use crate::protocol::federation::Federation;
-use crate::protocol::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PUBLIC_SERVICE_LABEL};
+use crate::protocol::labels::{
+    ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PUBLIC_SERVICE_LABEL,
+};
 use crate::protocol::metadata::Gateway;
 use crate::protocol::names;
 use crate::protocol::secret::{
@@ -71,7 +74,9 @@ pub(crate) fn config(s: &Settings) -> Value {
             named(KEYPAIR, "Secret", &s.federation_namespace, KEYPAIR_SECRET, ".data"),
             {"name": FEDERATIONS, "apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
              "jqFilter": "{trustDomain: .spec.trustDomain, public: .status.metadataCache.public}", "group": GROUP, "queue": QUEUE},
-            named(METADATA, "Secret", &s.federation_namespace, METADATA_SECRET, ".data"),
+            // The acknowledgement of a changed own clusterUUID runs export at once.
+            named(METADATA, "Secret", &s.federation_namespace, METADATA_SECRET,
+                &format!("{{data: .data, acknowledge: .metadata.annotations[\"{ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION}\"]}}")),
         ],
         "schedule": [
             {"name": SCHEDULE, "crontab": s.hook_schedule, "group": GROUP, "queue": QUEUE}
@@ -90,6 +95,8 @@ pub struct NewKeyPair {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub operations: Vec<Operation>,
+    /// Metric operations: the group's expire, then the gauges ([`identity`]).
+    pub metrics: Vec<Value>,
 }
 
 fn b64(s: &str) -> String {
@@ -324,7 +331,10 @@ pub fn reconcile(
     new_key: Option<&NewKeyPair>,
     now: i64,
 ) -> Outcome {
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        metrics: vec![crate::hook::metrics::expire(identity::GROUP)],
+        ..Outcome::default()
+    };
     let ns = &settings.federation_namespace;
     let Some(secret_snapshot) = input.snapshot(bindings::METADATA) else {
         log::warn!(target: "export", "this run carries no snapshot of Secret {METADATA_SECRET}; nothing is exported");
@@ -341,7 +351,10 @@ pub fn reconcile(
     }
     let old = published_files(observed);
     let mut files: BTreeMap<String, String> = BTreeMap::new();
-    if let Some((public, retired)) = public_json(settings, input, new_key, &old, now) {
+    let (uuid, held) =
+        identity::uuid_to_publish(settings, old.get(PUBLIC_JSON).map(String::as_str), observed);
+    out.metrics.extend(held);
+    if let Some((public, retired)) = public_json(settings, &uuid, input, new_key, &old, now) {
         files.insert(PUBLIC_JSON.into(), public);
         if let Some(retired) = retired {
             files.insert(RETIRED_LOCAL_ROOTS_JSON.into(), retired);
@@ -414,6 +427,7 @@ fn key_pair_secret(ns: &str, k: &NewKeyPair) -> Operation {
 /// are kept (peers keep trusting what they trusted), and the gap is logged.
 fn public_json(
     settings: &Settings,
+    uuid: &str,
     input: &BindingInput,
     new_key: Option<&NewKeyPair>,
     old: &BTreeMap<String, String>,
@@ -437,7 +451,7 @@ fn public_json(
             now,
             ns,
         );
-        let public = json!({"clusterUUID": settings.cluster_uuid, "authnKeyPub": key, "rootCA": published.root_ca});
+        let public = json!({"clusterUUID": uuid, "authnKeyPub": key, "rootCA": published.root_ca});
         return Some((pretty(&public), published.retired_file()));
     }
     let missing = if key.is_none() {
@@ -586,7 +600,14 @@ mod tests {
         let old = BTreeMap::from([(PUBLIC_JSON.to_string(), "last\n".to_string())]);
         let no_root = input(&[(bindings::KEYPAIR, vec![])]);
         assert_eq!(
-            public_json(&settings, &no_root, Some(&key), &old, 0),
+            public_json(
+                &settings,
+                "deadbeef-mycluster",
+                &no_root,
+                Some(&key),
+                &old,
+                0
+            ),
             Some(("last\n".to_string(), None))
         );
         let root = json!({"data": {"root-cert.pem": "ROOT"}});
@@ -594,7 +615,15 @@ mod tests {
             (bindings::KEYPAIR, vec![]),
             (bindings::LOCAL_ROOT, vec![root]),
         ]);
-        let (fresh, _) = public_json(&settings, &with_root, Some(&key), &old, 0).unwrap();
+        let (fresh, _) = public_json(
+            &settings,
+            "deadbeef-mycluster",
+            &with_root,
+            Some(&key),
+            &old,
+            0,
+        )
+        .unwrap();
         assert!(fresh.contains("\"rootCA\": \"ROOT\""), "{fresh}");
     }
 

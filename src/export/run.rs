@@ -1,8 +1,8 @@
 //! One export run, the imperative shell: read the inputs, generate a key pair when none exists
 //! (randomness is I/O), call the pure [`super::reconcile`] and write what it decided.
 
-use crate::hook::io::{self, PATCH_OUTPUT};
-use crate::hook::{binding, operations};
+use crate::hook::io::{self, METRICS_OUTPUT, PATCH_OUTPUT};
+use crate::hook::{binding, metrics, operations};
 use crate::protocol::certs;
 
 /// `export --config`: the export hook's bindings.
@@ -33,6 +33,9 @@ pub fn run() -> Result<(), String> {
     let outcome = super::reconcile(&settings, &input, new_key.as_ref(), now);
     if let Some((what, out)) = io::open_output(&PATCH_OUTPUT, true)? {
         operations::write_ndjson(out, &outcome.operations).map_err(|e| format!("{what}: {e}"))?;
+    }
+    if let Some((what, out)) = io::open_output(&METRICS_OUTPUT, false)? {
+        metrics::write_ndjson(out, &outcome.metrics).map_err(|e| format!("{what}: {e}"))?;
     }
     Ok(())
 }

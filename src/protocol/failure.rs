@@ -69,6 +69,11 @@ pub enum Reason {
     /// The fresh public metadata names another `clusterUUID` than the one pinned in the
     /// cached public metadata (Deckhouse's reason); nothing of it is used until re-pinned.
     ClusterUuidMismatch,
+    /// The peer's trust domain is `cluster.local`, accepted by annotation: a warning.
+    ClusterLocalTrustDomain,
+    /// The mesh config's `serviceEntryVisibility` hides the federation namespace's
+    /// ServiceEntries from other namespaces.
+    HiddenByServiceEntryVisibility,
     /// The AuthorizationPolicy bounding the peer is not in place yet: its roots are not added
     /// until it is (docs/security.md, "Exported means reachable").
     AwaitingAuthorizationPolicy,
@@ -106,6 +111,8 @@ impl Reason {
             Reason::ConfigurationError => "ConfigurationError",
             Reason::MetadataUnavailable => "MetadataUnavailable",
             Reason::ClusterUuidMismatch => "ClusterUUIDMismatch",
+            Reason::ClusterLocalTrustDomain => "ClusterLocalTrustDomain",
+            Reason::HiddenByServiceEntryVisibility => "HiddenByServiceEntryVisibility",
             Reason::AwaitingAuthorizationPolicy => "AwaitingAuthorizationPolicy",
             Reason::EnforcementDisabled => "EnforcementDisabled",
         }
@@ -173,6 +180,11 @@ mod tests {
             (Reason::ConfigurationError, "ConfigurationError"),
             (Reason::MetadataUnavailable, "MetadataUnavailable"),
             (Reason::ClusterUuidMismatch, "ClusterUUIDMismatch"),
+            (Reason::ClusterLocalTrustDomain, "ClusterLocalTrustDomain"),
+            (
+                Reason::HiddenByServiceEntryVisibility,
+                "HiddenByServiceEntryVisibility",
+            ),
             (
                 Reason::AwaitingAuthorizationPolicy,
                 "AwaitingAuthorizationPolicy",

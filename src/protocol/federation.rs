@@ -295,7 +295,12 @@ impl Federation {
                     .collect()
             })
             .unwrap_or_default();
+        // `cluster.local` only with the operator's opt-in (at most one federation: decided
+        // across federations by [`limit_cluster_local`]).
+        let opted_in = trust_domain == names::LOCAL_TRUST_DOMAIN_ALIAS
+            && p.accept_cluster_local.as_deref().map(str::trim) == Some("true");
         let spec_problem = names::peer_trust_domain_problem(&trust_domain)
+            .filter(|_| !opted_in)
             .map(SpecProblem::TrustDomain)
             .or_else(|| {
                 names::has_userinfo(&metadata_endpoint).then(|| {
@@ -320,14 +325,15 @@ impl Federation {
             import,
             retired_roots: p.retired_roots.filter(|v| !v.is_null()),
             distrust_roots: p.distrust_roots,
-            repin_uuid: p
-                .repin_uuid
-                .map(|u| u.trim().to_string())
-                .filter(|u| !u.is_empty()),
-            accept_cluster_local: p
-                .accept_cluster_local
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            repin_uuid: p.repin_uuid,
+            accept_cluster_local: opted_in,
         })
+    }
+
+    /// Whether this federation is a peer on Istio's default trust domain `cluster.local`,
+    /// accepted by the operator's annotation (docs/security.md, "A peer on cluster.local").
+    pub(crate) fn is_accepted_cluster_local(&self) -> bool {
+        self.accept_cluster_local && self.spec_problem.is_none()
     }
 
     /// Whether this federation's metadata endpoint may be asked: its spec has no problem.
@@ -347,6 +353,23 @@ impl Federation {
     /// `<endpoint without trailing slashes>/private/federation.json`.
     pub(crate) fn private_url(&self) -> String {
         format!("{}/private/federation.json", self.base_url())
+    }
+}
+
+/// At most one IstioFederation may name `cluster.local`, even with the opt-in annotation: the
+/// first by name keeps it, every other one is refused (`InvalidSpec`) naming it. `feds` in name
+/// order.
+pub(crate) fn limit_cluster_local(feds: &mut [Federation]) {
+    let mut first: Option<String> = None;
+    for fed in feds.iter_mut().filter(|f| f.is_accepted_cluster_local()) {
+        match &first {
+            None => first = Some(fed.name.clone()),
+            Some(owner) => {
+                fed.spec_problem = Some(SpecProblem::TrustDomain(format!(
+                    "spec.trustDomain \"cluster.local\" is already accepted for IstioFederation {owner}, and at most one IstioFederation may name it"
+                )));
+            }
+        }
     }
 }
 
@@ -384,7 +407,9 @@ mod read {
                 conditions: status.conditions,
                 retired_roots: status.retired_roots,
                 distrust_roots: annotation(&meta.annotations, DISTRUST_ROOTS_ANNOTATION),
-                repin_uuid: annotation(&meta.annotations, REPIN_CLUSTER_UUID_ANNOTATION),
+                repin_uuid: annotation(&meta.annotations, REPIN_CLUSTER_UUID_ANNOTATION)
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty()),
                 accept_cluster_local: annotation(
                     &meta.annotations,
                     ACCEPT_CLUSTER_LOCAL_ANNOTATION,

@@ -45,6 +45,12 @@ pub(crate) const CLUSTER_UUID_REPINNED_ANNOTATION: &str =
 pub(crate) const ACCEPT_CLUSTER_LOCAL_ANNOTATION: &str =
     "federation.istio.deckhouse.io/accept-cluster-local-trust-domain";
 
+/// Annotation on the metadata Secret: the new own clusterUUID the operator acknowledges; until
+/// it names `CLUSTER_UUID`, export keeps publishing the clusterUUID it published before
+/// (docs/security.md, "Platform failures").
+pub(crate) const ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION: &str =
+    "federation.istio.deckhouse.io/acknowledge-cluster-uuid-change";
+
 /// A Kubernetes label value is at most 63 characters of `[-_.A-Za-z0-9]`, beginning and ending
 /// with a letter or digit (or empty).
 pub fn is_label_value(s: &str) -> bool {

@@ -20,6 +20,8 @@ pub(crate) fn is_service_hostname(s: &str) -> bool {
     !last.bytes().all(|c| c.is_ascii_digit())
 }
 
+use crate::protocol::labels::ACCEPT_CLUSTER_LOCAL_ANNOTATION;
+
 /// Istio's alias for "the local trust domain" in authorization policies: a peer's root trusted
 /// for it could mint identities our policies read as local ones.
 pub(crate) const LOCAL_TRUST_DOMAIN_ALIAS: &str = "cluster.local";
@@ -31,7 +33,7 @@ pub fn peer_trust_domain_problem(s: &str) -> Option<String> {
     let shown = shorten(s);
     if s.eq_ignore_ascii_case(LOCAL_TRUST_DOMAIN_ALIAS) {
         return Some(format!(
-            "spec.trustDomain {shown:?} is Istio's alias for the local trust domain and cannot name a peer"
+            "spec.trustDomain {shown:?} is Istio's alias for the local trust domain and cannot name a peer without annotation {ACCEPT_CLUSTER_LOCAL_ANNOTATION}: \"true\""
         ));
     }
     if !is_dns1123_subdomain(s) {

@@ -11,6 +11,7 @@ use crate::discovery::trust::trust_bundle::TrustBundleError;
 use crate::hook::timefmt;
 use crate::protocol::failure::{Failure, Reason};
 use crate::protocol::federation::SpecProblem;
+use crate::protocol::labels::ACCEPT_CLUSTER_LOCAL_ANNOTATION;
 use crate::protocol::metadata::PrivateMetadata;
 use crate::protocol::names;
 use ConditionStatus::{False, True, Unknown};
@@ -48,6 +49,30 @@ pub(crate) fn for_federation(
     conditions.push(trust_condition(st, trust_problem, now));
     conditions.push(services_condition(st));
     conditions
+}
+
+/// The warnings of a federation, each present only while it applies: a peer on `cluster.local`
+/// accepted by annotation, and ServiceEntries the mesh config hides (`hidden`, the message
+/// of [`crate::discovery::services::visibility::hidden`]).
+pub(crate) fn warnings(st: &FedState, hidden: Option<&str>) -> Vec<Condition> {
+    let mut out = Vec::new();
+    if st.fed.is_accepted_cluster_local() {
+        out.push(Condition::new(
+            ConditionType::TrustDomainWarning,
+            ConditionStatus::True,
+            Reason::ClusterLocalTrustDomain,
+            format!("spec.trustDomain is cluster.local, accepted by annotation {ACCEPT_CLUSTER_LOCAL_ANNOTATION}: cluster.local is Istio's alias for the local trust domain, so an AuthorizationPolicy naming it (or copied from a cluster on the default domain) also admits this peer's workloads; no AuthorizationPolicy bounds what they reach; and its hosts *.cluster.local shadow the same names of any other cluster on the default domain. At most one IstioFederation may name cluster.local."),
+        ));
+    }
+    if let Some(m) = hidden {
+        out.push(Condition::new(
+            ConditionType::ServiceEntriesHidden,
+            ConditionStatus::True,
+            Reason::HiddenByServiceEntryVisibility,
+            m,
+        ));
+    }
+    out
 }
 
 /// The conditions of a spec that is read but not acted on (docs/reference/conditions.md,

@@ -31,6 +31,12 @@ pub(crate) enum ConditionType {
     /// What the peer's workloads may reach (docs/security.md, "Exported means reachable");
     /// managed while the run carries the AuthorizationPolicy snapshot.
     ExportBoundaryReady,
+    /// A warning about the peer's trust domain: `cluster.local`, accepted by annotation
+    /// (docs/security.md, "A peer on cluster.local"). Present only while it applies.
+    TrustDomainWarning,
+    /// The mesh config's `serviceEntryVisibility` hides the ServiceEntries the hook writes
+    /// (docs/compatibility.md, "Ambient mode"). Present only while it applies.
+    ServiceEntriesHidden,
 }
 }
 
@@ -62,13 +68,26 @@ impl ConditionType {
         }
     }
 
-    /// [`Self::managed`], then `ExportBoundaryReady` while the boundary is managed.
+    /// [`Self::managed`], then `ExportBoundaryReady` while the boundary is managed, then the
+    /// warnings, which are written only while they apply ([`Self::only_while_it_applies`]).
     pub(crate) fn managed_with(dataplane_probe: bool, boundary: bool) -> Vec<ConditionType> {
         let mut out = Self::managed(dataplane_probe).to_vec();
         if boundary {
             out.push(ConditionType::ExportBoundaryReady);
         }
+        out.extend([
+            ConditionType::TrustDomainWarning,
+            ConditionType::ServiceEntriesHidden,
+        ]);
         out
+    }
+
+    /// A warning: removed from the status as soon as a run no longer computes it.
+    fn only_while_it_applies(self) -> bool {
+        matches!(
+            self,
+            ConditionType::TrustDomainWarning | ConditionType::ServiceEntriesHidden
+        )
     }
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -79,6 +98,8 @@ impl ConditionType {
             ConditionType::ServicesImported => "ServicesImported",
             ConditionType::DataplaneConnectionReady => "DataplaneConnectionReady",
             ConditionType::ExportBoundaryReady => "ExportBoundaryReady",
+            ConditionType::TrustDomainWarning => "TrustDomainWarning",
+            ConditionType::ServiceEntriesHidden => "ServiceEntriesHidden",
         }
     }
 
@@ -169,6 +190,7 @@ pub(crate) fn merge(
                     "lastTransitionTime": since,
                 }));
             }
+            None if kind.only_while_it_applies() => {}
             None => {
                 if let Some(o) = old {
                     out.push(o.clone());
@@ -283,6 +305,25 @@ mod tests {
         assert_eq!(out[0], prior[3]);
         assert_eq!(out[1]["lastTransitionTime"], "2026-01-01T00:00:00Z");
         assert_eq!(out[2]["lastTransitionTime"], "2026-06-01T00:00:00Z");
+    }
+
+    #[test]
+    fn warnings_are_kept_only_while_a_run_computes_them() {
+        let managed = ConditionType::managed_with(false, false);
+        let warning = Condition::new(
+            ConditionType::ServiceEntriesHidden,
+            True,
+            Reason::HiddenByServiceEntryVisibility,
+            "m",
+        );
+        let with = merge(&[], std::slice::from_ref(&warning), &managed, 1_780_272_000);
+        assert_eq!(with.len(), 1);
+        assert_eq!(with[0]["type"], "ServiceEntriesHidden");
+        // The mesh config no longer hides them: the warning goes, unlike the other types,
+        // which a run that does not compute them keeps verbatim.
+        let trust = json!({"type": "TrustBundleReady", "status": "True", "reason": "Succeeded", "message": "a", "lastTransitionTime": "2026-01-01T00:00:00Z"});
+        let prior = vec![with[0].clone(), trust.clone()];
+        assert_eq!(merge(&prior, &[], &managed, 1_780_272_000), [trust]);
     }
 
     #[test]

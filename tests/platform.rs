@@ -10,6 +10,8 @@ mod support;
 
 #[path = "platform/bins.rs"]
 mod bins;
+#[path = "platform/http.rs"]
+mod http;
 #[path = "platform/kube.rs"]
 mod kube;
 #[path = "platform/manifests.rs"]
@@ -61,6 +63,462 @@ fn shipped_manifests_apply_and_grant_what_the_hooks_do() {
         "the API server refuses the hooks' ServiceAccount:\n{}",
         refused.join("\n")
     );
+}
+
+#[path = "platform/cluster.rs"]
+mod cluster;
+#[path = "platform/kubelet.rs"]
+mod kubelet;
+
+use cluster::Cluster;
+use procs::wait_for;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Convergence bound: the schedule runs every 4 s; a first exchange takes two runs per side.
+const CONVERGE: Duration = Duration::from_secs(180);
+
+fn explain(c: &Cluster) -> String {
+    format!(
+        "{}: shell-operator errors:\n{}\nkube-apiserver:\n{}",
+        c.spec.name,
+        c.operator_errors(),
+        c.kube.log_tail()
+    )
+}
+
+fn imported_host(from: &Cluster) -> String {
+    format!("{}.prod.svc.{}", from.spec.exported, from.spec.domain)
+}
+
+/// The ServiceEntry importing `peer`'s exported service, once it points at `peer`'s gateway.
+fn service_entry_for(c: &Cluster, peer: &Cluster) -> Option<Value> {
+    let host = imported_host(peer);
+    c.kube
+        .list("serviceentries.networking.istio.io", c.spec.fed_ns)
+        .into_iter()
+        .find(|se| {
+            se["spec"]["hosts"] == json!([host])
+                && se["spec"]["endpoints"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|e| e["address"] == peer.spec.gateway_ip))
+        })
+}
+
+/// Whether `c`'s trust bundle (the object its mode writes) holds `peer`'s root.
+fn trusts(c: &Cluster, peer: &Cluster) -> bool {
+    match c.spec.install {
+        cluster::Install::Base => {
+            let Some(cm) = c.kube.get("configmap", cluster::ISTIO_NS, "istio") else {
+                return false;
+            };
+            let mesh: Value = serde_saphyr::from_str(cm["data"]["mesh"].as_str().unwrap_or(""))
+                .unwrap_or(Value::Null);
+            mesh["caCertificates"].as_array().is_some_and(|l| {
+                l.iter().any(|e| {
+                    e["pem"].as_str().map(str::trim) == Some(peer.root.cert_pem.trim())
+                        && e["trustDomains"] == json!([peer.spec.domain])
+                })
+            })
+        }
+        cluster::Install::ExampleOverlayCacerts => {
+            let Some(s) = c.kube.get("secret", cluster::ISTIO_NS, "cacerts") else {
+                return false;
+            };
+            let bundle = b64(&s["data"]["root-cert.pem"]);
+            bundle.starts_with(c.root.cert_pem.trim()) && bundle.contains(peer.root.cert_pem.trim())
+        }
+    }
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap_or(""))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Scenario 1's assertions for the direction `peer` → `c`.
+fn assert_imported(c: &Cluster, peer: &Cluster) {
+    let host = imported_host(peer);
+    let se = wait_for(
+        &format!(
+            "{}: a ServiceEntry for {host} at {}'s gateway",
+            c.spec.name, peer.spec.name
+        ),
+        CONVERGE,
+        || service_entry_for(c, peer),
+        || explain(c),
+    );
+    assert_eq!(
+        se["spec"]["endpoints"],
+        json!([{"address": peer.spec.gateway_ip, "ports": {"http": 15443, "grpc-api": 15443},
+                "labels": {"security.istio.io/tlsMode": "istio"}}]),
+        "{}: {se}",
+        c.spec.name
+    );
+    wait_for(
+        &format!(
+            "{}: a DestinationRule for {host} with ISTIO_MUTUAL",
+            c.spec.name
+        ),
+        CONVERGE,
+        || {
+            c.kube
+                .list("destinationrules.networking.istio.io", c.spec.fed_ns)
+                .into_iter()
+                .find(|dr| {
+                    dr["spec"]["host"] == host.as_str()
+                        && dr["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+                })
+        },
+        || explain(c),
+    );
+    wait_for(
+        &format!(
+            "{}: {}'s root in the trust bundle, bound to {}",
+            c.spec.name, peer.spec.name, peer.spec.domain
+        ),
+        CONVERGE,
+        || trusts(c, peer).then_some(()),
+        || explain(c),
+    );
+    // istiod's registry and endpoint shards: the host, at the peer's gateway.
+    wait_for(
+        &format!(
+            "{}'s istiod: {host} in /debug/registryz and at {}:15443 in /debug/endpointShardz",
+            c.spec.name, peer.spec.gateway_ip
+        ),
+        Duration::from_secs(60),
+        || {
+            let reg = c.debug("/debug/registryz").to_string();
+            let shards = c.debug("/debug/endpointShardz");
+            let ours = shards
+                .get(host.as_str())
+                .map(Value::to_string)
+                .unwrap_or_default();
+            (reg.contains(&format!("\"hostname\":\"{host}\""))
+                && ours.contains(&format!("\"{}\"", peer.spec.gateway_ip))
+                && ours.contains("15443"))
+            .then_some(())
+        },
+        || {
+            format!(
+                "{}\n{}",
+                c.istiod.tail(15),
+                c.debug("/debug/endpointShardz")
+            )
+        },
+    );
+    // What a sidecar receives: an outbound cluster per port, Istio mutual TLS, Istio's SNI,
+    // and the peer's gateway as its endpoint.
+    let xds = wait_for(
+        &format!(
+            "{}'s istiod: outbound clusters for {host} over xDS",
+            c.spec.name
+        ),
+        Duration::from_secs(60),
+        || {
+            let x = c.xds(&[]);
+            let name = format!("outbound|8080||{host}");
+            x["endpoints"][&name]
+                .as_array()
+                .is_some_and(|e| !e.is_empty())
+                .then_some(x)
+        },
+        || c.istiod.tail(15),
+    );
+    for port in [8080, 9090] {
+        let name = format!("outbound|{port}||{host}");
+        let cl = xds["clusters"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["name"] == name.as_str()))
+            .unwrap_or_else(|| panic!("{}: no xDS cluster {name}: {xds}", c.spec.name));
+        assert_eq!(cl["sni"], format!("outbound_.{port}_._.{host}"), "{cl}");
+        assert_eq!(cl["istioMutual"], true, "{cl}");
+        assert_eq!(
+            xds["endpoints"][&name],
+            json!([{"address": peer.spec.gateway_ip, "port": 15443}]),
+            "{}: {name}",
+            c.spec.name
+        );
+    }
+}
+
+/// Scenario 1's trust assertion on istiod: the proxies' trust bundle (PCDS) carries the peer root.
+fn assert_istiod_trusts(c: &Cluster, peer: &Cluster) {
+    wait_for(
+        &format!(
+            "{}'s istiod: {}'s root in the proxies' trust bundle (PCDS)",
+            c.spec.name, peer.spec.name
+        ),
+        Duration::from_secs(90),
+        || {
+            let x = c.xds(&[]);
+            x["trustBundle"]
+                .as_array()
+                .is_some_and(|l| {
+                    l.iter().any(|p| {
+                        p.as_str()
+                            .is_some_and(|p| p.contains(peer.root.cert_pem.trim()))
+                    })
+                })
+                .then_some(())
+        },
+        || c.istiod.tail(20),
+    );
+}
+
+/// Scenario 2: every object the hooks wrote into `c` passes istiod's own validation webhook
+/// (an AdmissionReview, as the API server would send it, to `/validate`) and, written through
+/// the API server, its CRD validation (schema and CEL rules); a dry-run update of each passes
+/// again. A known-bad ServiceEntry is refused, so the webhook is really judging.
+fn assert_istiod_validates(c: &Cluster) {
+    let mut objects = Vec::new();
+    for r in [
+        "serviceentries.networking.istio.io",
+        "destinationrules.networking.istio.io",
+    ] {
+        objects.extend(c.kube.list(r, c.spec.fed_ns));
+    }
+    objects.extend(
+        c.kube
+            .list("authorizationpolicies.security.istio.io", cluster::ISTIO_NS)
+            .into_iter()
+            .filter(|o| {
+                o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "istio-federation-hook"
+            }),
+    );
+    assert!(objects.len() >= 2, "{}: nothing to validate", c.spec.name);
+    for o in &objects {
+        let (allowed, message) = c.validate(o, "CREATE");
+        assert!(
+            allowed,
+            "{}: istiod refuses {} {}: {message}",
+            c.spec.name, o["kind"], o["metadata"]["name"]
+        );
+        let mut again = o.clone();
+        for k in [
+            "resourceVersion",
+            "managedFields",
+            "creationTimestamp",
+            "generation",
+            "uid",
+        ] {
+            again["metadata"].as_object_mut().map(|m| m.remove(k));
+        }
+        c.kube.ok(
+            &["replace", "--dry-run=server", "-f", "-"],
+            Some(&again.to_string()),
+        );
+    }
+    let mut bad = objects[0].clone();
+    if bad["kind"] == "ServiceEntry" {
+        bad["spec"]["hosts"] = json!([]);
+    } else {
+        bad["spec"]["host"] = json!("");
+    }
+    let (allowed, message) = c.validate(&bad, "CREATE");
+    assert!(
+        !allowed && !message.is_empty(),
+        "{}: istiod's /validate accepted {bad}",
+        c.spec.name
+    );
+}
+
+/// resourceVersion of every object the hooks write in `c` (name → version).
+fn written(c: &Cluster) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut add = |o: &Value| {
+        out.insert(
+            format!(
+                "{}/{}/{}",
+                o["kind"].as_str().unwrap_or(""),
+                o["metadata"]["namespace"].as_str().unwrap_or(""),
+                o["metadata"]["name"].as_str().unwrap_or("")
+            ),
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+    };
+    for r in [
+        "serviceentries.networking.istio.io",
+        "destinationrules.networking.istio.io",
+    ] {
+        c.kube.list(r, c.spec.fed_ns).iter().for_each(&mut add);
+    }
+    c.kube
+        .list("authorizationpolicies.security.istio.io", cluster::ISTIO_NS)
+        .iter()
+        .for_each(&mut add);
+    c.kube
+        .list("istiofederations.deckhouse.io", "")
+        .iter()
+        .for_each(&mut add);
+    for (kind, ns, name) in [
+        ("configmap", cluster::ISTIO_NS, "istio"),
+        ("secret", cluster::ISTIO_NS, "cacerts"),
+        ("secret", c.spec.fed_ns, "d8-remote-authn-keypair"),
+        ("secret", c.spec.fed_ns, "istio-federation-metadata"),
+    ] {
+        if let Some(o) = c.kube.get(kind, ns, name) {
+            add(&o);
+        }
+    }
+    out
+}
+
+/// Scenario 3: after convergence, several scheduled runs of both hooks write nothing.
+fn assert_zero_churn(clusters: &[&Cluster]) {
+    let before: Vec<_> = clusters.iter().map(|c| written(c)).collect();
+    let runs: Vec<_> = clusters.iter().map(|c| c.runs()).collect();
+    for (c, r) in clusters.iter().zip(&runs) {
+        wait_for(
+            &format!("{}: three more scheduled runs of both hooks", c.spec.name),
+            Duration::from_secs(90),
+            || {
+                let now = c.runs();
+                (now.0 >= r.0 + 3 && now.1 >= r.1 + 3).then_some(())
+            },
+            || explain(c),
+        );
+    }
+    for (c, b) in clusters.iter().zip(&before) {
+        let after = written(c);
+        let changed: Vec<String> = after
+            .iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: {} -> {v}",
+                    b.get(k).map(String::as_str).unwrap_or("(new)")
+                )
+            })
+            .chain(
+                b.keys()
+                    .filter(|k| !after.contains_key(*k))
+                    .map(|k| format!("{k}: deleted")),
+            )
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "{}: scheduled runs at rest still wrote:\n{}",
+            c.spec.name,
+            changed.join("\n")
+        );
+    }
+}
+
+/// Scenario 3, the status: what `c` stored for its federation with `peer` reads back whole —
+/// the peer's public document exactly as `serve` publishes it, the private document's
+/// gateways and services, both fetch timestamps, and every condition with its fields.
+fn assert_status_unpruned(c: &Cluster, peer: &Cluster) {
+    let fed = c
+        .kube
+        .get(
+            "istiofederation",
+            "",
+            &format!("cluster-{}", peer.spec.name),
+        )
+        .expect("the IstioFederation");
+    let status = &fed["status"];
+    let cache = &status["metadataCache"];
+    let served: Value =
+        serde_json::from_str(&peer.served("/metadata/public/public.json")).expect("public.json");
+    assert_eq!(
+        cache["public"], served,
+        "{}: status.metadataCache.public",
+        c.spec.name
+    );
+    assert_eq!(
+        cache["private"]["ingressGateways"],
+        json!([{"address": peer.spec.gateway_ip, "port": 15443}]),
+        "{}: status.metadataCache.private",
+        c.spec.name
+    );
+    let services = cache["private"]["publicServices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let svc = services
+        .iter()
+        .find(|s| s["hostname"] == imported_host(peer).as_str())
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no {} in status.metadataCache.private: {status}",
+                c.spec.name,
+                imported_host(peer)
+            )
+        });
+    let ports: Vec<(Value, Value)> = svc["ports"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| (p["name"].clone(), p["port"].clone()))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![
+            (json!("http"), json!(8080)),
+            (json!("grpc-api"), json!(9090))
+        ],
+        "{}: {svc}",
+        c.spec.name
+    );
+    for ts in ["publicLastFetchTimestamp", "privateLastFetchTimestamp"] {
+        assert!(
+            cache[ts].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{}: status.metadataCache.{ts}: {status}",
+            c.spec.name
+        );
+    }
+    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        conditions.len() >= 4,
+        "{}: conditions: {status}",
+        c.spec.name
+    );
+    for cond in &conditions {
+        for field in ["type", "status", "reason", "message", "lastTransitionTime"] {
+            assert!(
+                cond[field].is_string(),
+                "{}: condition without {field}: {cond}",
+                c.spec.name
+            );
+        }
+        assert_eq!(cond["status"], "True", "{}: {cond}", c.spec.name);
+    }
+}
+
+/// The two clusters of scenarios 1–7: A from the base in mesh-config mode, B from the example
+/// overlay in cacerts mode, each federated with the other.
+#[test]
+fn two_clusters_federate_through_the_real_platform() {
+    let bins = Bins::locate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = Cluster::start(&bins, &cluster::A, tmp.path(), repo());
+    let b = Cluster::start(&bins, &cluster::B, tmp.path(), repo());
+    a.federate_with(&b);
+    b.federate_with(&a);
+
+    // 1. Federation from nothing, both ways.
+    assert_imported(&a, &b);
+    assert_imported(&b, &a);
+    assert_istiod_trusts(&a, &b);
+    assert_istiod_trusts(&b, &a);
+
+    // 2. The webhook's verdict, and the API server's.
+    assert_istiod_validates(&a);
+    assert_istiod_validates(&b);
+
+    // 3. Zero churn on a real server; status reads back unpruned.
+    assert_zero_churn(&[&a, &b]);
+    assert_status_unpruned(&a, &b);
+    assert_status_unpruned(&b, &a);
 }
 
 /// `NAME=value` pairs of tests/platform/versions.env.

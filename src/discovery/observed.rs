@@ -7,9 +7,10 @@ use crate::discovery::services::istio_objects;
 use crate::discovery::trust::trust_bundle;
 use crate::hook::binding::BindingInput;
 use crate::hook::k8s;
-use crate::hook::settings::Settings;
+use crate::hook::settings::{Settings, TrustBundleMode};
 use crate::protocol::certs;
 use crate::protocol::federation::Federation;
+use crate::protocol::labels;
 use crate::protocol::secret::KEYPAIR_PRIVATE;
 use crate::protocol::text;
 use serde_json::Value;
@@ -108,20 +109,74 @@ impl<'a> Observed<'a> {
 }
 
 /// Own root-certificate fingerprints: the local root (istio-ca-root-cert) and, in cacerts
-/// mode, the local roots in `root-cert.pem`.
+/// mode, the local roots in `root-cert.pem`. In cacerts mode istiod publishes all of
+/// `root-cert.pem` as istio-ca-root-cert, the peer roots this hook appended included: those
+/// (listed in the trust object's ownership annotation) are the peers', not ours.
 pub(crate) fn own_root_fingerprints(settings: &Settings, observed: &Observed) -> Vec<String> {
+    let trust_object = observed.trust_object.and_then(|t| t.first());
+    let peers = match (settings.trust_bundle_mode, trust_object) {
+        (TrustBundleMode::Cacerts, Some(obj)) => labels::managed_trust_fingerprints(obj),
+        _ => Default::default(),
+    };
     let mut fps: Vec<String> = observed
         .local_root
         .and_then(|l| l.first())
         .and_then(|cm| cm.pointer("/data/root-cert.pem"))
         .and_then(Value::as_str)
         .map(certs::certificate_fingerprints)
-        .unwrap_or_default();
-    fps.extend(trust_bundle::local_fingerprints(
-        settings,
-        observed.trust_object.and_then(|t| t.first()),
-    ));
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|fp| !peers.contains(fp))
+        .collect();
+    fps.extend(trust_bundle::local_fingerprints(settings, trust_object));
     fps.sort();
     fps.dedup();
     fps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::labels::TRUST_ENTRIES_ANNOTATION;
+    use serde_json::json;
+
+    const OWN: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/certs/local-root.pem"
+    ));
+    const PEER: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/certs/peer-b-root.pem"
+    ));
+
+    #[test]
+    fn cacerts_mode_does_not_take_the_peer_roots_istiod_republishes_for_ours() {
+        // Found on the real platform (tests/platform.rs): istiod publishes the whole
+        // root-cert.pem of cacerts, our appended peer roots included, as istio-ca-root-cert;
+        // counted as our own, every fresh document of the peer was refused as "our own root".
+        let own_fp = certs::certificate_fingerprints(OWN).remove(0);
+        let peer_fp = certs::certificate_fingerprints(PEER).remove(0);
+        let local = [json!({"data": {"root-cert.pem": format!("{OWN}{PEER}")}})];
+        let annotation = json!({"peer-b.local": [peer_fp.clone()]}).to_string();
+        let cacerts = [json!({
+            "metadata": {"annotations": {TRUST_ENTRIES_ANNOTATION: annotation}},
+            "data": {"root-cert.pem": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{OWN}{PEER}"))},
+        })];
+        let observed = Observed {
+            local_root: Some(&local),
+            trust_object: Some(&cacerts),
+            ..Default::default()
+        };
+        let env = std::collections::BTreeMap::from([("TRUST_BUNDLE_MODE", "cacerts")]);
+        let cacerts_mode = Settings::load(None, &|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(
+            own_root_fingerprints(&cacerts_mode, &observed),
+            vec![own_fp.clone()]
+        );
+        // In mesh-config mode the ConfigMap is istiod's own roots only: all of it is ours.
+        let mesh_config = Settings::load(None, &|_| None).unwrap();
+        let mut both = vec![own_fp, peer_fp];
+        both.sort();
+        assert_eq!(own_root_fingerprints(&mesh_config, &observed), both);
+    }
 }

@@ -14,12 +14,13 @@ pub(crate) mod visibility;
 use crate::hook::binding::BindingInput;
 use crate::hook::k8s;
 use crate::hook::operations::Operation;
-use crate::hook::settings::{Settings, LOCAL_ROOT_CONFIGMAP};
+use crate::hook::settings::{Settings, TrustBundleMode, CACERTS_SECRET, LOCAL_ROOT_CONFIGMAP};
 use crate::protocol::certs;
 use crate::protocol::claims;
 use crate::protocol::federation::Federation;
 use crate::protocol::labels::{
-    ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PUBLIC_SERVICE_LABEL,
+    self, ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    PUBLIC_SERVICE_LABEL,
 };
 use crate::protocol::metadata::Gateway;
 use crate::protocol::names;
@@ -45,6 +46,8 @@ pub mod bindings {
     pub(crate) const KEYPAIR: &str = "authn_keypair";
     pub(crate) const FEDERATIONS: &str = "federations";
     pub const METADATA: &str = "metadata_secret";
+    /// cacerts mode only: the plug-in CA Secret, for the peer roots discovery appended to it.
+    pub(crate) const TRUST_BUNDLE: &str = "trust_bundle";
     /// Runs export every minute too: a retired root leaves `rootCA` when its retention ends
     /// even if nothing else changes (docs/rotation.md).
     pub(crate) const SCHEDULE: &str = "export_schedule";
@@ -60,9 +63,7 @@ pub(crate) fn config(s: &Settings) -> Value {
         json!({"name": name, "apiVersion": "v1", "kind": kind, "namespace": in_ns(ns),
             "nameSelector": {"matchNames": [names]}, "jqFilter": filter, "group": GROUP, "queue": QUEUE})
     };
-    json!({
-        "configVersion": "v1",
-        "kubernetes": [
+    let mut kubernetes = json!([
             {"name": PUBLIC_SERVICES, "apiVersion": "v1", "kind": "Service",
              "labelSelector": {"matchLabels": {PUBLIC_SERVICE_LABEL: ""}},
              "jqFilter": "{labels: .metadata.labels, exportTo: .metadata.annotations[\"federation.istio.deckhouse.io/export-to\"], ports: .spec.ports}", "group": GROUP, "queue": QUEUE},
@@ -77,7 +78,24 @@ pub(crate) fn config(s: &Settings) -> Value {
             // The acknowledgement of a changed own clusterUUID runs export at once.
             named(METADATA, "Secret", &s.federation_namespace, METADATA_SECRET,
                 &format!("{{data: .data, acknowledge: .metadata.annotations[\"{ACKNOWLEDGE_CLUSTER_UUID_ANNOTATION}\"]}}")),
-        ],
+    ]);
+    if s.trust_bundle_mode == TrustBundleMode::Cacerts {
+        // Which roots in istio-ca-root-cert are peers' (the annotation only; not the CA key).
+        let filter = "{annotations: .metadata.annotations}";
+        let cacerts = named(
+            TRUST_BUNDLE,
+            "Secret",
+            &s.istio_namespace,
+            CACERTS_SECRET,
+            filter,
+        );
+        if let Some(list) = kubernetes.as_array_mut() {
+            list.push(cacerts);
+        }
+    }
+    json!({
+        "configVersion": "v1",
+        "kubernetes": kubernetes,
         "schedule": [
             {"name": SCHEDULE, "crontab": s.hook_schedule, "group": GROUP, "queue": QUEUE}
         ],
@@ -227,34 +245,20 @@ fn load_balancer_gateways(input: &BindingInput) -> Vec<Gateway> {
 
 /// Exported services: every Service labelled `federation.istio.deckhouse.io/public-service: ""`.
 fn public_services(input: &BindingInput, cluster_domain: &str) -> Vec<Value> {
-    let mut by_host: BTreeMap<String, Value> = BTreeMap::new();
-    for svc in input.snapshot(bindings::PUBLIC_SERVICES).unwrap_or(&[]) {
-        if k8s::label(svc, PUBLIC_SERVICE_LABEL) != Some("") {
-            continue; // e.g. value "true": Deckhouse's selector `key=` does not match it either
-        }
-        let (Some(name), Some(ns)) = (k8s::name(svc), k8s::namespace(svc)) else {
-            continue;
-        };
-        let ports: Vec<Value> = svc
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .map(|ports| {
-                ports
-                    .iter()
-                    .filter_map(|p| {
-                        let port = p.get("port")?.as_u64()?;
-                        Some(json!({"name": p.get("name").and_then(Value::as_str).unwrap_or(""), "port": port}))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let hostname = format!("{name}.{ns}.svc.{cluster_domain}");
-        by_host.insert(
-            hostname.clone(),
-            json!({"hostname": hostname, "ports": ports}),
-        );
-    }
-    by_host.into_values().collect()
+    // One reading of the labelled Services for what we advertise and what discovery lets
+    // peers reach (protocol::exports): the two must never disagree.
+    let services = input.snapshot(bindings::PUBLIC_SERVICES).unwrap_or(&[]);
+    crate::protocol::exports::exported(services, cluster_domain)
+        .into_iter()
+        .map(|e| {
+            let ports: Vec<Value> = e
+                .ports
+                .iter()
+                .map(|(name, port)| json!({"name": name, "port": port}))
+                .collect();
+            json!({"hostname": e.host, "ports": ports})
+        })
+        .collect()
 }
 
 /// Peers allowed to read our private metadata: the cached, valid public metadata of every
@@ -434,12 +438,21 @@ fn public_json(
     now: i64,
 ) -> Option<(String, Option<String>)> {
     let ns = &settings.federation_namespace;
+    // In cacerts mode istiod publishes root-cert.pem whole, with the peer roots discovery
+    // appended: those are the peers', never published as ours.
+    let peers = input
+        .snapshot(bindings::TRUST_BUNDLE)
+        .and_then(|s| s.first())
+        .map(labels::managed_trust_fingerprints)
+        .unwrap_or_default();
     let root = input
         .snapshot(bindings::LOCAL_ROOT)
         .and_then(|s| s.first())
         .and_then(|cm| cm.pointer("/data/root-cert.pem"))
         .and_then(Value::as_str)
+        .map(|text| certs::without_certificates(text, &peers))
         .filter(|s| !s.trim().is_empty());
+    let root = root.as_deref();
     let key = public_key(input, new_key).filter(|k| certs::parse_ed25519_public_pem(k).is_ok());
     if let (Some(key), Some(root)) = (&key, root) {
         // Plus our roots that left the ConfigMap within ROOT_RETENTION (docs/rotation.md).
@@ -525,6 +538,7 @@ fn metadata_secret(ns: &str, files: &BTreeMap<String, String>) -> Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::labels::TRUST_ENTRIES_ANNOTATION as TRUST_ENTRIES;
 
     fn input(snapshots: &[(&str, Vec<Value>)]) -> BindingInput<'static> {
         BindingInput {
@@ -587,6 +601,53 @@ mod tests {
         }
         let fine = input(&[(bindings::INGRESS_GATEWAYS, vec![lb("gw.example.com")])]);
         assert_eq!(load_balancer_gateways(&fine).len(), 1);
+    }
+
+    #[test]
+    fn cacerts_mode_never_publishes_the_peer_roots_istiod_copied_into_the_local_root() {
+        // Found on the real platform (tests/platform.rs): in cacerts mode discovery appends
+        // peer roots to root-cert.pem, istiod publishes all of it as istio-ca-root-cert, and
+        // export republished the peer's root as ours, every run undoing the last.
+        let own = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/certs/local-root.pem"
+        ));
+        let peer = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/certs/peer-b-root.pem"
+        ));
+        let peer_fp = certs::certificate_fingerprints(peer).remove(0);
+        let env = BTreeMap::from([("TRUST_BUNDLE_MODE", "cacerts")]);
+        let settings = Settings::load(None, &|k| env.get(k).map(|v| v.to_string())).unwrap();
+        let (private_pem, public_pem) = certs::generate_ed25519_pem().unwrap();
+        let key = NewKeyPair {
+            private_pem,
+            public_pem,
+        };
+        let root = json!({"data": {"root-cert.pem": format!("{own}{peer}")}});
+        let annotation = json!({"peer-b.local": [peer_fp]}).to_string();
+        let cacerts = json!({"metadata": {"annotations": {TRUST_ENTRIES: annotation}}});
+        let with = input(&[
+            (bindings::KEYPAIR, vec![]),
+            (bindings::LOCAL_ROOT, vec![root]),
+            (bindings::TRUST_BUNDLE, vec![cacerts]),
+        ]);
+        let (public, _) =
+            public_json(&settings, "uuid", &with, Some(&key), &BTreeMap::new(), 0).unwrap();
+        let public: Value = serde_json::from_str(&public).unwrap();
+        assert_eq!(public["rootCA"], own, "{public}");
+        // The binding exists in cacerts mode only, and carries no key material.
+        let names = |s: &Settings| -> Vec<String> {
+            config(s)["kubernetes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(names(&settings).contains(&bindings::TRUST_BUNDLE.to_string()));
+        let default = Settings::load(None, &|_| None).unwrap();
+        assert!(!names(&default).contains(&bindings::TRUST_BUNDLE.to_string()));
     }
 
     #[test]

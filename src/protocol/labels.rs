@@ -11,6 +11,22 @@ pub(crate) const FEDERATIONS_ANNOTATION: &str = "federation.istio.deckhouse.io/f
 /// Trust entries the hook owns inside the trust-bundle object: JSON `{trustDomain: [sha256, …]}`.
 pub(crate) const TRUST_ENTRIES_ANNOTATION: &str =
     "federation.istio.deckhouse.io/managed-trust-entries";
+
+/// Every fingerprint the trust-entries annotation of `obj` (the trust-bundle object) lists:
+/// the peer roots the hook itself put there. In cacerts mode istiod publishes `root-cert.pem`,
+/// peer roots included, as its `istio-ca-root-cert`: both hooks take these out of what they
+/// count as our own roots. An unreadable annotation lists nothing.
+pub(crate) fn managed_trust_fingerprints(
+    obj: &serde_json::Value,
+) -> std::collections::BTreeSet<String> {
+    crate::hook::k8s::annotation(obj, TRUST_ENTRIES_ANNOTATION)
+        .and_then(|raw| {
+            serde_json::from_str::<std::collections::BTreeMap<String, Vec<String>>>(raw).ok()
+        })
+        .map(|m| m.into_values().flatten().collect())
+        .unwrap_or_default()
+}
+
 /// Services carrying this label (value "") are exported to peers (Deckhouse's label).
 pub(crate) const PUBLIC_SERVICE_LABEL: &str = "federation.istio.deckhouse.io/public-service";
 /// On an exported Service: the trust domains (comma-separated) of the only peers it is

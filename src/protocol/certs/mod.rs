@@ -24,5 +24,6 @@ pub use keys::{generate_ed25519_pem, parse_ed25519_private_pem, parse_ed25519_pu
 pub use pem::{pem_blocks, to_pem, PemBlock};
 pub use rejection::CertRejection;
 pub use roots::{
-    certificate_fingerprints, check_roots, fingerprint, RootCert, RootCheck, MAX_ROOT_DER_BYTES,
+    certificate_fingerprints, check_roots, fingerprint, without_certificates, RootCert, RootCheck,
+    MAX_ROOT_DER_BYTES,
 };

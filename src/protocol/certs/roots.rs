@@ -140,6 +140,21 @@ pub(super) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Strin
     }
 }
 
+/// `pem_text` without the CERTIFICATE blocks whose fingerprint is in `drop` (each removed with
+/// its line), the rest byte for byte. Lenient like [`certificate_fingerprints`].
+pub fn without_certificates(pem_text: &str, drop: &std::collections::BTreeSet<String>) -> String {
+    let mut out = String::with_capacity(pem_text.len());
+    let mut pos = 0;
+    for b in scan_pem(pem_text, false).unwrap_or_default() {
+        if b.label == "CERTIFICATE" && drop.contains(&fingerprint(&b.der)) {
+            out.push_str(&pem_text[pos..b.start]);
+            pos = b.end;
+        }
+    }
+    out.push_str(&pem_text[pos..]);
+    out
+}
+
 /// Fingerprints of every CERTIFICATE block in a PEM text, skipping what does not parse (used for
 /// our own root bundle, so it is lenient: malformed blocks and non-X.509 bodies are skipped
 /// rather than failing the whole text). Order follows the text; duplicates are kept.

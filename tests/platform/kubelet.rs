@@ -1,0 +1,117 @@
+//! What kubelet would do for the processes the harness runs outside any pod: mount Secrets
+//! into directories the way kubelet mounts them (a timestamped directory, `..data` swapped to it
+//! atomically, one symlink per key), and keep them current while the Secret changes. `serve`
+//! reads the metadata Secret this way, istiod its plug-in CA (`cacerts`).
+
+use crate::kube::Kube;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub struct Mount {
+    pub namespace: String,
+    pub secret: String,
+    pub dir: PathBuf,
+}
+
+pub struct Kubelet {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Kubelet {
+    /// Keeps every mount current, polling the API server every second.
+    pub fn start(kubeconfig: &Path, mounts: Vec<Mount>) -> Kubelet {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let kubeconfig = kubeconfig.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let mut last: Vec<Option<Map<String, Value>>> = vec![None; mounts.len()];
+            let mut generation = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                for (m, seen) in mounts.iter().zip(last.iter_mut()) {
+                    let data = secret_data(&kubeconfig, &m.namespace, &m.secret);
+                    if data.is_some() && data != *seen {
+                        generation += 1;
+                        mount(&m.dir, data.as_ref().unwrap_or(&Map::new()), generation);
+                        *seen = data;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(700));
+            }
+        });
+        Kubelet {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn secret_data(kubeconfig: &Path, ns: &str, name: &str) -> Option<Map<String, Value>> {
+    let out = crate::kube::kubectl_with(
+        kubeconfig,
+        &["get", "secret", name, "-n", ns, "-o", "json"],
+        None,
+    );
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(v["data"].as_object().cloned().unwrap_or_default())
+}
+
+/// Mounts `data` (base64 values, as a Secret's `data`) into `dir` like kubelet.
+pub fn mount(dir: &Path, data: &Map<String, Value>, generation: u64) {
+    std::fs::create_dir_all(dir).expect("mount dir");
+    let gen_dir = dir.join(format!("..2026_12_07_00_00_00.{generation}"));
+    std::fs::create_dir(&gen_dir).expect("generation dir");
+    for (k, v) in data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or(""))
+            .expect("Secret data is base64");
+        std::fs::write(gen_dir.join(k), bytes).expect("write key");
+    }
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(gen_dir.file_name().expect("name"), &tmp_link).expect("symlink");
+    std::fs::rename(&tmp_link, dir.join("..data")).expect("atomic swap");
+    for k in data.keys() {
+        let link = dir.join(k);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(k), &link).expect("key symlink");
+        }
+    }
+    // Keys that left the Secret leave the mount (their links now dangle).
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("..") && !data.contains_key(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// A Secret's data from the API server, once (for mounting before a process starts).
+pub fn mount_once(k: &Kube, m: &Mount) -> bool {
+    match secret_data(&k.kubeconfig, &m.namespace, &m.secret) {
+        Some(data) => {
+            mount(&m.dir, &data, 0);
+            true
+        }
+        None => false,
+    }
+}

@@ -88,10 +88,43 @@ fn fixtures_reach_the_deep_paths() {
     .expect("the seeded token verifies");
     assert_eq!(claims.sub, fuzz_bodies::JWT_SUBJECT);
 
-    let with_token = std::fs::read(fuzz.join("serve_request/get-federation-valid")).expect("seed");
-    let answer = String::from_utf8_lossy(&fuzz_bodies::exchange(&with_token)).into_owned();
+    // serve checks tokens against the wall clock and refuses one expiring more than an hour
+    // later, so no fixed seed stays valid there: the seed's request, with a token signed now.
+    let seed =
+        std::fs::read_to_string(fuzz.join("serve_request/get-federation-valid")).expect("seed");
+    let seeded = bearer
+        .trim()
+        .strip_prefix("Bearer ")
+        .expect("a bearer seed");
+    assert!(
+        seed.contains(seeded),
+        "the serve seed carries the jwt seed's token"
+    );
+    let key = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/certs/peer-b-authn-priv.pem"),
+    )
+    .expect("key");
+    let key = istio_federation_hook::protocol::certs::parse_ed25519_private_pem(&key).expect("key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let fresh = istio_federation_hook::protocol::jwt::sign(
+        &key,
+        &istio_federation_hook::protocol::jwt::Claims::private_federation(
+            fuzz_bodies::JWT_SUBJECT,
+            fuzz_bodies::JWT_AUDIENCE,
+            now,
+        ),
+    );
+    let with_token = seed.replace(seeded, &fresh);
+    let answer =
+        String::from_utf8_lossy(&fuzz_bodies::exchange(with_token.as_bytes())).into_owned();
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(answer.contains(fuzz_bodies::PRIVATE_MARKER), "{answer}");
+    // The seed's own token lives 60 s from the targets' clock: serve's wall clock refuses it.
+    let answer = String::from_utf8_lossy(&fuzz_bodies::exchange(seed.as_bytes())).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
     let without = b"GET /metadata/private/federation.json HTTP/1.1\r\nHost: x\r\n\r\n";
     let answer = String::from_utf8_lossy(&fuzz_bodies::exchange(without)).into_owned();
     assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");

@@ -25,7 +25,10 @@ CERTS = os.path.join(ROOT, "testdata", "certs")
 ORACLE_ROOTS = os.path.join(ROOT, "testdata", "go-oracle", "roots")
 
 NOW = 1_798_761_600  # the targets' clock, 2027-01-01T00:00:00Z
-FAR = 4_102_444_800  # 2100-01-01: tokens that stay valid for serve's wall clock too
+# A valid token lives 60 s from the targets' clock, as Deckhouse's do: serve refuses one that
+# expires more than an hour after its clock (jwt::MAX_TOKEN_LIFETIME), so no fixed token stays
+# valid for serve's wall clock; tests/fuzz_regressions.rs signs a fresh one for that path.
+EXP = NOW + 60
 
 
 def cert(name):
@@ -161,7 +164,7 @@ def token(claims, alg="EdDSA", key="peer-b-authn-priv"):
 
 
 def claims(**over):
-    c = {"aud": "own-uuid", "exp": FAR, "iss": "d8-istio", "nbf": NOW,
+    c = {"aud": "own-uuid", "exp": EXP, "iss": "d8-istio", "nbf": NOW,
          "scope": "private-federation", "sub": "peer"}
     c.update(over)
     return c

@@ -614,10 +614,10 @@ fn crash(a: &mut Cluster, b: &Cluster) {
         .log_text()
         .matches("\"msg\":\"Execute hook\"")
         .count();
-    b.kube.apply(&format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: api2, namespace: prod, labels: {{federation.istio.deckhouse.io/public-service: \"\"}}}}\n\
-         spec: {{selector: {{app: api2}}, ports: [{{name: http, port: 8081}}]}}\n"
-    ));
+    b.kube.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: api2, namespace: prod, labels: {federation.istio.deckhouse.io/public-service: \"\"}}\n\
+         spec: {selector: {app: api2}, ports: [{name: http, port: 8081}]}\n",
+    );
     wait_for(
         "a: a hook run starting after b exported api2",
         Duration::from_secs(60),

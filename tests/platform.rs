@@ -39,7 +39,7 @@ fn shipped_manifests_apply_and_grant_what_the_hooks_do() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let k = Kube::start(&bins, "manifests", tmp.path());
     manifests::install_crds(&k, &bins);
-    manifests::istio_install(&k, "istio-system", "cluster-a.local", None);
+    manifests::istio_install(&k, "istio-system", "cluster-a.local", None, None);
 
     let base = manifests::render(&repo().join("deploy"));
     manifests::apply_rendered(&k, &base);
@@ -494,14 +494,324 @@ fn assert_status_unpruned(c: &Cluster, peer: &Cluster) {
     }
 }
 
+/// A condition of `c`'s federation with `peer`: (status, reason).
+fn condition(c: &Cluster, peer: &Cluster, kind: &str) -> (String, String) {
+    let fed = c
+        .kube
+        .get(
+            "istiofederation",
+            "",
+            &format!("cluster-{}", peer.spec.name),
+        )
+        .unwrap_or(Value::Null);
+    let conds = fed["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    conds
+        .iter()
+        .find(|x| x["type"] == kind)
+        .map(|x| {
+            (
+                x["status"].as_str().unwrap_or("").to_string(),
+                x["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// resourceVersions of what `c` imports and trusts (ServiceEntries, DestinationRules, the
+/// trust-bundle object): what an outage or a crash must not touch.
+fn imports(c: &Cluster) -> std::collections::BTreeMap<String, String> {
+    written(c)
+        .into_iter()
+        .filter(|(k, _)| {
+            k.starts_with("ServiceEntry/")
+                || k.starts_with("DestinationRule/")
+                || k == "ConfigMap/istio-system/istio"
+                || k == "Secret/istio-system/cacerts"
+        })
+        .collect()
+}
+
+/// Waits for `n` more finished runs of `c`'s discovery hook.
+fn wait_runs(c: &Cluster, n: usize) {
+    let start = c.runs().0;
+    wait_for(
+        &format!("{}: {n} more discovery runs", c.spec.name),
+        Duration::from_secs(30 + 10 * n as u64),
+        || (c.runs().0 >= start + n).then_some(()),
+        || explain(c),
+    );
+}
+
+/// Scenario 5: B's `serve` stopped for several runs. A keeps every ServiceEntry and trust
+/// entry (nothing of them rewritten), its conditions say the exchange fails; restarted, A
+/// recovers without rewriting any of them.
+fn outage(a: &Cluster, b: &mut Cluster) {
+    let before = imports(a);
+    b.serve.stop(Duration::from_secs(5));
+    wait_for(
+        "a: PublicMetadataExchangeReady=False while b's serve is down",
+        Duration::from_secs(60),
+        || (condition(a, b, "PublicMetadataExchangeReady").0 == "False").then_some(()),
+        || explain(a),
+    );
+    wait_runs(a, 3);
+    let (_, reason) = condition(a, b, "PublicMetadataExchangeReady");
+    assert_eq!(reason, "FetchFailed", "a: the outage's reason");
+    assert_eq!(
+        imports(a),
+        before,
+        "a: an outage of b's endpoint rewrote imports or trust"
+    );
+    assert!(
+        service_entry_for(a, b).is_some() && trusts(a, b),
+        "a lost b's imports in an outage"
+    );
+    b.serve.start();
+    wait_for(
+        "a: every condition True again after b's serve is back",
+        CONVERGE,
+        || {
+            let fed = a.kube.get("istiofederation", "", "cluster-b")?;
+            let conds = fed["status"]["conditions"].as_array()?.clone();
+            conds.iter().all(|c| c["status"] == "True").then_some(())
+        },
+        || explain(a),
+    );
+    wait_runs(a, 2);
+    assert_eq!(
+        imports(a),
+        before,
+        "a: recovering from the outage rewrote imports or trust"
+    );
+}
+
+/// Scenario 7: A's shell-operator killed (SIGKILL) as a run starts that has something to
+/// write (B exports one more service), then started again: A converges, with each host
+/// imported once and B's root trusted once.
+fn crash(a: &mut Cluster, b: &Cluster) {
+    let imported_hosts = |a: &Cluster| {
+        let ses = a
+            .kube
+            .list("serviceentries.networking.istio.io", a.spec.fed_ns);
+        let mut hosts: Vec<String> = ses
+            .iter()
+            .flat_map(|se| se["spec"]["hosts"].as_array().cloned().unwrap_or_default())
+            .map(|h| h.as_str().unwrap_or("").to_string())
+            .collect();
+        hosts.sort();
+        hosts
+    };
+    let mut want = imported_hosts(a);
+    let drs_before = a
+        .kube
+        .list("destinationrules.networking.istio.io", a.spec.fed_ns)
+        .len();
+    let runs = a
+        .operator
+        .log_text()
+        .matches("\"msg\":\"Execute hook\"")
+        .count();
+    b.kube.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: api2, namespace: prod, labels: {federation.istio.deckhouse.io/public-service: \"\"}}\n\
+         spec: {selector: {app: api2}, ports: [{name: http, port: 8081}]}\n",
+    );
+    wait_for(
+        "a: a hook run starting after b exported api2",
+        Duration::from_secs(60),
+        || {
+            (a.operator
+                .log_text()
+                .matches("\"msg\":\"Execute hook\"")
+                .count()
+                > runs)
+                .then_some(())
+        },
+        || explain(a),
+    );
+    a.operator.kill();
+    a.operator.start();
+    let host = format!("api2.prod.svc.{}", b.spec.domain);
+    wait_for(
+        &format!("a: {host} imported after the crash"),
+        CONVERGE,
+        || {
+            let ses = a
+                .kube
+                .list("serviceentries.networking.istio.io", a.spec.fed_ns);
+            ses.iter()
+                .any(|se| se["spec"]["hosts"] == json!([host.as_str()]))
+                .then_some(())
+        },
+        || explain(a),
+    );
+    wait_runs(a, 2);
+    want.push(host.clone());
+    want.sort();
+    assert_eq!(
+        imported_hosts(a),
+        want,
+        "a: hosts after the crash (each once)"
+    );
+    let drs = a
+        .kube
+        .list("destinationrules.networking.istio.io", a.spec.fed_ns);
+    assert_eq!(
+        drs.len(),
+        drs_before + 1,
+        "a: DestinationRules after the crash: {drs:?}"
+    );
+    let cm = a
+        .kube
+        .get("configmap", cluster::ISTIO_NS, "istio")
+        .expect("mesh config");
+    let mesh = cm["data"]["mesh"].as_str().unwrap_or("");
+    assert_eq!(
+        mesh.matches(b.root.cert_pem.lines().nth(1).unwrap_or("-"))
+            .count(),
+        1,
+        "a: b's root once in the mesh config:\n{mesh}"
+    );
+}
+
+/// Scenario 6: what removal takes, and what it leaves. A foreign ServiceEntry and a foreign
+/// `caCertificates` entry (A), a foreign root in `cacerts` (B) survive all three removals.
+fn removal(a: &mut Cluster, b: &mut Cluster) {
+    a.kube.apply(&format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: foreign, namespace: {}}}\n\
+         spec: {{hosts: [foreign.example.org], location: MESH_EXTERNAL, resolution: DNS, ports: [{{number: 443, name: tls, protocol: TLS}}]}}\n",
+        a.spec.fed_ns
+    ));
+    let survives = |a: &Cluster| {
+        let se = a.kube.get(
+            "serviceentries.networking.istio.io",
+            a.spec.fed_ns,
+            "foreign",
+        );
+        let cm = a
+            .kube
+            .get("configmap", cluster::ISTIO_NS, "istio")
+            .unwrap_or(Value::Null);
+        assert!(se.is_some(), "a: the foreign ServiceEntry was removed");
+        assert!(
+            cm["data"]["mesh"]
+                .as_str()
+                .unwrap_or("")
+                .contains("trustDomains: [foreign.example.org]"),
+            "a: the foreign caCertificates entry was removed: {}",
+            cm["data"]["mesh"]
+        );
+    };
+    wait_runs(a, 2);
+    survives(a);
+
+    // (a) B stops exporting api2: its ServiceEntry leaves A's API server and istiod.
+    let host = format!("api2.prod.svc.{}", b.spec.domain);
+    b.kube.ok(
+        &[
+            "label",
+            "service",
+            "api2",
+            "-n",
+            "prod",
+            "federation.istio.deckhouse.io/public-service-",
+        ],
+        None,
+    );
+    wait_for(
+        &format!("a: {host} gone from the API server and istiod's registry"),
+        CONVERGE,
+        || {
+            let ses = a
+                .kube
+                .list("serviceentries.networking.istio.io", a.spec.fed_ns);
+            let gone = !ses
+                .iter()
+                .any(|se| se["spec"]["hosts"] == json!([host.as_str()]));
+            (gone
+                && !a
+                    .debug("/debug/registryz")
+                    .to_string()
+                    .contains(&format!("\"hostname\":\"{host}\"")))
+            .then_some(())
+        },
+        || explain(a),
+    );
+    assert!(
+        service_entry_for(a, b).is_some(),
+        "a: the service b still exports went too"
+    );
+    survives(a);
+
+    // (b) The IstioFederation deleted: everything of it goes, after the mass-deletion grace
+    // (MASS_DELETION_GRACE=8s here: it is A's only federation).
+    a.kube.ok(&["delete", "istiofederation", "cluster-b"], None);
+    wait_for(
+        "a: b's imports and root gone after its IstioFederation was deleted",
+        CONVERGE,
+        || {
+            let ses = a
+                .kube
+                .list("serviceentries.networking.istio.io", a.spec.fed_ns);
+            let drs = a
+                .kube
+                .list("destinationrules.networking.istio.io", a.spec.fed_ns);
+            (ses.len() == 1 && drs.is_empty() && !trusts(a, b)).then_some(())
+        },
+        || explain(a),
+    );
+    survives(a);
+    wait_for(
+        "a's istiod: b's host gone from the registry",
+        Duration::from_secs(60),
+        || {
+            (!a.debug("/debug/registryz")
+                .to_string()
+                .contains(&imported_host(b)))
+            .then_some(())
+        },
+        || a.istiod.tail(10),
+    );
+
+    // (c) Federation disabled on B: everything its hooks own goes, B's own root stays first.
+    b.operator.stop(Duration::from_secs(10));
+    b.operator.set_env("ISTIO_FEDERATION_ENABLED", "false");
+    b.operator.start();
+    wait_for(
+        "b: every import and a's root gone with federation disabled",
+        CONVERGE,
+        || {
+            let ses = b
+                .kube
+                .list("serviceentries.networking.istio.io", b.spec.fed_ns);
+            let drs = b
+                .kube
+                .list("destinationrules.networking.istio.io", b.spec.fed_ns);
+            (ses.is_empty() && drs.is_empty() && !trusts(b, a)).then_some(())
+        },
+        || explain(b),
+    );
+    let s = b
+        .kube
+        .get("secret", cluster::ISTIO_NS, "cacerts")
+        .expect("cacerts");
+    assert_eq!(
+        b64(&s["data"]["root-cert.pem"]).trim(),
+        b.root.cert_pem.trim(),
+        "b: root-cert.pem after disabling"
+    );
+}
+
 /// The two clusters of scenarios 1–7: A from the base in mesh-config mode, B from the example
 /// overlay in cacerts mode, each federated with the other.
 #[test]
 fn two_clusters_federate_through_the_real_platform() {
     let bins = Bins::locate();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let a = Cluster::start(&bins, &cluster::A, tmp.path(), repo());
-    let b = Cluster::start(&bins, &cluster::B, tmp.path(), repo());
+    let mut a = Cluster::start(&bins, &cluster::A, tmp.path(), repo());
+    let mut b = Cluster::start(&bins, &cluster::B, tmp.path(), repo());
     a.federate_with(&b);
     b.federate_with(&a);
 
@@ -519,6 +829,15 @@ fn two_clusters_federate_through_the_real_platform() {
     assert_zero_churn(&[&a, &b]);
     assert_status_unpruned(&a, &b);
     assert_status_unpruned(&b, &a);
+
+    // 5. Outage of B's metadata endpoint.
+    outage(&a, &mut b);
+
+    // 7. shell-operator crashes mid-run.
+    crash(&mut a, &b);
+
+    // 6. Removal: a service, a federation, federation itself (last: it takes everything).
+    removal(&mut a, &mut b);
 }
 
 /// `NAME=value` pairs of tests/platform/versions.env.

@@ -159,7 +159,15 @@ impl Cluster {
         let dir = kube.dir.clone();
         manifests::install_crds(&kube, bins);
         let cacerts = spec.install == Install::ExampleOverlayCacerts;
-        manifests::istio_install(&kube, ISTIO_NS, spec.domain, cacerts.then_some(A.domain));
+        // A (mesh-config mode) starts with a root someone else put in caCertificates.
+        let foreign = (!cacerts).then(|| IstioRoot::new("someone else's root").cert_pem);
+        manifests::istio_install(
+            &kube,
+            ISTIO_NS,
+            spec.domain,
+            cacerts.then_some(A.domain),
+            foreign.as_deref(),
+        );
         let root = IstioRoot::new(&format!("cluster {} Istio root", spec.name));
         put_cacerts(&kube, &root, &root.cert_pem);
         let rendered = render_install(spec, repo, &dir);

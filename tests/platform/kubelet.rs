@@ -2,6 +2,11 @@
 //! into directories the way kubelet mounts them (a timestamped directory, `..data` swapped to it
 //! atomically, one symlink per key), and keep them current while the Secret changes. `serve`
 //! reads the metadata Secret this way, istiod its plug-in CA (`cacerts`).
+//!
+//! And what kube-controller-manager's garbage collector does for an object without
+//! dependents deleted with `propagationPolicy: Foreground` (shell-operator's `Delete`): remove
+//! its `foregroundDeletion` finalizer, so the delete completes instead of waiting forever. The
+//! suite runs no controller-manager; only the kinds the hooks delete are collected.
 
 use crate::kube::Kube;
 use base64::Engine as _;
@@ -41,6 +46,7 @@ impl Kubelet {
                         *seen = data;
                     }
                 }
+                collect_foreground_deletions(&kubeconfig);
                 std::thread::sleep(Duration::from_millis(700));
             }
         });
@@ -56,6 +62,48 @@ impl Drop for Kubelet {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// The kinds the hooks delete (Istio objects; their Secrets and ConfigMaps are only patched).
+const COLLECTED: &str = "serviceentries.networking.istio.io,destinationrules.networking.istio.io,authorizationpolicies.security.istio.io";
+
+fn collect_foreground_deletions(kubeconfig: &Path) {
+    let out = crate::kube::kubectl_with(kubeconfig, &["get", COLLECTED, "-A", "-o", "json"], None);
+    let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
+        return;
+    };
+    for o in list["items"].as_array().cloned().unwrap_or_default() {
+        let m = &o["metadata"];
+        let waiting = m["deletionTimestamp"].is_string()
+            && m["finalizers"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"));
+        if waiting {
+            let kind = o["kind"].as_str().unwrap_or("").to_ascii_lowercase();
+            let group = o["apiVersion"]
+                .as_str()
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            let name = m["name"].as_str().unwrap_or("");
+            let ns = m["namespace"].as_str().unwrap_or("");
+            let _ = crate::kube::kubectl_with(
+                kubeconfig,
+                &[
+                    "patch",
+                    &format!("{kind}.{group}"),
+                    name,
+                    "-n",
+                    ns,
+                    "--type=json",
+                    "-p",
+                    r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+                ],
+                None,
+            );
         }
     }
 }

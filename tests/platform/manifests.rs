@@ -91,15 +91,30 @@ pub fn apply_rendered(k: &Kube, rendered: &str) {
 
 /// What Istio's installation leaves in its namespace before the hook comes: the namespace and
 /// the mesh config with this cluster's trust domain (istiod reads it from the API server).
-pub fn istio_install(k: &Kube, istio_ns: &str, trust_domain: &str, alias: Option<&str>) {
+pub fn istio_install(
+    k: &Kube,
+    istio_ns: &str,
+    trust_domain: &str,
+    alias: Option<&str>,
+    foreign_root: Option<&str>,
+) {
     // In cacerts mode the installer also names the peers' trust domains (how-it-works.md).
     let aliases = alias
         .map(|a| format!("    trustDomainAliases: [{a}]\n"))
         .unwrap_or_default();
+    // A root someone else trusts, for a trust domain that is no peer of ours: never ours to touch.
+    let foreign = foreign_root
+        .map(|pem| {
+            format!(
+                "    caCertificates:\n    - pem: |\n        {}\n      trustDomains: [foreign.example.org]\n",
+                pem.trim().replace('\n', "\n        ")
+            )
+        })
+        .unwrap_or_default();
     k.apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {istio_ns}}}\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: {istio_ns}}}\ndata:\n  mesh: |-\n    \
-         # installed by the platform suite as Istio's installer would\n    trustDomain: {trust_domain}\n{aliases}    \
+         # installed by the platform suite as Istio's installer would\n    trustDomain: {trust_domain}\n{aliases}{foreign}    \
          defaultConfig:\n      proxyMetadata:\n        PROXY_CONFIG_XDS_AGENT: \"true\"\n        ISTIO_META_DNS_CAPTURE: \"true\"\n"
     ));
 }

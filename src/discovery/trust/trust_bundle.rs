@@ -788,6 +788,67 @@ mod tests {
         cm
     }
 
+    const C_ROOT: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/certs/peer-c-root.pem"
+    ));
+
+    #[test]
+    fn only_an_entry_of_exactly_one_certificate_has_our_shape() {
+        assert_eq!(only_cert_fingerprint(B_ROOT), Some(b_entry().fingerprint));
+        // An administrator's bundle starting with our root is someone else's.
+        assert_eq!(only_cert_fingerprint(&format!("{B_ROOT}{C_ROOT}")), None);
+        assert_eq!(only_cert_fingerprint("not PEM"), None);
+    }
+
+    /// The object a plan makes of `cm`, as compact JSON.
+    fn planned_len(s: &Settings, cm: &Value, desired: &[TrustEntry]) -> (Value, usize) {
+        let Some(Operation::JsonPatch { patch, .. }) =
+            plan_mesh_config(s, Some(cm), desired).unwrap()
+        else {
+            panic!("expected a JSONPatch");
+        };
+        let mut out = cm.clone();
+        let p: Vec<Value> = patch;
+        for op in &p {
+            match op["path"].as_str() {
+                Some("/data/mesh") if op["op"] != "test" => {
+                    out["data"]["mesh"] = op["value"].clone()
+                }
+                Some("/metadata/annotations") => {
+                    out["metadata"]["annotations"] = op["value"].clone()
+                }
+                Some(path) if path.starts_with("/metadata/annotations/") => {
+                    out["metadata"]["annotations"][TRUST_ENTRIES_ANNOTATION] = op["value"].clone()
+                }
+                _ => {}
+            }
+        }
+        let len = serde_json::to_string(&out).unwrap().len();
+        (out, len)
+    }
+
+    #[test]
+    fn entry_cost_bounds_what_one_more_entry_adds_to_the_object() {
+        let s = settings();
+        let c = TrustEntry {
+            trust_domain: "c.local".into(),
+            pem: C_ROOT.into(),
+            fingerprint: only_cert_fingerprint(C_ROOT).unwrap(),
+        };
+        let (with_b, b_len) = planned_len(&s, &configmap("a: 1\n", None), &[b_entry()]);
+        let (_, both_len) = planned_len(&s, &with_b, &[b_entry(), c.clone()]);
+        let added = both_len - b_len;
+        let cost = entry_cost(TrustBundleMode::MeshConfig, C_ROOT, "c.local");
+        assert!(
+            added <= cost && cost < added + 256,
+            "cost {cost}, added {added}"
+        );
+        // cacerts: the PEM in base64, and its fingerprint in the annotation.
+        let cacerts = entry_cost(TrustBundleMode::Cacerts, C_ROOT, "c.local");
+        assert!(cacerts >= C_ROOT.len() * 4 / 3 + 64, "{cacerts}");
+    }
+
     #[test]
     fn ours_stay_once_while_wanted_and_everything_else_stays() {
         let existing = [

@@ -44,9 +44,9 @@ test:
 platform:
 	tests/platform/build.sh
 
-## test-platform: only the suites against the real platform (tests/platform.rs, tests/platform_authz.rs)
+## test-platform: only the suites against the real platform (tests/platform.rs, tests/platform_authz.rs, tests/platform_deckhouse.rs)
 test-platform: platform
-	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" $(CARGO) test --test platform --test platform_authz
+	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" $(CARGO) test --test platform --test platform_authz --test platform_deckhouse
 
 test-deps:
 	@scripts/test-deps.sh

@@ -882,6 +882,11 @@ fn docs_and_dockerfile_name_the_versions_the_suite_runs() {
         compat.lines().any(|l| l == line),
         "docs/compatibility.md must carry the line the pinned versions produce:\n{line}"
     );
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    assert!(
+        readme.lines().any(|l| l == line),
+        "README.md must carry the line the pinned versions produce:\n{line}"
+    );
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
     let from = format!(
         "FROM ghcr.io/flant/shell-operator:{}",

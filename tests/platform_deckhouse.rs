@@ -116,7 +116,8 @@ fn assert_imported(a: &Cluster, nginx: &Nginx) {
         Duration::from_secs(60),
         || {
             let reg = a.debug("/debug/registryz").to_string();
-            reg.contains(&format!("\"hostname\":\"{host}\"")).then_some(())
+            reg.contains(&format!("\"hostname\":\"{host}\""))
+                .then_some(())
         },
         || a.istiod.tail(15),
     );
@@ -165,7 +166,10 @@ fn assert_conditions(a: &Cluster, public: &str, nginx: &Nginx) {
     );
     for cond in status["conditions"].as_array().into_iter().flatten() {
         for field in ["type", "reason", "message", "lastTransitionTime"] {
-            assert!(cond[field].is_string(), "a: condition without {field}: {cond}");
+            assert!(
+                cond[field].is_string(),
+                "a: condition without {field}: {cond}"
+            );
         }
     }
     let served: Value = serde_json::from_str(public).expect("public.json");

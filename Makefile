@@ -45,9 +45,9 @@ platform:
 	tests/platform/build.sh
 
 ## test-platform: only the suites against the real platform (tests/platform.rs, tests/platform_authz.rs,
-## tests/platform_crd.rs)
+## tests/platform_deckhouse.rs, tests/platform_crd.rs)
 test-platform: platform
-	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" $(CARGO) test --test platform --test platform_authz --test platform_crd
+	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" $(CARGO) test --test platform --test platform_authz --test platform_deckhouse --test platform_crd
 
 test-deps:
 	@scripts/test-deps.sh

@@ -107,7 +107,9 @@ fn assert_newest_shapes_kept(k: &Kube) {
         ],
         None,
     );
-    let back = k.get("istiofederation", "", "b").expect("IstioFederation b");
+    let back = k
+        .get("istiofederation", "", "b")
+        .expect("IstioFederation b");
     let got = &back["status"];
     assert_eq!(
         got["dataPlaneHealth"], status["dataPlaneHealth"],
@@ -143,7 +145,10 @@ fn assert_trust_domain_validation(k: &Kube) {
         Some(&federation("bad-domain", "Cluster_Local..")),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "an invalid trust domain was admitted");
+    assert!(
+        !out.status.success(),
+        "an invalid trust domain was admitted"
+    );
     assert!(
         err.contains("spec.trustDomain") && err.contains("should match"),
         "not the CRD validation's refusal: {err}"

@@ -131,6 +131,20 @@ impl Scope<'_> {
     }
 }
 
+/// The observed objects of ours that are not `wanted` and not kept by `keep`: what a run
+/// would delete, before the scope check. One selection for [`deletes`] and for the
+/// mass-deletion guard's count of what a run would remove.
+pub(crate) fn unwanted_managed<'a>(
+    observed: Option<&'a Snapshot>,
+    wanted: &'a BTreeSet<String>,
+    keep: &'a dyn Fn(&Observed) -> bool,
+) -> impl Iterator<Item = Observed> + 'a {
+    observed
+        .into_iter()
+        .flat_map(|s| s.objects_except(wanted))
+        .filter(move |o| o.is_managed() && !keep(o))
+}
+
 /// Deletes for the observed managed objects that are not `wanted`. `observed == None` means
 /// the run has no snapshot of that kind: nothing is deleted, because we cannot know what
 /// exists. `keep` names objects that must survive even if not wanted (objects of a federation
@@ -143,10 +157,7 @@ pub(crate) fn deletes(
     scope: &Scope,
 ) -> Vec<Operation> {
     let mut out = Vec::new();
-    for o in observed.into_iter().flat_map(|s| s.objects_except(wanted)) {
-        if !o.is_managed() || keep(&o) {
-            continue;
-        }
+    for o in unwanted_managed(observed, wanted, keep) {
         if !scope.contains(&o) {
             log::warn!(target: "diff", "managed object {:?} {:?} {}/{} is not a {} of networking.istio.io in {}; not deleted", o.api_version, o.kind, o.namespace, o.name, scope.kind, scope.namespace);
             continue;

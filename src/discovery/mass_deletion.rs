@@ -15,7 +15,7 @@
 //! time) on the trust-bundle object. An object wanted again is rewritten without the mark, so a
 //! later loss starts its own grace.
 
-use crate::discovery::diff::{Operation, Scope};
+use crate::discovery::diff::{self, Operation, Scope};
 use crate::discovery::services::istio_objects::{Observed, Snapshot};
 use crate::discovery::status::metrics;
 use crate::hook::k8s;
@@ -320,16 +320,14 @@ fn mark(o: &Observed, now: i64) -> Operation {
 }
 
 /// The objects of `snapshot` this run would delete: not wanted, managed, in scope, and not
-/// kept by `keep`. The same selection as [`crate::discovery::diff::deletes`].
+/// kept by `keep`: [`diff::deletes`]' own selection, without its operations.
 pub(crate) fn doomed(
     snapshot: Option<&Snapshot>,
     wanted: &BTreeSet<String>,
     keep: &dyn Fn(&Observed) -> bool,
     scope: &Scope,
 ) -> Vec<Observed> {
-    snapshot
-        .into_iter()
-        .flat_map(|s| s.objects_except(wanted))
-        .filter(|o| o.is_managed() && scope.contains(o) && !keep(o))
+    diff::unwanted_managed(snapshot, wanted, keep)
+        .filter(|o| scope.contains(o))
         .collect()
 }

@@ -31,14 +31,19 @@ demo: build
 demo-snapshot: build
 	./scripts/demo.sh
 
+## The release binary the real-platform suites run under shell-operator and as `serve`.
+HOOK_RELEASE_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/release/istio-federation-hook
+
 ## test: every test (unit, golden, CLI contract, integration, the real platform); UPDATE_GOLDEN=1
 ## regenerates golden files. scripts/test-deps.sh first installs what the tests use (as root) or
 ## names the one command to run; tests/platform/build.sh builds the real platform's components
-## from their pinned Go modules once (tests/platform/versions.env; cached outside the tree).
+## from their pinned Go modules once (tests/platform/versions.env; cached outside the tree); the
+## platform suites run the release binary, as users do.
 test:
 	scripts/test-deps.sh
 	tests/platform/build.sh
-	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" $(CARGO) test --all-targets
+	$(CARGO) build --release
+	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" PLATFORM_HOOK_BIN="$(HOOK_RELEASE_BIN)" $(CARGO) test --all-targets
 
 ## platform: build (or find cached) the real platform's components and print their versions
 platform:
@@ -46,8 +51,8 @@ platform:
 
 ## test-platform: only the suites against the real platform (tests/platform.rs, tests/platform_authz.rs,
 ## tests/platform_deckhouse.rs, tests/platform_crd.rs)
-test-platform: platform
-	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" $(CARGO) test --test platform --test platform_authz --test platform_deckhouse --test platform_crd
+test-platform: platform build
+	PLATFORM_BIN_DIR="$$(tests/platform/build.sh --dir)" PLATFORM_HOOK_BIN="$(HOOK_RELEASE_BIN)" $(CARGO) test --test platform --test platform_authz --test platform_deckhouse --test platform_crd
 
 test-deps:
 	@scripts/test-deps.sh

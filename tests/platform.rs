@@ -588,6 +588,212 @@ fn outage(a: &Cluster, b: &mut Cluster) {
     );
 }
 
+/// The PEM blocks of `text`, each trimmed (a bundle, a `caCertificates` entry).
+fn pem_blocks(text: &str) -> Vec<String> {
+    let end = "-----END CERTIFICATE-----";
+    text.split_inclusive(end)
+        .filter_map(|b| b.find("-----BEGIN").map(|i| b[i..].trim().to_string()))
+        .filter(|b| b.ends_with(end))
+        .collect()
+}
+
+/// The roots `c` (mesh-config mode) trusts for `domain`: every PEM block of every
+/// `caCertificates` entry bound to exactly that trust domain.
+fn roots_trusted_for(c: &Cluster, domain: &str) -> Vec<String> {
+    let Some(cm) = c.kube.get("configmap", cluster::ISTIO_NS, "istio") else {
+        return Vec::new();
+    };
+    let mesh: Value =
+        serde_saphyr::from_str(cm["data"]["mesh"].as_str().unwrap_or("")).unwrap_or(Value::Null);
+    mesh["caCertificates"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|e| e["trustDomains"] == json!([domain]))
+                .flat_map(|e| pem_blocks(e["pem"].as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Which of `roots` istiod hands `c`'s proxies as trust anchors (PCDS).
+fn istiod_anchors(c: &Cluster, roots: &[&str]) -> Vec<bool> {
+    let x = c.xds(&[]);
+    let anchors: Vec<String> = x["trustBundle"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .flat_map(|p| pem_blocks(p.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    roots
+        .iter()
+        .map(|r| anchors.iter().any(|a| a == r.trim()))
+        .collect()
+}
+
+/// B's plug-in CA as Istio documents a root rotation: istiod signs with `new`, and
+/// `root-cert.pem` is `local` (B's own roots) followed by the peer roots B's hook appended
+/// there (cacerts mode), which stay as they are.
+fn rotate_cacerts(b: &Cluster, new: &cluster::IstioRoot, local: &[&str]) {
+    let s = b
+        .kube
+        .get("secret", cluster::ISTIO_NS, "cacerts")
+        .expect("b: cacerts");
+    let appended: Vec<String> = pem_blocks(&b64(&s["data"]["root-cert.pem"]))
+        .into_iter()
+        .filter(|p| !local.iter().any(|l| l.trim() == p) && p != b.root.cert_pem.trim())
+        .collect();
+    let bundle = local
+        .iter()
+        .map(|l| l.trim().to_string())
+        .chain(appended)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let enc = |t: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(t)
+    };
+    let patch = json!({"data": {
+        "ca-cert.pem": enc(&new.cert_pem),
+        "ca-key.pem": enc(&new.key_pem),
+        "cert-chain.pem": enc(&new.cert_pem),
+        "root-cert.pem": enc(&bundle),
+    }});
+    b.kube.ok(
+        &[
+            "patch",
+            "secret",
+            "cacerts",
+            "-n",
+            cluster::ISTIO_NS,
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ],
+        None,
+    );
+}
+
+fn rfc3339(s: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("not an RFC 3339 time: {s:?}: {e}"))
+}
+
+/// Scenario 4: B rotates its root (ROOT_RETENTION=20s on both sides). Istio's two steps on
+/// B's plug-in CA: first both roots in `root-cert.pem` (A trusts both within one run after
+/// B publishes the new one), then the new one only: B's export keeps publishing the old root
+/// for its retention, then A keeps trusting it for its own (recorded in A's
+/// `status.retiredRoots`), never less, then only the new one — and A's istiod follows.
+fn rotation(a: &Cluster, b: &mut Cluster) {
+    let old = b.root.cert_pem.trim().to_string();
+    let new = cluster::IstioRoot::new("cluster b Istio root, rotated");
+    let fresh = new.cert_pem.trim().to_string();
+    rotate_cacerts(b, &new, &[&fresh, &old]);
+    wait_for(
+        "b: its export publishes the new root (istiod reloaded cacerts, istio-ca-root-cert)",
+        Duration::from_secs(90),
+        || {
+            let s = b
+                .kube
+                .get("secret", b.spec.fed_ns, "istio-federation-metadata")?;
+            let public: Value = serde_json::from_str(&b64(&s["data"]["public.json"])).ok()?;
+            pem_blocks(public["rootCA"].as_str()?)
+                .contains(&fresh)
+                .then_some(())
+        },
+        || format!("{}\n{}", explain(b), b.istiod.tail(20)),
+    );
+    let runs = a.runs().0;
+    wait_for(
+        "a: trusts b's new root beside the old one",
+        Duration::from_secs(60),
+        || {
+            let t = roots_trusted_for(a, b.spec.domain);
+            (t.contains(&fresh) && t.contains(&old)).then_some(())
+        },
+        || explain(a),
+    );
+    assert!(
+        a.runs().0 <= runs + 2,
+        "a: took {} discovery runs to trust b's new root (one run, plus the one under way)",
+        a.runs().0 - runs
+    );
+    wait_for(
+        "a's istiod: both of b's roots in the proxies' trust bundle",
+        Duration::from_secs(60),
+        || (istiod_anchors(a, &[&old, &fresh]) == [true, true]).then_some(()),
+        || a.istiod.tail(20),
+    );
+
+    // Step two: the old root leaves B's root-cert.pem.
+    rotate_cacerts(b, &new, &[&fresh]);
+    b.root = new;
+    wait_for(
+        "b: its metadata Secret retains the old root (retired-local-roots.json)",
+        Duration::from_secs(60),
+        || {
+            let s = b
+                .kube
+                .get("secret", b.spec.fed_ns, "istio-federation-metadata")?;
+            b64(&s["data"]["retired-local-roots.json"])
+                .contains(&old.lines().nth(1)?.to_string())
+                .then_some(())
+        },
+        || explain(b),
+    );
+    // A trusts both until its own retention of the old root ends, and not past two runs after.
+    let mut until = None;
+    let ended = wait_for(
+        "a: b's old root retired, retained, then gone",
+        Duration::from_secs(120),
+        || {
+            let t = roots_trusted_for(a, b.spec.domain);
+            assert!(
+                t.contains(&fresh),
+                "a lost b's new root during the rotation"
+            );
+            let fed = a.kube.get("istiofederation", "", "cluster-b")?;
+            if let Some(r) = fed["status"]["retiredRoots"].as_array() {
+                if let Some(e) = r
+                    .iter()
+                    .find(|e| e["pem"].as_str().map(str::trim) == Some(&old))
+                {
+                    until = e["until"].as_str().map(rfc3339);
+                    let msg = fed["status"]["conditions"]
+                        .as_array()
+                        .and_then(|c| c.iter().find(|c| c["type"] == "TrustBundleReady"))
+                        .map(|c| c["message"].to_string())
+                        .unwrap_or_default();
+                    assert!(
+                        msg.contains("Retaining 1 root certificate"),
+                        "a: TrustBundleReady while retaining b's old root: {msg}"
+                    );
+                }
+            }
+            (!t.contains(&old)).then(time::OffsetDateTime::now_utc)
+        },
+        || explain(a),
+    );
+    let until = until.expect("a never recorded b's old root in status.retiredRoots");
+    assert!(
+        ended >= until,
+        "a dropped b's old root at {ended}, before its retention ended ({until})"
+    );
+    assert!(
+        ended <= until + Duration::from_secs(20),
+        "a kept b's old root until {ended}, well past its retention ({until})"
+    );
+    wait_for(
+        "a's istiod: only b's new root in the proxies' trust bundle",
+        Duration::from_secs(60),
+        || (istiod_anchors(a, &[&old, &fresh]) == [false, true]).then_some(()),
+        || a.istiod.tail(20),
+    );
+}
+
 /// Scenario 7: A's shell-operator killed (SIGKILL) as a run starts that has something to
 /// write (B exports one more service), then started again: A converges, with each host
 /// imported once and B's root trusted once.
@@ -829,6 +1035,9 @@ fn two_clusters_federate_through_the_real_platform() {
     assert_zero_churn(&[&a, &b]);
     assert_status_unpruned(&a, &b);
     assert_status_unpruned(&b, &a);
+
+    // 4. B rotates its root.
+    rotation(&a, &mut b);
 
     // 5. Outage of B's metadata endpoint.
     outage(&a, &mut b);

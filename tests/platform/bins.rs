@@ -12,6 +12,27 @@ pub struct Bins {
 
 const BUILD: &str = "tests/platform/build.sh (make test runs it first)";
 
+/// The product binary the platform runs: the **release** build, as users run it (shell-operator
+/// executes it for both hooks; it is the cluster's `serve`). `make test` builds it first and
+/// passes `PLATFORM_HOOK_BIN`; run alone, the suite takes `<target dir>/release/` next to the
+/// test profile's binary and fails, naming the build command, when it is not there.
+pub fn hook() -> PathBuf {
+    let p = match std::env::var_os("PLATFORM_HOOK_BIN").filter(|d| !d.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_BIN_EXE_istio-federation-hook"))
+            .parent()
+            .and_then(Path::parent)
+            .map(|target| target.join("release/istio-federation-hook"))
+            .unwrap_or_default(),
+    };
+    assert!(
+        p.is_file(),
+        "the release binary is missing at {}: build it with `cargo build --release` (make test does)",
+        p.display()
+    );
+    p
+}
+
 impl Bins {
     pub fn locate() -> Bins {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

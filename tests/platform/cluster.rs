@@ -116,6 +116,7 @@ pub fn suite_env() -> Vec<(String, String)> {
         ("FETCH_TIMEOUT", "2s"),
         ("FETCH_DEADLINE", "5s"),
         ("MASS_DELETION_GRACE", "8s"),
+        ("ROOT_RETENTION", "20s"),
         ("LOG_LEVEL", "info"),
     ]
     .iter()
@@ -461,7 +462,7 @@ fn start_serve(ca: &Ca, metadata_dir: &Path, dir: &Path) -> (Proc, u16) {
     let port = free_port();
     let p = Proc::spawn(
         "serve",
-        Path::new(env!("CARGO_BIN_EXE_istio-federation-hook")),
+        &crate::bins::hook(),
         &[
             "serve".to_string(),
             format!("--listen=127.0.0.1:{port}"),
@@ -508,7 +509,7 @@ fn start_operator(
             ("LOG_TYPE", "json".to_string()),
             (
                 "ISTIO_FEDERATION_HOOK_BIN",
-                env!("CARGO_BIN_EXE_istio-federation-hook").to_string(),
+                crate::bins::hook().display().to_string(),
             ),
         ]
         .into_iter()

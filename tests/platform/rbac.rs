@@ -12,7 +12,7 @@ use std::process::Command;
 
 /// The hook's `--config` output (`args` = [] or ["export"]) under the Deployment's settings.
 pub fn hook_config(args: &[&str], env: &[(String, String)]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_istio-federation-hook"))
+    let out = Command::new(crate::bins::hook())
         .args(args)
         .arg("--config")
         .env_clear()

@@ -416,7 +416,8 @@ fn every_peer_sees_exactly_the_services_exported_to_it_and_broken_files_fail_clo
         );
     }
 
-    // Every restriction lifted: export drops the file, every peer gets the complete document.
+    // Every restriction lifted: the file restricts nothing, every peer gets the complete
+    // document.
     a.store
         .objects
         .get_mut("seed")
@@ -429,10 +430,214 @@ fn every_peer_sees_exactly_the_services_exported_to_it_and_broken_files_fail_clo
             }
         });
     assert!(!a.export().is_empty());
-    assert!(secret_file(&a, "federation-visibility.json").is_none());
+    let lifted: Value =
+        serde_json::from_slice(&secret_file(&a, "federation-visibility.json").unwrap()).unwrap();
+    assert_eq!(lifted["restrictedServices"], json!({}));
     let federation = secret_file(&a, "federation.json").unwrap();
     for p in &peers {
         let (status, body) = fetch_private(&a, &token(p));
         assert_eq!((status, &body), (200, &federation), "{}", p.uuid);
     }
+}
+
+type Files = std::collections::BTreeMap<String, Vec<u8>>;
+/// Per peer (p1, p2), the services a version shows it; `None`: no private metadata.
+type Views = [Option<BTreeSet<String>>; 2];
+
+/// Every key of the cluster's metadata Secret, decoded.
+fn secret_files(c: &Cluster) -> Files {
+    let s = c
+        .store
+        .get("Secret", "d8-istio", "istio-federation-metadata")
+        .expect("metadata Secret");
+    s["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), STANDARD.decode(v.as_str().unwrap()).unwrap()))
+        .collect()
+}
+
+/// One step of a writer that is not kubelet: one file written (whole, by rename) or deleted.
+fn write_step(dir: &std::path::Path, key: &str, content: Option<&[u8]>) {
+    match content {
+        Some(bytes) => {
+            let tmp = dir.join(format!(".{key}.tmp"));
+            std::fs::write(&tmp, bytes).unwrap();
+            std::fs::rename(&tmp, dir.join(key)).unwrap();
+        }
+        None => {
+            let _ = std::fs::remove_file(dir.join(key));
+        }
+    }
+}
+
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let first = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, first.clone());
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// docs/sharing.md: no order in which a writer other than kubelet writes and deletes the
+/// Secret's files between two versions export wrote shows a peer a service hidden from it.
+/// Versions: nothing restricted → a new service exported to p1 only → the restriction lifted →
+/// federation disabled → enabled again with two services for p1 only. Every transition, every
+/// order of its file writes and deletes, and every order of "clear the directory, then write
+/// the new files"; after each step both peers ask `serve` (on a plain directory) and must get
+/// the old version's view, the new one's, or nothing (401 while the directory has no peer keys,
+/// 404 without `federation.json`, 503 withheld).
+#[test]
+fn no_file_by_file_update_shows_a_restricted_service() {
+    let mut a = Cluster::new("cluster-a", "cluster-a.local", "198.51.100.1", "open");
+    let mut peers = Vec::new();
+    for n in ["p1", "p2"] {
+        let (p, fed) = peer(n);
+        a.store.objects.entry("seed".into()).or_default().push(fed);
+        peers.push(p);
+    }
+    let host = |name: &str| format!("{name}.prod.svc.cluster-a.local");
+    // Each version's files and, per peer, the services it may see (None: no private metadata).
+    let mut versions: Vec<(&str, Files, Views)> = Vec::new();
+    let open = || set(&[&host("open")]);
+    a.export();
+    versions.push((
+        "nothing restricted",
+        secret_files(&a),
+        [Some(open()), Some(open())],
+    ));
+    add_service(&mut a, "secret", Some("p1.local"));
+    a.export();
+    let p1_secret = set(&[&host("open"), &host("secret")]);
+    versions.push((
+        "secret for p1 only",
+        secret_files(&a),
+        [Some(p1_secret.clone()), Some(open())],
+    ));
+    for o in a.store.objects.get_mut("seed").unwrap().iter_mut() {
+        if o["metadata"]["name"] == "secret" {
+            o["metadata"].as_object_mut().unwrap().remove("annotations");
+        }
+    }
+    a.export();
+    versions.push((
+        "restriction lifted",
+        secret_files(&a),
+        [Some(p1_secret.clone()), Some(p1_secret.clone())],
+    ));
+    a.env_overrides
+        .push(("ISTIO_FEDERATION_ENABLED".into(), "false".into()));
+    a.export();
+    versions.push(("federation disabled", secret_files(&a), [None, None]));
+    a.env_overrides.clear();
+    for o in a.store.objects.get_mut("seed").unwrap().iter_mut() {
+        if o["metadata"]["name"] == "secret" {
+            o["metadata"]["annotations"] = json!({ EXPORT_TO: "p1.local" });
+        }
+    }
+    add_service(&mut a, "secret2", Some("p1.local"));
+    a.export();
+    versions.push((
+        "enabled again, two services for p1 only",
+        secret_files(&a),
+        [
+            Some(set(&[&host("open"), &host("secret"), &host("secret2")])),
+            Some(open()),
+        ],
+    ));
+    assert!(
+        versions
+            .iter()
+            .all(|(_, f, _)| f.contains_key("federation-visibility.json")),
+        "export writes the visibility file in every version"
+    );
+
+    // serve over a plain directory the test writes file by file.
+    let mut obs = Cluster::new("observer", "observer.local", "198.51.100.2", "none");
+    let dir = obs.metadata_dir.path().to_path_buf();
+    for (k, v) in &versions[0].1 {
+        write_step(&dir, k, Some(v));
+    }
+    obs.start_serve();
+    let own_uuid = a.uuid.clone();
+    let token = |p: &Peer| {
+        jwt::sign(
+            &p.key,
+            &jwt::Claims::private_federation(&p.uuid, &own_uuid, now()),
+        )
+    };
+    let mut checked = 0;
+    let mut check = |what: &str, old: &Views, new: &Views| {
+        for (i, p) in peers.iter().enumerate() {
+            let (status, body) = fetch_private(&obs, &token(p));
+            checked += 1;
+            if matches!(status, 401 | 404 | 503) {
+                continue;
+            }
+            assert_eq!(status, 200, "{what}: {}", String::from_utf8_lossy(&body));
+            let seen = hostnames(&body);
+            assert!(
+                old[i].as_ref() == Some(&seen) || new[i].as_ref() == Some(&seen),
+                "{what}: peer {} saw {seen:?}; the old version shows it {:?}, the new one {:?}",
+                p.uuid,
+                old[i],
+                new[i]
+            );
+        }
+    };
+    check(versions[0].0, &versions[0].2, &versions[0].2);
+    for pair in versions.windows(2) {
+        let ((from, old, old_views), (to, new, new_views)) = (&pair[0], &pair[1]);
+        let changes: Vec<(String, Option<Vec<u8>>)> = new
+            .iter()
+            .filter(|(k, v)| old.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .chain(
+                old.keys()
+                    .filter(|k| !new.contains_key(*k))
+                    .map(|k| (k.clone(), None)),
+            )
+            .collect();
+        let writes: Vec<(String, Option<Vec<u8>>)> = new
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        let clear: Vec<(String, Option<Vec<u8>>)> = old.keys().map(|k| (k.clone(), None)).collect();
+        let orders = permutations(&changes).into_iter().chain(
+            permutations(&writes)
+                .into_iter()
+                .map(|w| [clear.clone(), w].concat()),
+        );
+        for order in orders {
+            // Back to the old version, whole.
+            for k in old.keys().chain(new.keys()) {
+                write_step(&dir, k, old.get(k).map(Vec::as_slice));
+            }
+            check(from, old_views, old_views);
+            let mut done = Vec::new();
+            for (k, v) in &order {
+                write_step(&dir, k, v.as_deref());
+                done.push(format!(
+                    "{} {k}",
+                    if v.is_some() { "write" } else { "delete" }
+                ));
+                check(
+                    &format!("{from} -> {to}, after {}", done.join(", ")),
+                    old_views,
+                    new_views,
+                );
+            }
+            check(&format!("{to}, complete"), new_views, new_views);
+        }
+    }
+    assert!(checked > 100, "only {checked} requests checked");
 }

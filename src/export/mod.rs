@@ -368,10 +368,11 @@ pub fn reconcile(
     rotation::spiffe_files(&old, &mut files, settings.root_retention, ns);
     let federation = federation_json(settings, input, &old);
     let remote = remote_public_metadata(input, settings);
-    // Per-peer visibility (docs/sharing.md): only when a Service is restricted.
-    if let Some(v) = visibility::render(input, settings, &federation, &remote) {
-        files.insert(VISIBILITY_JSON.into(), v);
-    }
+    // Per-peer visibility (docs/sharing.md): always, bound to this federation.json.
+    files.insert(
+        VISIBILITY_JSON.into(),
+        visibility::render(input, settings, &federation, &remote),
+    );
     files.insert(FEDERATION_JSON.into(), federation);
     files.insert(REMOTE_PUBLIC_JSON.into(), pretty(&Value::Object(remote)));
     let total: usize = files.values().map(String::len).sum();
@@ -399,9 +400,12 @@ fn published_files(observed: Option<&Value>) -> BTreeMap<String, String> {
 }
 
 /// Federation disabled: remove the private content only (tested against the value it was
-/// decided from), so peers keep seeing our public metadata and stop seeing our services.
+/// decided from), so peers keep seeing our public metadata and stop seeing our services. The
+/// visibility file stays, bound to no federation.json, so a federation.json that comes back
+/// before its own visibility file is withheld by `serve` (docs/sharing.md).
 fn remove_private_content(ns: &str, observed: Option<&Value>) -> Option<Operation> {
     let raw = observed?.pointer("/data/federation.json")?;
+    let unbound = b64(&crate::protocol::visibility::render_without_federation());
     Some(Operation::JsonPatch {
         api_version: "v1".into(),
         kind: "Secret".into(),
@@ -410,6 +414,7 @@ fn remove_private_content(ns: &str, observed: Option<&Value>) -> Option<Operatio
         patch: vec![
             json!({"op": "test", "path": "/data/federation.json", "value": raw}),
             json!({"op": "remove", "path": "/data/federation.json"}),
+            json!({"op": "add", "path": format!("/data/{VISIBILITY_JSON}"), "value": unbound}),
         ],
     })
 }

@@ -5,8 +5,10 @@
 //! without the annotation it is published to every peer, as Deckhouse does. Export still writes
 //! every service into `federation.json` and adds `federation-visibility.json` (format in
 //! [`crate::protocol::visibility`]) naming, per restricted service, the cluster UUIDs allowed to
-//! see it; `serve` answers each peer from both. Nothing is added while no Service is restricted,
-//! so the Secret is exactly what it was before this feature.
+//! see it; `serve` answers each peer from both. The file is written even while no Service is
+//! restricted (an empty `restrictedServices`): its absence would mean "nothing restricted" to
+//! `serve`, and a directory updated file by file could then show a newly restricted service
+//! with the new `federation.json` before the file restricting it arrived.
 //!
 //! Peers are named by cluster UUID (the JWT `sub` `serve` authenticates), mapped to trust
 //! domains through the IstioFederations' cached public metadata — the same entries
@@ -99,17 +101,17 @@ fn peer_trust_domains(
     out
 }
 
-/// The visibility file to write beside `federation_json`, or `None` when no Service is
-/// restricted.
+/// The visibility file to write beside `federation_json` (restricting nothing when no Service
+/// is restricted).
 pub(super) fn render(
     input: &BindingInput,
     settings: &Settings,
     federation_json: &str,
     remote: &Map<String, Value>,
-) -> Option<String> {
+) -> String {
     let (rules, named_by) = restrictions(input, &settings.cluster_domain);
     if rules.is_empty() {
-        return None;
+        return visibility::render(federation_json, &BTreeMap::new());
     }
     let known: BTreeSet<String> = input
         .snapshot(bindings::FEDERATIONS)
@@ -134,5 +136,5 @@ pub(super) fn render(
             (host.clone(), uuids)
         })
         .collect();
-    Some(visibility::render(federation_json, &allowed_uuids))
+    visibility::render(federation_json, &allowed_uuids)
 }

@@ -2,8 +2,9 @@
 //! metadata Secret, which export writes and `serve` reads (docs/sharing.md).
 //!
 //! `federation.json` stays the complete document (every labelled Service, Deckhouse's format).
-//! When at least one Service is restricted with `federation.istio.deckhouse.io/export-to`,
-//! export adds this file beside it:
+//! Export always writes this file beside it (`restrictedServices` empty while no Service is
+//! restricted with `federation.istio.deckhouse.io/export-to`), bound to that `federation.json`
+//! by its digest:
 //!
 //! ```json
 //! {
@@ -23,9 +24,18 @@
 //! Failing closed: a visibility file that is unreadable, not of this shape, or written for
 //! another `federation.json` (digest mismatch: a directory updated file by file, a hand-edited
 //! Secret) makes [`PeerViews::new`] fail, and `serve` then withholds private metadata from every
-//! peer (503, so peers keep their last-known-good imports) rather than guess. An absent file
-//! means nothing is restricted: export writes the whole Secret in one object and kubelet swaps
-//! it atomically, so the two files are always read as one version.
+//! peer (503, so peers keep their last-known-good imports) rather than guess. With federation
+//! disabled export keeps the file, bound to no `federation.json` (an empty digest,
+//! [`render_without_federation`]), so a `federation.json` that comes back before its own
+//! visibility file is withheld too.
+//!
+//! Because the file is always there, no order of writing and deleting the Secret's files
+//! between two versions export wrote shows a peer a service hidden from it: kubelet swaps all
+//! keys at once, and any other writer leaves a `federation.json` and a visibility file that do
+//! not match (withheld) or the old pair. An absent file means nothing is restricted — what a
+//! Secret in Deckhouse's layout, or one written before this file was always written, says —
+//! until `serve` has seen one in the directory: from then on its absence is a directory
+//! mid-update and withholds too (docs/sharing.md).
 
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -62,6 +72,18 @@ pub(crate) fn render(
     );
     doc.insert("restrictedServices".into(), Value::Object(services));
     let mut s = serde_json::to_string_pretty(&Value::Object(doc)).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// The visibility file export keeps while federation is disabled: bound to no
+/// `federation.json` (an empty digest matches none), nothing restricted.
+pub(crate) fn render_without_federation() -> String {
+    let mut s = serde_json::to_string_pretty(&serde_json::json!({
+        "federationSHA256": "",
+        "restrictedServices": {},
+    }))
+    .unwrap_or_default();
     s.push('\n');
     s
 }

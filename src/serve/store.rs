@@ -21,6 +21,7 @@ use std::ffi::OsString;
 use std::io::Read as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The Secret's keys.
@@ -109,6 +110,9 @@ pub(super) struct Snapshot {
 pub(super) struct MetadataStore {
     dir: PathBuf,
     cache: Mutex<Option<(Version, Arc<Snapshot>)>>,
+    /// Whether a visibility file was ever read here: from then on its absence is a directory
+    /// mid-update, not "nothing restricted" ([`vanished_visibility`]).
+    seen_visibility: AtomicBool,
 }
 
 impl MetadataStore {
@@ -116,6 +120,7 @@ impl MetadataStore {
         MetadataStore {
             dir,
             cache: Mutex::new(None),
+            seen_visibility: AtomicBool::new(false),
         }
     }
 
@@ -143,6 +148,7 @@ impl MetadataStore {
             }
             version = after;
         };
+        let snapshot = vanished_visibility(snapshot, &self.seen_visibility);
         log_snapshot(&self.dir, &version, &snapshot);
         let snapshot = Arc::new(snapshot);
         *cache = Some((version, snapshot.clone()));
@@ -262,6 +268,26 @@ fn load(dir: &Path) -> Snapshot {
             FileState::Present(bytes) => parse_remotes(&bytes),
         },
     }
+}
+
+/// A visibility file that was there and is gone withholds private metadata (fail closed):
+/// export always writes one (docs/sharing.md), so its absence after one was read is a
+/// directory updated file by file — e.g. cleared and rewritten with `federation.json` first —
+/// and treating it as "nothing restricted" could show a restricted service to every peer.
+/// Only a directory that never had one (Deckhouse's layout, an older export) is unrestricted.
+fn vanished_visibility(mut snapshot: Snapshot, seen: &AtomicBool) -> Snapshot {
+    match snapshot.visibility {
+        Visibility::Unrestricted if seen.load(Ordering::Relaxed) => {
+            snapshot.visibility = Visibility::Invalid(format!(
+                "{VISIBILITY} is gone after it was read here (a directory updated file by file?); \
+                 export always writes it"
+            ));
+        }
+        Visibility::Unrestricted => {}
+        // Both come from a file that is there (readable or not).
+        Visibility::Restricted(_) | Visibility::Invalid(_) => seen.store(true, Ordering::Relaxed),
+    }
+    snapshot
 }
 
 /// The SPIFFE bundle's sequence and refresh hint, from `spiffe-sequence` and
@@ -453,10 +479,20 @@ mod tests {
         assert!(matches!(store.current().visibility, Visibility::Invalid(_)));
         std::fs::write(dir.path().join(VISIBILITY), b"[").unwrap();
         assert!(matches!(store.current().visibility, Visibility::Invalid(_)));
+        // Gone after it was read here: a directory mid-update, withheld.
         std::fs::remove_file(dir.path().join(VISIBILITY)).unwrap();
+        assert!(matches!(store.current().visibility, Visibility::Invalid(_)));
+        // A directory that never had one is unrestricted (Deckhouse's layout).
+        let fresh = MetadataStore::new(dir.path().to_path_buf());
+        assert!(matches!(
+            fresh.current().visibility,
+            Visibility::Unrestricted
+        ));
+        // Back: served again.
+        std::fs::write(dir.path().join(VISIBILITY), visibility::render(fed, &rules)).unwrap();
         assert!(matches!(
             store.current().visibility,
-            Visibility::Unrestricted
+            Visibility::Restricted(_)
         ));
     }
 }

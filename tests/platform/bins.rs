@@ -30,7 +30,41 @@ pub fn hook() -> PathBuf {
         "the release binary is missing at {}: build it with `cargo build --release` (make test does)",
         p.display()
     );
+    let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newer = newest_source(&root.join("src"))
+        .into_iter()
+        .chain(
+            ["Cargo.toml", "Cargo.lock"]
+                .map(|f| root.join(f))
+                .iter()
+                .filter_map(|f| Some((std::fs::metadata(f).ok()?.modified().ok()?, f.clone()))),
+        )
+        .filter(|(t, _)| built.is_some_and(|b| *t > b))
+        .max();
+    if let Some((_, f)) = newer {
+        panic!(
+            "the release binary at {} is older than {}: rebuild it with `cargo build --release` (make test does)",
+            p.display(),
+            f.display()
+        );
+    }
     p
+}
+
+/// The most recently modified file under `dir`, with its time.
+fn newest_source(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = e.path();
+        let found = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            e.metadata().ok()?.modified().ok().map(|t| (t, path))
+        };
+        newest = newest.max(found);
+    }
+    newest
 }
 
 impl Bins {

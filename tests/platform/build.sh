@@ -6,9 +6,13 @@
 #   tests/platform/build.sh         build what is missing, one line per component on stdout
 #   tests/platform/build.sh --dir   print the directory the binaries are (or would be) in
 #
-# The binaries go to ${XDG_CACHE_HOME:-$HOME/.cache}/istio-federation-hook/platform/<key>/, where
-# <key> hashes versions.env, the wrapper modules (go.mod, go.sum, Go files) and `go version`: a
-# fresh clone on a warm machine rebuilds nothing, and a changed pin gets its own directory.
+# Each component is built once into ${XDG_CACHE_HOME:-$HOME/.cache}/istio-federation-hook/platform/
+# components/<name>-<key>/, where <key> hashes what that component is built from: its wrapper
+# module's go.mod and go.sum, its own Go files, the package, the build flags and `go version`. So
+# a new istio pin rebuilds istiod and the xDS client, not kube-apiserver. The suite reads the
+# set <root>/<set key>/ (bin/<name> links to the components, plus the CRDs), where <set key>
+# hashes versions.env, every wrapper module and `go version`: a fresh clone on a warm machine
+# rebuilds nothing.
 # Exits non-zero naming module@version and the compiler's last lines when a build fails.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +34,8 @@ key=$(
     "$GO" version
   } | sha256sum | cut -c1-16
 )
-dir=${XDG_CACHE_HOME:-$HOME/.cache}/istio-federation-hook/platform/$key
+root=${XDG_CACHE_HOME:-$HOME/.cache}/istio-federation-hook/platform
+dir=$root/$key
 if [ "${1:-}" = "--dir" ]; then
   echo "$dir"
   exit 0
@@ -57,19 +62,56 @@ mkdir -p "$dir/bin" "$dir/logs"
 exec 9>"$dir/.lock"
 flock 9
 
+BUILD_FLAGS=(-trimpath -ldflags=-s)
+
+# component_key MODULE_DIR PACKAGE: what one component is built from. The Go files counted are
+# the package's own when it is local (./x), the module root's when it is ".", and those of the
+# module's local replacements (a directory with its own go.mod); a package from a required
+# module is pinned by go.mod/go.sum alone.
+component_key() {
+  local mdir=$1 pkg=$2
+  (
+    cd "$here/modules/$mdir"
+    {
+      cat go.mod go.sum 2>/dev/null
+      case $pkg in
+        .) find . -maxdepth 1 -name '*.go' ;;
+        ./*) find "$pkg" -name '*.go' ;;
+      esac
+      find . -mindepth 2 -name go.mod -printf '%h\n' | while read -r rep; do
+        find "$rep" -type f \( -name go.mod -o -name go.sum -o -name '*.go' \)
+      done
+    } | LC_ALL=C sort -u | while read -r f; do
+      if [ -f "$f" ]; then echo "== $f"; cat "$f"; else echo "$f"; fi
+    done
+    echo "package $pkg flags ${BUILD_FLAGS[*]} $CGO_ENABLED $GOFLAGS"
+    "$GO" version
+  ) | sha256sum | cut -c1-16
+}
+
 build() { # build NAME MODULE_DIR PACKAGE MODULE@VERSION
-  local name=$1 mdir=$2 pkg=$3 what=$4 state=cached log=$dir/logs/$1.log
-  if [ ! -x "$dir/bin/$name" ]; then
+  local name=$1 mdir=$2 pkg=$3 what=$4 state=cached
+  local cdir
+  cdir=$root/components/$name-$(component_key "$mdir" "$pkg")
+  local log=$cdir/build.log
+  mkdir -p "$cdir"
+  # A set directory from before per-component caching holds the binary itself, built from
+  # exactly these module files (the set key covers them all): keep it.
+  if [ ! -x "$cdir/$name" ] && [ -f "$dir/bin/$name" ] && [ ! -L "$dir/bin/$name" ]; then
+    mv "$dir/bin/$name" "$cdir/$name"
+  fi
+  if [ ! -x "$cdir/$name" ]; then
     state=built
     local t0=$SECONDS
-    if ! (cd "$here/modules/$mdir" && "$GO" build -trimpath -ldflags=-s -o "$dir/bin/$name.tmp" "$pkg") >"$log" 2>&1; then
+    if ! (cd "$here/modules/$mdir" && "$GO" build "${BUILD_FLAGS[@]}" -o "$cdir/$name.tmp" "$pkg") >"$log" 2>&1; then
       echo "platform: FAILED to build $name from $what (go build $pkg in tests/platform/modules/$mdir):" >&2
       tail -n 25 "$log" >&2
       exit 1
     fi
-    mv "$dir/bin/$name.tmp" "$dir/bin/$name"
+    mv "$cdir/$name.tmp" "$cdir/$name"
     state="built in $((SECONDS - t0))s"
   fi
+  ln -sfn "$cdir/$name" "$dir/bin/$name"
   echo "platform: $name ${what/@/ } ($state)"
 }
 

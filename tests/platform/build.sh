@@ -119,6 +119,12 @@ build etcd etcd . "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
 build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "k8s.io/kubernetes@$KUBERNETES_VERSION"
 # Istio's own CRDs, as its base chart installs them, from the same module istiod is built from.
 if [ ! -s "$dir/istio-crds.yaml" ]; then
+  # `go list -m` names the module's directory only once it is downloaded (a cold machine).
+  if ! (cd "$here/modules/istio" && "$GO" mod download istio.io/istio) >"$dir/logs/istio-download.log" 2>&1; then
+    echo "platform: FAILED to download istio.io/istio@$ISTIO_VERSION:" >&2
+    tail -n 25 "$dir/logs/istio-download.log" >&2
+    exit 1
+  fi
   src=$(cd "$here/modules/istio" && "$GO" list -m -f '{{.Dir}}' istio.io/istio)/manifests/charts/base/files/crd-all.gen.yaml
   if [ ! -s "$src" ]; then
     echo "platform: FAILED: istio.io/istio@$ISTIO_VERSION has no $src" >&2

@@ -529,6 +529,85 @@ fn retention_ends_on_time_when_the_status_would_be_too_large() {
     assert!(!message.contains("Retaining"), "{message}");
 }
 
+/// Finding 2, while trust is held: the cached public document does not advance then (here the
+/// peer's AuthorizationPolicy is refused, so its new root waits: `AwaitingAuthorizationPolicy`),
+/// and every run used to find the old root "newly gone" against it again once its retention had
+/// ended, retiring it anew for another `ROOT_RETENTION`. Its retention ends on time: the ended
+/// entry stays recorded in `status.retiredRoots` (never trusted, not renewed), and when the hold
+/// lifts the old root leaves the bundle at once.
+#[test]
+fn a_retired_root_is_not_retired_anew_while_trust_is_held() {
+    let ca = Ca::new("fair-shares metadata CA");
+    let own = SigningKeys::generate();
+    let peer = Peer::start(&ca, "uuid-b", "b.local", &own);
+    let old = cert("peer-b-root");
+    peer.serve_private(
+        Route::ok(
+            json!({"ingressGateways": [{"address": "198.51.100.7", "port": 15443}], "publicServices": []})
+                .to_string(),
+        ),
+        &own,
+    );
+    let mut fed = federation("b", "b.local", &[&old]);
+    fed["spec"]["metadataEndpoint"] = json!(format!("{}/", peer.endpoint()));
+    fed["spec"]["metadata"] = json!({"clusterCA": ca.cert_pem});
+    fed["status"]["metadataCache"]["public"]["clusterUUID"] = json!("uuid-b");
+    fed["status"]["metadataCache"]["public"]["authnKeyPub"] = json!(peer.keys.public_pem);
+    let mut s = store(vec![fed], mesh_config("", &[("b.local", &old)], ""));
+    s.objects.get_mut("authn_keypair").unwrap()[0]["data"] =
+        json!({"priv.pem": b64(&own.private_pem), "pub.pem": b64(&own.public_pem)});
+    let mut env = base_env();
+    env.retain(|(k, _)| k != "ISTIO_FEDERATION_HOOK_OFFLINE");
+    env.push(("FETCH_TIMEOUT".into(), "5s".into()));
+    let at = |t: i64| {
+        let mut e = env.clone();
+        e.push(("ISTIO_FEDERATION_HOOK_NOW".into(), rfc3339(t)));
+        e
+    };
+    // We export nothing; the API server refuses the policy the hook writes for b.local, so
+    // none is ever observed.
+    s.objects.insert("public_services".into(), Vec::new());
+    let refuse_policies = |s: &mut Store| {
+        s.objects
+            .insert("authorization_policies".into(), Vec::new());
+    };
+    let retired = |s: &Store| -> Vec<(String, String, String)> {
+        s.all("IstioFederation")[0]["status"]["retiredRoots"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let f = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                (f("fingerprint"), f("retiredAt"), f("until"))
+            })
+            .collect()
+    };
+    refuse_policies(&mut s);
+    // The peer publishes only its new root: the old one is retired, the new one waits.
+    run(&mut s, &at(T0));
+    refuse_policies(&mut s);
+    assert_eq!(trusted(&s, "b.local"), std::slice::from_ref(&old));
+    let (_, reason, _) = condition(&s, "b", "TrustBundleReady");
+    assert_eq!(reason, "AwaitingAuthorizationPolicy");
+    let record = vec![(fp(&old), rfc3339(T0), rfc3339(T0 + 2 * DAY))];
+    assert_eq!(retired(&s), record);
+    // Three and four days later, still held: the retention ended at T0 + 48 h and stays so.
+    for day in [3, 4] {
+        run(&mut s, &at(T0 + day * DAY));
+        refuse_policies(&mut s);
+        assert_eq!(retired(&s), record, "day {day}: retired anew");
+        let (_, _, message) = condition(&s, "b", "TrustBundleReady");
+        assert!(!message.contains("Retaining"), "day {day}: {message}");
+    }
+    // The policy is let in: the new root is added and the old one, whose retention ended two
+    // days ago, leaves; then the record goes too (the cached document no longer lists it).
+    run(&mut s, &at(T0 + 4 * DAY + 60));
+    run(&mut s, &at(T0 + 4 * DAY + 120));
+    assert_eq!(trusted(&s, "b.local"), std::slice::from_ref(&peer.root_pem));
+    run(&mut s, &at(T0 + 4 * DAY + 180));
+    assert_eq!(retired(&s), Vec::new());
+}
+
 /// Finding 10: a fleet-wide cap on imported services, shared fairly: a federation within its
 /// share imports everything, the ones over it are held (nothing of theirs deleted, nothing new)
 /// with `LimitExceeded` naming the share, and the run's operations stay within the cap.

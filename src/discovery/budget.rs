@@ -134,11 +134,14 @@ fn too_large(what: &str) -> Failure {
 /// room for its conditions (at most the size of the ones it has, plus [`STATUS_SLACK`]).
 fn status_estimate(st: &FedState, report: Option<&FetchReport>) -> usize {
     let public = match report.and_then(|r| r.public.as_ref()) {
-        Some(Attempt { result: Ok(p), .. }) if st.trust_hold.is_none() => json_len(&p.to_cache()),
-        _ => 0,
+        Some(Attempt { result: Ok(p), .. }) if st.trust_hold.is_none() => {
+            Some(json_len(&p.to_cache()))
+        }
+        _ => None,
     };
     let private = st.private_cache.as_ref().map_or(0, json_len);
-    let retired = st.retention.status.as_ref().map_or(0, json_len);
+    let retired = st.retention.status(public.is_some()).map_or(0, json_len);
+    let public = public.unwrap_or(0);
     public + private + retired + json_len(&st.fed.conditions) + STATUS_SLACK
 }
 

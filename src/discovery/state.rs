@@ -139,6 +139,22 @@ pub(crate) struct Retention {
     pub distrust: BTreeSet<String>,
     /// Entries of the annotation that are not SHA-256 fingerprints (ignored, and said so).
     pub bad_distrust_entries: usize,
-    /// `status.retiredRoots` to write, `None` when it stays as stored.
+    /// `status.retiredRoots` to write, `None` when it stays as stored: the retained roots.
     pub status: Option<Value>,
+    /// The same when the cached public document does not advance this run (trust held, or no
+    /// fresh document): the retained roots and the ended retentions of roots that document
+    /// still lists, so they are not retired anew (docs/rotation.md).
+    pub status_held: Option<Value>,
+}
+
+impl Retention {
+    /// `status.retiredRoots` to write, `None` when it stays as stored; `cache_advances`: the
+    /// cached public document is rewritten from a fresh one this run.
+    pub(crate) fn status(&self, cache_advances: bool) -> Option<&Value> {
+        if cache_advances {
+            self.status.as_ref()
+        } else {
+            self.status_held.as_ref()
+        }
+    }
 }

@@ -252,7 +252,8 @@ pub(crate) fn status_patch(
     if !cache.is_empty() {
         status.insert("metadataCache".into(), Value::Object(cache));
     }
-    if let Some(v) = &st.retention.status {
+    let cache_advances = matches!(public, Some(Attempt { result: Ok(_), .. }));
+    if let Some(v) = st.retention.status(cache_advances) {
         status.insert("retiredRoots".into(), v.clone());
     }
     let merged = merge(&fed.conditions, conditions, managed, now);

@@ -61,6 +61,10 @@ pub(crate) fn parse_distrust(text: &str) -> (BTreeSet<String>, usize) {
 pub(crate) struct Stored {
     pub root: RootCert,
     pub retired_at: i64,
+    /// The stored `until` when it is not after now: this retention has ended, whatever
+    /// `ROOT_RETENTION` says now. Such an entry is never trusted again; it stays written only
+    /// as a record that keeps its root from being retired anew ([`ended_records`]).
+    pub ended_at: Option<i64>,
 }
 
 /// Reads `status.retiredRoots`. An entry is kept only if its PEM is one root that passes the
@@ -139,6 +143,9 @@ fn read_one(item: &Value, own: &Own) -> Result<Stored, Unusable> {
         ([root], true) if root.fingerprint.eq_ignore_ascii_case(fp) => Ok(Stored {
             root: root.clone(),
             retired_at,
+            ended_at: field("until")
+                .and_then(timefmt::parse_rfc3339)
+                .filter(|t| *t <= own.now),
         }),
         ([_], true) => Err(Junk(format!("pem does not have fingerprint {}", short(fp)))),
         _ => Err(Junk("pem is not exactly one certificate".to_string())),
@@ -166,15 +173,18 @@ pub(crate) fn decide(
     let secs = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
     let mut all: Vec<Stored> = stored;
     for root in newly_gone {
+        // A root with a stored entry, even an ended one, keeps it: never retired anew.
         if !all.iter().any(|s| s.root.fingerprint == root.fingerprint) {
             all.push(Stored {
                 root,
                 retired_at: now,
+                ended_at: None,
             });
         }
     }
     let mut out: Vec<RetiredRoot> = all
         .into_iter()
+        .filter(|s| s.ended_at.is_none())
         .filter(|s| !published.contains(&s.root.fingerprint))
         .filter(|s| !distrust.contains(&s.root.fingerprint))
         .map(|s| RetiredRoot {
@@ -313,13 +323,14 @@ pub(crate) fn apply(
             _ => BTreeSet::new(),
         };
         let retained = decide(
-            stored,
+            stored.clone(),
             gone.clone(),
             &published,
             &distrust,
             cx.retention,
             own.now,
         );
+        let ended = ended_records(fed, &stored, &gone, &retained, (&published, &distrust), cx);
         for r in &gone {
             match retained
                 .iter()
@@ -333,7 +344,12 @@ pub(crate) fn apply(
                 }
             }
         }
+        let mut record: Vec<RetiredRoot> = retained.iter().cloned().chain(ended).collect();
+        record.sort_by(|a, b| {
+            (a.retired_at, &a.root.fingerprint).cmp(&(b.retired_at, &b.root.fingerprint))
+        });
         let written = to_status(&retained);
+        let written_held = to_status(&record);
         let stored = fed
             .retired_roots
             .clone()
@@ -343,9 +359,69 @@ pub(crate) fn apply(
             distrusted,
             distrust,
             bad_distrust_entries: bad,
+            status_held: (written_held != stored).then_some(written_held),
             status: (written != stored).then_some(written),
         };
     }
+}
+
+/// The retentions that have ended but must stay recorded: those of roots the cached public
+/// document still lists. That document stops advancing while the federation's trust is held
+/// (`AwaitingAuthorizationPolicy`, `ObjectTooLarge`), and every run would otherwise find the
+/// root "newly gone" against it again and retire it anew for another `ROOT_RETENTION` — a
+/// retention that never ends. The record (its `until` in the past) is never trusted, and goes
+/// once the cached document no longer lists the root. At most [`MAX_RETAINED`].
+fn ended_records(
+    fed: &Federation,
+    stored: &[Stored],
+    gone: &[RootCert],
+    retained: &[RetiredRoot],
+    (published, distrust): (&BTreeSet<String>, &BTreeSet<String>),
+    cx: &Context,
+) -> Vec<RetiredRoot> {
+    let own = cx.own;
+    let secs = i64::try_from(cx.retention.as_secs()).unwrap_or(i64::MAX);
+    let Some(cached) = fed
+        .cached_public
+        .as_ref()
+        .and_then(|c| c.get("rootCA"))
+        .and_then(Value::as_str)
+    else {
+        return Vec::new();
+    };
+    let cached: BTreeSet<String> = certs::certificate_fingerprints(cached)
+        .into_iter()
+        .collect();
+    let newly = gone.iter().map(|root| Stored {
+        root: root.clone(),
+        retired_at: own.now,
+        ended_at: Some(own.now),
+    });
+    let mut out: Vec<RetiredRoot> = Vec::new();
+    for s in stored.iter().cloned().chain(newly) {
+        let fp = &s.root.fingerprint;
+        if !cached.contains(fp)
+            || published.contains(fp)
+            || distrust.contains(fp)
+            || retained.iter().any(|r| &r.root.fingerprint == fp)
+            || out.iter().any(|r| &r.root.fingerprint == fp)
+        {
+            continue;
+        }
+        let until = s.ended_at.unwrap_or_else(|| {
+            s.retired_at
+                .saturating_add(secs)
+                .min(s.root.not_after)
+                .min(own.now)
+        });
+        out.push(RetiredRoot {
+            until,
+            retired_at: s.retired_at,
+            root: s.root,
+        });
+    }
+    out.truncate(MAX_RETAINED);
+    out
 }
 
 /// Every fingerprint any federation distrusts: removed from every trust entry this hook owns,
@@ -415,6 +491,7 @@ mod tests {
         Stored {
             root: root(fp, NOW + 365 * DAY),
             retired_at,
+            ended_at: None,
         }
     }
 
@@ -479,7 +556,8 @@ mod tests {
         assert!(decide(
             vec![Stored {
                 root: root("b", NOW + 3600),
-                retired_at: NOW
+                retired_at: NOW,
+                ended_at: None,
             }],
             vec![],
             &set(&[]),

@@ -335,21 +335,13 @@ mod pin {
     const REPIN: &str = "federation.istio.deckhouse.io/repin-cluster-uuid";
 
     pub(super) fn cluster(peer: &Peer, ca: &Ca, own_keys: &SigningKeys) -> Store {
-        let fed = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "cluster-b"},
-            "spec": {"trustDomain": peer.trust_domain, "metadataEndpoint": format!("{}/", peer.endpoint()),
-                     "metadata": {"clusterCA": ca.cert_pem}}});
-        let keypair = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d8-remote-authn-keypair", "namespace": "d8-istio"},
-            "data": {"priv.pem": b64(&own_keys.private_pem), "pub.pem": b64(&own_keys.public_pem)}});
-        let mesh = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "d8-istio"},
-            "data": {"mesh": "trustDomain: my.cluster\n"}});
-        let mut s = Store::default();
-        s.objects.insert("federations".into(), vec![fed]);
-        s.objects.insert("authn_keypair".into(), vec![keypair]);
-        s.objects.insert("trust_bundle".into(), vec![mesh]);
-        s.objects.insert("local_root_ca".into(), vec![]);
-        s.objects.insert("service_entries".into(), vec![]);
-        s.objects.insert("destination_rules".into(), vec![]);
-        s
+        Store::one_peer(&common::OnePeer {
+            trust_domain: &peer.trust_domain,
+            endpoint: &peer.endpoint(),
+            endpoint_ca_pem: &ca.cert_pem,
+            private_pem: &own_keys.private_pem,
+            public_pem: &own_keys.public_pem,
+        })
     }
 
     pub(super) fn online(store: &Store) -> Out {

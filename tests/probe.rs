@@ -6,7 +6,6 @@
 mod common;
 mod support;
 
-use base64::Engine;
 use common::{ndjson, run_hook, run_hook_with, Store};
 use istio_federation_hook::discovery::network::probe::{self, ProbeResult};
 use serde_json::{json, Value};
@@ -17,10 +16,6 @@ use support::server::Route;
 use support::{Peer, OWN_DOMAIN, OWN_UUID};
 
 const HEALTHCHECK: &str = "alliance-healthcheck-uuid-cluster-b.d8-istio.svc.b.local";
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 /// A peer publishing `hosts` (port http/80 each) behind one gateway.
 fn peer_publishing(ca: &Ca, own_keys: &SigningKeys, hosts: &[&str]) -> Peer {
@@ -36,21 +31,13 @@ fn peer_publishing(ca: &Ca, own_keys: &SigningKeys, hosts: &[&str]) -> Peer {
 }
 
 fn cluster(peer: &Peer, ca: &Ca, own_keys: &SigningKeys) -> Store {
-    let fed = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "cluster-b"},
-        "spec": {"trustDomain": peer.trust_domain, "metadataEndpoint": format!("{}/", peer.endpoint()),
-                 "metadata": {"clusterCA": ca.cert_pem}}});
-    let keypair = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d8-remote-authn-keypair", "namespace": "d8-istio"},
-        "data": {"priv.pem": b64(&own_keys.private_pem), "pub.pem": b64(&own_keys.public_pem)}});
-    let mesh = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "d8-istio"},
-        "data": {"mesh": "trustDomain: my.cluster\n"}});
-    let mut s = Store::default();
-    s.objects.insert("federations".into(), vec![fed]);
-    s.objects.insert("authn_keypair".into(), vec![keypair]);
-    s.objects.insert("trust_bundle".into(), vec![mesh]);
-    s.objects.insert("local_root_ca".into(), vec![]);
-    s.objects.insert("service_entries".into(), vec![]);
-    s.objects.insert("destination_rules".into(), vec![]);
-    s
+    Store::one_peer(&common::OnePeer {
+        trust_domain: &peer.trust_domain,
+        endpoint: &peer.endpoint(),
+        endpoint_ca_pem: &ca.cert_pem,
+        private_pem: &own_keys.private_pem,
+        public_pem: &own_keys.public_pem,
+    })
 }
 
 fn env(proxy: &Proxy, extra: &[(&str, &str)]) -> Vec<(String, String)> {

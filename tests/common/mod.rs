@@ -390,7 +390,38 @@ fn obj_key(o: &Value) -> (String, String, String) {
     )
 }
 
+/// What a one-peer online test needs of the peer: its trust domain, its metadata endpoint
+/// and the CA that endpoint's certificate chains to, and our signing key pair (PEMs).
+pub struct OnePeer<'a> {
+    pub trust_domain: &'a str,
+    pub endpoint: &'a str,
+    pub endpoint_ca_pem: &'a str,
+    pub private_pem: &'a str,
+    pub public_pem: &'a str,
+}
+
 impl Store {
+    /// A cluster federated with one peer (IstioFederation `cluster-b`), our key pair, a mesh
+    /// config without entries, no local root, and no ServiceEntry or DestinationRule yet.
+    pub fn one_peer(p: &OnePeer) -> Store {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let fed = json!({"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation", "metadata": {"name": "cluster-b"},
+            "spec": {"trustDomain": p.trust_domain, "metadataEndpoint": format!("{}/", p.endpoint),
+                     "metadata": {"clusterCA": p.endpoint_ca_pem}}});
+        let keypair = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d8-remote-authn-keypair", "namespace": "d8-istio"},
+            "data": {"priv.pem": b64(p.private_pem), "pub.pem": b64(p.public_pem)}});
+        let mesh = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "d8-istio"},
+            "data": {"mesh": "trustDomain: my.cluster\n"}});
+        let mut s = Store::default();
+        s.objects.insert("federations".into(), vec![fed]);
+        s.objects.insert("authn_keypair".into(), vec![keypair]);
+        s.objects.insert("trust_bundle".into(), vec![mesh]);
+        s.objects.insert("local_root_ca".into(), vec![]);
+        s.objects.insert("service_entries".into(), vec![]);
+        s.objects.insert("destination_rules".into(), vec![]);
+        s
+    }
+
     /// Seeds the store from the snapshots of a binding context.
     pub fn from_binding_context(bc: &Value) -> Store {
         let mut s = Store::default();

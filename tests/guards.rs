@@ -12,7 +12,6 @@
 mod common;
 mod support;
 
-use base64::Engine;
 use common::{expand, ndjson, root, run_hook, Store};
 use serde_json::{json, Value};
 
@@ -21,10 +20,6 @@ const GAUGE_MISMATCH: &str = "d8_istio_federation_peer_cluster_uuid_mismatch";
 
 fn pem(name: &str) -> String {
     expand(&format!("{{{{pem:{name}}}}}"), &root(), false)
-}
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 fn env(now: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {

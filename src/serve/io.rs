@@ -120,8 +120,11 @@ mod tests {
 
     #[test]
     fn stalled_write_times_out_and_progress_does_not() {
+        // A paused clock: it advances only when every task waits, so the reader's 5 ms naps
+        // are 5 ms against the 50 ms timeout however loaded the machine is.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
+            .start_paused(true)
             .build()
             .unwrap();
         rt.block_on(async {

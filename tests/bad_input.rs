@@ -1655,17 +1655,6 @@ fn limits_budget_and_claims_of_fresh_peers() {
                 "Caching the private metadata in this IstioFederation's status would exceed the 900 KiB object budget; the last good metadata's 1 service stay imported.",
             ),
         ),
-        (
-            "private whose ServiceEntry would exceed the budget",
-            Route::ok(peer.public_body.clone()),
-            private_doc(64, vec![service("big.b.local".into(), 3000)]),
-            Expect::Condition(
-                "ServicesImported",
-                "False",
-                "ObjectTooLarge",
-                "for host big.b.local would exceed the 900 KiB object budget; the last good metadata's 1 service stay imported.",
-            ),
-        ),
     ];
     let mut failures = Vec::new();
     let bc_text = bc.to_string();
@@ -1674,6 +1663,29 @@ fn limits_budget_and_claims_of_fresh_peers() {
         peer.serve_private(private, &own);
         check(name, &base, &bc_text, &env, None, &expect, &mut failures);
     }
+    // A ServiceEntry over the budget: a service keeps at most 128 ports (what an endpoint
+    // carries), so it takes more gateways than the default MAX_GATEWAYS_PER_PEER allows.
+    let mut many_gateways = env.clone();
+    many_gateways.push(("MAX_GATEWAYS_PER_PEER".into(), "1000".into()));
+    peer.serve_public(Route::ok(peer.public_body.clone()));
+    peer.serve_private(
+        private_doc(600, vec![service("big.b.local".into(), 128)]),
+        &own,
+    );
+    check(
+        "private whose ServiceEntry would exceed the budget",
+        &base,
+        &bc_text,
+        &many_gateways,
+        None,
+        &Expect::Condition(
+            "ServicesImported",
+            "False",
+            "ObjectTooLarge",
+            "for host big.b.local would exceed the 900 KiB object budget; the last good metadata's 1 service stay imported.",
+        ),
+        &mut failures,
+    );
     peer.serve_public(Route::ok(peer.public_body.clone()));
     peer.serve_private(Route::ok(peer.private_body.clone()), &own);
 

@@ -661,3 +661,167 @@ fn the_fleet_cap_is_shared_fairly() {
         );
     }
 }
+
+/// Finding 10, bytes: the fleet cap counts a service once per 4 KiB its ServiceEntry and
+/// DestinationRule take, so a peer cannot spend the fleet's room with a few huge services
+/// (here ten with 128 ports, the most a service keeps, behind 64 gateways: about 200 KB of
+/// objects each, where an ordinary service takes about 1.5 KB). Counted by objects alone, both federations fit a cap of 200;
+/// counted by size, the large one is held and the ordinary one imports everything, and the run
+/// writes at most the cap × 4 KiB of ServiceEntries and DestinationRules.
+#[test]
+fn the_fleet_cap_counts_large_services_by_their_bytes() {
+    let gateways: Vec<Value> = (0..64)
+        .map(|i| json!({"address": format!("198.51.100.{}", i + 1), "port": 15443}))
+        .collect();
+    let large = |i: usize| {
+        let ports: Vec<Value> = (0..128)
+            .map(|p| json!({"name": format!("https-{p}"), "port": 20000 + p, "protocol": "HTTPS"}))
+            .collect();
+        json!({"hostname": format!("big{i}.prod.svc.large.local"), "ports": ports})
+    };
+    let small = |i: usize| json!({"hostname": format!("s{i}.prod.svc.small.local"), "ports": [{"name": "http", "port": 80, "protocol": "HTTP"}]});
+    let with = |name: &str, td: &str, gws: Vec<Value>, services: Vec<Value>| {
+        let mut f = federation(name, td, &[&cert("peer-b-root")]);
+        f["status"]["metadataCache"]["private"] =
+            json!({"ingressGateways": gws, "publicServices": services});
+        f["status"]["metadataCache"]["privateLastFetchTimestamp"] = json!(common::NOW);
+        f
+    };
+    let mut s = store(
+        vec![
+            with(
+                "large",
+                "large.local",
+                gateways,
+                (0..10).map(large).collect(),
+            ),
+            with(
+                "small",
+                "small.local",
+                vec![json!({"address": "198.51.100.200", "port": 15443})],
+                (0..100).map(small).collect(),
+            ),
+        ],
+        mesh_config("", &[], ""),
+    );
+    let mut env = base_env();
+    env.push(("MAX_SERVICES_TOTAL".into(), "200".into()));
+    let ops = run(&mut s, &env);
+    let hosts = |suffix: &str| {
+        s.all("ServiceEntry")
+            .iter()
+            .filter(|o| {
+                o["spec"]["hosts"][0]
+                    .as_str()
+                    .is_some_and(|h| h.ends_with(suffix))
+            })
+            .count()
+    };
+    assert_eq!((hosts(".small.local"), hosts(".large.local")), (100, 0));
+    let written: usize = ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o["object"]["kind"].as_str(),
+                Some("ServiceEntry" | "DestinationRule")
+            )
+        })
+        .map(|o| o["object"].to_string().len())
+        .sum();
+    assert!(
+        written <= 200 * 4096,
+        "{written} bytes of ServiceEntries and DestinationRules"
+    );
+    let (status, reason, _) = condition(&s, "small", "ServicesImported");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Succeeded"));
+    let (status, reason, message) = condition(&s, "large", "ServicesImported");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "LimitExceeded")
+    );
+    assert!(
+        message.contains("Its 10 services, counted as ")
+            && message.contains("MAX_SERVICES_TOTAL=200")
+            && message.contains("share of 100"),
+        "{message}"
+    );
+}
+
+/// A ServiceEntry endpoint carries at most 128 ports (Istio's CRD): a peer's service with more
+/// keeps its first 128 and says so, and two federations merging one host past it keep the 128
+/// lowest. Every object written passes the CRD schema (`run` checks), so no refused patch
+/// stops the run for the other federations.
+#[test]
+fn a_service_keeps_at_most_the_ports_a_service_entry_can_carry() {
+    let ports = |from: u16, n: u16| -> Vec<Value> {
+        (from..from + n)
+            .map(|p| json!({"name": format!("tcp-{p}"), "port": p, "protocol": "TCP"}))
+            .collect()
+    };
+    let with = |name: &str, td: &str, services: Vec<Value>| {
+        let mut f = federation(name, td, &[&cert("peer-b-root")]);
+        f["status"]["metadataCache"]["private"] = json!({
+            "ingressGateways": [{"address": "198.51.100.7", "port": 15443}],
+            "publicServices": services});
+        f["status"]["metadataCache"]["privateLastFetchTimestamp"] = json!(common::NOW);
+        f
+    };
+    let mut s = store(
+        vec![
+            with(
+                "wide",
+                "wide.local",
+                vec![json!({"hostname": "many.prod.svc.wide.local", "ports": ports(10000, 200)})],
+            ),
+            with(
+                "shared-1",
+                "shared.local",
+                vec![
+                    json!({"hostname": "merged.prod.svc.shared.local", "ports": ports(20000, 100)}),
+                ],
+            ),
+            with(
+                "shared-2",
+                "shared.local",
+                vec![
+                    json!({"hostname": "merged.prod.svc.shared.local", "ports": ports(20100, 100)}),
+                ],
+            ),
+        ],
+        mesh_config("", &[], ""),
+    );
+    let r = run_hook(
+        &s.binding_context("refresh_remote_metadata").to_string(),
+        &base_env(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("72 port(s) on merged.prod.svc.shared.local above the 128 lowest dropped"),
+        "{}",
+        r.stderr
+    );
+    run(&mut s, &base_env());
+    let ports_of = |host: &str| -> Vec<u64> {
+        s.all("ServiceEntry")
+            .iter()
+            .filter(|o| o["spec"]["hosts"][0] == host)
+            .flat_map(|o| o["spec"]["ports"].as_array().cloned().unwrap_or_default())
+            .map(|p| p["number"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        ports_of("many.prod.svc.wide.local"),
+        (10000..10128).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        ports_of("merged.prod.svc.shared.local"),
+        (20000..20128).collect::<Vec<u64>>()
+    );
+    let (_, _, message) = condition(&s, "wide", "ServicesImported");
+    assert!(
+        message.contains("72 port(s) after the first 128 dropped: a ServiceEntry endpoint carries at most 128 ports"),
+        "{message}"
+    );
+}

@@ -12,6 +12,7 @@ use crate::discovery::state::{FedState, Rules, TrustExcess};
 use crate::discovery::trust::trust_bundle::{self, TrustBundleError, TrustEntry};
 use crate::hook::settings::{Settings, TrustBundleMode};
 use crate::protocol::failure::{Failure, Reason};
+use crate::protocol::metadata::{Gateway, PrivateMetadata, PublicService, MAX_PORTS_PER_SERVICE};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cmp::Reverse;
@@ -145,36 +146,81 @@ fn status_estimate(st: &FedState, report: Option<&FetchReport>) -> usize {
     public + private + retired + json_len(&st.fed.conditions) + STATUS_SLACK
 }
 
+/// What one imported service counts for against `MAX_SERVICES_TOTAL`: once, and once more per
+/// [`SERVICE_UNIT_BYTES`] its ServiceEntry and DestinationRule take beyond the first. An
+/// ordinary service (a few ports, a few gateways: about 1.5 KB) counts once; one with 128
+/// ports behind 64 gateways (about 200 KB: every endpoint repeats every port) counts about 50
+/// times, so the cap bounds the bytes a run writes, not only the objects.
+pub(crate) const SERVICE_UNIT_BYTES: usize = 4096;
+
+/// An upper estimate of the bytes the ServiceEntry and DestinationRule of `service` take
+/// (compact JSON), imported from `federation` through `gateways`: the fixed fields with the
+/// longest names they can have, each port in `spec.ports`, and each gateway's endpoint with
+/// every port again. Checked against the real objects in the tests below.
+pub(crate) fn service_bytes(
+    service: &PublicService,
+    gateways: &[Gateway],
+    federation: &str,
+) -> usize {
+    // A service keeps at most MAX_PORTS_PER_SERVICE ports (intake), merged ones too.
+    let kept = &service.ports[..service.ports.len().min(MAX_PORTS_PER_SERVICE)];
+    let names: usize = kept.iter().map(|p| p.name.len()).sum();
+    let n = kept.len();
+    let address = gateways.iter().map(|g| g.address.len()).max().unwrap_or(0);
+    let fixed = 1400 + 4 * service.hostname.len() + 6 * federation.len();
+    let ports = 48 * n + names;
+    let endpoints = gateways.len() * (80 + address + 14 * n + names);
+    fixed + ports + endpoints
+}
+
+/// How many times `private`'s services count against `MAX_SERVICES_TOTAL`.
+fn service_units(private: &PrivateMetadata, federation: &str) -> usize {
+    private
+        .public_services
+        .iter()
+        .map(|s| {
+            service_bytes(s, &private.ingress_gateways, federation).div_ceil(SERVICE_UNIT_BYTES)
+        })
+        .sum()
+}
+
 /// Holds every federation whose services exceed its share of `MAX_SERVICES_TOTAL`, the services
-/// one run imports from all federations together (README, "Security"): the share is max-min
-/// fair ([`shares::level`]), so a federation within it imports everything whatever the others
+/// one run imports from all federations together (docs/security.md, "Limits and shares"), a
+/// large service counting once per [`SERVICE_UNIT_BYTES`]: the share is max-min fair
+/// ([`shares::level`]), so a federation within it imports everything whatever the others
 /// publish. One over it works from its last-known-good private metadata if that fits the
 /// share, else imports nothing new and keeps what it has (`LimitExceeded`, naming the share).
 pub(crate) fn hold_over_fleet_share(states: &mut [FedState], rules: &Rules) {
     let total = rules.limits.services_total;
-    let counts: Vec<usize> = states
-        .iter()
-        .map(|st| st.private.as_ref().map_or(0, |p| p.public_services.len()))
-        .collect();
-    let share = shares::level(&counts, total);
-    let sharing = counts.iter().filter(|&&n| n > 0).count();
-    for (st, &n) in states.iter_mut().zip(&counts) {
-        if n <= share {
+    let units_of = |st: &FedState| {
+        st.private
+            .as_ref()
+            .map_or(0, |p| service_units(p, &st.fed.name))
+    };
+    let demands: Vec<usize> = states.iter().map(units_of).collect();
+    let share = shares::level(&demands, total);
+    let sharing = demands.iter().filter(|&&n| n > 0).count();
+    for (st, &units) in states.iter_mut().zip(&demands) {
+        if units <= share {
             continue;
         }
-        log::error!(target: "reconcile", "IstioFederation {}: its {n} services exceed its share of {share} of MAX_SERVICES_TOTAL={total}; held at the last good metadata", st.fed.name);
+        let n = st.private.as_ref().map_or(0, |p| p.public_services.len());
+        let counted = if units == n {
+            String::new()
+        } else {
+            format!(
+                ", counted as {units} (a service whose ServiceEntry and DestinationRule take more than {SERVICE_UNIT_BYTES} bytes counts once per {SERVICE_UNIT_BYTES}),"
+            )
+        };
+        log::error!(target: "reconcile", "IstioFederation {}: its {n} services{counted} exceed its share of {share} of MAX_SERVICES_TOTAL={total}; held at the last good metadata", st.fed.name);
         st.hold_services(
             Failure::new(
                 Reason::LimitExceeded,
-                format!("Its {n} services exceed its share of {share} of the services a run imports from all {sharing} federations (MAX_SERVICES_TOTAL={total})"),
+                format!("Its {n} services{counted} exceed its share of {share} of the services a run imports from all {sharing} federations (MAX_SERVICES_TOTAL={total})"),
             ),
             rules,
         );
-        if st
-            .private
-            .as_ref()
-            .is_some_and(|p| p.public_services.len() > share)
-        {
+        if st.private.is_some() && units_of(st) > share {
             st.private = None;
         }
     }
@@ -370,6 +416,68 @@ pub(crate) fn merge_within_budget(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::metadata::ServicePort;
+
+    /// The estimate against the objects the hook really writes, over ports, gateways and name
+    /// lengths: never below them, and not far above (within 1.5× plus 1 KiB).
+    #[test]
+    fn service_bytes_bounds_the_real_objects() {
+        let ns = "a-federation-namespace-of-the-longest-length-kubernetes-allows-x";
+        for ports in [1usize, 3, 20, 128] {
+            for gateways in [1usize, 4, 64] {
+                for (host, fed) in [
+                    ("web.prod.svc.b.local".to_string(), "b".to_string()),
+                    (
+                        format!("{}.prod.svc.{}.local", "s".repeat(60), "d".repeat(60)),
+                        "f".repeat(63),
+                    ),
+                ] {
+                    let service = PublicService {
+                        hostname: host.clone(),
+                        ports: (0..ports)
+                            .map(|i| ServicePort {
+                                name: format!("https-port-number-{i}"),
+                                port: 60000 + i as u16,
+                                protocol: "HTTPS",
+                            })
+                            .collect(),
+                    };
+                    let gws: Vec<Gateway> = (0..gateways)
+                        .map(|i| Gateway {
+                            address: format!("gateway-{i}.loadbalancer.example.com"),
+                            port: 15443,
+                        })
+                        .collect();
+                    let services = [service];
+                    let (records, _) = service_entries::merge(&[service_entries::Source {
+                        federation: &fed,
+                        gateways: &gws,
+                        services: &services,
+                    }]);
+                    let real: usize = records
+                        .iter()
+                        .map(|r| {
+                            json_len(&service_entries::service_entry(
+                                r,
+                                ns,
+                                "networking.istio.io/v1",
+                            )) + json_len(&service_entries::destination_rule(
+                                r,
+                                ns,
+                                "networking.istio.io/v1",
+                            ))
+                        })
+                        .sum();
+                    let est = service_bytes(&services[0], &gws, &fed);
+                    assert!(
+                        real <= est && est <= real * 3 / 2 + 1024,
+                        "{ports} ports, {gateways} gateways, host {}: real {real}, estimate {est}",
+                        host.len()
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn json_patches_are_measured_on_the_object_they_make() {

@@ -155,6 +155,13 @@ pub fn protocol_for(name: &str) -> &'static str {
         .unwrap_or("TCP")
 }
 
+/// The most ports one service keeps: every endpoint of its ServiceEntry maps each port to the
+/// gateway port, and Istio's ServiceEntry CRD allows at most 128 entries in an endpoint's
+/// `ports` (testdata/schemas/istio-serviceentry-crd.yaml, `maxProperties: 128`). One service
+/// over it would make the API server refuse the object, and with it the rest of the run's
+/// patches (docs/security.md, "Limits and shares").
+pub const MAX_PORTS_PER_SERVICE: usize = 128;
+
 /// A ServiceEntry port name must be a DNS-1123 label short enough for the CRD's endpoint-port
 /// key rule (< 63 characters).
 fn is_port_name(name: &str) -> bool {
@@ -351,14 +358,22 @@ fn valid_service<J: Json>(
 
 /// The ports of one service. A repeated port number keeps its first definition, silently (as
 /// Deckhouse does); a name that is not a valid port name, or already taken, becomes the
-/// generated `<protocol>-<number>`, and a port is dropped only when even that is taken.
+/// generated `<protocol>-<number>`, and a port is dropped only when even that is taken. The
+/// first [`MAX_PORTS_PER_SERVICE`] valid ports are kept, the rest dropped with one message.
 fn valid_ports<J: Json>(
     raw_ports: &[J],
     shown: &str,
     dropped: &mut Vec<Dropped>,
 ) -> Vec<ServicePort> {
     let mut ports: Vec<ServicePort> = Vec::new();
+    let mut beyond = 0usize;
     for p in raw_ports {
+        if ports.len() == MAX_PORTS_PER_SERVICE {
+            if port_number(p.get("port")).is_some_and(|n| !ports.iter().any(|q| q.port == n)) {
+                beyond += 1;
+            }
+            continue;
+        }
         let Some(number) = port_number(p.get("port")) else {
             let raw = p
                 .get("port")
@@ -395,6 +410,11 @@ fn valid_ports<J: Json>(
             port: number,
             protocol,
         });
+    }
+    if beyond > 0 {
+        dropped.push(drop_invalid(format!(
+            "service {shown}: {beyond} port(s) after the first {MAX_PORTS_PER_SERVICE} dropped: a ServiceEntry endpoint carries at most {MAX_PORTS_PER_SERVICE} ports"
+        )));
     }
     ports
 }

@@ -16,7 +16,9 @@ use crate::protocol::failure::Reason;
 use crate::protocol::labels::{
     label_value, FEDERATIONS_ANNOTATION, FEDERATION_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
-use crate::protocol::metadata::{truncate, Dropped, Gateway, PublicService, ServicePort};
+use crate::protocol::metadata::{
+    truncate, Dropped, Gateway, PublicService, ServicePort, MAX_PORTS_PER_SERVICE,
+};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -349,6 +351,11 @@ fn group_by_endpoints(slots: Slots<'_>) -> Vec<(&str, Vec<&Gateway>, Group<'_>)>
     groups
 }
 
+/// Istio's ServiceEntry CRD allows at most this many endpoints
+/// (testdata/schemas/istio-serviceentry-crd.yaml, `maxItems: 4096`): 64 federations at the
+/// default gateway limit, merged into one host, reach it.
+const MAX_ENDPOINTS: usize = 4096;
+
 /// Step 4: one group as a record, named as Deckhouse names it; STATIC resolution only when
 /// every gateway is an IP address.
 fn record(
@@ -360,7 +367,13 @@ fn record(
 ) -> Record {
     federations.sort_unstable();
     federations.dedup();
-    let endpoints: Vec<Gateway> = endpoints.into_iter().cloned().collect();
+    if endpoints.len() > MAX_ENDPOINTS {
+        warnings.push(format!(
+            "{} gateway(s) of {hostname} after the first {MAX_ENDPOINTS} dropped: a ServiceEntry has at most {MAX_ENDPOINTS} endpoints",
+            endpoints.len() - MAX_ENDPOINTS
+        ));
+    }
+    let endpoints: Vec<Gateway> = endpoints.into_iter().take(MAX_ENDPOINTS).cloned().collect();
     let ports = unique_port_names(hostname, ports, warnings);
     let resolution = if endpoints
         .iter()
@@ -410,6 +423,15 @@ fn unique_port_names(
         kept.push(p);
     }
     kept.sort_by_key(|p| p.port);
+    // Each federation's services keep at most this many ports; merged ones can exceed it
+    // together, and the CRD refuses an endpoint with more (docs/security.md).
+    if kept.len() > MAX_PORTS_PER_SERVICE {
+        warnings.push(format!(
+            "{} port(s) on {hostname} above the {MAX_PORTS_PER_SERVICE} lowest dropped: the federations exporting it publish more ports together than a ServiceEntry endpoint carries",
+            kept.len() - MAX_PORTS_PER_SERVICE
+        ));
+        kept.truncate(MAX_PORTS_PER_SERVICE);
+    }
     kept
 }
 

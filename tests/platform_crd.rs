@@ -4,6 +4,8 @@
 //! Istio's default `cluster.local` (the hook, not the CRD, enforces the opt-in) while still
 //! refusing what is no trust domain. The status shapes come from the golden case
 //! testdata/discovery/deckhouse-newest-shapes-kept; every assertion reads the API server.
+//! And Istio's ServiceEntry CRD against what the release binary writes for a peer publishing
+//! more ports than an endpoint can carry.
 // The harness modules serve several suites; not every helper is used here.
 #![allow(dead_code)]
 
@@ -14,6 +16,8 @@ mod support;
 mod bins;
 #[path = "platform/kube.rs"]
 mod kube;
+#[path = "platform/manifests.rs"]
+mod manifests;
 #[path = "platform/procs.rs"]
 mod procs;
 
@@ -167,4 +171,146 @@ fn crd_keeps_deckhouse_shapes_and_admits_cluster_local() {
     install_our_crd(&k);
     assert_newest_shapes_kept(&k);
     assert_trust_domain_validation(&k);
+}
+
+fn cert(name: &str) -> String {
+    std::fs::read_to_string(repo().join("testdata/certs").join(format!("{name}.pem")))
+        .expect("testdata/certs")
+}
+
+/// An IstioFederation with cached public and private metadata (`ports` per service).
+fn cached_federation(name: &str, td: &str, host: &str, ports: std::ops::Range<u16>) -> Value {
+    let ports: Vec<Value> = ports
+        .map(|p| json!({"name": format!("tcp-{p}"), "port": p, "protocol": "TCP"}))
+        .collect();
+    json!({"object": {"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
+        "metadata": {"name": name},
+        "spec": {"trustDomain": td, "metadataEndpoint": format!("https://istio-metadata.{td}/metadata/")},
+        "status": {"metadataCache": {
+            "public": {"clusterUUID": format!("uuid-{name}"), "authnKeyPub": cert("peer-b-authn-pub"), "rootCA": cert("peer-b-root")},
+            "publicLastFetchTimestamp": "2026-12-31T23:55:00Z",
+            "private": {"ingressGateways": [{"address": "198.51.100.7", "port": 15443}],
+                        "publicServices": [{"hostname": host, "ports": ports}]},
+            "privateLastFetchTimestamp": "2026-12-31T23:55:00Z"}}}})
+}
+
+/// The release binary on `bc` as shell-operator runs it (offline: the cached metadata is all
+/// it has): its operations.
+fn run_hook_offline(bc: &Value) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ctx, patches, metrics) = (
+        dir.path().join("binding-context.json"),
+        dir.path().join("patches"),
+        dir.path().join("metrics"),
+    );
+    std::fs::write(&ctx, bc.to_string()).expect("binding context");
+    std::fs::write(&patches, "").expect("patches");
+    std::fs::write(&metrics, "").expect("metrics");
+    let out = std::process::Command::new(bins::hook())
+        .env_clear()
+        .env("BINDING_CONTEXT_PATH", &ctx)
+        .env("KUBERNETES_PATCH_PATH", &patches)
+        .env("METRICS_PATH", &metrics)
+        .env("ISTIO_FEDERATION_ENABLED", "true")
+        .env("CLUSTER_DOMAIN", "my.cluster")
+        .env("CLUSTER_UUID", "deadbeef-mycluster")
+        .env("ISTIO_FEDERATION_HOOK_OFFLINE", "true")
+        .env("ISTIO_FEDERATION_HOOK_NOW", "2027-01-01T00:00:00Z")
+        .output()
+        .expect("run the hook");
+    assert!(
+        out.status.success(),
+        "hook: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&patches)
+        .expect("patches")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("operation"))
+        .collect()
+}
+
+/// Istio's ServiceEntry limits as the real API server enforces them (docs/security.md, "Limits
+/// and shares"): an endpoint with 129 ports is refused — the limit the hook keeps to is real —
+/// and what the hook writes for a peer's 200-port service, and for a host two federations
+/// publish 100 ports each for, is accepted (server-side dry run: schema and CEL rules).
+#[test]
+fn service_entries_for_many_ports_pass_the_api_server() {
+    let bins = Bins::locate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let k = Kube::start(&bins, "limits", tmp.path());
+    manifests::install_crds(&k, &bins);
+    k.ok(&["create", "namespace", "d8-istio"], None);
+    let probe = |n: u16| {
+        let ports: Vec<Value> = (1..=n)
+            .map(|p| json!({"name": format!("tcp-{p}"), "number": p, "protocol": "TCP"}))
+            .collect();
+        let endpoint_ports: serde_json::Map<String, Value> = (1..=n)
+            .map(|p| (format!("tcp-{p}"), json!(15443)))
+            .collect();
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "metadata": {"name": format!("probe-{n}"), "namespace": "d8-istio"},
+            "spec": {"hosts": ["probe.example"], "location": "MESH_INTERNAL", "resolution": "STATIC",
+                     "ports": ports,
+                     "endpoints": [{"address": "198.51.100.7", "ports": endpoint_ports}]}})
+        .to_string()
+    };
+    let refused = k.kubectl(
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&probe(129)),
+    );
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && message.contains("128"),
+        "the API server accepted an endpoint with 129 ports: {message}"
+    );
+    k.ok(
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&probe(128)),
+    );
+
+    let mesh = json!({"object": {"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "d8-istio"}, "data": {"mesh": "trustDomain: my.cluster\n"}}});
+    let bc = json!([{"binding": "refresh_remote_metadata", "type": "Group", "groupName": "istio_federation",
+        "snapshots": {
+            "federations": [
+                cached_federation("wide", "wide.local", "many.prod.svc.wide.local", 10000..10200),
+                cached_federation("shared-1", "shared.local", "merged.prod.svc.shared.local", 20000..20100),
+                cached_federation("shared-2", "shared.local", "merged.prod.svc.shared.local", 20100..20200),
+            ],
+            "trust_bundle": [mesh],
+            "local_root_ca": [],
+            "service_entries": [],
+            "destination_rules": []}}]);
+    let objects: Vec<Value> = run_hook_offline(&bc)
+        .into_iter()
+        .filter(|op| {
+            op["operation"] == "CreateOrUpdate"
+                && matches!(
+                    op["object"]["kind"].as_str(),
+                    Some("ServiceEntry" | "DestinationRule")
+                )
+        })
+        .map(|op| op["object"].clone())
+        .collect();
+    let entries: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ServiceEntry")
+        .collect();
+    assert_eq!(entries.len(), 2, "{objects:?}");
+    for o in &objects {
+        k.ok(
+            &["create", "--dry-run=server", "-f", "-"],
+            Some(&o.to_string()),
+        );
+    }
+    for se in entries {
+        assert_eq!(
+            se["spec"]["ports"].as_array().map(Vec::len),
+            Some(128),
+            "{}",
+            se["spec"]["hosts"]
+        );
+    }
 }

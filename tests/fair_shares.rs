@@ -194,6 +194,42 @@ fn mesh_of(s: &Store) -> Value {
 }
 
 /// The first certificate of every `caCertificates` entry for `td`, in order.
+/// Federation `b` with `peer` (b.local, uuid-b) behind its endpoint, its public metadata cached
+/// publishing `installed` and those roots installed for b.local, and our key pair `own`.
+fn online_store(peer: &Peer, ca: &Ca, own: &SigningKeys, installed: &[&str]) -> Store {
+    let mut fed = federation("b", "b.local", installed);
+    fed["spec"]["metadataEndpoint"] = json!(format!("{}/", peer.endpoint()));
+    fed["spec"]["metadata"] = json!({"clusterCA": ca.cert_pem});
+    fed["status"]["metadataCache"]["public"]["clusterUUID"] = json!("uuid-b");
+    fed["status"]["metadataCache"]["public"]["authnKeyPub"] = json!(peer.keys.public_pem);
+    let entries: Vec<(&str, &str)> = installed.iter().map(|p| ("b.local", *p)).collect();
+    let mut s = store(vec![fed], mesh_config("", &entries, ""));
+    s.objects.get_mut("authn_keypair").unwrap()[0]["data"] =
+        json!({"priv.pem": b64(&own.private_pem), "pub.pem": b64(&own.public_pem)});
+    s
+}
+
+/// The environment of an online run at `t` (fetching from the peer, clock at `t`).
+fn at(t: i64) -> Vec<(String, String)> {
+    let mut e = base_env();
+    e.retain(|(k, _)| k != "ISTIO_FEDERATION_HOOK_OFFLINE");
+    e.push(("FETCH_TIMEOUT".into(), "5s".into()));
+    e.push(("ISTIO_FEDERATION_HOOK_NOW".into(), rfc3339(t)));
+    e
+}
+
+/// How many ServiceEntries the store holds for hosts ending in `suffix`.
+fn hosts_ending(s: &Store, suffix: &str) -> usize {
+    s.all("ServiceEntry")
+        .iter()
+        .filter(|o| {
+            o["spec"]["hosts"][0]
+                .as_str()
+                .is_some_and(|h| h.ends_with(suffix))
+        })
+        .count()
+}
+
 fn trusted(s: &Store, td: &str) -> Vec<String> {
     mesh_of(s)["caCertificates"]
         .as_array()
@@ -484,23 +520,7 @@ fn retention_ends_on_time_when_the_status_would_be_too_large() {
         "{private_len}"
     );
     peer.serve_private(Route::ok(private.to_string()), &own);
-    let mut fed = federation("b", "b.local", &old_refs);
-    fed["spec"]["metadataEndpoint"] = json!(format!("{}/", peer.endpoint()));
-    fed["spec"]["metadata"] = json!({"clusterCA": ca.cert_pem});
-    fed["status"]["metadataCache"]["public"]["clusterUUID"] = json!("uuid-b");
-    fed["status"]["metadataCache"]["public"]["authnKeyPub"] = json!(peer.keys.public_pem);
-    let installed: Vec<(&str, &str)> = old_refs.iter().map(|p| ("b.local", *p)).collect();
-    let mut s = store(vec![fed], mesh_config("", &installed, ""));
-    s.objects.get_mut("authn_keypair").unwrap()[0]["data"] =
-        json!({"priv.pem": b64(&own.private_pem), "pub.pem": b64(&own.public_pem)});
-    let mut env = base_env();
-    env.retain(|(k, _)| k != "ISTIO_FEDERATION_HOOK_OFFLINE");
-    env.push(("FETCH_TIMEOUT".into(), "5s".into()));
-    let at = |t: i64| {
-        let mut e = env.clone();
-        e.push(("ISTIO_FEDERATION_HOOK_NOW".into(), rfc3339(t)));
-        e
-    };
+    let mut s = online_store(&peer, &ca, &own, &old_refs);
     // The peer now publishes one small root: the five old ones are retained for 48 h.
     run(&mut s, &at(T0));
     let mut want = vec![peer.root_pem.clone()];
@@ -548,22 +568,7 @@ fn a_retired_root_is_not_retired_anew_while_trust_is_held() {
         ),
         &own,
     );
-    let mut fed = federation("b", "b.local", &[&old]);
-    fed["spec"]["metadataEndpoint"] = json!(format!("{}/", peer.endpoint()));
-    fed["spec"]["metadata"] = json!({"clusterCA": ca.cert_pem});
-    fed["status"]["metadataCache"]["public"]["clusterUUID"] = json!("uuid-b");
-    fed["status"]["metadataCache"]["public"]["authnKeyPub"] = json!(peer.keys.public_pem);
-    let mut s = store(vec![fed], mesh_config("", &[("b.local", &old)], ""));
-    s.objects.get_mut("authn_keypair").unwrap()[0]["data"] =
-        json!({"priv.pem": b64(&own.private_pem), "pub.pem": b64(&own.public_pem)});
-    let mut env = base_env();
-    env.retain(|(k, _)| k != "ISTIO_FEDERATION_HOOK_OFFLINE");
-    env.push(("FETCH_TIMEOUT".into(), "5s".into()));
-    let at = |t: i64| {
-        let mut e = env.clone();
-        e.push(("ISTIO_FEDERATION_HOOK_NOW".into(), rfc3339(t)));
-        e
-    };
+    let mut s = online_store(&peer, &ca, &own, &[&old]);
     // We export nothing; the API server refuses the policy the hook writes for b.local, so
     // none is ever observed.
     s.objects.insert("public_services".into(), Vec::new());
@@ -633,16 +638,7 @@ fn the_fleet_cap_is_shared_fairly() {
     let mut env = base_env();
     env.push(("MAX_SERVICES_TOTAL".into(), "100".into()));
     let ops = run(&mut s, &env);
-    let hosts = |td: &str| {
-        s.all("ServiceEntry")
-            .iter()
-            .filter(|o| {
-                o["spec"]["hosts"][0]
-                    .as_str()
-                    .is_some_and(|h| h.ends_with(td))
-            })
-            .count()
-    };
+    let hosts = |suffix: &str| hosts_ending(&s, suffix);
     assert_eq!(hosts(".a.local"), 10);
     assert_eq!((hosts(".b.local"), hosts(".c.local")), (0, 0));
     assert!(ops.len() <= 2 * 100 + 3, "{} operations", ops.len());
@@ -707,16 +703,7 @@ fn the_fleet_cap_counts_large_services_by_their_bytes() {
     let mut env = base_env();
     env.push(("MAX_SERVICES_TOTAL".into(), "200".into()));
     let ops = run(&mut s, &env);
-    let hosts = |suffix: &str| {
-        s.all("ServiceEntry")
-            .iter()
-            .filter(|o| {
-                o["spec"]["hosts"][0]
-                    .as_str()
-                    .is_some_and(|h| h.ends_with(suffix))
-            })
-            .count()
-    };
+    let hosts = |suffix: &str| hosts_ending(&s, suffix);
     assert_eq!((hosts(".small.local"), hosts(".large.local")), (100, 0));
     let written: usize = ops
         .iter()

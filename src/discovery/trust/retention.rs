@@ -222,6 +222,14 @@ pub(crate) fn to_status(retained: &[RetiredRoot]) -> Value {
     )
 }
 
+/// `rootCA` of the federation's cached (last good) public document.
+fn cached_root_ca(fed: &Federation) -> Option<&str> {
+    fed.cached_public
+        .as_ref()
+        .and_then(|c| c.get("rootCA"))
+        .and_then(Value::as_str)
+}
+
 /// The roots of the last good document that a valid fresh one no longer lists (by
 /// fingerprint, whether or not the fresh document's copy would be accepted). Empty without a
 /// fresh document: an outage retires nothing.
@@ -229,12 +237,7 @@ fn newly_gone(fed: &Federation, fresh: Option<&PublicMetadata>, own: &Own) -> Ve
     let Some(fresh) = fresh else {
         return Vec::new();
     };
-    let Some(old) = fed
-        .cached_public
-        .as_ref()
-        .and_then(|c| c.get("rootCA"))
-        .and_then(Value::as_str)
-    else {
+    let Some(old) = cached_root_ca(fed) else {
         return Vec::new();
     };
     if old == fresh.root_ca {
@@ -381,12 +384,7 @@ fn ended_records(
 ) -> Vec<RetiredRoot> {
     let own = cx.own;
     let secs = i64::try_from(cx.retention.as_secs()).unwrap_or(i64::MAX);
-    let Some(cached) = fed
-        .cached_public
-        .as_ref()
-        .and_then(|c| c.get("rootCA"))
-        .and_then(Value::as_str)
-    else {
+    let Some(cached) = cached_root_ca(fed) else {
         return Vec::new();
     };
     let cached: BTreeSet<String> = certs::certificate_fingerprints(cached)

@@ -706,6 +706,20 @@ fn rotation(a: &Cluster, b: &mut Cluster) {
         },
         || format!("{}\n{}", explain(b), b.istiod.tail(20)),
     );
+    // From when b's endpoint answers with it (kubelet's mount and serve's reload lag the
+    // Secret): a run already fetching may still get the old document, the next one has it.
+    wait_for(
+        "b's serve: public.json with the new root",
+        Duration::from_secs(30),
+        || {
+            let public: Value =
+                serde_json::from_str(&b.served("/metadata/public/public.json")).ok()?;
+            pem_blocks(public["rootCA"].as_str()?)
+                .contains(&fresh)
+                .then_some(())
+        },
+        || explain(b),
+    );
     let runs = a.runs().0;
     wait_for(
         "a: trusts b's new root beside the old one",

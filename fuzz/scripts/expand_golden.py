@@ -8,7 +8,8 @@ usage: expand_golden.py CASE_DIR/binding-context.json > expanded.json
 {{fp:X}}       SHA-256 (hex) of the DER of its first PEM block
 {{text:F}}     the case-local file F, itself expanded, JSON-escaped
 {{b64text:F}}  base64 of the expanded case-local file F
-{{pem-indent4:X}} the PEM with every line indented by four spaces
+{{pem-indent4:X}} the PEM with every line indented by four spaces ({{pem-indent6:X}}: six)
+{{repeat:N:T}} the text T, N times (large inputs without large files)
 """
 import base64
 import hashlib
@@ -42,8 +43,12 @@ def expand(text, case_dir, as_json):
         if kind == "pem":
             p = cert(arg)
             return json_escape(p) if as_json else p
-        if kind == "pem-indent4":
-            return "".join("    " + l + "\n" for l in cert(arg).splitlines())
+        if kind in ("pem-indent4", "pem-indent6"):
+            pad = " " * int(kind[-1])
+            return "".join(pad + l + "\n" for l in cert(arg).splitlines())
+        if kind == "repeat":
+            n, t = arg.split(":", 1)
+            return t * int(n)
         if kind == "b64":
             return base64.b64encode(cert(arg).encode()).decode()
         if kind == "fp":

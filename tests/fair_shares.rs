@@ -18,6 +18,15 @@ mod cluster;
 mod common;
 mod support;
 
+// The real API server, for the fullest trust bundle (the harness of tests/platform.rs).
+#[path = "platform/bins.rs"]
+#[allow(dead_code)]
+mod bins;
+#[path = "platform/kube.rs"]
+mod kube;
+#[path = "platform/procs.rs"]
+mod procs;
+
 use base64::Engine;
 use common::{ndjson, run_hook, Store};
 use serde_json::{json, Value};
@@ -318,12 +327,10 @@ fn a_huge_root_is_refused_and_a_new_federation_is_trusted() {
     assert!(config_map_size(&s) <= BUDGET);
 }
 
-/// Finding 1, second half: twelve peers whose roots (each within the size limit) fill the
-/// bundle. An innocent peer rotating its root and a new federation with one ordinary root both
-/// get their roots; each peer over its share loses its newest roots, the same number for each,
-/// named in its condition; the bundle stays within the budget.
-#[test]
-fn a_federation_within_its_share_never_loses_trust_to_anothers_excess() {
+/// Twelve hostile peers (h00…h11.local) whose eight 6 KiB roots each are installed and fill the
+/// bundle but for 400 bytes; b rotates (publishes its new root next to the installed old one),
+/// c is new with one ordinary root. Returns the store, the large roots and the hostile domains.
+fn filled_bundle() -> (Store, Vec<String>, Vec<String>) {
     let big: Vec<String> = (0..8)
         .map(|i| large_root(&format!("big{i}"), 6 * 1024))
         .collect();
@@ -341,14 +348,27 @@ fn a_federation_within_its_share_never_loses_trust_to_anothers_excess() {
         400,
     );
     let mut feds = vec![
-        // b rotates: it publishes its new root next to the old one.
         federation("b", "b.local", &[&b_old, &b_new]),
         federation("c", "c.local", &[&c_root]),
     ];
     for (i, td) in hostile.iter().enumerate() {
         feds.push(federation(&format!("h{i:02}"), td, &big_refs));
     }
-    let mut s = store(feds, cm);
+    (store(feds, cm), big, hostile)
+}
+
+/// Finding 1, second half: twelve peers whose roots (each within the size limit) fill the
+/// bundle. An innocent peer rotating its root and a new federation with one ordinary root both
+/// get their roots; each peer over its share loses its newest roots, the same number for each,
+/// named in its condition; the bundle stays within the budget.
+#[test]
+fn a_federation_within_its_share_never_loses_trust_to_anothers_excess() {
+    let (mut s, big, hostile) = filled_bundle();
+    let (b_old, b_new, c_root) = (
+        cert("peer-b-root"),
+        cert("peer-b-root-2"),
+        cert("peer-c-root"),
+    );
     run(&mut s, &base_env());
     assert_eq!(trusted(&s, "b.local"), [b_old.clone(), b_new.clone()]);
     assert_eq!(trusted(&s, "c.local"), std::slice::from_ref(&c_root));
@@ -373,6 +393,58 @@ fn a_federation_within_its_share_never_loses_trust_to_anothers_excess() {
     // The next run changes nothing.
     let again = run(&mut s, &base_env());
     assert!(again.is_empty(), "{again:?}");
+}
+
+/// Finding 1 on the real API server: the fullest bundle the shares make (the scene above) is
+/// written with the hook's own JSON patch — a `test` of the old 900 KiB text and the `replace`,
+/// one request of about 1.8 MB — and kube-apiserver and etcd take it; the ConfigMap reads back
+/// with exactly the text the hook wrote, within the budget.
+#[test]
+fn the_fullest_trust_bundle_is_written_through_the_real_api_server() {
+    let (mut s, _, _) = filled_bundle();
+    let mut before = s.get("ConfigMap", "d8-istio", "istio").unwrap().clone();
+    let ops = run(&mut s, &base_env());
+    let patch = ops
+        .iter()
+        .find(|o| o["operation"] == "JSONPatch" && o["kind"] == "ConfigMap")
+        .expect("the trust bundle's patch");
+    let bins = bins::Bins::locate();
+    let tmp = tempfile::tempdir().unwrap();
+    let k = kube::Kube::start(&bins, "bundle", tmp.path());
+    k.ok(&["create", "namespace", "d8-istio"], None);
+    before["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    k.ok(&["create", "-f", "-"], Some(&before.to_string()));
+    let file = tmp.path().join("patch.json");
+    std::fs::write(&file, patch["jsonPatch"].to_string()).unwrap();
+    k.ok(
+        &[
+            "patch",
+            "configmap",
+            "istio",
+            "-n",
+            "d8-istio",
+            "--type=json",
+            "--patch-file",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let stored = k
+        .get("configmap", "d8-istio", "istio")
+        .expect("the ConfigMap");
+    let want = s.get("ConfigMap", "d8-istio", "istio").unwrap();
+    assert_eq!(stored["data"]["mesh"], want["data"]["mesh"]);
+    assert_eq!(
+        stored["metadata"]["annotations"][ANNOTATION],
+        want["metadata"]["annotations"][ANNOTATION]
+    );
+    let size = serde_json::to_string(&json!({"data": stored["data"]}))
+        .unwrap()
+        .len();
+    assert!(size <= BUDGET, "{size}");
 }
 
 /// Finding 7: an administrator's entry "our root + another root" for the peer's trust domain is

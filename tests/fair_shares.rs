@@ -67,29 +67,6 @@ fn rfc3339(t: i64) -> String {
         .unwrap()
 }
 
-/// A self-signed CA root (2020–2045) whose subjectAltName lists DNS names until the DER is
-/// about `der_bytes` long: large, and still a CA Go parses.
-fn large_root(cn: &str, der_bytes: usize) -> String {
-    let mut names = Vec::new();
-    let mut total = 400;
-    let mut i = 0;
-    while total < der_bytes {
-        let name = format!("h{i:06}.{cn}.bulk.example");
-        total += name.len() + 2;
-        names.push(name);
-        i += 1;
-    }
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(names).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn.to_string());
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2045, 1, 1);
-    pki::pem("CERTIFICATE", params.self_signed(&key).unwrap().der())
-}
-
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -289,7 +266,7 @@ fn succeeded(s: &Store, name: &str) -> bool {
 #[test]
 fn a_huge_root_is_refused_and_a_new_federation_is_trusted() {
     let huge: Vec<String> = (0..5)
-        .map(|i| large_root(&format!("huge{i}"), 118 * 1024))
+        .map(|i| pki::large_root(&format!("huge{i}"), 118 * 1024))
         .collect();
     assert!(huge.iter().all(|p| p.len() > 155 * 1024));
     let huge_refs: Vec<&str> = huge.iter().map(String::as_str).collect();
@@ -332,7 +309,7 @@ fn a_huge_root_is_refused_and_a_new_federation_is_trusted() {
 /// c is new with one ordinary root. Returns the store, the large roots and the hostile domains.
 fn filled_bundle() -> (Store, Vec<String>, Vec<String>) {
     let big: Vec<String> = (0..8)
-        .map(|i| large_root(&format!("big{i}"), 6 * 1024))
+        .map(|i| pki::large_root(&format!("big{i}"), 6 * 1024))
         .collect();
     let big_refs: Vec<&str> = big.iter().map(String::as_str).collect();
     let b_old = cert("peer-b-root");
@@ -569,7 +546,7 @@ fn retention_ends_on_time_when_the_status_would_be_too_large() {
     let own = SigningKeys::generate();
     let peer = Peer::start(&ca, "uuid-b", "b.local", &own);
     let olds: Vec<String> = (0..5)
-        .map(|i| large_root(&format!("old{i}"), 12 * 1024))
+        .map(|i| pki::large_root(&format!("old{i}"), 12 * 1024))
         .collect();
     let old_refs: Vec<&str> = olds.iter().map(String::as_str).collect();
     // 200 services with long names and many ports, whose cache is about 840 KiB: within the

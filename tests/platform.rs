@@ -1063,6 +1063,134 @@ fn two_clusters_federate_through_the_real_platform() {
     removal(&mut a, &mut b);
 }
 
+/// The fullest trust bundle the hook writes, as istiod reads it (docs/security.md, "Limits and
+/// shares"): fourteen peers publishing eight 6 KiB roots each and one with an ordinary root, the
+/// release binary's mesh-config patch (held to 900 KiB, each large peer cut to its share)
+/// applied to the real API server, then istiod started on it: it hands its proxies (PCDS) every
+/// root the mesh config lists — the ordinary peer's among them — so no entry made it refuse the
+/// update.
+#[test]
+fn istiod_reads_the_fullest_trust_bundle() {
+    let bins = Bins::locate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let k = Kube::start(&bins, "fullest", tmp.path());
+    manifests::install_crds(&k, &bins);
+    manifests::istio_install(&k, cluster::ISTIO_NS, "cluster-a.local", None, None);
+    let big: Vec<String> = (0..8)
+        .map(|i| support::pki::large_root(&format!("big{i}"), 6 * 1024))
+        .collect();
+    let ordinary = cluster::IstioRoot::new("an ordinary peer's root").cert_pem;
+    let key = std::fs::read_to_string(repo().join("testdata/certs/peer-b-authn-pub.pem"))
+        .expect("testdata/certs/peer-b-authn-pub.pem");
+    let federation = |name: &str, roots: String| {
+        json!({"object": {"apiVersion": "deckhouse.io/v1alpha1", "kind": "IstioFederation",
+            "metadata": {"name": name},
+            "spec": {"trustDomain": format!("{name}.local"), "metadataEndpoint": format!("https://{name}.example/metadata/")},
+            "status": {"metadataCache": {
+                "public": {"clusterUUID": format!("uuid-{name}"), "authnKeyPub": key, "rootCA": roots},
+                "publicLastFetchTimestamp": "2026-12-31T23:55:00Z"}}}})
+    };
+    let mut feds: Vec<Value> = (0..14)
+        .map(|i| federation(&format!("h{i:02}"), big.concat()))
+        .collect();
+    feds.push(federation("ordinary", ordinary.clone()));
+    let mesh = k
+        .get("configmap", cluster::ISTIO_NS, "istio")
+        .expect("mesh config");
+    let bc = json!([{"binding": "refresh_remote_metadata", "type": "Group", "groupName": "istio_federation",
+        "snapshots": {"federations": feds, "trust_bundle": [{"object": mesh}], "local_root_ca": [],
+                      "service_entries": [], "destination_rules": []}}]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ctx, patches, metrics) = (
+        dir.path().join("binding-context.json"),
+        dir.path().join("patches"),
+        dir.path().join("metrics"),
+    );
+    std::fs::write(&ctx, bc.to_string()).expect("binding context");
+    std::fs::write(&patches, "").expect("patches");
+    std::fs::write(&metrics, "").expect("metrics");
+    let out = std::process::Command::new(bins::hook())
+        .env_clear()
+        .env("BINDING_CONTEXT_PATH", &ctx)
+        .env("KUBERNETES_PATCH_PATH", &patches)
+        .env("METRICS_PATH", &metrics)
+        .env("ISTIO_FEDERATION_ENABLED", "true")
+        .env("CLUSTER_DOMAIN", "cluster-a.local")
+        .env("CLUSTER_UUID", "uuid-a")
+        .env("ISTIO_NAMESPACE", cluster::ISTIO_NS)
+        .env("ISTIO_FEDERATION_HOOK_OFFLINE", "true")
+        .env("ISTIO_FEDERATION_HOOK_NOW", "2027-01-01T00:00:00Z")
+        .output()
+        .expect("run the hook");
+    assert!(
+        out.status.success(),
+        "hook: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ops: Vec<Value> = std::fs::read_to_string(&patches)
+        .expect("patches")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("operation"))
+        .collect();
+    let patch = ops
+        .iter()
+        .find(|o| o["operation"] == "JSONPatch" && o["kind"] == "ConfigMap")
+        .expect("the mesh config's patch");
+    let file = dir.path().join("patch.json");
+    std::fs::write(&file, patch["jsonPatch"].to_string()).expect("patch file");
+    k.ok(
+        &[
+            "patch",
+            "configmap",
+            "istio",
+            "-n",
+            cluster::ISTIO_NS,
+            "--type=json",
+            "--patch-file",
+            &file.display().to_string(),
+        ],
+        None,
+    );
+    let cm = k
+        .get("configmap", cluster::ISTIO_NS, "istio")
+        .expect("mesh config");
+    let text = cm["data"]["mesh"].as_str().unwrap_or("");
+    let mesh: Value = serde_saphyr::from_str(text).expect("mesh YAML");
+    let listed: Vec<String> = mesh["caCertificates"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .flat_map(|e| pem_blocks(e["pem"].as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        text.len() > 850 * 1024
+            && listed.len() < 14 * 8
+            && listed.contains(&ordinary.trim().to_string()),
+        "the hook wrote {} bytes, {} roots",
+        text.len(),
+        listed.len()
+    );
+    let (mut istiod, _http, grpc) =
+        cluster::istiod_alone(&bins, &k, &cluster::IstioRoot::new("fullest cluster root"));
+    let missing = wait_for(
+        "istiod: every root of the mesh config in the proxies' trust bundle",
+        Duration::from_secs(90),
+        || {
+            let anchors: Vec<String> = cluster::pcds_anchors(&bins, grpc)
+                .iter()
+                .flat_map(|a| pem_blocks(a))
+                .collect();
+            let missing = listed.iter().filter(|r| !anchors.contains(r)).count();
+            (missing == 0).then_some(missing)
+        },
+        || istiod.tail(30),
+    );
+    assert_eq!(missing, 0);
+    istiod.assert_running();
+}
+
 /// `NAME=value` pairs of tests/platform/versions.env.
 fn pinned() -> Vec<(String, String)> {
     let text =

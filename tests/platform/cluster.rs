@@ -411,6 +411,57 @@ fn workloads(k: &Kube, spec: &Spec) {
     );
 }
 
+/// istiod alone against `k` (its mesh config already there), with `root` as its plug-in CA
+/// (mounted once, as kubelet would), ready: the process and its HTTP and gRPC ports.
+pub fn istiod_alone(bins: &Bins, k: &Kube, root: &IstioRoot) -> (Proc, u16, u16) {
+    let dir = k.dir.clone();
+    put_cacerts(k, root, &root.cert_pem);
+    let cacerts = Mount {
+        namespace: ISTIO_NS.into(),
+        secret: "cacerts".into(),
+        dir: dir.join("cacerts"),
+    };
+    assert!(mount_once(k, &cacerts), "cacerts Secret");
+    let (mut istiod, http_port, grpc) = start_istiod(bins, k, &dir);
+    let log = istiod.log.clone();
+    wait_for(
+        &format!("{}'s istiod to be ready", k.name),
+        Duration::from_secs(180),
+        || {
+            istiod.assert_running();
+            http::get(http_port, "/ready")
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|_| ())
+        },
+        || crate::procs::tail_of(&log, 20),
+    );
+    (istiod, http_port, grpc)
+}
+
+/// The trust anchors istiod hands a sidecar in namespace prod (PCDS), one PEM text each.
+pub fn pcds_anchors(bins: &Bins, grpc: u16) -> Vec<String> {
+    let out = std::process::Command::new(bins.bin("xdsclient"))
+        .arg(format!("--addr=127.0.0.1:{grpc}"))
+        .args(["--namespace=prod", "--pcds"])
+        .output()
+        .expect("xdsclient");
+    assert!(
+        out.status.success(),
+        "xdsclient: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("xdsclient JSON");
+    v["trustBundle"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn start_istiod(bins: &Bins, k: &Kube, dir: &Path) -> (Proc, u16, u16) {
     let (http_port, grpc, monitoring) = (free_port(), free_port(), free_port());
     let env: Vec<(String, String)> = [

@@ -190,3 +190,29 @@ impl SigningKeys {
         }
     }
 }
+
+/// A self-signed CA root (2020–2045) whose subjectAltName lists DNS names until the DER is
+/// about `der_bytes` long: large, and still a CA Go parses.
+pub fn large_root(cn: &str, der_bytes: usize) -> String {
+    let mut names = Vec::new();
+    let mut total = 400;
+    let mut i = 0;
+    while total < der_bytes {
+        let name = format!("h{i:06}.{cn}.bulk.example");
+        total += name.len() + 2;
+        names.push(name);
+        i += 1;
+    }
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(names).expect("large root");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn.to_string());
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2045, 1, 1);
+    pem(
+        "CERTIFICATE",
+        params.self_signed(&key).expect("large root").der(),
+    )
+}

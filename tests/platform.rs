@@ -1100,43 +1100,19 @@ fn istiod_reads_the_fullest_trust_bundle() {
     let bc = json!([{"binding": "refresh_remote_metadata", "type": "Group", "groupName": "istio_federation",
         "snapshots": {"federations": feds, "trust_bundle": [{"object": mesh}], "local_root_ca": [],
                       "service_entries": [], "destination_rules": []}}]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ctx, patches, metrics) = (
-        dir.path().join("binding-context.json"),
-        dir.path().join("patches"),
-        dir.path().join("metrics"),
+    let ops = bins::run_hook_offline(
+        &bc,
+        &[
+            ("CLUSTER_DOMAIN", "cluster-a.local"),
+            ("CLUSTER_UUID", "uuid-a"),
+            ("ISTIO_NAMESPACE", cluster::ISTIO_NS),
+        ],
     );
-    std::fs::write(&ctx, bc.to_string()).expect("binding context");
-    std::fs::write(&patches, "").expect("patches");
-    std::fs::write(&metrics, "").expect("metrics");
-    let out = std::process::Command::new(bins::hook())
-        .env_clear()
-        .env("BINDING_CONTEXT_PATH", &ctx)
-        .env("KUBERNETES_PATCH_PATH", &patches)
-        .env("METRICS_PATH", &metrics)
-        .env("ISTIO_FEDERATION_ENABLED", "true")
-        .env("CLUSTER_DOMAIN", "cluster-a.local")
-        .env("CLUSTER_UUID", "uuid-a")
-        .env("ISTIO_NAMESPACE", cluster::ISTIO_NS)
-        .env("ISTIO_FEDERATION_HOOK_OFFLINE", "true")
-        .env("ISTIO_FEDERATION_HOOK_NOW", "2027-01-01T00:00:00Z")
-        .output()
-        .expect("run the hook");
-    assert!(
-        out.status.success(),
-        "hook: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ops: Vec<Value> = std::fs::read_to_string(&patches)
-        .expect("patches")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("operation"))
-        .collect();
     let patch = ops
         .iter()
         .find(|o| o["operation"] == "JSONPatch" && o["kind"] == "ConfigMap")
         .expect("the mesh config's patch");
-    let file = dir.path().join("patch.json");
+    let file = tmp.path().join("patch.json");
     std::fs::write(&file, patch["jsonPatch"].to_string()).expect("patch file");
     k.ok(
         &[

@@ -194,43 +194,6 @@ fn cached_federation(name: &str, td: &str, host: &str, ports: std::ops::Range<u1
             "privateLastFetchTimestamp": "2026-12-31T23:55:00Z"}}}})
 }
 
-/// The release binary on `bc` as shell-operator runs it (offline: the cached metadata is all
-/// it has): its operations.
-fn run_hook_offline(bc: &Value) -> Vec<Value> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ctx, patches, metrics) = (
-        dir.path().join("binding-context.json"),
-        dir.path().join("patches"),
-        dir.path().join("metrics"),
-    );
-    std::fs::write(&ctx, bc.to_string()).expect("binding context");
-    std::fs::write(&patches, "").expect("patches");
-    std::fs::write(&metrics, "").expect("metrics");
-    let out = std::process::Command::new(bins::hook())
-        .env_clear()
-        .env("BINDING_CONTEXT_PATH", &ctx)
-        .env("KUBERNETES_PATCH_PATH", &patches)
-        .env("METRICS_PATH", &metrics)
-        .env("ISTIO_FEDERATION_ENABLED", "true")
-        .env("CLUSTER_DOMAIN", "my.cluster")
-        .env("CLUSTER_UUID", "deadbeef-mycluster")
-        .env("ISTIO_FEDERATION_HOOK_OFFLINE", "true")
-        .env("ISTIO_FEDERATION_HOOK_NOW", "2027-01-01T00:00:00Z")
-        .output()
-        .expect("run the hook");
-    assert!(
-        out.status.success(),
-        "hook: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(&patches)
-        .expect("patches")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("operation"))
-        .collect()
-}
-
 /// Istio's ServiceEntry limits as the real API server enforces them (docs/security.md, "Limits
 /// and shares"): an endpoint with 129 ports is refused — the limit the hook keeps to is real —
 /// and what the hook writes for a peer's 200-port service, and for a host two federations
@@ -283,17 +246,23 @@ fn service_entries_for_many_ports_pass_the_api_server() {
             "local_root_ca": [],
             "service_entries": [],
             "destination_rules": []}}]);
-    let objects: Vec<Value> = run_hook_offline(&bc)
-        .into_iter()
-        .filter(|op| {
-            op["operation"] == "CreateOrUpdate"
-                && matches!(
-                    op["object"]["kind"].as_str(),
-                    Some("ServiceEntry" | "DestinationRule")
-                )
-        })
-        .map(|op| op["object"].clone())
-        .collect();
+    let objects: Vec<Value> = bins::run_hook_offline(
+        &bc,
+        &[
+            ("CLUSTER_DOMAIN", "my.cluster"),
+            ("CLUSTER_UUID", "deadbeef-mycluster"),
+        ],
+    )
+    .into_iter()
+    .filter(|op| {
+        op["operation"] == "CreateOrUpdate"
+            && matches!(
+                op["object"]["kind"].as_str(),
+                Some("ServiceEntry" | "DestinationRule")
+            )
+    })
+    .map(|op| op["object"].clone())
+    .collect();
     let entries: Vec<&Value> = objects
         .iter()
         .filter(|o| o["kind"] == "ServiceEntry")

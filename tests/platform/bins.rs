@@ -121,3 +121,40 @@ impl Bins {
         p
     }
 }
+
+/// The release binary on binding context `bc` as shell-operator runs it, offline (the cached
+/// metadata is all it has), at 2027-01-01, with `env` besides the federation switch: its
+/// operations.
+pub fn run_hook_offline(bc: &serde_json::Value, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ctx, patches, metrics) = (
+        dir.path().join("binding-context.json"),
+        dir.path().join("patches"),
+        dir.path().join("metrics"),
+    );
+    std::fs::write(&ctx, bc.to_string()).expect("binding context");
+    std::fs::write(&patches, "").expect("patches");
+    std::fs::write(&metrics, "").expect("metrics");
+    let out = Command::new(hook())
+        .env_clear()
+        .env("BINDING_CONTEXT_PATH", &ctx)
+        .env("KUBERNETES_PATCH_PATH", &patches)
+        .env("METRICS_PATH", &metrics)
+        .env("ISTIO_FEDERATION_ENABLED", "true")
+        .env("ISTIO_FEDERATION_HOOK_OFFLINE", "true")
+        .env("ISTIO_FEDERATION_HOOK_NOW", "2027-01-01T00:00:00Z")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the hook");
+    assert!(
+        out.status.success(),
+        "hook: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&patches)
+        .expect("patches")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("operation"))
+        .collect()
+}

@@ -226,21 +226,7 @@ impl Cluster {
     }
 
     fn wait_istiod_ready(&mut self) {
-        let port = self.istiod_http;
-        let log = self.istiod.log.clone();
-        let istiod = &mut self.istiod;
-        wait_for(
-            &format!("{}'s istiod to be ready", self.spec.name),
-            Duration::from_secs(180),
-            || {
-                istiod.assert_running();
-                http::get(port, "/ready")
-                    .ok()
-                    .filter(|r| r.status == 200)
-                    .map(|_| ())
-            },
-            || crate::procs::tail_of(&log, 20),
-        );
+        wait_ready(&mut self.istiod, self.istiod_http, self.spec.name);
     }
 
     /// The IstioFederation a user creates in this cluster for `peer`.
@@ -270,18 +256,9 @@ impl Cluster {
 
     /// What the xDS client, posing as a sidecar in namespace prod, receives from istiod.
     pub fn xds(&self, extra: &[&str]) -> Value {
-        let out = std::process::Command::new(&self.bins_xds)
-            .arg(format!("--addr=127.0.0.1:{}", self.istiod_grpc))
-            .args(["--namespace=prod", "--eds=outbound", "--pcds"])
-            .args(extra)
-            .output()
-            .expect("xdsclient");
-        assert!(
-            out.status.success(),
-            "xdsclient: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("xdsclient JSON")
+        let mut args = vec!["--eds=outbound", "--pcds"];
+        args.extend_from_slice(extra);
+        xds_client(&self.bins_xds, self.istiod_grpc, &args)
     }
 
     /// istiod's validation webhook on `obj`, as the API server would ask it: (allowed, message).
@@ -423,35 +400,30 @@ pub fn istiod_alone(bins: &Bins, k: &Kube, root: &IstioRoot) -> (Proc, u16, u16)
     };
     assert!(mount_once(k, &cacerts), "cacerts Secret");
     let (mut istiod, http_port, grpc) = start_istiod(bins, k, &dir);
+    wait_ready(&mut istiod, http_port, &k.name);
+    (istiod, http_port, grpc)
+}
+
+/// Waits for istiod's `/ready` on `port`, failing with its log when it exits or takes too long.
+fn wait_ready(istiod: &mut Proc, port: u16, name: &str) {
     let log = istiod.log.clone();
     wait_for(
-        &format!("{}'s istiod to be ready", k.name),
+        &format!("{name}'s istiod to be ready"),
         Duration::from_secs(180),
         || {
             istiod.assert_running();
-            http::get(http_port, "/ready")
+            http::get(port, "/ready")
                 .ok()
                 .filter(|r| r.status == 200)
                 .map(|_| ())
         },
         || crate::procs::tail_of(&log, 20),
     );
-    (istiod, http_port, grpc)
 }
 
 /// The trust anchors istiod hands a sidecar in namespace prod (PCDS), one PEM text each.
 pub fn pcds_anchors(bins: &Bins, grpc: u16) -> Vec<String> {
-    let out = std::process::Command::new(bins.bin("xdsclient"))
-        .arg(format!("--addr=127.0.0.1:{grpc}"))
-        .args(["--namespace=prod", "--pcds"])
-        .output()
-        .expect("xdsclient");
-    assert!(
-        out.status.success(),
-        "xdsclient: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("xdsclient JSON");
+    let v = xds_client(&bins.bin("xdsclient"), grpc, &["--pcds"]);
     v["trustBundle"]
         .as_array()
         .map(|l| {
@@ -460,6 +432,22 @@ pub fn pcds_anchors(bins: &Bins, grpc: u16) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The xDS client posing as a sidecar in namespace prod against istiod's gRPC port: its JSON.
+fn xds_client(bin: &Path, grpc: u16, args: &[&str]) -> Value {
+    let out = std::process::Command::new(bin)
+        .arg(format!("--addr=127.0.0.1:{grpc}"))
+        .arg("--namespace=prod")
+        .args(args)
+        .output()
+        .expect("xdsclient");
+    assert!(
+        out.status.success(),
+        "xdsclient: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("xdsclient JSON")
 }
 
 fn start_istiod(bins: &Bins, k: &Kube, dir: &Path) -> (Proc, u16, u16) {

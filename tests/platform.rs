@@ -94,15 +94,12 @@ fn imported_host(from: &Cluster) -> String {
 /// The ServiceEntry importing `peer`'s exported service, once it points at `peer`'s gateway.
 fn service_entry_for(c: &Cluster, peer: &Cluster) -> Option<Value> {
     let host = imported_host(peer);
-    c.kube
-        .list("serviceentries.networking.istio.io", c.spec.fed_ns)
-        .into_iter()
-        .find(|se| {
-            se["spec"]["hosts"] == json!([host])
-                && se["spec"]["endpoints"]
-                    .as_array()
-                    .is_some_and(|e| e.iter().any(|e| e["address"] == peer.spec.gateway_ip))
-        })
+    c.service_entries().into_iter().find(|se| {
+        se["spec"]["hosts"] == json!([host])
+            && se["spec"]["endpoints"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["address"] == peer.spec.gateway_ip))
+    })
 }
 
 /// Whether `c`'s trust bundle (the object its mode writes) holds `peer`'s root.
@@ -165,13 +162,10 @@ fn assert_imported(c: &Cluster, peer: &Cluster) {
         ),
         CONVERGE,
         || {
-            c.kube
-                .list("destinationrules.networking.istio.io", c.spec.fed_ns)
-                .into_iter()
-                .find(|dr| {
-                    dr["spec"]["host"] == host.as_str()
-                        && dr["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
-                })
+            c.destination_rules().into_iter().find(|dr| {
+                dr["spec"]["host"] == host.as_str()
+                    && dr["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+            })
         },
         || explain(c),
     );
@@ -813,9 +807,7 @@ fn rotation(a: &Cluster, b: &mut Cluster) {
 /// imported once and B's root trusted once.
 fn crash(a: &mut Cluster, b: &Cluster) {
     let imported_hosts = |a: &Cluster| {
-        let ses = a
-            .kube
-            .list("serviceentries.networking.istio.io", a.spec.fed_ns);
+        let ses = a.service_entries();
         let mut hosts: Vec<String> = ses
             .iter()
             .flat_map(|se| se["spec"]["hosts"].as_array().cloned().unwrap_or_default())
@@ -825,10 +817,7 @@ fn crash(a: &mut Cluster, b: &Cluster) {
         hosts
     };
     let mut want = imported_hosts(a);
-    let drs_before = a
-        .kube
-        .list("destinationrules.networking.istio.io", a.spec.fed_ns)
-        .len();
+    let drs_before = a.destination_rules().len();
     let runs = a
         .operator
         .log_text()
@@ -858,9 +847,7 @@ fn crash(a: &mut Cluster, b: &Cluster) {
         &format!("a: {host} imported after the crash"),
         CONVERGE,
         || {
-            let ses = a
-                .kube
-                .list("serviceentries.networking.istio.io", a.spec.fed_ns);
+            let ses = a.service_entries();
             ses.iter()
                 .any(|se| se["spec"]["hosts"] == json!([host.as_str()]))
                 .then_some(())
@@ -875,9 +862,7 @@ fn crash(a: &mut Cluster, b: &Cluster) {
         want,
         "a: hosts after the crash (each once)"
     );
-    let drs = a
-        .kube
-        .list("destinationrules.networking.istio.io", a.spec.fed_ns);
+    let drs = a.destination_rules();
     assert_eq!(
         drs.len(),
         drs_before + 1,
@@ -944,9 +929,7 @@ fn removal(a: &mut Cluster, b: &mut Cluster) {
         &format!("a: {host} gone from the API server and istiod's registry"),
         CONVERGE,
         || {
-            let ses = a
-                .kube
-                .list("serviceentries.networking.istio.io", a.spec.fed_ns);
+            let ses = a.service_entries();
             let gone = !ses
                 .iter()
                 .any(|se| se["spec"]["hosts"] == json!([host.as_str()]));
@@ -972,12 +955,8 @@ fn removal(a: &mut Cluster, b: &mut Cluster) {
         "a: b's imports and root gone after its IstioFederation was deleted",
         CONVERGE,
         || {
-            let ses = a
-                .kube
-                .list("serviceentries.networking.istio.io", a.spec.fed_ns);
-            let drs = a
-                .kube
-                .list("destinationrules.networking.istio.io", a.spec.fed_ns);
+            let ses = a.service_entries();
+            let drs = a.destination_rules();
             (ses.len() == 1 && drs.is_empty() && !trusts(a, b)).then_some(())
         },
         || explain(a),
@@ -1003,12 +982,8 @@ fn removal(a: &mut Cluster, b: &mut Cluster) {
         "b: every import and a's root gone with federation disabled",
         CONVERGE,
         || {
-            let ses = b
-                .kube
-                .list("serviceentries.networking.istio.io", b.spec.fed_ns);
-            let drs = b
-                .kube
-                .list("destinationrules.networking.istio.io", b.spec.fed_ns);
+            let ses = b.service_entries();
+            let drs = b.destination_rules();
             (ses.is_empty() && drs.is_empty() && !trusts(b, a)).then_some(())
         },
         || explain(b),

@@ -93,8 +93,7 @@ fn assert_imported(a: &Cluster, nginx: &Nginx) {
         &format!("a: a ServiceEntry for {host} at the Deckhouse peer's gateway"),
         CONVERGE,
         || {
-            a.kube
-                .list("serviceentries.networking.istio.io", a.spec.fed_ns)
+            a.service_entries()
                 .into_iter()
                 .find(|se| se["spec"]["hosts"] == json!([host]))
         },

@@ -240,6 +240,18 @@ impl Cluster {
         ));
     }
 
+    /// The ServiceEntries in the hook's namespace, as the API server has them.
+    pub fn service_entries(&self) -> Vec<Value> {
+        self.kube
+            .list("serviceentries.networking.istio.io", self.spec.fed_ns)
+    }
+
+    /// The DestinationRules in the hook's namespace, as the API server has them.
+    pub fn destination_rules(&self) -> Vec<Value> {
+        self.kube
+            .list("destinationrules.networking.istio.io", self.spec.fed_ns)
+    }
+
     /// shell-operator's error lines (a refused write appears here with the API server's text).
     pub fn operator_errors(&self) -> String {
         let text = self.operator.log_text();

@@ -7,8 +7,7 @@
 mod common;
 mod support;
 
-use base64::Engine;
-use common::{ndjson, run_hook, Store};
+use common::{cert, ndjson, run_hook, Store};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,15 +15,6 @@ use std::time::Duration;
 use support::pki::{self, Ca, SigningKeys};
 use support::server::Route;
 use support::Peer;
-
-fn cert(name: &str) -> String {
-    std::fs::read_to_string(
-        common::root()
-            .join("testdata/certs")
-            .join(format!("{name}.pem")),
-    )
-    .unwrap()
-}
 
 /// A root of the Go-oracle corpus (testdata/go-oracle/roots, see tests/go_oracle.rs).
 fn oracle_root(name: &str) -> String {
@@ -37,10 +27,6 @@ fn oracle_root(name: &str) -> String {
 }
 
 use support::odd_roots::ODD_ROOTS;
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 fn base_env() -> Vec<(String, String)> {
     vec![
@@ -75,25 +61,11 @@ fn healthy(
             cert("deckhouse-fixture-pub"),
         ),
     };
-    let mut s = Store::default();
-    s.objects.insert("federations".into(), vec![fed]);
-    s.objects.insert(
-        "authn_keypair".into(),
-        vec![json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d8-remote-authn-keypair", "namespace": "d8-istio"},
-            "data": {"priv.pem": b64(&privk), "pub.pem": b64(&pubk)}})],
+    let mut s = Store::offline(
+        vec![fed],
+        common::mesh_config_map("trustDomain: my.cluster\n"),
+        (&privk, &pubk),
     );
-    s.objects.insert(
-        "trust_bundle".into(),
-        vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "d8-istio", "resourceVersion": "1"},
-            "data": {"mesh": "trustDomain: my.cluster\n"}})],
-    );
-    s.objects.insert(
-        "local_root_ca".into(),
-        vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio-ca-root-cert", "namespace": "d8-istio"},
-            "data": {"root-cert.pem": cert("local-root")}})],
-    );
-    s.objects.insert("service_entries".into(), vec![]);
-    s.objects.insert("destination_rules".into(), vec![]);
     let r = run_hook(
         &s.binding_context("refresh_remote_metadata").to_string(),
         &base_env(),

@@ -28,7 +28,7 @@ mod kube;
 mod procs;
 
 use base64::Engine;
-use common::{ndjson, run_hook, Store};
+use common::{cert, ndjson, run_hook, Store};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use support::pki::{self, Ca, SigningKeys};
@@ -39,15 +39,6 @@ const BUDGET: usize = 900 * 1024;
 const ANNOTATION: &str = "federation.istio.deckhouse.io/managed-trust-entries";
 const DAY: i64 = 24 * 3600;
 const T0: i64 = 1_798_761_600; // 2027-01-01T00:00:00Z, common::NOW
-
-fn cert(name: &str) -> String {
-    std::fs::read_to_string(
-        common::root()
-            .join("testdata/certs")
-            .join(format!("{name}.pem")),
-    )
-    .unwrap()
-}
 
 fn der(pem: &str) -> Vec<u8> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
@@ -138,22 +129,11 @@ fn padded_to(mut cm: Value, free: usize) -> Value {
 }
 
 fn store(feds: Vec<Value>, mesh: Value) -> Store {
-    let mut s = Store::default();
-    s.objects.insert("federations".into(), feds);
-    s.objects.insert(
-        "authn_keypair".into(),
-        vec![json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d8-remote-authn-keypair", "namespace": "d8-istio"},
-            "data": {"priv.pem": b64(&cert("deckhouse-fixture-priv")), "pub.pem": b64(&cert("deckhouse-fixture-pub"))}})],
+    let keys = (
+        cert("deckhouse-fixture-priv"),
+        cert("deckhouse-fixture-pub"),
     );
-    s.objects.insert("trust_bundle".into(), vec![mesh]);
-    s.objects.insert(
-        "local_root_ca".into(),
-        vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio-ca-root-cert", "namespace": "d8-istio"},
-            "data": {"root-cert.pem": cert("local-root")}})],
-    );
-    s.objects.insert("service_entries".into(), vec![]);
-    s.objects.insert("destination_rules".into(), vec![]);
-    s
+    Store::offline(feds, mesh, (&keys.0, &keys.1))
 }
 
 /// Runs the hook on the store's snapshots and applies what it emits; returns the operations.

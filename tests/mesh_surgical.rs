@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::cert;
 use common::go_yaml::go_read;
 
 use istio_federation_hook::discovery::trust::trust_bundle::{self, TrustEntry};
@@ -108,11 +109,6 @@ const CASES: &[Case] = &[
         round_trip: false,
     },
 ];
-
-fn cert(name: &str) -> String {
-    std::fs::read_to_string(common::root().join(format!("testdata/certs/{name}.pem")))
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 fn entry(td: &str, name: &str) -> TrustEntry {
     TrustEntry {

@@ -10,18 +10,9 @@
 
 mod common;
 
-use base64::Engine;
 use common::go_yaml::go_read;
-use common::{ndjson, run_hook, Store};
+use common::{cert, ndjson, run_hook, Store};
 use serde_json::{json, Value};
-
-fn cert(name: &str) -> String {
-    std::fs::read_to_string(common::root().join(format!("testdata/certs/{name}.pem"))).unwrap()
-}
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 fn env(enabled: bool) -> Vec<(String, String)> {
     vec![
@@ -48,27 +39,15 @@ fn federation(root: &str) -> Value {
 
 /// A cluster with federation `b` and this mesh text.
 fn cluster(mesh: &str) -> Store {
-    let mut s = Store::default();
-    s.objects
-        .insert("federations".into(), vec![federation("peer-b-root")]);
-    s.objects.insert(
-        "authn_keypair".into(),
-        vec![json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d8-remote-authn-keypair", "namespace": "d8-istio"},
-            "data": {"priv.pem": b64(&cert("deckhouse-fixture-priv")), "pub.pem": b64(&cert("deckhouse-fixture-pub"))}})],
+    let keys = (
+        cert("deckhouse-fixture-priv"),
+        cert("deckhouse-fixture-pub"),
     );
-    s.objects.insert(
-        "trust_bundle".into(),
-        vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "d8-istio", "resourceVersion": "1"},
-            "data": {"mesh": mesh}})],
-    );
-    s.objects.insert(
-        "local_root_ca".into(),
-        vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio-ca-root-cert", "namespace": "d8-istio"},
-            "data": {"root-cert.pem": cert("local-root")}})],
-    );
-    s.objects.insert("service_entries".into(), vec![]);
-    s.objects.insert("destination_rules".into(), vec![]);
-    s
+    Store::offline(
+        vec![federation("peer-b-root")],
+        common::mesh_config_map(mesh),
+        (&keys.0, &keys.1),
+    )
 }
 
 /// Runs the hook once over the store and applies what it wrote; returns the operations.

@@ -40,7 +40,8 @@ pub fn target_dir() -> std::path::PathBuf {
 /// The pinned clock of the golden cases (the test certificates are dated against it).
 pub const NOW: &str = "2027-01-01T00:00:00Z";
 
-fn cert_file(name: &str) -> String {
+/// testdata/certs/`name`.pem.
+pub fn cert(name: &str) -> String {
     let p = root().join("testdata/certs").join(format!("{name}.pem"));
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
@@ -54,7 +55,7 @@ fn der_of(pem: &str) -> Vec<u8> {
 
 /// SHA-256 of the first PEM block's DER, hex (independent of the product's own code).
 pub fn fingerprint_of(name: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, &der_of(&cert_file(name)));
+    let d = ring::digest::digest(&ring::digest::SHA256, &der_of(&cert(name)));
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -78,7 +79,7 @@ pub fn expand(text: &str, case_dir: &Path, json: bool) -> String {
         let (kind, arg) = after[..end].split_once(':').expect("placeholder kind:arg");
         let inserted = match kind {
             "pem" => {
-                let p = cert_file(arg);
+                let p = cert(arg);
                 if json {
                     json_escape(&p)
                 } else {
@@ -87,12 +88,12 @@ pub fn expand(text: &str, case_dir: &Path, json: bool) -> String {
             }
             "pem-indent4" | "pem-indent6" => {
                 let indent = if kind == "pem-indent4" { 4 } else { 6 };
-                cert_file(arg)
+                cert(arg)
                     .lines()
                     .map(|l| format!("{:indent$}{l}\n", ""))
                     .collect()
             }
-            "b64" => base64::engine::general_purpose::STANDARD.encode(cert_file(arg)),
+            "b64" => base64::engine::general_purpose::STANDARD.encode(cert(arg)),
             "fp" => fingerprint_of(arg),
             // `{{repeat:N:text}}`: text N times (large inputs without large files).
             "repeat" => {
@@ -140,7 +141,7 @@ pub fn contract(text: &str) -> String {
         .collect();
     names.sort();
     for n in &names {
-        let pem = cert_file(n);
+        let pem = cert(n);
         out = out.replace(&json_escape(&pem), &format!("{{{{pem:{n}}}}}"));
         if pem.contains("CERTIFICATE") {
             out = out.replace(&fingerprint_of(n), &format!("{{{{fp:{n}}}}}"));
@@ -400,7 +401,40 @@ pub struct OnePeer<'a> {
     pub public_pem: &'a str,
 }
 
+/// The mesh-config ConfigMap d8-istio/istio with `mesh` as its text.
+pub fn mesh_config_map(mesh: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "d8-istio", "resourceVersion": "1"},
+        "data": {"mesh": mesh}})
+}
+
 impl Store {
+    /// A cluster of offline tests: `feds`, the trust-bundle object `trust_bundle`, our key pair
+    /// (`priv.pem`, `pub.pem` texts), the local root of testdata/certs, and no ServiceEntry or
+    /// DestinationRule yet.
+    pub fn offline(
+        feds: Vec<Value>,
+        trust_bundle: Value,
+        (private, public): (&str, &str),
+    ) -> Store {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let mut s = Store::default();
+        s.objects.insert("federations".into(), feds);
+        s.objects.insert(
+            "authn_keypair".into(),
+            vec![json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d8-remote-authn-keypair", "namespace": "d8-istio"},
+                "data": {"priv.pem": b64(private), "pub.pem": b64(public)}})],
+        );
+        s.objects.insert("trust_bundle".into(), vec![trust_bundle]);
+        s.objects.insert(
+            "local_root_ca".into(),
+            vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio-ca-root-cert", "namespace": "d8-istio"},
+                "data": {"root-cert.pem": cert("local-root")}})],
+        );
+        s.objects.insert("service_entries".into(), vec![]);
+        s.objects.insert("destination_rules".into(), vec![]);
+        s
+    }
+
     /// A cluster federated with one peer (IstioFederation `cluster-b`), our key pair, a mesh
     /// config without entries, no local root, and no ServiceEntry or DestinationRule yet.
     pub fn one_peer(p: &OnePeer) -> Store {

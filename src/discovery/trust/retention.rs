@@ -382,6 +382,10 @@ fn ended_records(
     (published, distrust): (&BTreeSet<String>, &BTreeSet<String>),
     cx: &Context,
 ) -> Vec<RetiredRoot> {
+    // Most runs retire nothing and hold no record: no need to read the cached roots.
+    if stored.is_empty() && gone.is_empty() {
+        return Vec::new();
+    }
     let own = cx.own;
     let secs = i64::try_from(cx.retention.as_secs()).unwrap_or(i64::MAX);
     let Some(cached) = cached_root_ca(fed) else {

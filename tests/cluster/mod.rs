@@ -7,9 +7,8 @@
 
 use crate::common::{bin, check_operations, ndjson, run_hook_with, snapshot_items, Store};
 use crate::support::pki::{self, Ca};
-use base64::Engine;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -213,27 +212,8 @@ impl Cluster {
             return;
         };
         self.generation += 1;
-        let dir: &Path = self.metadata_dir.path();
-        let gen_dir = dir.join(format!("..2026_11_22_00_00_00.{}", self.generation));
-        std::fs::create_dir(&gen_dir).expect("gen dir");
         let data = secret["data"].as_object().cloned().unwrap_or_default();
-        for (k, v) in &data {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(v.as_str().unwrap_or(""))
-                .expect("base64");
-            std::fs::write(gen_dir.join(k), bytes).expect("write key");
-        }
-        let tmp_link: PathBuf = dir.join("..data_tmp");
-        let _ = std::fs::remove_file(&tmp_link);
-        std::os::unix::fs::symlink(gen_dir.file_name().expect("name"), &tmp_link).expect("symlink");
-        std::fs::rename(&tmp_link, dir.join("..data")).expect("atomic swap");
-        for k in data.keys() {
-            let link = dir.join(k);
-            if std::fs::symlink_metadata(&link).is_err() {
-                std::os::unix::fs::symlink(Path::new("..data").join(k), &link)
-                    .expect("key symlink");
-            }
-        }
+        crate::support::mount::mount(self.metadata_dir.path(), &data, self.generation.into());
     }
 
     /// Runs the hook, applies its patches to the store and returns them.

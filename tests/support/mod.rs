@@ -5,6 +5,7 @@
 //! Not every helper is used by every test binary.
 #![allow(dead_code)]
 
+pub mod mount;
 pub mod nginx;
 pub mod odd_roots;
 pub mod pki;

@@ -23,6 +23,27 @@ fn config_with(env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// `jq -c filter` on `input`, as shell-operator applies a binding's `jqFilter`: its output.
+fn jq(filter: &str, input: &str) -> String {
+    let out = Command::new("jq")
+        .args(["-c", filter])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(input.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("jq is installed (apt-get install jq)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn config_validates_against_the_shell_operator_schema_in_both_modes() {
     let validator = config_validator();
@@ -154,26 +175,12 @@ fn federations_filter_delivers_the_operators_annotations() {
         .expect("federations binding");
     let filter = binding["jqFilter"].as_str().unwrap();
     let run = |annotations: &str| -> String {
-        let fed = format!(
-            r#"{{"metadata": {{"name": "b", "annotations": {annotations}}}, "spec": {{"trustDomain": "b.local"}}}}"#
-        );
-        let out = Command::new("jq")
-            .args(["-c", filter])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write as _;
-                c.stdin.take().unwrap().write_all(fed.as_bytes())?;
-                c.wait_with_output()
-            })
-            .expect("jq is installed (apt-get install jq)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        jq(
+            filter,
+            &format!(
+                r#"{{"metadata": {{"name": "b", "annotations": {annotations}}}, "spec": {{"trustDomain": "b.local"}}}}"#
+            ),
+        )
     };
     let none = run("{}");
     for key in [
@@ -205,25 +212,7 @@ fn export_public_services_filter_delivers_the_export_to_annotation() {
         .find(|b| b["name"] == "public_services")
         .expect("public_services binding");
     let filter = binding["jqFilter"].as_str().unwrap();
-    let run = |svc: &str| -> Value {
-        let out = Command::new("jq")
-            .args(["-c", filter])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write as _;
-                c.stdin.take().unwrap().write_all(svc.as_bytes())?;
-                c.wait_with_output()
-            })
-            .expect("jq is installed (apt-get install jq)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let run = |svc: &str| -> Value { serde_json::from_str(&jq(filter, svc)).unwrap() };
     let with = run(
         r#"{"metadata": {"name": "db", "annotations": {"federation.istio.deckhouse.io/export-to": "b.local, c.local", "other": "x"}}, "spec": {"ports": []}}"#,
     );

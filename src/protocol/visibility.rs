@@ -155,6 +155,16 @@ impl PeerViews {
                 })?;
             restricted.insert(host.clone(), uuids);
         }
+        // Nothing restricted (what export writes until a Service is): every peer gets
+        // federation.json as it is, so there is nothing to prepare.
+        if restricted.is_empty() {
+            return Ok(PeerViews {
+                before: String::new(),
+                after: String::new(),
+                services: Vec::new(),
+                restricted,
+            });
+        }
         let mut doc: Map<String, Value> = serde_json::from_slice(federation_json).map_err(|e| {
             format!("federation.json is not a JSON object, so restricted services cannot be filtered: {e}")
         })?;
@@ -401,6 +411,10 @@ mod tests {
                 PeerViews::new(bad.as_bytes(), vis.as_bytes()).is_err(),
                 "{bad}"
             );
+            // With nothing restricted there is nothing to filter: served as it is.
+            let none = render(&bad, &restricted(&[]));
+            let views = PeerViews::new(bad.as_bytes(), none.as_bytes()).unwrap();
+            assert_eq!(views.view("u1"), View::Complete, "{bad}");
         }
     }
 }
